@@ -1,0 +1,165 @@
+//! Builds the running server: store, services, background workers and the HTTP listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api;
+use crate::api::ws::{Acks, CloseReason, Hub};
+use crate::config::Config;
+use crate::core::auth::TokenIssuer;
+use crate::core::clock::SharedClock;
+use crate::core::events::{Consumer, run_consumer};
+use crate::core::metrics::Metrics;
+use crate::core::store::Store;
+use crate::domains;
+use crate::domains::user::external::ExternalVerifier;
+use crate::domains::user::presence::{self, Presence};
+
+/// The store file inside the data directory.
+pub const STORE_FILE: &str = "duet.redb";
+/// How often presence grace periods are checked.
+const PRESENCE_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything a request handler or worker needs, shared.
+pub struct Ctx {
+    pub config: Config,
+    pub store: Store,
+    pub tokens: TokenIssuer,
+    pub external: Option<ExternalVerifier>,
+    pub metrics: Arc<Metrics>,
+    pub presence: Arc<Presence>,
+    pub hub: Hub,
+    pub acks: Acks,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Ctx {
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// Opens the store of a data directory (creating it), without starting a server: used by the
+/// server and by offline CLI commands alike.
+pub fn open_store(config: &Config, clock: SharedClock, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
+    let dir = &config.server.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let path = dir.join(STORE_FILE);
+    Store::open(&path, domains::TABLES, clock, metrics)
+        .with_context(|| format!("opening the store {}", path.display()))
+}
+
+/// A running server.
+pub struct App {
+    pub ctx: Arc<Ctx>,
+    pub addr: SocketAddr,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+    stop_listening: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl App {
+    /// Opens the data directory, starts the workers and listens on `config.server.listen`
+    /// (port 0 picks a free port; see [`App::addr`]).
+    pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<App> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let store = open_store(&config, clock.clone(), metrics.clone())?;
+        let reset = presence::reset_after_restart(&store)?;
+        if reset > 0 {
+            tracing::info!(users = reset, "set offline the users who were online before the restart");
+        }
+        let tokens = TokenIssuer::load_or_create(
+            &config.signing_key_path(),
+            &config.auth.issuer,
+            config.auth.access_token_ttl_secs,
+        )?;
+        let external = if config.auth.external.enabled {
+            Some(ExternalVerifier::new(&config.auth.external, clock.now_ms()).await?)
+        } else {
+            None
+        };
+        let presence = Presence::start(store.clone(), config.presence.offline_grace_secs, metrics.clone());
+        let (shutdown, _) = watch::channel(false);
+        let listen = config.listen_addr()?;
+        let ctx = Arc::new(Ctx {
+            config,
+            store,
+            tokens,
+            external,
+            metrics,
+            presence,
+            hub: Hub::default(),
+            acks: Acks::default(),
+            shutdown,
+        });
+
+        let mut workers = Vec::new();
+        workers.push(tokio::spawn(api::ws::run_dispatcher(ctx.clone(), ctx.shutdown_signal())));
+        workers.push(tokio::spawn(sweep_presence(ctx.clone())));
+
+        let acceptor = TcpListener::bind(listen)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .context("the listener has no address")?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let grace = Duration::from_secs(ctx.config.server.shutdown_grace_secs);
+        let routes = api::routes(ctx.clone());
+        let server = tokio::spawn(async move {
+            poem::Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(routes, async move { let _ = stop_rx.await; }, Some(grace))
+                .await
+        });
+        tracing::info!(%addr, "duet is listening");
+        Ok(App { ctx, addr, server, workers, stop_listening: Some(stop_tx) })
+    }
+
+    /// Runs a durable event-log consumer until the app stops.
+    pub fn spawn_consumer<C: Consumer>(&mut self, consumer: Arc<C>) {
+        let store = self.ctx.store.clone();
+        self.workers.push(tokio::spawn(run_consumer(store, consumer, self.ctx.shutdown_signal())));
+    }
+
+    /// Graceful stop: refuse new work, close WebSockets with going-away, let in-flight requests
+    /// finish (up to the grace period), stop the workers. Every acknowledged write is already
+    /// durable, so nothing else needs flushing.
+    pub async fn shutdown(mut self) {
+        self.ctx.shutdown.send_replace(true);
+        self.ctx.hub.close_all(CloseReason::ShuttingDown);
+        if let Some(stop) = self.stop_listening.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = (&mut self.server).await {
+            tracing::warn!(error = %e, "the server task ended badly");
+        }
+        for w in self.workers.drain(..) {
+            w.abort();
+            let _ = w.await;
+        }
+    }
+}
+
+async fn sweep_presence(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(PRESENCE_SWEEP_EVERY);
+    let mut stop = ctx.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => ctx.presence.sweep().await,
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The `duet` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, App};
+use crate::config::Config;
+use crate::core::auth::Role;
+use crate::core::clock::{SharedClock, SystemClock};
+use crate::core::metrics::Metrics;
+
+#[derive(Parser)]
+#[command(name = "duet", version, about = "The Duet backend server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// A TOML config file (see config/duet.toml); DUET_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides server.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Overrides server.listen (host:port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Administrative tasks on a data directory, with the server stopped.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an account with email and password and give it a role (or update an existing
+    /// one): how the first admin is made.
+    Create {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("duet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", crate::api::spec_json());
+            Ok(())
+        }
+        Command::Serve { config, data_dir, listen } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(d) = data_dir {
+                cfg.server.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            cfg.validate()?;
+            init_tracing(&cfg);
+            install_crypto_provider();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(serve(cfg))
+        }
+        Command::Admin { command: AdminCommand::Create { data_dir, email, password, role } } => {
+            let role = Role::parse(&role).map_err(|e| anyhow::anyhow!("--role: {}", e.detail))?;
+            let mut cfg = Config::load(None)?;
+            cfg.server.data_dir = data_dir;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let store = rt.block_on(async {
+                app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new()))
+            })?;
+            let user_id = rt
+                .block_on(async {
+                    tokio::task::spawn_blocking(move || {
+                        crate::domains::user::bootstrap_account(&store, &email, &password, role)
+                    })
+                    .await
+                })?
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.detail))?;
+            println!("{user_id}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let app = App::start(cfg, clock).await?;
+    wait_for_signal().await;
+    tracing::info!("stopping: closing connections and finishing requests");
+    app.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// rustls needs one process-wide crypto provider; ring keeps the build free of aws-lc.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

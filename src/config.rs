@@ -1,0 +1,308 @@
+//! Configuration: embedded defaults, then a TOML file, then `DUET_`-prefixed environment
+//! variables (`DUET_SERVER__LISTEN=0.0.0.0:8080`: sections joined by a double underscore).
+//! Everything is validated at load; an invalid value stops startup with the key and the reason.
+//! `config/duet.toml` documents every key with its default, and a test keeps it in step with
+//! [`Config::default`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub ws: WsConfig,
+    pub presence: PresenceConfig,
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Where `duet.redb`, the signing key and media live.
+    pub data_dir: PathBuf,
+    /// Largest accepted request body.
+    pub body_bytes_max: usize,
+    /// On SIGTERM, how long in-flight requests may take before the process exits anyway.
+    pub shutdown_grace_secs: u64,
+    /// Header that carries the client address when Duet runs behind a proxy or CDN
+    /// (e.g. `cf-connecting-ip`, `x-forwarded-for`). Empty: use the socket's peer address.
+    pub client_ip_header: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `duet=debug,poem=info`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `iss` of the tokens Duet issues.
+    pub issuer: String,
+    /// Lifetime of access tokens; at most 900 (15 minutes).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a session's refresh token since its last use.
+    pub refresh_token_ttl_days: u64,
+    /// PKCS#8 PEM Ed25519 key that signs access tokens. Empty: `<data_dir>/signing-key.pem`,
+    /// created on first start.
+    pub signing_key_file: String,
+    pub throttle: ThrottleConfig,
+    pub external: ExternalIdpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Failed sign-ins per account within the window before it is throttled.
+    pub account_failures_max: u32,
+    /// Failed sign-ins per client address within the window before it is throttled.
+    pub address_failures_max: u32,
+    pub window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalIdpConfig {
+    /// Accept Firebase-compatible ID tokens on `POST /v1/auth/external`.
+    pub enabled: bool,
+    /// The Firebase project id: `aud`, and `iss` = `https://securetoken.google.com/<project>`.
+    pub project_id: String,
+    /// A JWKS file with the provider's public keys. One of `jwks_file` and `jwks_url`.
+    pub jwks_file: String,
+    /// A JWKS URL, fetched at start and again after `jwks_refresh_secs` or on an unknown `kid`.
+    pub jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    /// Allowed clock skew for `exp`, `iat` and `auth_time`.
+    pub leeway_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// Without a bearer header, the `auth` frame must arrive within this time.
+    pub auth_deadline_secs: u64,
+    /// A connection that sends nothing (no frame, no ping) for this long is closed.
+    pub heartbeat_timeout_secs: u64,
+    /// Frames waiting to be sent to one client; a client that lets it fill up is closed.
+    pub outbound_queue_max: usize,
+    /// Largest accepted incoming frame.
+    pub frame_bytes_max: usize,
+    /// Malformed or refused frames tolerated before the connection is closed.
+    pub bad_frames_max: u32,
+    /// Events replayed at most on one resume; older gaps need a full refetch over REST.
+    pub replay_events_max: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// A user stays online this long after their last connection is gone.
+    pub offline_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Largest page of `GET /v1/admin/events`.
+    pub query_limit_max: u32,
+    /// Log rows one admin query may scan while filtering.
+    pub query_scan_max: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            ws: WsConfig::default(),
+            presence: PresenceConfig::default(),
+            events: EventsConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            body_bytes_max: 1024 * 1024,
+            shutdown_grace_secs: 10,
+            client_ip_header: String::new(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "text".into(), level: "info".into() }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            issuer: "duet".into(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_days: 60,
+            signing_key_file: String::new(),
+            throttle: ThrottleConfig::default(),
+            external: ExternalIdpConfig::default(),
+        }
+    }
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig { account_failures_max: 5, address_failures_max: 30, window_secs: 900 }
+    }
+}
+
+impl Default for ExternalIdpConfig {
+    fn default() -> Self {
+        ExternalIdpConfig {
+            enabled: false,
+            project_id: String::new(),
+            jwks_file: String::new(),
+            jwks_url: String::new(),
+            jwks_refresh_secs: 3600,
+            leeway_secs: 60,
+        }
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            auth_deadline_secs: 10,
+            heartbeat_timeout_secs: 60,
+            outbound_queue_max: 1024,
+            frame_bytes_max: 64 * 1024,
+            bad_frames_max: 5,
+            replay_events_max: 10_000,
+        }
+    }
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig { offline_grace_secs: 20 }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { query_limit_max: 500, query_scan_max: 100_000 }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), reason: reason.into() }
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `DUET_` environment variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(bad("--config", format!("{} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("DUET_").split("__"));
+        let config: Config = fig.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let key = if key.is_empty() { "config".to_owned() } else { key };
+            bad(&key, e.kind.to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.server.body_bytes_max < 1024 {
+            return Err(bad("server.body_bytes_max", "must be at least 1024"));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(bad("log.format", "must be `text` or `json`"));
+        }
+        if !(1..=900).contains(&self.auth.access_token_ttl_secs) {
+            return Err(bad("auth.access_token_ttl_secs", "must be between 1 and 900"));
+        }
+        if self.auth.refresh_token_ttl_days == 0 {
+            return Err(bad("auth.refresh_token_ttl_days", "must be at least 1"));
+        }
+        if self.auth.issuer.is_empty() {
+            return Err(bad("auth.issuer", "must not be empty"));
+        }
+        let t = &self.auth.throttle;
+        if t.account_failures_max == 0 || t.address_failures_max == 0 || t.window_secs == 0 {
+            return Err(bad("auth.throttle", "limits and window must be positive"));
+        }
+        let x = &self.auth.external;
+        if x.enabled {
+            if x.project_id.is_empty() {
+                return Err(bad("auth.external.project_id", "required when external is enabled"));
+            }
+            if x.jwks_file.is_empty() == x.jwks_url.is_empty() {
+                return Err(bad(
+                    "auth.external.jwks_file",
+                    "set exactly one of jwks_file and jwks_url when external is enabled",
+                ));
+            }
+        }
+        let w = &self.ws;
+        if w.outbound_queue_max == 0 {
+            return Err(bad("ws.outbound_queue_max", "must be positive"));
+        }
+        if w.frame_bytes_max < 256 {
+            return Err(bad("ws.frame_bytes_max", "must be at least 256"));
+        }
+        if w.heartbeat_timeout_secs == 0 || w.auth_deadline_secs == 0 {
+            return Err(bad("ws", "deadlines must be positive"));
+        }
+        if self.events.query_limit_max == 0 {
+            return Err(bad("events.query_limit_max", "must be positive"));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|_| bad("server.listen", format!("`{}` is not host:port", self.server.listen)))
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        if self.auth.signing_key_file.is_empty() {
+            self.server.data_dir.join("signing-key.pem")
+        } else {
+            PathBuf::from(&self.auth.signing_key_file)
+        }
+    }
+}

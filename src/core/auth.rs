@@ -1,0 +1,178 @@
+//! Access tokens: Duet signs its own short-lived JWTs with an Ed25519 key (EdDSA), kept in the
+//! data directory. Roles are not in the token: they live in redb and are read on every request,
+//! so a role change or a ban takes effect at once.
+
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::error::{AppError, AppResult};
+
+/// What a person is on the platform. Stored in redb, never trusted from a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Streamer,
+    Moderator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Streamer => "streamer",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> AppResult<Role> {
+        match s {
+            "user" => Ok(Role::User),
+            "streamer" => Ok(Role::Streamer),
+            "moderator" => Ok(Role::Moderator),
+            "admin" => Ok(Role::Admin),
+            other => Err(AppError::validation(format!(
+                "role `{other}` is not one of user, streamer, moderator, admin"
+            ))),
+        }
+    }
+}
+
+/// Who may call a route. Every route names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any signed-in, unbanned account.
+    Any,
+    /// Streamers only.
+    Streamer,
+    /// Moderators and admins.
+    Staff,
+    /// Admins only.
+    Admin,
+}
+
+impl Access {
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Any => true,
+            Access::Streamer => role == Role::Streamer,
+            Access::Staff => matches!(role, Role::Moderator | Role::Admin),
+            Access::Admin => role == Role::Admin,
+        }
+    }
+}
+
+/// The authenticated caller of a request or a WebSocket.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub session_id: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The session (refresh-token family) this token belongs to.
+    pub sid: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Signs and checks Duet's access tokens.
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    issuer: String,
+    ttl_secs: u64,
+}
+
+impl TokenIssuer {
+    /// Loads the key at `path`, creating it (mode 0600) on first start.
+    pub fn load_or_create(path: &Path, issuer: &str, ttl_secs: u64) -> anyhow::Result<Self> {
+        let key = if path.exists() {
+            let pem = std::fs::read_to_string(path)?;
+            SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: not a PKCS#8 Ed25519 key: {e}", path.display()))?
+        } else {
+            let mut seed = [0u8; 32];
+            rand::rng().fill_bytes(&mut seed);
+            let key = SigningKey::from_bytes(&seed);
+            let pem = key
+                .to_pkcs8_pem(Default::default())
+                .map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            write_private(path, pem.as_bytes())?;
+            tracing::info!(path = %path.display(), "created a new token signing key");
+            key
+        };
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
+        Ok(TokenIssuer {
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            decoding: DecodingKey::from_ed_der(key.verifying_key().as_bytes()),
+            issuer: issuer.to_owned(),
+            ttl_secs,
+        })
+    }
+
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    pub fn issue(&self, user_id: &str, session_id: &str, now_ms: i64) -> AppResult<String> {
+        let iat = now_ms / 1000;
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: user_id.to_owned(),
+            sid: session_id.to_owned(),
+            iat,
+            exp: iat + self.ttl_secs as i64,
+            jti: super::ids::new_id(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(AppError::internal)
+    }
+
+    /// Checks signature, issuer and expiry against the injected clock.
+    pub fn verify(&self, token: &str, now_ms: i64) -> AppResult<AccessClaims> {
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_issuer(&[&self.issuer]);
+        // Expiry is checked below against the injected clock, not the system clock.
+        v.validate_exp = false;
+        v.set_required_spec_claims(&["exp", "sub", "iss"]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &v)
+            .map_err(|_| AppError::unauthorized("the access token is not valid"))?;
+        if data.claims.exp * 1000 <= now_ms {
+            return Err(AppError::unauthorized("the access token has expired"));
+        }
+        Ok(data.claims)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}

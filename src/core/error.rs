@@ -1,0 +1,201 @@
+//! The one table of error codes shared by REST (problem+json) and the WebSocket (`error` frames).
+//!
+//! Clients branch on `code`, never on the human text, so a code once published never changes
+//! meaning. Adding a code is fine; renaming one is a breaking change.
+
+use std::fmt;
+
+use poem::http::StatusCode;
+
+/// A stable, machine-readable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// No valid credentials were presented.
+    Unauthorized,
+    /// The caller is authenticated but its role does not allow this.
+    Forbidden,
+    /// The account is banned; nothing but reading this error is allowed.
+    AccountBanned,
+    /// The thing asked for does not exist (or is not visible to the caller).
+    NotFound,
+    /// The request was well-formed but a value broke a rule.
+    ValidationFailed,
+    /// The body was not valid JSON or did not match the expected shape.
+    MalformedJson,
+    /// The body exceeded the configured limit.
+    PayloadTooLarge,
+    /// Too many requests; `Retry-After` says when to come back.
+    RateLimited,
+    /// Email and password (or device secret) did not match.
+    InvalidCredentials,
+    /// The email is already registered to another account.
+    EmailTaken,
+    /// A refresh token was presented twice: the session family is revoked.
+    RefreshTokenReused,
+    /// The state of the resource does not allow the operation.
+    Conflict,
+    /// The content type of the request is not accepted.
+    UnsupportedMediaType,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The server cannot take the request now (shutting down, overloaded).
+    Unavailable,
+    /// A bug or a storage failure; details are in the server log only.
+    Internal,
+}
+
+impl Code {
+    /// Every code, for documentation and tests.
+    pub const ALL: [Code; 16] = [
+        Code::Unauthorized,
+        Code::Forbidden,
+        Code::AccountBanned,
+        Code::NotFound,
+        Code::ValidationFailed,
+        Code::MalformedJson,
+        Code::PayloadTooLarge,
+        Code::RateLimited,
+        Code::InvalidCredentials,
+        Code::EmailTaken,
+        Code::RefreshTokenReused,
+        Code::Conflict,
+        Code::UnsupportedMediaType,
+        Code::MethodNotAllowed,
+        Code::Unavailable,
+        Code::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthorized => "unauthorized",
+            Code::Forbidden => "forbidden",
+            Code::AccountBanned => "account_banned",
+            Code::NotFound => "not_found",
+            Code::ValidationFailed => "validation_failed",
+            Code::MalformedJson => "malformed_json",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::RateLimited => "rate_limited",
+            Code::InvalidCredentials => "invalid_credentials",
+            Code::EmailTaken => "email_taken",
+            Code::RefreshTokenReused => "refresh_token_reused",
+            Code::Conflict => "conflict",
+            Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::Unauthorized | Code::InvalidCredentials | Code::RefreshTokenReused => {
+                StatusCode::UNAUTHORIZED
+            }
+            Code::Forbidden | Code::AccountBanned => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::ValidationFailed | Code::MalformedJson => StatusCode::BAD_REQUEST,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::EmailTaken | Code::Conflict => StatusCode::CONFLICT,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short human title, the same for every occurrence of the code.
+    pub fn title(self) -> &'static str {
+        match self {
+            Code::Unauthorized => "Authentication required",
+            Code::Forbidden => "Not allowed for this role",
+            Code::AccountBanned => "Account banned",
+            Code::NotFound => "Not found",
+            Code::ValidationFailed => "Validation failed",
+            Code::MalformedJson => "Malformed request body",
+            Code::PayloadTooLarge => "Request body too large",
+            Code::RateLimited => "Too many requests",
+            Code::InvalidCredentials => "Invalid credentials",
+            Code::EmailTaken => "Email already registered",
+            Code::RefreshTokenReused => "Refresh token reused",
+            Code::Conflict => "Conflict",
+            Code::UnsupportedMediaType => "Unsupported media type",
+            Code::MethodNotAllowed => "Method not allowed",
+            Code::Unavailable => "Service unavailable",
+            Code::Internal => "Internal error",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error every domain function returns. It carries its code, so the edges (REST, WebSocket,
+/// CLI) render it without knowing which domain raised it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct AppError {
+    pub code: Code,
+    pub detail: String,
+    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    pub retry_after_secs: Option<u64>,
+}
+
+impl AppError {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        AppError { code, detail: detail.into(), retry_after_secs: None }
+    }
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::new(Code::ValidationFailed, detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, detail)
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(Code::Unauthorized, detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(Code::Forbidden, detail)
+    }
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(Code::Conflict, detail)
+    }
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        AppError {
+            code: Code::RateLimited,
+            detail: format!("too many attempts; retry after {retry_after_secs} s"),
+            retry_after_secs: Some(retry_after_secs.max(1)),
+        }
+    }
+    /// An internal failure: the cause goes to the log, the client sees only the code.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(Code::Internal, "internal error; see the server log")
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+macro_rules! storage_error_into_internal {
+    ($($t:ty),* $(,)?) => {
+        $(impl From<$t> for AppError {
+            fn from(e: $t) -> Self {
+                AppError::internal(format_args!("storage: {e}"))
+            }
+        })*
+    };
+}
+
+storage_error_into_internal!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError,
+    rmp_serde::encode::Error,
+    rmp_serde::decode::Error,
+);

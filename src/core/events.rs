@@ -1,0 +1,347 @@
+//! The event log (the seed's `event_log`, the platform's ESB) and the bus that wakes its readers.
+//!
+//! Every domain event is appended by [`super::store::Tx::emit`] in the same write transaction as
+//! the change that caused it, under a gap-free increasing sequence number (the writer is single,
+//! so numbers are handed out in commit order). After the commit the bus broadcasts the events in
+//! order; durable consumers ([`run_consumer`]) read the log itself from their stored cursor, so
+//! they get every event at least once across restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+use super::error::AppResult;
+use super::store::{Store, dec, get, put};
+
+crate::tables! {
+    /// seq → Event.
+    EVENT_LOG: u64 => &[u8] = "event_log";
+    /// (subject user id, seq): events about a user, for the admin query.
+    EVENT_BY_SUBJECT: (&str, u64) => () = "event_by_subject";
+    /// (audience, seq): events a user's WebSocket may see; audience `*` is everyone.
+    EVENT_BY_AUDIENCE: (&str, u64) => () = "event_by_audience";
+    /// consumer name → last handled seq.
+    CONSUMER_CURSOR: &str => u64 = "consumer_cursor";
+}
+
+/// The audience key of events every connected client may read.
+pub const EVERYONE: &str = "*";
+
+/// Who may receive an event over the WebSocket. Events with no audience are still in the log
+/// (for consumers and admins) but are pushed to no client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "users")]
+pub enum Audience {
+    #[default]
+    Nobody,
+    Users(Vec<String>),
+    Everyone,
+}
+
+/// An event as a domain emits it.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// snake_case event type, e.g. `user_signed_up`.
+    pub kind: &'static str,
+    /// The user the event is about (for the admin query), if any.
+    pub subject: Option<String>,
+    /// The WebSocket topic it is delivered on, if any.
+    pub topic: Option<&'static str>,
+    pub audience: Audience,
+    /// The payload. It must hold only what every member of the audience may see.
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    /// An event about `subject`, kept in the log only.
+    pub fn about(kind: &'static str, subject: &str, data: serde_json::Value) -> Self {
+        NewEvent {
+            kind,
+            subject: Some(subject.to_owned()),
+            topic: None,
+            audience: Audience::Nobody,
+            data,
+        }
+    }
+
+    /// Also deliver it on `topic` to `audience`.
+    pub fn to(mut self, topic: &'static str, audience: Audience) -> Self {
+        self.topic = Some(topic);
+        self.audience = audience;
+        self
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at_ms: i64,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub audience: Audience,
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// Whether `user_id`'s connection may see this event.
+    pub fn is_for(&self, user_id: &str) -> bool {
+        match &self.audience {
+            Audience::Nobody => false,
+            Audience::Everyone => true,
+            Audience::Users(ids) => ids.iter().any(|u| u == user_id),
+        }
+    }
+}
+
+pub(crate) fn append(
+    txn: &WriteTransaction,
+    seq: u64,
+    at_ms: i64,
+    new: NewEvent,
+) -> AppResult<Event> {
+    let event = Event {
+        seq,
+        kind: new.kind.to_owned(),
+        at_ms,
+        subject: new.subject,
+        topic: new.topic.map(str::to_owned),
+        audience: new.audience,
+        data: new.data,
+    };
+    let mut log = txn.open_table(EVENT_LOG)?;
+    if log.get(seq)?.is_some() {
+        return Err(super::error::AppError::internal(format!("event seq {seq} already used")));
+    }
+    put(&mut log, seq, &event)?;
+    if let Some(subject) = &event.subject {
+        txn.open_table(EVENT_BY_SUBJECT)?.insert((subject.as_str(), seq), ())?;
+    }
+    let mut by_audience = txn.open_table(EVENT_BY_AUDIENCE)?;
+    match &event.audience {
+        Audience::Nobody => {}
+        Audience::Everyone => {
+            by_audience.insert((EVERYONE, seq), ())?;
+        }
+        Audience::Users(ids) => {
+            for id in ids {
+                by_audience.insert((id.as_str(), seq), ())?;
+            }
+        }
+    }
+    Ok(event)
+}
+
+pub(crate) fn head_seq(rtx: &ReadTransaction) -> AppResult<u64> {
+    let log = rtx.open_table(EVENT_LOG)?;
+    Ok(log.last()?.map(|(k, _)| k.value()).unwrap_or(0))
+}
+
+/// Events with `seq > after`, in order, at most `limit`.
+pub fn read_after(rtx: &ReadTransaction, after: u64, limit: usize) -> AppResult<Vec<Event>> {
+    let log = rtx.open_table(EVENT_LOG)?;
+    let mut out = Vec::new();
+    for row in log.range(after.saturating_add(1)..)?.take(limit) {
+        let (_, v) = row?;
+        out.push(dec(v.value())?);
+    }
+    Ok(out)
+}
+
+/// Events a user's connection may see on `topic` with `after < seq <= upto`, in order, at most
+/// `limit`: the WebSocket's replay on resume.
+pub fn read_for_user(
+    rtx: &ReadTransaction,
+    user_id: &str,
+    topic: &str,
+    after: u64,
+    upto: u64,
+    limit: usize,
+) -> AppResult<Vec<Event>> {
+    let log = rtx.open_table(EVENT_LOG)?;
+    let idx = rtx.open_table(EVENT_BY_AUDIENCE)?;
+    let from = after.saturating_add(1);
+    let mut seqs = Vec::new();
+    for key in [user_id, EVERYONE] {
+        for row in idx.range((key, from)..=(key, upto))? {
+            seqs.push(row?.0.value().1);
+        }
+    }
+    seqs.sort_unstable();
+    let mut out = Vec::new();
+    for seq in seqs {
+        if out.len() >= limit {
+            break;
+        }
+        if let Some(event) = get::<u64, Event>(&log, seq)?
+            && event.topic.as_deref() == Some(topic)
+        {
+            out.push(event);
+        }
+    }
+    Ok(out)
+}
+
+/// The admin query: filters by type and subject, pages by seq.
+pub fn query(
+    rtx: &ReadTransaction,
+    kind: Option<&str>,
+    subject: Option<&str>,
+    after: u64,
+    limit: usize,
+    scan_max: usize,
+) -> AppResult<Vec<Event>> {
+    let log = rtx.open_table(EVENT_LOG)?;
+    let mut out = Vec::new();
+    let keep = |e: &Event| kind.is_none_or(|k| e.kind == k);
+    match subject {
+        Some(subject) => {
+            let idx = rtx.open_table(EVENT_BY_SUBJECT)?;
+            let from = after.saturating_add(1);
+            for row in idx.range((subject, from)..=(subject, u64::MAX))?.take(scan_max) {
+                let seq = row?.0.value().1;
+                if let Some(e) = get::<u64, Event>(&log, seq)?
+                    && keep(&e)
+                {
+                    out.push(e);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        None => {
+            for row in log.range(after.saturating_add(1)..)?.take(scan_max) {
+                let e: Event = dec(row?.1.value())?;
+                if keep(&e) {
+                    out.push(e);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many committed events the broadcast keeps for slow live readers before they must read
+/// the log instead.
+pub const BUS_CAPACITY: usize = 16_384;
+
+/// Wakes readers after each commit.
+pub struct Bus {
+    live: broadcast::Sender<Arc<Event>>,
+    head: watch::Sender<u64>,
+}
+
+impl Bus {
+    pub fn new(head: u64) -> Bus {
+        let (live, _) = broadcast::channel(BUS_CAPACITY);
+        let (head, _) = watch::channel(head);
+        Bus { live, head }
+    }
+
+    pub(crate) fn publish(&self, events: Vec<Event>) {
+        let Some(last) = events.last().map(|e| e.seq) else { return };
+        for e in events {
+            // No receivers is fine: nobody is listening live.
+            let _ = self.live.send(Arc::new(e));
+        }
+        self.head.send_replace(last);
+    }
+
+    /// Committed events, live, in order. A receiver that falls behind by more than
+    /// [`BUS_CAPACITY`] gets `Lagged` and must read the missed range from the log.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live.subscribe()
+    }
+
+    /// The last committed sequence number, changing after each commit with events.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+/// A durable reader of the event log.
+pub trait Consumer: Send + Sync + 'static {
+    /// Unique, stable: the cursor is stored under it.
+    fn name(&self) -> &'static str;
+    /// Handles a batch, in order. It may see an event again after a crash, so it must be
+    /// idempotent. An error retries the same batch after a back-off.
+    fn handle(
+        &self,
+        events: Vec<Event>,
+    ) -> impl std::future::Future<Output = AppResult<()>> + Send;
+}
+
+/// How many events a consumer reads at once.
+pub const CONSUMER_BATCH_MAX: usize = 256;
+
+/// The stored cursor of a consumer.
+pub async fn cursor(store: &Store, name: &'static str) -> AppResult<u64> {
+    store
+        .read(move |rtx| {
+            let t = rtx.open_table(CONSUMER_CURSOR)?;
+            Ok(t.get(name)?.map(|v| v.value()).unwrap_or(0))
+        })
+        .await
+}
+
+/// Runs a consumer until `stop` turns true: reads from its cursor, handles, stores the cursor,
+/// waits for new commits.
+pub async fn run_consumer<C: Consumer>(store: Store, consumer: Arc<C>, mut stop: watch::Receiver<bool>) {
+    let name = consumer.name();
+    let mut head = store.bus().head();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let step = async {
+            let after = cursor(&store, name).await?;
+            let batch = store.read(move |rtx| read_after(rtx, after, CONSUMER_BATCH_MAX)).await?;
+            let Some(last) = batch.last().map(|e| e.seq) else { return Ok(false) };
+            consumer.handle(batch).await?;
+            store
+                .write(move |tx| {
+                    let mut t = tx.table(CONSUMER_CURSOR)?;
+                    let current = t.get(name)?.map(|v| v.value()).unwrap_or(0);
+                    if last > current {
+                        t.insert(name, last)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            AppResult::Ok(true)
+        };
+        match step.await {
+            Ok(true) => {
+                backoff = Duration::from_millis(100);
+                continue;
+            }
+            Ok(false) => {
+                tokio::select! {
+                    _ = head.changed() => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, "consumer failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

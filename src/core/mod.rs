@@ -1,0 +1,10 @@
+//! What every domain stands on: error codes, the store, the event log, auth tokens, ids, time
+//! and metrics.
+
+pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod metrics;
+pub mod store;

@@ -1,0 +1,430 @@
+//! The store: one redb file holding every domain's tables, the event log included.
+//!
+//! * Values are MessagePack with named fields (`rmp_serde::to_vec_named`), so adding an optional
+//!   field (`#[serde(default)]`) keeps old records readable.
+//! * Reads run on tokio's blocking pool ([`Store::read`]), never on the async executor.
+//! * Every write goes through one writer thread that drains a bounded queue and commits a whole
+//!   group of operations at once (group commit): one fsync for many operations, each caller
+//!   answered only after the commit that holds its change is durable.
+//!
+//! An operation is a closure over a [`Tx`]. It checks first and writes after; if it fails after
+//! it wrote, the group's transaction is abandoned and the other operations of the group are run
+//! again in a fresh one, so a failed operation never leaves a trace and never takes others down.
+//! Operations may therefore run more than once before their commit and must be pure functions
+//! of the store's state (no side effects outside the transaction).
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use redb::{
+    Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    Value, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+use super::clock::SharedClock;
+use super::error::{AppError, AppResult, Code};
+use super::events::{self, Bus, Event, NewEvent};
+use super::metrics::Metrics;
+
+/// How many operations one group commit may hold. Larger groups amortise the fsync further but
+/// make the first caller of a group wait for the last; 1,024 keeps a group under a few ms.
+pub const GROUP_OPS_MAX: usize = 1024;
+/// Bound of the writer's queue; callers wait (backpressure) when it is full.
+pub const WRITE_QUEUE_LEN: usize = 8192;
+
+/// Encodes a stored value (MessagePack, named fields).
+pub fn enc<T: Serialize>(value: &T) -> AppResult<Vec<u8>> {
+    Ok(rmp_serde::to_vec_named(value)?)
+}
+
+/// Decodes a stored value.
+pub fn dec<T: DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
+    Ok(rmp_serde::from_slice(bytes)?)
+}
+
+/// Reads and decodes one record.
+pub fn get<K, T>(
+    table: &impl ReadableTable<K, &'static [u8]>,
+    key: K::SelfType<'_>,
+) -> AppResult<Option<T>>
+where
+    K: Key + 'static,
+    T: DeserializeOwned,
+{
+    match table.get(key)? {
+        Some(guard) => Ok(Some(dec(guard.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Encodes and writes one record.
+pub fn put<K, T>(
+    table: &mut Table<'_, K, &'static [u8]>,
+    key: K::SelfType<'_>,
+    value: &T,
+) -> AppResult<()>
+where
+    K: Key + 'static,
+    T: Serialize,
+{
+    let bytes = enc(value)?;
+    table.insert(key, bytes.as_slice())?;
+    Ok(())
+}
+
+/// One table of the registry: its name and how to create it.
+pub struct TableSpec {
+    pub name: &'static str,
+    pub create: fn(&WriteTransaction) -> Result<(), redb::TableError>,
+}
+
+/// Declares a domain's tables and a `TABLES` registry entry for each, so the store can create
+/// every table at start (reads of a never-written table then see it empty, not missing).
+#[macro_export]
+macro_rules! tables {
+    ($( $(#[$meta:meta])* $name:ident : $k:ty => $v:ty = $s:literal; )*) => {
+        $( $(#[$meta])* pub const $name: ::redb::TableDefinition<'static, $k, $v> =
+            ::redb::TableDefinition::new($s); )*
+        pub const TABLES: &[$crate::core::store::TableSpec] = &[
+            $( $crate::core::store::TableSpec {
+                name: $s,
+                create: |txn| txn.open_table($name).map(|_| ()),
+            }, )*
+        ];
+    };
+}
+
+/// The write context of one operation inside a group commit.
+pub struct Tx<'t> {
+    txn: &'t WriteTransaction,
+    now_ms: i64,
+    wrote: Cell<bool>,
+    events: RefCell<Vec<Event>>,
+    next_seq: Cell<u64>,
+}
+
+impl<'t> Tx<'t> {
+    /// The time of this group commit, from the injected clock: every operation of a group sees
+    /// the same instant.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Opens a table to write it.
+    pub fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> AppResult<Table<'t, K, V>> {
+        self.wrote.set(true);
+        Ok(self.txn.open_table(def)?)
+    }
+
+    /// Opens a table only to read it; what it returns cannot write.
+    pub fn read<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> AppResult<impl ReadableTable<K, V> + 't> {
+        Ok(self.txn.open_table(def)?)
+    }
+
+    /// Appends an event to the event log in this transaction; returns its sequence number.
+    pub fn emit(&self, event: NewEvent) -> AppResult<u64> {
+        self.wrote.set(true);
+        let seq = self.next_seq.get();
+        let stored = events::append(self.txn, seq, self.now_ms, event)?;
+        self.next_seq.set(seq + 1);
+        self.events.borrow_mut().push(stored);
+        Ok(seq)
+    }
+}
+
+type Reply = Box<dyn FnOnce(AppResult<()>) + Send>;
+/// A queued operation: runs in a transaction, tells whether it failed, and keeps what to answer
+/// its caller once the commit is known.
+type Job = Box<dyn FnMut(&Tx) -> JobOutcome + Send>;
+
+struct JobOutcome {
+    failed: bool,
+    /// What to answer the caller; called with the commit's result (a failed operation's caller
+    /// gets its own error whatever the commit did).
+    reply: Option<Reply>,
+}
+
+struct Inner {
+    db: Database,
+    jobs: mpsc::Sender<Job>,
+    head_seq: AtomicU64,
+    bus: Bus,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+}
+
+/// Cheap to clone; all clones share one database and one writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// The schema version this build writes. Bump it and add a step to [`MIGRATIONS`] when a stored
+/// format changes in a way `#[serde(default)]` cannot absorb.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Migration steps: `MIGRATIONS[i]` upgrades a store from version `i + 1` to `i + 2`.
+type Migration = fn(&WriteTransaction) -> AppResult<()>;
+const MIGRATIONS: &[Migration] = &[];
+
+crate::tables! {
+    /// `schema_version` and other store-wide facts.
+    META: &str => &[u8] = "meta";
+}
+
+impl Store {
+    /// Opens (or creates) the store file, creates every registered table, runs pending
+    /// migrations, and starts the writer thread.
+    pub fn open(
+        path: &Path,
+        registry: &[&[TableSpec]],
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Store> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        for spec in registry.iter().flat_map(|t| t.iter()).chain(TABLES).chain(events::TABLES) {
+            (spec.create)(&txn)?;
+        }
+        migrate(&txn)?;
+        txn.commit()?;
+
+        let head = {
+            let rtx = db.begin_read()?;
+            events::head_seq(&rtx)?
+        };
+        let (jobs, rx) = mpsc::channel(WRITE_QUEUE_LEN);
+        let inner = Arc::new(Inner {
+            db,
+            jobs,
+            head_seq: AtomicU64::new(head),
+            bus: Bus::new(head),
+            clock,
+            metrics,
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("duet-writer".into())
+            .spawn(move || writer_loop(weak, rx))?;
+        Ok(Store { inner })
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// The sequence number of the last committed event (0 when the log is empty).
+    pub fn head_seq(&self) -> u64 {
+        self.inner.head_seq.load(Ordering::Acquire)
+    }
+
+    /// Runs a read on the blocking pool against a consistent snapshot.
+    pub async fn read<R, F>(&self, f: F) -> AppResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> AppResult<R> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(AppError::internal)?
+    }
+
+    /// The same read, on the calling thread (CLI, blocking contexts).
+    pub fn read_blocking<R>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> AppResult<R>,
+    ) -> AppResult<R> {
+        let rtx = self.inner.db.begin_read()?;
+        f(&rtx)
+    }
+
+    /// Queues a write operation for the next group commit and waits until that commit is
+    /// durable. See the module comment for the rules an operation follows.
+    pub async fn write<R, F>(&self, f: F) -> AppResult<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&Tx) -> AppResult<R> + Send + 'static,
+    {
+        let (job, rx) = make_job(f);
+        self.inner
+            .jobs
+            .send(job)
+            .await
+            .map_err(|_| AppError::new(Code::Unavailable, "the store is shutting down"))?;
+        rx.await.map_err(|_| AppError::new(Code::Unavailable, "the store is shutting down"))?
+    }
+
+    /// The same write from a thread outside the async runtime (CLI).
+    pub fn write_blocking<R, F>(&self, f: F) -> AppResult<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&Tx) -> AppResult<R> + Send + 'static,
+    {
+        let (job, rx) = make_job(f);
+        self.inner
+            .jobs
+            .blocking_send(job)
+            .map_err(|_| AppError::new(Code::Unavailable, "the store is shutting down"))?;
+        rx.blocking_recv()
+            .map_err(|_| AppError::new(Code::Unavailable, "the store is shutting down"))?
+    }
+}
+
+fn make_job<R, F>(mut f: F) -> (Job, oneshot::Receiver<AppResult<R>>)
+where
+    R: Send + 'static,
+    F: FnMut(&Tx) -> AppResult<R> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let job: Job = Box::new(move |t: &Tx| {
+        let result = f(t);
+        let failed = result.is_err();
+        let tx = tx.clone();
+        JobOutcome {
+            failed,
+            reply: Some(Box::new(move |commit: AppResult<()>| {
+                if let Some(sender) = tx.lock().take() {
+                    let _ = sender.send(commit.and(result));
+                }
+            })),
+        }
+    });
+    (job, rx)
+}
+
+fn migrate(txn: &WriteTransaction) -> AppResult<()> {
+    let mut meta = txn.open_table(META)?;
+    let current: u32 = get(&meta, "schema_version")?.unwrap_or(SCHEMA_VERSION);
+    if current > SCHEMA_VERSION {
+        return Err(AppError::internal(format!(
+            "the store has schema version {current}, newer than this build's {SCHEMA_VERSION}"
+        )));
+    }
+    for step in current..SCHEMA_VERSION {
+        MIGRATIONS[(step - 1) as usize](txn)?;
+    }
+    put(&mut meta, "schema_version", &SCHEMA_VERSION)?;
+    Ok(())
+}
+
+/// The writer thread: drains the queue into groups and commits each group once.
+fn writer_loop(store: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let Some(inner) = store.upgrade() else { break };
+        let mut group = vec![first];
+        while group.len() < GROUP_OPS_MAX {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&inner, group);
+    }
+}
+
+fn commit_group(inner: &Inner, mut group: Vec<Job>) {
+    let started = Instant::now();
+    let ops = group.len();
+    loop {
+        let txn = match begin(inner) {
+            Ok(t) => t,
+            Err(e) => {
+                // Dropping the jobs drops their reply channels: callers see `unavailable`.
+                tracing::error!(error = %e, "cannot begin a write transaction");
+                return;
+            }
+        };
+        let tx = Tx {
+            txn: &txn,
+            now_ms: inner.clock.now_ms(),
+            wrote: Cell::new(false),
+            events: RefCell::new(Vec::new()),
+            next_seq: Cell::new(inner.head_seq.load(Ordering::Acquire) + 1),
+        };
+        let mut succeeded: Vec<Reply> = Vec::with_capacity(group.len());
+        let mut failed: Vec<(usize, Reply)> = Vec::new();
+        let mut poisoned = false;
+        for (i, job) in group.iter_mut().enumerate() {
+            tx.wrote.set(false);
+            let outcome = job(&tx);
+            let reply = outcome.reply.expect("a job that ran has a reply");
+            if outcome.failed {
+                failed.push((i, reply));
+                if tx.wrote.get() {
+                    // It wrote before failing, so its writes are in this transaction: abandon
+                    // the attempt and run the others again without it.
+                    poisoned = true;
+                    break;
+                }
+            } else {
+                succeeded.push(reply);
+            }
+        }
+        if poisoned {
+            drop(tx);
+            let _ = txn.abort();
+            // Failures are final (answered now, not re-run, so a caller told "failed" never
+            // sees its operation commit later). Successful replies of this attempt are dropped
+            // unanswered: those jobs run again and make fresh ones.
+            for (i, reply) in failed.into_iter().rev() {
+                drop(group.remove(i));
+                reply(Ok(()));
+            }
+            continue;
+        }
+        let events = tx.events.into_inner();
+        let commit = txn.commit();
+        inner.metrics.observe_commit(started.elapsed().as_secs_f64(), ops);
+        match commit {
+            Ok(()) => {
+                if let Some(last) = events.last() {
+                    inner.head_seq.store(last.seq, Ordering::Release);
+                    inner.metrics.event_seq.set(last.seq as i64);
+                }
+                inner.bus.publish(events);
+                for reply in succeeded {
+                    reply(Ok(()));
+                }
+            }
+            Err(e) => {
+                let err = AppError::from(e);
+                for reply in succeeded {
+                    reply(Err(err.clone()));
+                }
+            }
+        }
+        for (_, reply) in failed {
+            reply(Ok(()));
+        }
+        return;
+    }
+}
+
+fn begin(inner: &Inner) -> AppResult<WriteTransaction> {
+    let mut txn = inner.db.begin_write()?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(|e| AppError::internal(format_args!("durability: {e}")))?;
+    Ok(txn)
+}

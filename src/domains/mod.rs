@@ -1,0 +1,18 @@
+//! One folder per domain of PRODUCT.md. A domain's `mod.rs` holds its functions, the only way
+//! other domains reach its tables.
+
+pub mod event_log;
+pub mod mission_control;
+pub mod profile;
+pub mod settings;
+pub mod user;
+
+use crate::core::store::TableSpec;
+
+/// Every domain's tables, created when the store opens.
+pub const TABLES: &[&[TableSpec]] = &[
+    user::tables::TABLES,
+    profile::tables::TABLES,
+    settings::tables::TABLES,
+    mission_control::tables::TABLES,
+];

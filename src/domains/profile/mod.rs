@@ -1,0 +1,138 @@
+//! The profile domain: the private profile (email, phone, birth date, KYC status, payout
+//! details) and the public profile everyone else sees. Only [`api::PublicProfile`] ever leaves
+//! this domain towards other people, on REST and in events alike.
+
+pub mod api;
+pub mod model;
+pub mod tables;
+
+use redb::ReadTransaction;
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::error::{AppError, AppResult};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::store::{get, put};
+use crate::domains::user::{self, model::PresenceRecord, model::UserRecord};
+use api::PublicProfile;
+use model::*;
+use tables::*;
+
+/// Everything about the caller.
+pub struct OwnProfile {
+    pub user: UserRecord,
+    pub profile: ProfileRecord,
+    pub presence: PresenceRecord,
+}
+
+pub fn profile_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<ProfileRecord> {
+    Ok(get(&rtx.open_table(PROFILES)?, user_id)?.unwrap_or_default())
+}
+
+pub async fn own(ctx: &Ctx, user_id: &str) -> AppResult<OwnProfile> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            let user = user::find_user(rtx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            Ok(OwnProfile {
+                profile: profile_of(rtx, &user_id)?,
+                presence: user::presence_of(rtx, &user_id)?,
+                user,
+            })
+        })
+        .await
+}
+
+/// Someone's public profile. Banned accounts are not shown.
+pub async fn public(ctx: &Ctx, user_id: &str) -> AppResult<PublicProfile> {
+    let user_id = user_id.to_owned();
+    let today = today(ctx);
+    ctx.store
+        .read(move |rtx| {
+            let user = user::find_user(rtx, &user_id)?
+                .filter(|u| u.ban.is_none())
+                .ok_or_else(|| AppError::not_found("no such profile"))?;
+            let profile = profile_of(rtx, &user_id)?;
+            let presence = user::presence_of(rtx, &user_id)?;
+            Ok(PublicProfile::build(&user, &profile, &presence, today))
+        })
+        .await
+}
+
+/// A change to the caller's profile. `None` leaves a field alone; `Some(None)` clears it.
+#[derive(Default)]
+pub struct ProfilePatch {
+    pub display_name: Option<Option<String>>,
+    pub birth_date: Option<Option<String>>,
+    pub gender: Option<Option<Gender>>,
+    pub country: Option<Option<String>>,
+    pub languages: Option<Vec<String>>,
+    pub bio: Option<Option<String>>,
+    pub avatar_media_id: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
+    pub payout: Option<Option<PayoutDetails>>,
+}
+
+pub fn today(ctx: &Ctx) -> time::Date {
+    crate::core::clock::to_datetime(ctx.store.now_ms()).date()
+}
+
+/// Applies a validated patch; the public part goes on the event log as `profile_updated`.
+pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<OwnProfile> {
+    let user_id = user_id.to_owned();
+    let today = today(ctx);
+    ctx.store
+        .write(move |tx| {
+            let user = user::find_user_tx(tx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            let mut t = tx.table(PROFILES)?;
+            let mut p: ProfileRecord = get(&t, user_id.as_str())?.unwrap_or_default();
+            let p0 = p.clone();
+            if let Some(v) = &patch.display_name {
+                p.display_name = v.clone();
+            }
+            if let Some(v) = &patch.birth_date {
+                p.birth_date = v.clone();
+            }
+            if let Some(v) = patch.gender {
+                p.gender = v;
+            }
+            if let Some(v) = &patch.country {
+                p.country = v.clone();
+            }
+            if let Some(v) = &patch.languages {
+                p.languages = v.clone();
+            }
+            if let Some(v) = &patch.bio {
+                p.bio = v.clone();
+            }
+            if let Some(v) = &patch.avatar_media_id {
+                p.avatar_media_id = v.clone();
+            }
+            if let Some(v) = &patch.phone {
+                p.phone = v.clone();
+            }
+            if let Some(v) = &patch.payout {
+                p.payout = v.clone();
+            }
+            if p != p0 {
+                p.updated_at_ms = tx.now_ms();
+                put(&mut t, user_id.as_str(), &p)?;
+            }
+            drop(t);
+            let presence: PresenceRecord =
+                get(&tx.read(crate::domains::user::tables::PRESENCE)?, user_id.as_str())?.unwrap_or_default();
+            if p != p0 {
+                let public = PublicProfile::build(&user, &p, &presence, today);
+                tx.emit(
+                    NewEvent::about(
+                        "profile_updated",
+                        &user_id,
+                        json!({"profile": serde_json::to_value(&public).map_err(AppError::internal)?}),
+                    )
+                    .to("account", Audience::Users(vec![user_id.clone()])),
+                )?;
+            }
+            Ok(OwnProfile { user, profile: p, presence })
+        })
+        .await
+}

@@ -1,0 +1,217 @@
+//! Profile records and the validating types of their fields.
+
+use serde::{Deserialize, Serialize};
+use time::{Date, Month};
+
+use crate::core::error::{AppError, AppResult};
+
+pub const DISPLAY_NAME_CHARS_MAX: usize = 40;
+pub const BIO_CHARS_MAX: usize = 500;
+pub const LANGUAGES_MAX: usize = 10;
+pub const AGE_MIN: i32 = 18;
+/// Older than this is taken for a typo.
+pub const AGE_MAX: i32 = 120;
+pub const PAYOUT_ACCOUNT_CHARS_MAX: usize = 200;
+pub const HOLDER_NAME_CHARS_MAX: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum Gender {
+    Female,
+    Male,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum KycStatus {
+    #[default]
+    None,
+    Pending,
+    Approved,
+    Rejected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum PayoutMethod {
+    BankTransfer,
+    Paypal,
+    Payoneer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PayoutDetails {
+    pub method: PayoutMethod,
+    /// IBAN, PayPal email or Payoneer id, as the method needs.
+    pub account: String,
+    pub holder_name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileRecord {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// ISO date `YYYY-MM-DD`.
+    #[serde(default)]
+    pub birth_date: Option<String>,
+    #[serde(default)]
+    pub gender: Option<Gender>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub bio: Option<String>,
+    #[serde(default)]
+    pub avatar_media_id: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub kyc_status: KycStatus,
+    #[serde(default)]
+    pub payout: Option<PayoutDetails>,
+    #[serde(default)]
+    pub updated_at_ms: i64,
+}
+
+fn no_control(s: &str) -> bool {
+    !s.chars().any(|c| c.is_control() && c != '\n')
+}
+
+/// 1–40 characters after trimming, no control characters.
+pub fn parse_display_name(raw: &str) -> AppResult<String> {
+    let s = raw.trim();
+    let n = s.chars().count();
+    if n == 0 || n > DISPLAY_NAME_CHARS_MAX || s.contains('\n') || !no_control(s) {
+        return Err(AppError::validation(format!(
+            "displayName must be 1–{DISPLAY_NAME_CHARS_MAX} characters without control characters"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+pub fn parse_bio(raw: &str) -> AppResult<String> {
+    let s = raw.trim();
+    if s.chars().count() > BIO_CHARS_MAX || !no_control(s) {
+        return Err(AppError::validation(format!("bio must be at most {BIO_CHARS_MAX} characters")));
+    }
+    Ok(s.to_owned())
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(raw: &str) -> AppResult<Date> {
+    let bad = || AppError::validation(format!("birthDate `{raw}` is not a date like 1990-04-21"));
+    let mut parts = raw.splitn(3, '-');
+    let (y, m, d) = (parts.next(), parts.next(), parts.next());
+    let (Some(y), Some(m), Some(d)) = (y, m, d) else { return Err(bad()) };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let y: i32 = y.parse().map_err(|_| bad())?;
+    let m: u8 = m.parse().map_err(|_| bad())?;
+    let d: u8 = d.parse().map_err(|_| bad())?;
+    let month = Month::try_from(m).map_err(|_| bad())?;
+    Date::from_calendar_date(y, month, d).map_err(|_| bad())
+}
+
+/// Whole years between `birth` and `today`.
+pub fn age_on(birth: Date, today: Date) -> i32 {
+    let mut age = today.year() - birth.year();
+    if (today.month() as u8, today.day()) < (birth.month() as u8, birth.day()) {
+        age -= 1;
+    }
+    age
+}
+
+/// A birth date that makes the person an adult (18+) today.
+pub fn parse_birth_date(raw: &str, today: Date) -> AppResult<String> {
+    let birth = parse_date(raw)?;
+    let age = age_on(birth, today);
+    if birth > today || age > AGE_MAX {
+        return Err(AppError::validation(format!("birthDate `{raw}` is not plausible")));
+    }
+    if age < AGE_MIN {
+        return Err(AppError::validation(format!("users must be at least {AGE_MIN} years old")));
+    }
+    Ok(raw.to_owned())
+}
+
+/// ISO 3166-1 alpha-2, upper case.
+pub fn parse_country(raw: &str) -> AppResult<String> {
+    let s = raw.trim().to_ascii_uppercase();
+    if s.len() == 2 && ISO_3166_ALPHA2.split(' ').any(|c| c == s) {
+        Ok(s)
+    } else {
+        Err(AppError::validation(format!("country `{raw}` is not an ISO 3166-1 alpha-2 code")))
+    }
+}
+
+/// BCP 47 language tags, well-formed, at most ten, duplicates removed.
+pub fn parse_languages(raw: &[String]) -> AppResult<Vec<String>> {
+    if raw.len() > LANGUAGES_MAX {
+        return Err(AppError::validation(format!("at most {LANGUAGES_MAX} languages")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for tag in raw {
+        let parsed = language_tags::LanguageTag::parse(tag)
+            .ok()
+            .filter(|t| t.is_valid() && t.primary_language() != "x" && tag.len() <= 35)
+            .ok_or_else(|| AppError::validation(format!("language `{tag}` is not a BCP 47 tag")))?;
+        let canonical = parsed.canonicalize().map(|t| t.to_string()).unwrap_or_else(|_| tag.clone());
+        if !out.iter().any(|t| t.eq_ignore_ascii_case(&canonical)) {
+            out.push(canonical);
+        }
+    }
+    Ok(out)
+}
+
+/// E.164: `+` and 8–15 digits.
+pub fn parse_phone(raw: &str) -> AppResult<String> {
+    let s: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+    let digits = s.strip_prefix('+').unwrap_or("");
+    if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0') {
+        Ok(s)
+    } else {
+        Err(AppError::validation(format!("phone `{raw}` is not an E.164 number like +14155550123")))
+    }
+}
+
+pub fn parse_payout(method: PayoutMethod, account: &str, holder_name: &str) -> AppResult<PayoutDetails> {
+    let account = account.trim();
+    let holder = holder_name.trim();
+    if account.is_empty() || account.chars().count() > PAYOUT_ACCOUNT_CHARS_MAX || !no_control(account) {
+        return Err(AppError::validation(format!(
+            "payoutDetails.account must be 1–{PAYOUT_ACCOUNT_CHARS_MAX} characters"
+        )));
+    }
+    if holder.is_empty() || holder.chars().count() > HOLDER_NAME_CHARS_MAX || !no_control(holder) {
+        return Err(AppError::validation(format!(
+            "payoutDetails.holderName must be 1–{HOLDER_NAME_CHARS_MAX} characters"
+        )));
+    }
+    Ok(PayoutDetails { method, account: account.to_owned(), holder_name: holder.to_owned() })
+}
+
+/// Every officially assigned ISO 3166-1 alpha-2 code.
+const ISO_3166_ALPHA2: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH \
+BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ \
+DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR \
+GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR \
+KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV \
+MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE \
+RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL \
+TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_country_list_is_complete() {
+        assert_eq!(ISO_3166_ALPHA2.split(' ').count(), 249);
+    }
+}

@@ -1,0 +1,6 @@
+//! The profile domain's tables.
+
+crate::tables! {
+    /// user id → ProfileRecord (private and public parts together; views split them).
+    PROFILES: &str => &[u8] = "profile_by_user";
+}

@@ -1,0 +1,739 @@
+//! The user domain: accounts, sign-in (device, password, external ID token), sessions with
+//! refresh-token rotation and reuse detection, login attempts and throttling, push registration
+//! tokens, roles and bans, and presence.
+
+pub mod api;
+pub mod external;
+pub mod model;
+pub mod presence;
+pub mod tables;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use redb::{ReadTransaction, ReadableTable};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::auth::{Access, Principal, Role};
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::ids::{new_id, random_token, secret_hash};
+use crate::core::store::{Store, Tx, get, put};
+use model::*;
+use tables::*;
+
+/// Who is signing in, for the session list and throttling.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub platform: Option<Platform>,
+}
+
+/// What every sign-in returns.
+#[derive(Debug, Clone)]
+pub struct AuthTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub user_id: String,
+}
+
+/// Refresh tokens are 256-bit random strings.
+const REFRESH_TOKEN_BYTES: usize = 32;
+
+// ---------------------------------------------------------------------------------------------
+// Reads other domains use.
+
+pub fn find_user(rtx: &ReadTransaction, user_id: &str) -> AppResult<Option<UserRecord>> {
+    get(&rtx.open_table(USERS)?, user_id)
+}
+
+pub fn presence_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<PresenceRecord> {
+    Ok(get(&rtx.open_table(PRESENCE)?, user_id)?.unwrap_or_default())
+}
+
+/// Reads a user inside a write operation.
+pub fn find_user_tx(tx: &Tx, user_id: &str) -> AppResult<Option<UserRecord>> {
+    get(&tx.read(USERS)?, user_id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication of requests.
+
+/// Checks a bearer token and the caller's standing: the session is live, the account is not
+/// banned (`account_banned`), and its role passes `access` (`forbidden`).
+pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<Principal> {
+    let claims = ctx.tokens.verify(token, ctx.store.now_ms())?;
+    let (user_id, session_id) = (claims.sub, claims.sid);
+    let (user, session) = {
+        let (u, s) = (user_id.clone(), session_id.clone());
+        ctx.store
+            .read(move |rtx| {
+                let user: Option<UserRecord> = get(&rtx.open_table(USERS)?, u.as_str())?;
+                let session: Option<SessionRecord> = get(&rtx.open_table(SESSIONS)?, s.as_str())?;
+                Ok((user, session))
+            })
+            .await?
+    };
+    let user = user.ok_or_else(|| AppError::unauthorized("the account no longer exists"))?;
+    match session {
+        Some(s) if s.revoked_at_ms.is_none() && s.user_id == user.id => {}
+        _ => return Err(AppError::unauthorized("the session has been revoked")),
+    }
+    if let Some(ban) = &user.ban {
+        return Err(AppError::new(Code::AccountBanned, format!("account banned: {}", ban.reason)));
+    }
+    if !access.allows(user.role) {
+        return Err(AppError::forbidden(format!(
+            "this needs {access:?} access; the account is a {}",
+            user.role.as_str()
+        )));
+    }
+    Ok(Principal { user_id, session_id, role: user.role })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in.
+
+/// Anonymous sign-in by device: the first use creates the account.
+pub async fn sign_in_device(
+    ctx: &Ctx,
+    device_id: &str,
+    device_secret: &str,
+    platform: Platform,
+    meta: ClientMeta,
+) -> AppResult<AuthTokens> {
+    let device_id = parse_token_like("deviceId", device_id, 1, DEVICE_ID_CHARS_MAX)?;
+    let secret = parse_token_like(
+        "deviceSecret",
+        device_secret,
+        DEVICE_SECRET_CHARS_MIN,
+        DEVICE_SECRET_CHARS_MAX,
+    )?;
+    let account = format!("device:{device_id}");
+    check_throttle(ctx, &account, meta.address.as_deref()).await?;
+    let secret_hash = secret_hash(&secret);
+    let meta = ClientMeta { platform: Some(platform), ..meta };
+    let refresh = random_token(REFRESH_TOKEN_BYTES);
+    let ttl_ms = refresh_ttl_ms(ctx);
+    let (m, acc, r) = (meta.clone(), account.clone(), refresh.clone());
+    let result = ctx
+        .store
+        .write(move |tx| {
+            let existing: Option<Identity> = get(&tx.read(IDENTITIES)?, acc.as_str())?;
+            let user_id = match existing {
+                Some(identity) => {
+                    if identity.secret_hash.as_deref() != Some(secret_hash.as_str()) {
+                        return Err(AppError::new(
+                            Code::InvalidCredentials,
+                            "the device secret does not match",
+                        ));
+                    }
+                    identity.user_id
+                }
+                None => {
+                    let user = create_user(tx, Some(platform), None, None, "device")?;
+                    let identity =
+                        Identity { user_id: user.id.clone(), secret_hash: Some(secret_hash.clone()) };
+                    put(&mut tx.table(IDENTITIES)?, acc.as_str(), &identity)?;
+                    user.id
+                }
+            };
+            record_attempt(tx, &acc, Some(&user_id), SignInMethod::Device, &m, true)?;
+            open_session(tx, &user_id, SignInMethod::Device, &m, &r, ttl_ms)
+        })
+        .await;
+    finish_sign_in(ctx, result, &account, SignInMethod::Device, &meta, refresh).await
+}
+
+/// Creates an account with email and password, or, when `linking` is given, adds them to that
+/// (typically anonymous) account so it can sign in from another device.
+pub async fn register(
+    ctx: &Ctx,
+    email: &str,
+    password: &str,
+    linking: Option<Principal>,
+    meta: ClientMeta,
+) -> AppResult<AuthTokens> {
+    let email = Email::parse(email)?;
+    let password = Password::parse(password)?;
+    let hash = hash_password(password).await?;
+    let account = format!("email:{}", email.as_str());
+    let refresh = random_token(REFRESH_TOKEN_BYTES);
+    let ttl_ms = refresh_ttl_ms(ctx);
+    let (m, r) = (meta.clone(), refresh.clone());
+    let tokens_for = ctx
+        .store
+        .write(move |tx| {
+            if tx.read(IDENTITIES)?.get(account.as_str())?.is_some() {
+                return Err(AppError::new(Code::EmailTaken, "this email is already registered"));
+            }
+            let user_id = match &linking {
+                Some(p) => {
+                    let mut user = find_user_tx(tx, &p.user_id)?
+                        .ok_or_else(|| AppError::not_found("account not found"))?;
+                    if user.email.is_some() {
+                        return Err(AppError::conflict("this account already has an email"));
+                    }
+                    user.email = Some(email.as_str().to_owned());
+                    user.password_hash = Some(hash.clone());
+                    put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
+                    tx.emit(NewEvent::about("user_email_linked", &user.id, json!({})))?;
+                    user.id
+                }
+                None => create_user(tx, m.platform, Some(email.as_str()), Some(&hash), "password")?.id,
+            };
+            let mut ids = tx.table(IDENTITIES)?;
+            put(&mut ids, account.as_str(), &Identity { user_id: user_id.clone(), secret_hash: None })?;
+            drop(ids);
+            open_session(tx, &user_id, SignInMethod::Password, &m, &r, ttl_ms)
+        })
+        .await?;
+    Ok(tokens(ctx, tokens_for, refresh)?)
+}
+
+/// Email + password sign-in.
+pub async fn login(ctx: &Ctx, email: &str, password: &str, meta: ClientMeta) -> AppResult<AuthTokens> {
+    let email = Email::parse(email)
+        .map_err(|_| AppError::new(Code::InvalidCredentials, "wrong email or password"))?;
+    let account = format!("email:{}", email.as_str());
+    check_throttle(ctx, &account, meta.address.as_deref()).await?;
+    let acc = account.clone();
+    let user = ctx
+        .store
+        .read(move |rtx| {
+            let identity: Option<Identity> = get(&rtx.open_table(IDENTITIES)?, acc.as_str())?;
+            match identity {
+                Some(i) => find_user(rtx, &i.user_id),
+                None => Ok(None),
+            }
+        })
+        .await?;
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    // An unknown email still costs one hash, so response time does not tell which emails exist.
+    let ok = verify_password(password.to_owned(), stored_hash).await?;
+    let refresh = random_token(REFRESH_TOKEN_BYTES);
+    let result = match (ok, user) {
+        (true, Some(user)) => {
+            let ttl_ms = refresh_ttl_ms(ctx);
+            let (m, r, acc) = (meta.clone(), refresh.clone(), account.clone());
+            ctx.store
+                .write(move |tx| {
+                    record_attempt(tx, &acc, Some(&user.id), SignInMethod::Password, &m, true)?;
+                    open_session(tx, &user.id, SignInMethod::Password, &m, &r, ttl_ms)
+                })
+                .await
+        }
+        _ => Err(AppError::new(Code::InvalidCredentials, "wrong email or password")),
+    };
+    finish_sign_in(ctx, result, &account, SignInMethod::Password, &meta, refresh).await
+}
+
+/// Sign-in with an external provider's ID token (Firebase-compatible). The first use creates
+/// the account and links the provider's subject to it.
+pub async fn sign_in_external(ctx: &Ctx, id_token: &str, meta: ClientMeta) -> AppResult<AuthTokens> {
+    let verifier = ctx.external.as_ref().ok_or_else(|| {
+        AppError::new(Code::Unavailable, "external sign-in is not configured on this server")
+    })?;
+    // The subject is unknown until the token is verified, so only the address is throttled.
+    check_throttle(ctx, "external", meta.address.as_deref()).await?;
+    let identity = match verifier.verify(id_token, ctx.store.now_ms()).await {
+        Ok(i) => i,
+        Err(e) => {
+            record_failure(ctx, "external", SignInMethod::External, &meta).await?;
+            return Err(e);
+        }
+    };
+    let account = format!("firebase:{}", identity.subject);
+    let refresh = random_token(REFRESH_TOKEN_BYTES);
+    let ttl_ms = refresh_ttl_ms(ctx);
+    let (m, r) = (meta.clone(), refresh.clone());
+    let session = ctx
+        .store
+        .write(move |tx| {
+            let existing: Option<Identity> = get(&tx.read(IDENTITIES)?, account.as_str())?;
+            let user_id = match existing {
+                Some(i) => i.user_id,
+                None => {
+                    let user = create_user(tx, m.platform, None, None, "external")?;
+                    let link = Identity { user_id: user.id.clone(), secret_hash: None };
+                    put(&mut tx.table(IDENTITIES)?, account.as_str(), &link)?;
+                    user.id
+                }
+            };
+            record_attempt(tx, &account, Some(&user_id), SignInMethod::External, &m, true)?;
+            open_session(tx, &user_id, SignInMethod::External, &m, &r, ttl_ms)
+        })
+        .await?;
+    tokens(ctx, session, refresh)
+}
+
+/// What a refresh found.
+enum RefreshOutcome {
+    Rotated(SessionRecord),
+    Reused,
+}
+
+/// Exchanges a refresh token for a new pair. A token used twice revokes its whole session.
+pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
+    let presented = secret_hash(refresh_token);
+    let next = random_token(REFRESH_TOKEN_BYTES);
+    let ttl_ms = refresh_ttl_ms(ctx);
+    let n = next.clone();
+    let outcome = ctx
+        .store
+        .write(move |tx| {
+            let now = tx.now_ms();
+            let mut refresh = tx.table(REFRESH_TOKENS)?;
+            let rec: RefreshRecord = get(&refresh, presented.as_str())?
+                .ok_or_else(|| AppError::unauthorized("unknown refresh token"))?;
+            let mut sessions = tx.table(SESSIONS)?;
+            let mut session: SessionRecord = get(&sessions, rec.session_id.as_str())?
+                .ok_or_else(|| AppError::unauthorized("the session no longer exists"))?;
+            if session.revoked_at_ms.is_some() {
+                return Err(AppError::unauthorized("the session has been revoked"));
+            }
+            if rec.used_at_ms.is_some() {
+                // A rotated token came back: someone holds a copy. End the family.
+                session.revoked_at_ms = Some(now);
+                session.revoked_reason = Some("refresh_token_reused".into());
+                put(&mut sessions, session.id.as_str(), &session)?;
+                drop((refresh, sessions));
+                tx.emit(NewEvent::about(
+                    "session_revoked",
+                    &session.user_id,
+                    json!({"sessionId": session.id, "reason": "refresh_token_reused"}),
+                ))?;
+                return Ok(RefreshOutcome::Reused);
+            }
+            if session.expires_at_ms <= now {
+                return Err(AppError::unauthorized("the session has expired; sign in again"));
+            }
+            put(
+                &mut refresh,
+                presented.as_str(),
+                &RefreshRecord { used_at_ms: Some(now), ..rec.clone() },
+            )?;
+            let new_rec = RefreshRecord { session_id: session.id.clone(), issued_at_ms: now, used_at_ms: None };
+            put(&mut refresh, secret_hash(&n).as_str(), &new_rec)?;
+            session.last_used_at_ms = now;
+            session.expires_at_ms = now + ttl_ms;
+            put(&mut sessions, session.id.as_str(), &session)?;
+            Ok(RefreshOutcome::Rotated(session))
+        })
+        .await?;
+    match outcome {
+        RefreshOutcome::Rotated(session) => tokens(ctx, session, next),
+        RefreshOutcome::Reused => Err(AppError::new(
+            Code::RefreshTokenReused,
+            "this refresh token was already used; the session is revoked, sign in again",
+        )),
+    }
+}
+
+/// Ends the caller's session.
+pub async fn logout(ctx: &Ctx, who: &Principal) -> AppResult<()> {
+    revoke_session(ctx, &who.user_id, &who.session_id, "logout").await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions.
+
+pub async fn list_sessions(ctx: &Ctx, user_id: &str) -> AppResult<Vec<SessionRecord>> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            let by_user = rtx.open_table(SESSIONS_BY_USER)?;
+            let sessions = rtx.open_table(SESSIONS)?;
+            let mut out = Vec::new();
+            for row in by_user.range((user_id.as_str(), "")..)? {
+                let (k, _) = row?;
+                let (u, sid) = k.value();
+                if u != user_id {
+                    break;
+                }
+                if let Some(s) = get::<&str, SessionRecord>(&sessions, sid)?
+                    && s.revoked_at_ms.is_none()
+                {
+                    out.push(s);
+                }
+            }
+            out.sort_by_key(|s| std::cmp::Reverse(s.last_used_at_ms));
+            Ok(out)
+        })
+        .await
+}
+
+pub async fn revoke_session(ctx: &Ctx, user_id: &str, session_id: &str, reason: &'static str) -> AppResult<()> {
+    let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let mut sessions = tx.table(SESSIONS)?;
+            let mut s: SessionRecord = get(&sessions, session_id.as_str())?
+                .filter(|s: &SessionRecord| s.user_id == user_id)
+                .ok_or_else(|| AppError::not_found("no such session"))?;
+            if s.revoked_at_ms.is_some() {
+                return Ok(());
+            }
+            s.revoked_at_ms = Some(tx.now_ms());
+            s.revoked_reason = Some(reason.into());
+            put(&mut sessions, s.id.as_str(), &s)?;
+            drop(sessions);
+            tx.emit(NewEvent::about(
+                "session_revoked",
+                &user_id,
+                json!({"sessionId": session_id, "reason": reason}),
+            ))?;
+            Ok(())
+        })
+        .await
+}
+
+/// Revokes every live session of the user but `keep`; returns how many.
+pub async fn revoke_other_sessions(ctx: &Ctx, user_id: &str, keep: &str) -> AppResult<u32> {
+    let live = list_sessions(ctx, user_id).await?;
+    let mut n = 0;
+    for s in live.into_iter().filter(|s| s.id != keep) {
+        revoke_session(ctx, user_id, &s.id, "revoked_by_user").await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Push registration tokens.
+
+pub async fn put_device(ctx: &Ctx, user_id: &str, device: PushDevice) -> AppResult<()> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .write(move |tx| {
+            let mut t = tx.table(PUSH_DEVICES)?;
+            let mut others: Vec<(String, i64)> = Vec::new();
+            for row in t.range((user_id.as_str(), "")..)? {
+                let (k, v) = row?;
+                let (u, d) = k.value();
+                if u != user_id {
+                    break;
+                }
+                if d != device.device_id {
+                    let rec: PushDevice = crate::core::store::dec(v.value())?;
+                    others.push((d.to_owned(), rec.updated_at_ms));
+                }
+            }
+            // Keep the newest devices; a phone that was reset many times leaves old tokens.
+            others.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+            for (old, _) in others.iter().skip(PUSH_DEVICES_MAX - 1) {
+                t.remove((user_id.as_str(), old.as_str()))?;
+            }
+            let rec = PushDevice { updated_at_ms: tx.now_ms(), ..device.clone() };
+            put(&mut t, (user_id.as_str(), device.device_id.as_str()), &rec)?;
+            Ok(())
+        })
+        .await
+}
+
+pub async fn delete_device(ctx: &Ctx, user_id: &str, device_id: &str) -> AppResult<()> {
+    let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let removed = tx.read(PUSH_DEVICES)?.get((user_id.as_str(), device_id.as_str()))?.is_some();
+            if !removed {
+                return Err(AppError::not_found("no such device"));
+            }
+            tx.table(PUSH_DEVICES)?.remove((user_id.as_str(), device_id.as_str()))?;
+            Ok(())
+        })
+        .await
+}
+
+pub async fn list_devices(ctx: &Ctx, user_id: &str) -> AppResult<Vec<PushDevice>> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            let t = rtx.open_table(PUSH_DEVICES)?;
+            let mut out = Vec::new();
+            for row in t.range((user_id.as_str(), "")..)? {
+                let (k, v) = row?;
+                if k.value().0 != user_id {
+                    break;
+                }
+                out.push(crate::core::store::dec(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roles and bans (called by mission_control, which audits them).
+
+pub fn set_role_tx(tx: &Tx, user_id: &str, role: Role) -> AppResult<Role> {
+    let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+    let before = user.role;
+    user.role = role;
+    put(&mut tx.table(USERS)?, user_id, &user)?;
+    tx.emit(NewEvent::about(
+        "user_role_changed",
+        user_id,
+        json!({"userId": user_id, "from": before.as_str(), "to": role.as_str()}),
+    ))?;
+    Ok(before)
+}
+
+pub fn ban_tx(tx: &Tx, user_id: &str, reason: &str, by: &str) -> AppResult<()> {
+    let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+    user.ban = Some(Ban { reason: reason.to_owned(), at_ms: tx.now_ms(), by: by.to_owned() });
+    put(&mut tx.table(USERS)?, user_id, &user)?;
+    tx.emit(
+        NewEvent::about("user_banned", user_id, json!({"userId": user_id, "reason": reason}))
+            .to("account", Audience::Users(vec![user_id.to_owned()])),
+    )?;
+    Ok(())
+}
+
+pub fn unban_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
+    let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+    if user.ban.take().is_none() {
+        return Err(AppError::conflict("the user is not banned"));
+    }
+    put(&mut tx.table(USERS)?, user_id, &user)?;
+    tx.emit(NewEvent::about("user_unbanned", user_id, json!({"userId": user_id})))?;
+    Ok(())
+}
+
+/// Creates (or promotes) an account with email and password offline, on the data directory:
+/// `duet admin create`. Returns the user id.
+pub fn bootstrap_account(store: &Store, email: &str, password: &str, role: Role) -> AppResult<String> {
+    let email = Email::parse(email)?;
+    let password = Password::parse(password)?;
+    let hash = hash_password_blocking(&password)?;
+    let account = format!("email:{}", email.as_str());
+    store.write_blocking(move |tx| {
+        let existing: Option<Identity> = get(&tx.read(IDENTITIES)?, account.as_str())?;
+        let user_id = match existing {
+            Some(i) => {
+                let mut user =
+                    find_user_tx(tx, &i.user_id)?.ok_or_else(|| AppError::not_found("account"))?;
+                user.password_hash = Some(hash.clone());
+                put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
+                user.id
+            }
+            None => {
+                let user = create_user(tx, None, Some(email.as_str()), Some(&hash), "cli")?;
+                let link = Identity { user_id: user.id.clone(), secret_hash: None };
+                put(&mut tx.table(IDENTITIES)?, account.as_str(), &link)?;
+                user.id
+            }
+        };
+        set_role_tx(tx, &user_id, role)?;
+        Ok(user_id)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internals.
+
+fn refresh_ttl_ms(ctx: &Ctx) -> i64 {
+    ctx.config.auth.refresh_token_ttl_days as i64 * 86_400_000
+}
+
+fn create_user(
+    tx: &Tx,
+    platform: Option<Platform>,
+    email: Option<&str>,
+    password_hash: Option<&str>,
+    method: &str,
+) -> AppResult<UserRecord> {
+    let user = UserRecord {
+        id: new_id(),
+        role: Role::User,
+        created_at_ms: tx.now_ms(),
+        platform,
+        email: email.map(str::to_owned),
+        password_hash: password_hash.map(str::to_owned),
+        ban: None,
+    };
+    put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
+    tx.emit(NewEvent::about(
+        "user_signed_up",
+        &user.id,
+        json!({"userId": user.id, "method": method, "platform": platform.map(|p| p.as_str())}),
+    ))?;
+    Ok(user)
+}
+
+fn open_session(
+    tx: &Tx,
+    user_id: &str,
+    method: SignInMethod,
+    meta: &ClientMeta,
+    refresh_token: &str,
+    ttl_ms: i64,
+) -> AppResult<SessionRecord> {
+    let user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::unauthorized("no such account"))?;
+    if let Some(ban) = &user.ban {
+        return Err(AppError::new(Code::AccountBanned, format!("account banned: {}", ban.reason)));
+    }
+    let now = tx.now_ms();
+    let session = SessionRecord {
+        id: new_id(),
+        user_id: user_id.to_owned(),
+        created_at_ms: now,
+        last_used_at_ms: now,
+        expires_at_ms: now + ttl_ms,
+        method,
+        platform: meta.platform,
+        client_address: meta.address.clone(),
+        user_agent: meta.user_agent.clone(),
+        revoked_at_ms: None,
+        revoked_reason: None,
+    };
+    put(&mut tx.table(SESSIONS)?, session.id.as_str(), &session)?;
+    tx.table(SESSIONS_BY_USER)?.insert((user_id, session.id.as_str()), ())?;
+    let rec = RefreshRecord { session_id: session.id.clone(), issued_at_ms: now, used_at_ms: None };
+    put(&mut tx.table(REFRESH_TOKENS)?, secret_hash(refresh_token).as_str(), &rec)?;
+    Ok(session)
+}
+
+fn tokens(ctx: &Ctx, session: SessionRecord, refresh_token: String) -> AppResult<AuthTokens> {
+    Ok(AuthTokens {
+        access_token: ctx.tokens.issue(&session.user_id, &session.id, ctx.store.now_ms())?,
+        refresh_token,
+        expires_in: ctx.tokens.ttl_secs(),
+        user_id: session.user_id,
+    })
+}
+
+/// Turns the result of a sign-in write into tokens, recording a failed attempt (which counts
+/// towards throttling) when the credentials were wrong.
+async fn finish_sign_in(
+    ctx: &Ctx,
+    result: AppResult<SessionRecord>,
+    account: &str,
+    method: SignInMethod,
+    meta: &ClientMeta,
+    refresh_token: String,
+) -> AppResult<AuthTokens> {
+    match result {
+        Ok(session) => tokens(ctx, session, refresh_token),
+        Err(e) if e.code == Code::InvalidCredentials => {
+            record_failure(ctx, account, method, meta).await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Records a failed sign-in; it counts towards throttling the account and the address.
+async fn record_failure(ctx: &Ctx, account: &str, method: SignInMethod, meta: &ClientMeta) -> AppResult<()> {
+    let (acc, m) = (account.to_owned(), meta.clone());
+    let t = &ctx.config.auth.throttle;
+    let window_ms = t.window_secs as i64 * 1000;
+    let keep = t.account_failures_max.max(t.address_failures_max) as usize;
+    ctx.store
+        .write(move |tx| {
+            record_attempt(tx, &acc, None, method, &m, false)?;
+            note_failure(tx, &format!("account:{acc}"), window_ms, keep)?;
+            note_failure(tx, &format!("address:{}", m.address.as_deref().unwrap_or("")), window_ms, keep)
+        })
+        .await
+}
+
+fn record_attempt(
+    tx: &Tx,
+    account: &str,
+    user_id: Option<&str>,
+    method: SignInMethod,
+    meta: &ClientMeta,
+    succeeded: bool,
+) -> AppResult<()> {
+    let attempt = LoginAttempt {
+        at_ms: tx.now_ms(),
+        method,
+        account: account.to_owned(),
+        user_id: user_id.map(str::to_owned),
+        client_address: meta.address.clone(),
+        succeeded,
+    };
+    put(&mut tx.table(LOGIN_ATTEMPTS)?, new_id().as_str(), &attempt)
+}
+
+fn note_failure(tx: &Tx, key: &str, window_ms: i64, keep: usize) -> AppResult<()> {
+    let mut t = tx.table(LOGIN_THROTTLE)?;
+    let mut th: Throttle = get(&t, key)?.unwrap_or_default();
+    let now = tx.now_ms();
+    th.failures_ms.retain(|at| *at > now - window_ms);
+    th.failures_ms.push(now);
+    let excess = th.failures_ms.len().saturating_sub(keep);
+    th.failures_ms.drain(..excess);
+    put(&mut t, key, &th)
+}
+
+/// Refuses with `rate_limited` while the account or the client address has had too many
+/// failures within the window.
+async fn check_throttle(ctx: &Ctx, account: &str, address: Option<&str>) -> AppResult<()> {
+    let cfg = ctx.config.auth.throttle.clone();
+    let keys = [
+        (format!("account:{account}"), cfg.account_failures_max),
+        (format!("address:{}", address.unwrap_or("")), cfg.address_failures_max),
+    ];
+    let now = ctx.store.now_ms();
+    let window_ms = cfg.window_secs as i64 * 1000;
+    let retry_ms = ctx
+        .store
+        .read(move |rtx| {
+            let t = rtx.open_table(LOGIN_THROTTLE)?;
+            let mut retry_ms = 0i64;
+            for (key, max) in &keys {
+                let th: Throttle = get(&t, key.as_str())?.unwrap_or_default();
+                let recent: Vec<i64> =
+                    th.failures_ms.into_iter().filter(|at| *at > now - window_ms).collect();
+                if recent.len() >= *max as usize {
+                    // Free again when the oldest failure that keeps it at the limit ages out.
+                    let pivot = recent[recent.len() - *max as usize];
+                    retry_ms = retry_ms.max(pivot + window_ms - now);
+                }
+            }
+            Ok(retry_ms)
+        })
+        .await?;
+    if retry_ms > 0 {
+        return Err(AppError::rate_limited((retry_ms as u64).div_ceil(1000)));
+    }
+    Ok(())
+}
+
+async fn hash_password(password: Password) -> AppResult<String> {
+    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+        .await
+        .map_err(AppError::internal)?
+}
+
+fn hash_password_blocking(password: &Password) -> AppResult<String> {
+    let mut salt = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(AppError::internal)?;
+    Argon2::default()
+        .hash_password(password.as_str().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(AppError::internal)
+}
+
+/// A fixed hash to verify against when the account does not exist (equal timing).
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2hJ2Wc5N3QEzZk8yq8mJtTn1oQ7n2sU0fRr4p9B6bYc";
+
+async fn verify_password(password: String, stored: Option<String>) -> AppResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let known = stored.is_some();
+        let phc = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
+        let ok = match PasswordHash::new(&phc) {
+            Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+            Err(_) => false,
+        };
+        ok && known
+    })
+    .await
+    .map_err(AppError::internal)
+}

@@ -1,0 +1,225 @@
+//! The user domain's stored records and validated inputs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::auth::Role;
+use crate::core::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub role: Role,
+    pub created_at_ms: i64,
+    /// The platform the account was created on.
+    #[serde(default)]
+    pub platform: Option<Platform>,
+    /// The email the account signs in with, if it registered one.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// argon2id PHC string, when the account has a password.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub ban: Option<Ban>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ban {
+    pub reason: String,
+    pub at_ms: i64,
+    pub by: String,
+}
+
+/// How an account is reached from a credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Identity {
+    pub user_id: String,
+    /// For device identities: SHA-256 of the device secret.
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: i64,
+    /// The refresh token must be used again before this.
+    pub expires_at_ms: i64,
+    pub method: SignInMethod,
+    #[serde(default)]
+    pub platform: Option<Platform>,
+    #[serde(default)]
+    pub client_address: Option<String>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub revoked_at_ms: Option<i64>,
+    #[serde(default)]
+    pub revoked_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub session_id: String,
+    pub issued_at_ms: i64,
+    /// Set when it was exchanged; presenting it again is reuse.
+    #[serde(default)]
+    pub used_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum SignInMethod {
+    Device,
+    Password,
+    External,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum Platform {
+    Ios,
+    Android,
+    Web,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 3] = [Platform::Ios, Platform::Android, Platform::Web];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Ios => "ios",
+            Platform::Android => "android",
+            Platform::Web => "web",
+        }
+    }
+    pub fn parse(s: &str) -> AppResult<Platform> {
+        Platform::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| AppError::validation(format!("platform `{s}` is not ios, android or web")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum PushProvider {
+    Fcm,
+    Apns,
+    ApnsVoip,
+    Onesignal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushDevice {
+    pub device_id: String,
+    pub platform: Platform,
+    pub provider: PushProvider,
+    pub token: String,
+    #[serde(default)]
+    pub app_version: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct PresenceRecord {
+    pub online: bool,
+    #[serde(default)]
+    pub online_since_ms: Option<i64>,
+    #[serde(default)]
+    pub last_seen_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginAttempt {
+    pub at_ms: i64,
+    pub method: SignInMethod,
+    /// The account key tried (email or device id); never the secret.
+    pub account: String,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub client_address: Option<String>,
+    pub succeeded: bool,
+}
+
+/// Recent failures of one account or address, oldest first, at most the configured maximum.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Throttle {
+    pub failures_ms: Vec<i64>,
+}
+
+/// Length limits of credentials, in characters.
+pub const EMAIL_CHARS_MAX: usize = 254;
+pub const PASSWORD_CHARS_MIN: usize = 8;
+pub const PASSWORD_CHARS_MAX: usize = 256;
+pub const DEVICE_ID_CHARS_MAX: usize = 128;
+pub const DEVICE_SECRET_CHARS_MIN: usize = 16;
+pub const DEVICE_SECRET_CHARS_MAX: usize = 256;
+pub const PUSH_TOKEN_CHARS_MAX: usize = 4096;
+pub const EXTERNAL_SUBJECT_CHARS_MAX: usize = 128;
+/// A user keeps at most this many push devices; the least recently updated goes first.
+pub const PUSH_DEVICES_MAX: usize = 20;
+
+/// A syntactically valid email address, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> AppResult<Email> {
+        let s = raw.trim().to_lowercase();
+        let bad = || AppError::validation(format!("`{raw}` is not a valid email address"));
+        if s.is_empty() || s.chars().count() > EMAIL_CHARS_MAX || s.chars().any(char::is_whitespace) {
+            return Err(bad());
+        }
+        let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
+        if local.is_empty()
+            || local.contains('@')
+            || domain.len() < 3
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.contains("..")
+        {
+            return Err(bad());
+        }
+        Ok(Email(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password within the length limits.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: &str) -> AppResult<Password> {
+        let n = raw.chars().count();
+        if !(PASSWORD_CHARS_MIN..=PASSWORD_CHARS_MAX).contains(&n) {
+            return Err(AppError::validation(format!(
+                "password must be {PASSWORD_CHARS_MIN}–{PASSWORD_CHARS_MAX} characters"
+            )));
+        }
+        Ok(Password(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An opaque client-chosen identifier (device ids): printable ASCII without spaces.
+pub fn parse_token_like(field: &str, raw: &str, min: usize, max: usize) -> AppResult<String> {
+    let n = raw.chars().count();
+    if n < min || n > max || !raw.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(AppError::validation(format!(
+            "{field} must be {min}–{max} printable ASCII characters without spaces"
+        )));
+    }
+    Ok(raw.to_owned())
+}

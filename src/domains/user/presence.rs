@@ -1,0 +1,190 @@
+//! Presence: a user is online while at least one authenticated, heartbeating WebSocket of
+//! theirs is alive, and goes offline a grace period after the last one is gone (so a phone
+//! switching networks does not flicker offline).
+//!
+//! Connection counts live in memory; transitions are committed in order by one task, batched
+//! into group commits, and put on the event log (`presence_changed`). On start, everyone stored
+//! as online is set offline, since no connection survived the restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::core::clock::SharedClock;
+use crate::core::error::AppResult;
+use crate::core::events::NewEvent;
+use crate::core::metrics::Metrics;
+use crate::core::store::{Store, get, put};
+
+use super::model::PresenceRecord;
+use super::tables::PRESENCE;
+
+/// Transitions queued for the presence writer before `connected` waits.
+const PRESENCE_QUEUE_LEN: usize = 65_536;
+/// Transitions committed at most in one operation.
+const PRESENCE_BATCH_MAX: usize = 1024;
+
+#[derive(Debug, Default)]
+struct Entry {
+    connections: u32,
+    /// When the last connection went away; offline once the grace period has passed.
+    gone_since_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct Change {
+    user_id: String,
+    online: bool,
+    at_ms: i64,
+}
+
+pub struct Presence {
+    entries: Mutex<HashMap<String, Entry>>,
+    grace_ms: i64,
+    clock: SharedClock,
+    changes: mpsc::Sender<Change>,
+    metrics: Arc<Metrics>,
+}
+
+impl Presence {
+    /// Starts the presence writer; returns the tracker.
+    pub fn start(store: Store, grace_secs: u64, metrics: Arc<Metrics>) -> Arc<Presence> {
+        let (tx, rx) = mpsc::channel(PRESENCE_QUEUE_LEN);
+        tokio::spawn(write_changes(store.clone(), rx));
+        Arc::new(Presence {
+            entries: Mutex::new(HashMap::new()),
+            grace_ms: grace_secs as i64 * 1000,
+            clock: store.clock().clone(),
+            changes: tx,
+            metrics,
+        })
+    }
+
+    /// An authenticated connection of `user_id` opened.
+    pub async fn connected(&self, user_id: &str) {
+        let became_online = {
+            let mut entries = self.entries.lock();
+            let e = entries.entry(user_id.to_owned()).or_default();
+            e.connections += 1;
+            let was_tracked = e.connections > 1 || e.gone_since_ms.is_some();
+            e.gone_since_ms = None;
+            !was_tracked
+        };
+        if became_online {
+            self.metrics.online_users.inc();
+            self.send(user_id, true).await;
+        }
+    }
+
+    /// A connection of `user_id` closed.
+    pub fn disconnected(&self, user_id: &str) {
+        let now = self.clock.now_ms();
+        let mut entries = self.entries.lock();
+        if let Some(e) = entries.get_mut(user_id) {
+            e.connections = e.connections.saturating_sub(1);
+            if e.connections == 0 {
+                e.gone_since_ms = Some(now);
+            }
+        }
+    }
+
+    /// Sets offline everyone whose grace period has passed. Runs every second; tests call it
+    /// after moving the clock.
+    pub async fn sweep(&self) {
+        let now = self.clock.now_ms();
+        let gone: Vec<String> = {
+            let mut entries = self.entries.lock();
+            let gone: Vec<String> = entries
+                .iter()
+                .filter(|(_, e)| e.connections == 0)
+                .filter(|(_, e)| e.gone_since_ms.is_some_and(|at| at + self.grace_ms <= now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &gone {
+                entries.remove(id);
+            }
+            gone
+        };
+        for id in gone {
+            self.metrics.online_users.dec();
+            self.send(&id, false).await;
+        }
+    }
+
+    pub fn is_online(&self, user_id: &str) -> bool {
+        self.entries.lock().contains_key(user_id)
+    }
+
+    async fn send(&self, user_id: &str, online: bool) {
+        let change = Change { user_id: user_id.to_owned(), online, at_ms: self.clock.now_ms() };
+        // The writer only stops with the runtime.
+        let _ = self.changes.send(change).await;
+    }
+}
+
+async fn write_changes(store: Store, mut rx: mpsc::Receiver<Change>) {
+    let mut batch = Vec::with_capacity(PRESENCE_BATCH_MAX);
+    while rx.recv_many(&mut batch, PRESENCE_BATCH_MAX).await > 0 {
+        let changes = std::mem::take(&mut batch);
+        if let Err(e) = store.write(move |tx| apply(tx, &changes)).await {
+            tracing::error!(error = %e, "writing presence changes failed");
+        }
+    }
+}
+
+fn apply(tx: &crate::core::store::Tx, changes: &[Change]) -> AppResult<()> {
+    let mut t = tx.table(PRESENCE)?;
+    let mut emitted = Vec::new();
+    for c in changes {
+        let mut rec: PresenceRecord = get(&t, c.user_id.as_str())?.unwrap_or_default();
+        if rec.online == c.online {
+            continue;
+        }
+        rec.online = c.online;
+        if c.online {
+            rec.online_since_ms = Some(c.at_ms);
+        } else {
+            rec.online_since_ms = None;
+        }
+        rec.last_seen_ms = Some(c.at_ms);
+        put(&mut t, c.user_id.as_str(), &rec)?;
+        emitted.push(c.clone());
+    }
+    drop(t);
+    for c in emitted {
+        tx.emit(NewEvent::about(
+            "presence_changed",
+            &c.user_id,
+            json!({"userId": c.user_id, "online": c.online, "at": c.at_ms}),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Sets offline everyone the store still shows online: run once at start.
+pub fn reset_after_restart(store: &Store) -> AppResult<usize> {
+    use redb::ReadableTable;
+    let online: Vec<String> = store.read_blocking(|rtx| {
+        let t = rtx.open_table(PRESENCE)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let rec: PresenceRecord = crate::core::store::dec(v.value())?;
+            if rec.online {
+                out.push(k.value().to_owned());
+            }
+        }
+        Ok(out)
+    })?;
+    let n = online.len();
+    if n > 0 {
+        let at_ms = store.now_ms();
+        let changes: Vec<Change> =
+            online.into_iter().map(|user_id| Change { user_id, online: false, at_ms }).collect();
+        store.write_blocking(move |tx| apply(tx, &changes))?;
+    }
+    Ok(n)
+}

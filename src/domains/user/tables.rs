@@ -1,0 +1,22 @@
+//! The user domain's tables.
+
+crate::tables! {
+    /// user id → UserRecord.
+    USERS: &str => &[u8] = "user_by_id";
+    /// `email:<lowercased>` | `device:<deviceId>` | `firebase:<sub>` → Identity.
+    IDENTITIES: &str => &[u8] = "user_identity";
+    /// session id → SessionRecord.
+    SESSIONS: &str => &[u8] = "session_by_id";
+    /// (user id, session id): a user's sessions.
+    SESSIONS_BY_USER: (&str, &str) => () = "session_by_user";
+    /// SHA-256 of a refresh token → RefreshRecord. Tokens themselves are never stored.
+    REFRESH_TOKENS: &str => &[u8] = "refresh_token";
+    /// (user id, device id) → PushDevice.
+    PUSH_DEVICES: (&str, &str) => &[u8] = "push_device";
+    /// user id → PresenceRecord.
+    PRESENCE: &str => &[u8] = "user_presence";
+    /// attempt id (time-ordered) → LoginAttempt.
+    LOGIN_ATTEMPTS: &str => &[u8] = "login_attempt";
+    /// `account:<key>` | `address:<ip>` → Throttle.
+    LOGIN_THROTTLE: &str => &[u8] = "login_throttle";
+}
