@@ -23,6 +23,8 @@ use crate::domains::user::presence::{self, Presence};
 
 /// The store file inside the data directory.
 pub const STORE_FILE: &str = "duet.redb";
+/// How long shutdown waits for the last user of the store to let go.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// How often presence grace periods are checked.
 const PRESENCE_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -50,9 +52,14 @@ impl Ctx {
 
 /// Opens the store of a data directory (creating it), without starting a server: used by the
 /// server and by offline CLI commands alike.
-pub fn open_store(config: &Config, clock: SharedClock, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
+pub fn open_store(
+    config: &Config,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Store> {
     let dir = &config.server.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
     let path = dir.join(STORE_FILE);
     Store::open(&path, domains::TABLES, clock, metrics)
         .with_context(|| format!("opening the store {}", path.display()))
@@ -76,7 +83,10 @@ impl App {
         let store = open_store(&config, clock.clone(), metrics.clone())?;
         let reset = presence::reset_after_restart(&store)?;
         if reset > 0 {
-            tracing::info!(users = reset, "set offline the users who were online before the restart");
+            tracing::info!(
+                users = reset,
+                "set offline the users who were online before the restart"
+            );
         }
         let tokens = TokenIssuer::load_or_create(
             &config.signing_key_path(),
@@ -88,7 +98,11 @@ impl App {
         } else {
             None
         };
-        let presence = Presence::start(store.clone(), config.presence.offline_grace_secs, metrics.clone());
+        let presence = Presence::start(
+            store.clone(),
+            config.presence.offline_grace_secs,
+            metrics.clone(),
+        );
         let (shutdown, _) = watch::channel(false);
         let listen = config.listen_addr()?;
         let ctx = Arc::new(Ctx {
@@ -104,7 +118,10 @@ impl App {
         });
 
         let mut workers = Vec::new();
-        workers.push(tokio::spawn(api::ws::run_dispatcher(ctx.clone(), ctx.shutdown_signal())));
+        workers.push(tokio::spawn(api::ws::run_dispatcher(
+            ctx.clone(),
+            ctx.shutdown_signal(),
+        )));
         workers.push(tokio::spawn(sweep_presence(ctx.clone())));
 
         let acceptor = TcpListener::bind(listen)
@@ -121,34 +138,69 @@ impl App {
         let routes = api::routes(ctx.clone());
         let server = tokio::spawn(async move {
             poem::Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(routes, async move { let _ = stop_rx.await; }, Some(grace))
+                .run_with_graceful_shutdown(
+                    routes,
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                    Some(grace),
+                )
                 .await
         });
         tracing::info!(%addr, "duet is listening");
-        Ok(App { ctx, addr, server, workers, stop_listening: Some(stop_tx) })
+        Ok(App {
+            ctx,
+            addr,
+            server,
+            workers,
+            stop_listening: Some(stop_tx),
+        })
     }
 
     /// Runs a durable event-log consumer until the app stops.
     pub fn spawn_consumer<C: Consumer>(&mut self, consumer: Arc<C>) {
         let store = self.ctx.store.clone();
-        self.workers.push(tokio::spawn(run_consumer(store, consumer, self.ctx.shutdown_signal())));
+        self.workers.push(tokio::spawn(run_consumer(
+            store,
+            consumer,
+            self.ctx.shutdown_signal(),
+        )));
     }
 
     /// Graceful stop: refuse new work, close WebSockets with going-away, let in-flight requests
     /// finish (up to the grace period), stop the workers. Every acknowledged write is already
     /// durable, so nothing else needs flushing.
-    pub async fn shutdown(mut self) {
-        self.ctx.shutdown.send_replace(true);
-        self.ctx.hub.close_all(CloseReason::ShuttingDown);
-        if let Some(stop) = self.stop_listening.take() {
+    pub async fn shutdown(self) {
+        let App {
+            ctx,
+            server,
+            workers,
+            stop_listening,
+            ..
+        } = self;
+        ctx.shutdown.send_replace(true);
+        ctx.hub.close_all(CloseReason::ShuttingDown);
+        if let Some(stop) = stop_listening {
             let _ = stop.send(());
         }
-        if let Err(e) = (&mut self.server).await {
-            tracing::warn!(error = %e, "the server task ended badly");
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "the server task failed"),
         }
-        for w in self.workers.drain(..) {
+        for w in workers {
             w.abort();
             let _ = w.await;
+        }
+        // WebSocket sessions and the presence writer let go of the store as they wind down;
+        // wait for the file to close so the data directory can be opened again at once.
+        let closed = ctx.store.closed();
+        drop(ctx);
+        if tokio::time::timeout(STORE_CLOSE_WAIT, closed)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the store was still in use when shutdown gave up waiting");
         }
     }
 }

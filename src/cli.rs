@@ -75,7 +75,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", crate::api::spec_json());
             Ok(())
         }
-        Command::Serve { config, data_dir, listen } => {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(d) = data_dir {
                 cfg.server.data_dir = d;
@@ -86,14 +90,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.validate()?;
             init_tracing(&cfg);
             install_crypto_provider();
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(serve(cfg))
         }
-        Command::Admin { command: AdminCommand::Create { data_dir, email, password, role } } => {
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    data_dir,
+                    email,
+                    password,
+                    role,
+                },
+        } => {
             let role = Role::parse(&role).map_err(|e| anyhow::anyhow!("--role: {}", e.detail))?;
             let mut cfg = Config::load(None)?;
             cfg.server.data_dir = data_dir;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             let store = rt.block_on(async {
                 app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new()))
             })?;
@@ -145,10 +161,17 @@ async fn wait_for_signal() {
 
 fn init_tracing(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cfg.log.format == "json" {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     } else {
         builder.init();
     }

@@ -149,7 +149,10 @@ impl Default for ServerConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: "text".into(), level: "info".into() }
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -168,7 +171,11 @@ impl Default for AuthConfig {
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        ThrottleConfig { account_failures_max: 5, address_failures_max: 30, window_secs: 900 }
+        ThrottleConfig {
+            account_failures_max: 5,
+            address_failures_max: 30,
+            window_secs: 900,
+        }
     }
 }
 
@@ -200,13 +207,18 @@ impl Default for WsConfig {
 
 impl Default for PresenceConfig {
     fn default() -> Self {
-        PresenceConfig { offline_grace_secs: 20 }
+        PresenceConfig {
+            offline_grace_secs: 20,
+        }
     }
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { query_limit_max: 500, query_scan_max: 100_000 }
+        EventsConfig {
+            query_limit_max: 500,
+            query_scan_max: 100_000,
+        }
     }
 }
 
@@ -219,7 +231,10 @@ pub struct ConfigError {
 }
 
 fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), reason: reason.into() }
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }
 
 impl Config {
@@ -228,14 +243,21 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(bad("--config", format!("{} does not exist", path.display())));
+                return Err(bad(
+                    "--config",
+                    format!("{} does not exist", path.display()),
+                ));
             }
             fig = fig.merge(Toml::file_exact(path));
         }
         fig = fig.merge(Env::prefixed("DUET_").split("__"));
         let config: Config = fig.extract().map_err(|e| {
             let key = e.path.join(".");
-            let key = if key.is_empty() { "config".to_owned() } else { key };
+            let key = if key.is_empty() {
+                "config".to_owned()
+            } else {
+                key
+            };
             bad(&key, e.kind.to_string())
         })?;
         config.validate()?;
@@ -251,7 +273,10 @@ impl Config {
             return Err(bad("log.format", "must be `text` or `json`"));
         }
         if !(1..=900).contains(&self.auth.access_token_ttl_secs) {
-            return Err(bad("auth.access_token_ttl_secs", "must be between 1 and 900"));
+            return Err(bad(
+                "auth.access_token_ttl_secs",
+                "must be between 1 and 900",
+            ));
         }
         if self.auth.refresh_token_ttl_days == 0 {
             return Err(bad("auth.refresh_token_ttl_days", "must be at least 1"));
@@ -266,7 +291,10 @@ impl Config {
         let x = &self.auth.external;
         if x.enabled {
             if x.project_id.is_empty() {
-                return Err(bad("auth.external.project_id", "required when external is enabled"));
+                return Err(bad(
+                    "auth.external.project_id",
+                    "required when external is enabled",
+                ));
             }
             if x.jwks_file.is_empty() == x.jwks_url.is_empty() {
                 return Err(bad(
@@ -292,10 +320,12 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|_| bad("server.listen", format!("`{}` is not host:port", self.server.listen)))
+        self.server.listen.parse().map_err(|_| {
+            bad(
+                "server.listen",
+                format!("`{}` is not host:port", self.server.listen),
+            )
+        })
     }
 
     pub fn signing_key_path(&self) -> PathBuf {

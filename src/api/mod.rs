@@ -112,30 +112,44 @@ pub fn client_meta(ctx: &Ctx, req: &Request) -> ClientMeta {
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty());
     let address = from_header.or_else(|| {
-        req.remote_addr().as_socket_addr().map(|a| a.ip().to_string())
+        req.remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip().to_string())
     });
     ClientMeta {
         address,
-        user_agent: req.header("user-agent").map(|s| s.chars().take(256).collect()),
+        user_agent: req
+            .header("user-agent")
+            .map(|s| s.chars().take(256).collect()),
         platform: None,
     }
 }
 
 /// Refuses bodies over the limit with `payload_too_large`: by `Content-Length` before reading,
 /// and by counting for chunked bodies.
-async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request, max: usize) -> poem::Result<Response> {
+async fn limit_body<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+    max: usize,
+) -> poem::Result<Response> {
     let too_large = || {
         crate::core::error::AppError::new(
             crate::core::error::Code::PayloadTooLarge,
             format!("request bodies are at most {max} bytes"),
         )
     };
-    let declared = req.header("content-length").and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(n) if n > max as u64 => return Err(too_large().into()),
         Some(_) => {}
         None if req.header("transfer-encoding").is_some() => {
-            let body = req.take_body().into_bytes_limit(max).await.map_err(|_| too_large())?;
+            let body = req
+                .take_body()
+                .into_bytes_limit(max)
+                .await
+                .map_err(|_| too_large())?;
             req.set_body(body);
         }
         None => {}
@@ -178,15 +192,26 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     if let Some(ctx) = ctx {
         ctx.metrics
             .http_requests
-            .get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status })
+            .get_or_create(&RequestLabels {
+                method: method.clone(),
+                route: route.clone(),
+                status,
+            })
             .inc();
         ctx.metrics
             .http_latency
-            .get_or_create(&RouteLabels { route: route.clone() })
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
             .observe(elapsed.as_secs_f64());
     }
     span.in_scope(|| {
-        tracing::info!(status, route, micros = elapsed.as_micros() as u64, "request");
+        tracing::info!(
+            status,
+            route,
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
     });
     Ok(resp)
 }
@@ -206,7 +231,9 @@ fn healthz() -> &'static str {
 #[handler]
 fn readyz(ctx: Data<&Arc<Ctx>>) -> Response {
     if ctx.is_shutting_down() {
-        Response::builder().status(poem::http::StatusCode::SERVICE_UNAVAILABLE).body("shutting down")
+        Response::builder()
+            .status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
+            .body("shutting down")
     } else {
         Response::builder().body("ready")
     }

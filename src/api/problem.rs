@@ -3,8 +3,8 @@
 //! wrong types, missing auth, oversized bodies, unknown routes) are rewritten into the same
 //! shape by [`render_poem_error`], so no client ever sees another error format.
 
-use poem::http::{HeaderValue, StatusCode, header};
 use poem::Response;
+use poem::http::{HeaderValue, StatusCode, header};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
@@ -90,7 +90,10 @@ impl ApiResponse for AppError {
         MetaResponses {
             responses: vec![
                 doc(400, "Bad input: `validation_failed` or `malformed_json`"),
-                doc(401, "`unauthorized`, `invalid_credentials` or `refresh_token_reused`"),
+                doc(
+                    401,
+                    "`unauthorized`, `invalid_credentials` or `refresh_token_reused`",
+                ),
                 doc(403, "`forbidden` (wrong role) or `account_banned`"),
                 doc(404, "`not_found`"),
                 doc(409, "`conflict` or `email_taken`"),
@@ -128,13 +131,14 @@ pub fn render_poem_error(err: poem::Error) -> Response {
 
 fn classify(err: &poem::Error, status: StatusCode) -> Code {
     use poem_openapi::error::{
-        AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError,
-        ParsePathError, ParseRequestPayloadError,
+        AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError,
+        ParseRequestPayloadError,
     };
     if err.is::<ParseRequestPayloadError>() {
         return Code::MalformedJson;
     }
-    if err.is::<ParseParamError>() || err.is::<ParsePathError>() || err.is::<ParseMultipartError>() {
+    if err.is::<ParseParamError>() || err.is::<ParsePathError>() || err.is::<ParseMultipartError>()
+    {
         return Code::ValidationFailed;
     }
     if err.is::<AuthorizationError>() {

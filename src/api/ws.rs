@@ -182,7 +182,11 @@ pub struct Hub {
 
 impl Hub {
     fn register(&self, conn: Arc<Conn>) {
-        self.by_user.write().entry(conn.user_id.clone()).or_default().push(conn);
+        self.by_user
+            .write()
+            .entry(conn.user_id.clone())
+            .or_default()
+            .push(conn);
     }
 
     fn unregister(&self, conn: &Conn) {
@@ -199,7 +203,10 @@ impl Hub {
     /// Closes every connection of a user, or of one of their sessions.
     pub fn close_user(&self, user_id: &str, session_id: Option<&str>, reason: CloseReason) {
         if let Some(list) = self.by_user.read().get(user_id) {
-            for c in list.iter().filter(|c| session_id.is_none_or(|s| s == c.session_id)) {
+            for c in list
+                .iter()
+                .filter(|c| session_id.is_none_or(|s| s == c.session_id))
+            {
                 c.close.send_replace(Some(reason));
             }
         }
@@ -235,7 +242,9 @@ impl Hub {
         for c in admins.values() {
             c.offer(event);
         }
-        let Some(topic) = event.topic.as_deref() else { return };
+        let Some(topic) = event.topic.as_deref() else {
+            return;
+        };
         // A connection on `admin` already has the event; it must not be queued twice.
         let fresh = |c: &&Arc<Conn>| c.wants(topic) && !admins.contains_key(&c.id);
         let map = self.by_user.read();
@@ -247,7 +256,12 @@ impl Hub {
                 }
             }
             Audience::Users(ids) => {
-                for c in ids.iter().filter_map(|id| map.get(id)).flatten().filter(fresh) {
+                for c in ids
+                    .iter()
+                    .filter_map(|id| map.get(id))
+                    .flatten()
+                    .filter(fresh)
+                {
                     c.offer(event);
                 }
             }
@@ -288,7 +302,11 @@ pub async fn run_dispatcher(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
 async fn catch_up(ctx: &Arc<Ctx>, mut last: u64, upto: u64) -> u64 {
     while last < upto {
         let after = last;
-        let batch = match ctx.store.read(move |rtx| events::read_after(rtx, after, 1024)).await {
+        let batch = match ctx
+            .store
+            .read(move |rtx| events::read_after(rtx, after, 1024))
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "reading the event log for the hub failed");
@@ -314,7 +332,10 @@ pub async fn upgrade(ws: WebSocket, req: &Request, ctx: Data<&Arc<Ctx>>) -> impl
     let ctx = ctx.0.clone();
     let bearer = req
         .header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::to_owned);
     let max = ctx.config.ws.frame_bytes_max;
     let config = WebSocketConfig::default()
@@ -413,17 +434,25 @@ async fn run_session(ctx: Arc<Ctx>, socket: WebSocketStream, bearer: Option<Stri
         close(&mut sink, reason, message).await;
     }
     if let Some(conn) = &s.conn {
-        ctx.hub.unregister(conn);
+        // Presence first: once the hub no longer lists the connection, presence knows it left.
         ctx.presence.disconnected(&conn.user_id);
+        ctx.hub.unregister(conn);
     }
 }
 
 async fn close(sink: &mut Sink, reason: CloseReason, error: Option<(Code, &str)>) {
     if let Some((code, message)) = error {
-        let _ = sink.feed(encode(&ServerFrame::Error { code: code.as_str(), message })).await;
+        let _ = sink
+            .feed(encode(&ServerFrame::Error {
+                code: code.as_str(),
+                message,
+            }))
+            .await;
     }
     let (code, text) = reason.frame();
-    let _ = sink.send(Message::Close(Some((code, text.to_owned())))).await;
+    let _ = sink
+        .send(Message::Close(Some((code, text.to_owned()))))
+        .await;
     let _ = sink.close().await;
 }
 
@@ -435,7 +464,15 @@ impl Session {
 
     async fn send_error(&mut self, sink: &mut Sink, e: &AppError) -> Result<bool, CloseReason> {
         self.bad_frames += 1;
-        let ok = self.send(sink, &ServerFrame::Error { code: e.code.as_str(), message: &e.detail }).await;
+        let ok = self
+            .send(
+                sink,
+                &ServerFrame::Error {
+                    code: e.code.as_str(),
+                    message: &e.detail,
+                },
+            )
+            .await;
         if self.bad_frames > self.ctx.config.ws.bad_frames_max {
             return Err(CloseReason::TooManyBadFrames);
         }
@@ -445,7 +482,9 @@ impl Session {
     /// Writes a live event on each subscribed topic it belongs to, skipping what the replay
     /// already sent. Returns false when the socket is gone.
     async fn send_live(&mut self, sink: &mut Sink, event: &Event) -> bool {
-        let Some(conn) = self.conn.clone() else { return true };
+        let Some(conn) = self.conn.clone() else {
+            return true;
+        };
         let own = event
             .topic
             .as_deref()
@@ -492,7 +531,10 @@ impl Session {
         if bytes.len() > self.ctx.config.ws.frame_bytes_max {
             let e = AppError::new(
                 Code::PayloadTooLarge,
-                format!("frames are at most {} bytes", self.ctx.config.ws.frame_bytes_max),
+                format!(
+                    "frames are at most {} bytes",
+                    self.ctx.config.ws.frame_bytes_max
+                ),
             );
             return self.send_error(sink, &e).await;
         }
@@ -516,7 +558,9 @@ impl Session {
                 let e = AppError::unauthorized("send an `auth` frame first");
                 self.send_error(sink, &e).await
             }
-            ClientFrame::Subscribe { topic, from_seq } => self.subscribe(sink, &topic, from_seq).await,
+            ClientFrame::Subscribe { topic, from_seq } => {
+                self.subscribe(sink, &topic, from_seq).await
+            }
             ClientFrame::Unsubscribe { topic } => {
                 let Some(name) = topic_name(&topic) else {
                     let e = AppError::validation(format!("unknown topic `{topic}`"));
@@ -529,7 +573,9 @@ impl Session {
                     }
                 }
                 self.sent_upto.remove(name);
-                Ok(self.send(sink, &ServerFrame::Unsubscribed { topic: name }).await)
+                Ok(self
+                    .send(sink, &ServerFrame::Unsubscribed { topic: name })
+                    .await)
             }
             // Acks confirm in-app delivery; the notification domain reads them to cancel the
             // push fallback. Nothing is owed back to the client.
@@ -552,7 +598,15 @@ impl Session {
         let principal = match user::authenticate(&self.ctx, token, Access::Any).await {
             Ok(p) => p,
             Err(e) => {
-                let _ = self.send(sink, &ServerFrame::Error { code: e.code.as_str(), message: &e.detail }).await;
+                let _ = self
+                    .send(
+                        sink,
+                        &ServerFrame::Error {
+                            code: e.code.as_str(),
+                            message: &e.detail,
+                        },
+                    )
+                    .await;
                 return Err(if e.code == Code::AccountBanned {
                     CloseReason::AccountBanned
                 } else {
@@ -560,7 +614,9 @@ impl Session {
                 });
             }
         };
-        let Some((queue, close)) = pending.take() else { return Ok(()) };
+        let Some((queue, close)) = pending.take() else {
+            return Ok(());
+        };
         let conn = Arc::new(Conn {
             id: self.ctx.hub.next_id.fetch_add(1, Ordering::Relaxed),
             user_id: principal.user_id.clone(),
@@ -573,19 +629,36 @@ impl Session {
         self.ctx.presence.connected(&principal.user_id).await;
         self.conn = Some(conn);
         let head = self.ctx.store.head_seq();
-        self.send(sink, &ServerFrame::Ready { user_id: &principal.user_id, head_seq: head }).await;
+        self.send(
+            sink,
+            &ServerFrame::Ready {
+                user_id: &principal.user_id,
+                head_seq: head,
+            },
+        )
+        .await;
         self.principal = Some(principal);
         Ok(())
     }
 
-    async fn subscribe(&mut self, sink: &mut Sink, topic: &str, from_seq: Option<u64>) -> Result<bool, CloseReason> {
+    async fn subscribe(
+        &mut self,
+        sink: &mut Sink,
+        topic: &str,
+        from_seq: Option<u64>,
+    ) -> Result<bool, CloseReason> {
         let Some((name, access)) = TOPICS.iter().find(|(t, _)| *t == topic).copied() else {
             let e = AppError::validation(format!("unknown topic `{topic}`"));
             return self.send_error(sink, &e).await;
         };
-        let (Some(p), Some(conn)) = (self.principal.clone(), self.conn.clone()) else { return Ok(true) };
+        let (Some(p), Some(conn)) = (self.principal.clone(), self.conn.clone()) else {
+            return Ok(true);
+        };
         if !access.allows(p.role) {
-            let e = AppError::forbidden(format!("the topic `{name}` is not readable by a {}", p.role.as_str()));
+            let e = AppError::forbidden(format!(
+                "the topic `{name}` is not readable by a {}",
+                p.role.as_str()
+            ));
             return self.send_error(sink, &e).await;
         }
         // Register first, then read the head: every later event reaches the queue, and every
@@ -596,10 +669,21 @@ impl Session {
         }
         let head = self.ctx.store.head_seq();
         self.sent_upto.insert(name, head);
-        if !self.send(sink, &ServerFrame::Subscribed { topic: name, head_seq: head }).await {
+        if !self
+            .send(
+                sink,
+                &ServerFrame::Subscribed {
+                    topic: name,
+                    head_seq: head,
+                },
+            )
+            .await
+        {
             return Ok(false);
         }
-        let Some(from) = from_seq else { return Ok(true) };
+        let Some(from) = from_seq else {
+            return Ok(true);
+        };
         let max = self.ctx.config.ws.replay_events_max;
         let user_id = p.user_id.clone();
         let from = from.min(head);
@@ -620,10 +704,24 @@ impl Session {
             Err(e) => return self.send_error(sink, &e).await,
         };
         if events.len() > max {
-            return Ok(self.send(sink, &ServerFrame::Reset { topic: name, head_seq: head }).await);
+            return Ok(self
+                .send(
+                    sink,
+                    &ServerFrame::Reset {
+                        topic: name,
+                        head_seq: head,
+                    },
+                )
+                .await);
         }
         for e in &events {
-            let frame = ServerFrame::Event { seq: e.seq, topic: name, event_type: &e.kind, at: e.at_ms, data: &e.data };
+            let frame = ServerFrame::Event {
+                seq: e.seq,
+                topic: name,
+                event_type: &e.kind,
+                at: e.at_ms,
+                data: &e.data,
+            };
             if sink.feed(encode(&frame)).await.is_err() {
                 return Ok(false);
             }

@@ -146,7 +146,11 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(code: Code, detail: impl Into<String>) -> Self {
-        AppError { code, detail: detail.into(), retry_after_secs: None }
+        AppError {
+            code,
+            detail: detail.into(),
+            retry_after_secs: None,
+        }
     }
     pub fn validation(detail: impl Into<String>) -> Self {
         Self::new(Code::ValidationFailed, detail)

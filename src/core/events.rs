@@ -119,11 +119,14 @@ pub(crate) fn append(
     };
     let mut log = txn.open_table(EVENT_LOG)?;
     if log.get(seq)?.is_some() {
-        return Err(super::error::AppError::internal(format!("event seq {seq} already used")));
+        return Err(super::error::AppError::internal(format!(
+            "event seq {seq} already used"
+        )));
     }
     put(&mut log, seq, &event)?;
     if let Some(subject) = &event.subject {
-        txn.open_table(EVENT_BY_SUBJECT)?.insert((subject.as_str(), seq), ())?;
+        txn.open_table(EVENT_BY_SUBJECT)?
+            .insert((subject.as_str(), seq), ())?;
     }
     let mut by_audience = txn.open_table(EVENT_BY_AUDIENCE)?;
     match &event.audience {
@@ -206,7 +209,10 @@ pub fn query(
         Some(subject) => {
             let idx = rtx.open_table(EVENT_BY_SUBJECT)?;
             let from = after.saturating_add(1);
-            for row in idx.range((subject, from)..=(subject, u64::MAX))?.take(scan_max) {
+            for row in idx
+                .range((subject, from)..=(subject, u64::MAX))?
+                .take(scan_max)
+            {
                 let seq = row?.0.value().1;
                 if let Some(e) = get::<u64, Event>(&log, seq)?
                     && keep(&e)
@@ -251,7 +257,9 @@ impl Bus {
     }
 
     pub(crate) fn publish(&self, events: Vec<Event>) {
-        let Some(last) = events.last().map(|e| e.seq) else { return };
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return;
+        };
         for e in events {
             // No receivers is fine: nobody is listening live.
             let _ = self.live.send(Arc::new(e));
@@ -277,10 +285,8 @@ pub trait Consumer: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Handles a batch, in order. It may see an event again after a crash, so it must be
     /// idempotent. An error retries the same batch after a back-off.
-    fn handle(
-        &self,
-        events: Vec<Event>,
-    ) -> impl std::future::Future<Output = AppResult<()>> + Send;
+    fn handle(&self, events: Vec<Event>)
+    -> impl std::future::Future<Output = AppResult<()>> + Send;
 }
 
 /// How many events a consumer reads at once.
@@ -298,7 +304,11 @@ pub async fn cursor(store: &Store, name: &'static str) -> AppResult<u64> {
 
 /// Runs a consumer until `stop` turns true: reads from its cursor, handles, stores the cursor,
 /// waits for new commits.
-pub async fn run_consumer<C: Consumer>(store: Store, consumer: Arc<C>, mut stop: watch::Receiver<bool>) {
+pub async fn run_consumer<C: Consumer>(
+    store: Store,
+    consumer: Arc<C>,
+    mut stop: watch::Receiver<bool>,
+) {
     let name = consumer.name();
     let mut head = store.bus().head();
     let mut backoff = Duration::from_millis(100);
@@ -308,8 +318,12 @@ pub async fn run_consumer<C: Consumer>(store: Store, consumer: Arc<C>, mut stop:
         }
         let step = async {
             let after = cursor(&store, name).await?;
-            let batch = store.read(move |rtx| read_after(rtx, after, CONSUMER_BATCH_MAX)).await?;
-            let Some(last) = batch.last().map(|e| e.seq) else { return Ok(false) };
+            let batch = store
+                .read(move |rtx| read_after(rtx, after, CONSUMER_BATCH_MAX))
+                .await?;
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                return Ok(false);
+            };
             consumer.handle(batch).await?;
             store
                 .write(move |tx| {

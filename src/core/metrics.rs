@@ -57,22 +57,46 @@ impl Metrics {
         let commit_latency = latency_histogram();
         let commit_ops = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let online_users = Gauge::default();
-        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
             http_latency.clone(),
         );
-        registry.register("ws_connections", "Open WebSocket connections", ws_connections.clone());
-        registry.register("ws_frames_out", "WebSocket frames sent", ws_frames_out.clone());
-        registry.register("event_log_seq", "Sequence number of the last committed event", event_seq.clone());
+        registry.register(
+            "ws_connections",
+            "Open WebSocket connections",
+            ws_connections.clone(),
+        );
+        registry.register(
+            "ws_frames_out",
+            "WebSocket frames sent",
+            ws_frames_out.clone(),
+        );
+        registry.register(
+            "event_log_seq",
+            "Sequence number of the last committed event",
+            event_seq.clone(),
+        );
         registry.register(
             "store_commit_duration_seconds",
             "Duration of a group commit, from its first operation to durable",
             commit_latency.clone(),
         );
-        registry.register("store_commit_ops", "Operations per group commit", commit_ops.clone());
-        registry.register("online_users", "Users with a live, heartbeating connection", online_users.clone());
+        registry.register(
+            "store_commit_ops",
+            "Operations per group commit",
+            commit_ops.clone(),
+        );
+        registry.register(
+            "online_users",
+            "Users with a live, heartbeating connection",
+            online_users.clone(),
+        );
         Metrics {
             registry,
             http_requests,

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use redb::{
-    Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
-    Value, WriteTransaction,
+    Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition, Value,
+    WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -163,6 +163,8 @@ struct Inner {
     bus: Bus,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    /// Dropped after `db` (fields drop in order): its receivers learn the file is closed.
+    closed: tokio::sync::watch::Sender<()>,
 }
 
 /// Cheap to clone; all clones share one database and one writer.
@@ -195,7 +197,12 @@ impl Store {
     ) -> anyhow::Result<Store> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
-        for spec in registry.iter().flat_map(|t| t.iter()).chain(TABLES).chain(events::TABLES) {
+        for spec in registry
+            .iter()
+            .flat_map(|t| t.iter())
+            .chain(TABLES)
+            .chain(events::TABLES)
+        {
             (spec.create)(&txn)?;
         }
         migrate(&txn)?;
@@ -213,12 +220,20 @@ impl Store {
             bus: Bus::new(head),
             clock,
             metrics,
+            closed: tokio::sync::watch::channel(()).0,
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("duet-writer".into())
             .spawn(move || writer_loop(weak, rx))?;
         Ok(Store { inner })
+    }
+
+    /// Resolves once the last clone of this store is gone and the file is closed, so the same
+    /// data directory can be opened again (restarts, tests).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.closed.subscribe();
+        async move { while rx.changed().await.is_ok() {} }
     }
 
     pub fn bus(&self) -> &Bus {
@@ -272,7 +287,8 @@ impl Store {
             .send(job)
             .await
             .map_err(|_| AppError::new(Code::Unavailable, "the store is shutting down"))?;
-        rx.await.map_err(|_| AppError::new(Code::Unavailable, "the store is shutting down"))?
+        rx.await
+            .map_err(|_| AppError::new(Code::Unavailable, "the store is shutting down"))?
     }
 
     /// The same write from a thread outside the async runtime (CLI).
@@ -396,7 +412,9 @@ fn commit_group(inner: &Inner, mut group: Vec<Job>) {
         }
         let events = tx.events.into_inner();
         let commit = txn.commit();
-        inner.metrics.observe_commit(started.elapsed().as_secs_f64(), ops);
+        inner
+            .metrics
+            .observe_commit(started.elapsed().as_secs_f64(), ops);
         match commit {
             Ok(()) => {
                 if let Some(last) = events.last() {

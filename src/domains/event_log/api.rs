@@ -47,7 +47,11 @@ pub struct EventLogApi;
 #[OpenApi(tag = "ApiTags::Admin")]
 impl EventLogApi {
     /// Query the event log by type and user, in sequence order. Admin.
-    #[oai(path = "/v1/admin/events", method = "get", operation_id = "admin_events")]
+    #[oai(
+        path = "/v1/admin/events",
+        method = "get",
+        operation_id = "admin_events"
+    )]
     async fn events(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -70,7 +74,14 @@ impl EventLogApi {
         let items = ctx
             .store
             .read(move |rtx| {
-                events::query(rtx, kind.as_deref(), user_id.as_deref(), after, limit as usize, scan_max)
+                events::query(
+                    rtx,
+                    kind.as_deref(),
+                    user_id.as_deref(),
+                    after,
+                    limit as usize,
+                    scan_max,
+                )
             })
             .await?;
         // A full page, or a scan that stopped before the head, has more to read.

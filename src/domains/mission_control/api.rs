@@ -53,7 +53,11 @@ pub struct AdminApi;
 #[OpenApi(prefix_path = "/v1/admin", tag = "ApiTags::Admin")]
 impl AdminApi {
     /// Set a user's role. Admin; audited.
-    #[oai(path = "/users/:user_id/role", method = "put", operation_id = "admin_user_role")]
+    #[oai(
+        path = "/users/:user_id/role",
+        method = "put",
+        operation_id = "admin_user_role"
+    )]
     async fn set_role(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -68,7 +72,11 @@ impl AdminApi {
 
     /// Ban a user: every route and the WebSocket refuse them with `account_banned`, and their
     /// live connections are closed. Admin; audited.
-    #[oai(path = "/users/:user_id/ban", method = "post", operation_id = "admin_user_ban")]
+    #[oai(
+        path = "/users/:user_id/ban",
+        method = "post",
+        operation_id = "admin_user_ban"
+    )]
     async fn ban(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -82,8 +90,17 @@ impl AdminApi {
     }
 
     /// Lift a ban. Admin; audited.
-    #[oai(path = "/users/:user_id/ban", method = "delete", operation_id = "admin_user_unban")]
-    async fn unban(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, user_id: Path<String>) -> AppResult<NoContent> {
+    #[oai(
+        path = "/users/:user_id/ban",
+        method = "delete",
+        operation_id = "admin_user_unban"
+    )]
+    async fn unban(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        user_id: Path<String>,
+    ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::unban(&ctx, &who.user_id, &user_id).await?;
         Ok(NoContent::Done)
@@ -101,10 +118,14 @@ impl AdminApi {
         auth.require(&ctx, Access::Admin).await?;
         let limit = limit.0.unwrap_or(50);
         if limit == 0 || limit > AUDIT_PAGE_MAX {
-            return Err(AppError::validation(format!("limit must be 1–{AUDIT_PAGE_MAX}")));
+            return Err(AppError::validation(format!(
+                "limit must be 1–{AUDIT_PAGE_MAX}"
+            )));
         }
         let items = super::audit_page(&ctx, before.0, limit as usize).await?;
-        let next_before = (items.len() == limit as usize).then(|| items.last().map(|a| a.id.clone())).flatten();
+        let next_before = (items.len() == limit as usize)
+            .then(|| items.last().map(|a| a.id.clone()))
+            .flatten();
         Ok(Json(AuditPage {
             items: items
                 .into_iter()

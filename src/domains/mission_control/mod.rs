@@ -30,7 +30,13 @@ pub struct AuditRecord {
 }
 
 /// Records an admin action in the current transaction.
-pub fn audit_tx(tx: &Tx, actor: &str, action: &str, target: &str, detail: serde_json::Value) -> AppResult<()> {
+pub fn audit_tx(
+    tx: &Tx,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> AppResult<()> {
     let rec = AuditRecord {
         id: new_id(),
         at_ms: tx.now_ms(),
@@ -56,7 +62,13 @@ pub async fn set_role(ctx: &Ctx, actor: &str, user_id: &str, role: Role) -> AppR
     ctx.store
         .write(move |tx| {
             let before = user::set_role_tx(tx, &user_id, role)?;
-            audit_tx(tx, &actor, "user.role", &user_id, json!({"from": before.as_str(), "to": role.as_str()}))
+            audit_tx(
+                tx,
+                &actor,
+                "user.role",
+                &user_id,
+                json!({"from": before.as_str(), "to": role.as_str()}),
+            )
         })
         .await
 }
@@ -64,7 +76,9 @@ pub async fn set_role(ctx: &Ctx, actor: &str, user_id: &str, role: Role) -> AppR
 pub async fn ban(ctx: &Ctx, actor: &str, user_id: &str, reason: &str) -> AppResult<()> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > BAN_REASON_CHARS_MAX {
-        return Err(AppError::validation(format!("reason must be 1–{BAN_REASON_CHARS_MAX} characters")));
+        return Err(AppError::validation(format!(
+            "reason must be 1–{BAN_REASON_CHARS_MAX} characters"
+        )));
     }
     if actor == user_id {
         return Err(AppError::conflict("admins cannot ban themselves"));
@@ -89,7 +103,11 @@ pub async fn unban(ctx: &Ctx, actor: &str, user_id: &str) -> AppResult<()> {
 }
 
 /// Audit records newest first, before the `before` id.
-pub async fn audit_page(ctx: &Ctx, before: Option<String>, limit: usize) -> AppResult<Vec<AuditRecord>> {
+pub async fn audit_page(
+    ctx: &Ctx,
+    before: Option<String>,
+    limit: usize,
+) -> AppResult<Vec<AuditRecord>> {
     ctx.store
         .read(move |rtx| {
             let t = rtx.open_table(AUDIT_LOG)?;

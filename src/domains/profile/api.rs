@@ -45,11 +45,20 @@ pub struct PublicProfile {
 }
 
 impl PublicProfile {
-    pub fn build(user: &UserRecord, p: &ProfileRecord, presence: &PresenceRecord, today: Date) -> Self {
+    pub fn build(
+        user: &UserRecord,
+        p: &ProfileRecord,
+        presence: &PresenceRecord,
+        today: Date,
+    ) -> Self {
         PublicProfile {
             user_id: user.id.clone(),
             display_name: p.display_name.clone(),
-            age: p.birth_date.as_deref().and_then(|d| parse_date(d).ok()).map(|b| age_on(b, today)),
+            age: p
+                .birth_date
+                .as_deref()
+                .and_then(|d| parse_date(d).ok())
+                .map(|b| age_on(b, today)),
             gender: p.gender,
             country: p.country.clone(),
             languages: p.languages.clone(),
@@ -114,7 +123,10 @@ pub struct ProfilePatchBody {
 }
 
 /// `None`: absent; `Some(None)`: null; `Some(Some(v))`: a value, validated by `parse`.
-fn field<T, U>(v: MaybeUndefined<T>, parse: impl FnOnce(T) -> AppResult<U>) -> AppResult<Option<Option<U>>> {
+fn field<T, U>(
+    v: MaybeUndefined<T>,
+    parse: impl FnOnce(T) -> AppResult<U>,
+) -> AppResult<Option<Option<U>>> {
     match v {
         MaybeUndefined::Undefined => Ok(None),
         MaybeUndefined::Null => Ok(Some(None)),
@@ -129,7 +141,8 @@ impl ProfilePatchBody {
             birth_date: field(self.birth_date, |s| parse_birth_date(&s, today))?,
             gender: field(self.gender, Ok)?,
             country: field(self.country, |s| parse_country(&s))?,
-            languages: field(self.languages, |l| parse_languages(&l))?.map(Option::unwrap_or_default),
+            languages: field(self.languages, |l| parse_languages(&l))?
+                .map(Option::unwrap_or_default),
             bio: field(self.bio, |s| parse_bio(&s))?,
             avatar_media_id: field(self.avatar_media_id, |s| {
                 if is_valid_id(&s) {
@@ -139,7 +152,9 @@ impl ProfilePatchBody {
                 }
             })?,
             phone: field(self.phone, |s| parse_phone(&s))?,
-            payout: field(self.payout_details, |d| parse_payout(d.method, &d.account, &d.holder_name))?,
+            payout: field(self.payout_details, |d| {
+                parse_payout(d.method, &d.account, &d.holder_name)
+            })?,
         })
     }
 }
@@ -167,7 +182,11 @@ pub struct ProfileApi;
 #[OpenApi(tag = "ApiTags::Profile")]
 impl ProfileApi {
     /// The caller's profile, both parts. Any role.
-    #[oai(path = "/v1/me/profile", method = "get", operation_id = "me_profile_get")]
+    #[oai(
+        path = "/v1/me/profile",
+        method = "get",
+        operation_id = "me_profile_get"
+    )]
     async fn get_me(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<MyProfile>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let own = super::own(&ctx, &who.user_id).await?;
@@ -175,7 +194,11 @@ impl ProfileApi {
     }
 
     /// Change the caller's profile. Any role.
-    #[oai(path = "/v1/me/profile", method = "patch", operation_id = "me_profile_patch")]
+    #[oai(
+        path = "/v1/me/profile",
+        method = "patch",
+        operation_id = "me_profile_patch"
+    )]
     async fn patch_me(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -190,7 +213,11 @@ impl ProfileApi {
     }
 
     /// Someone's public profile. Any role.
-    #[oai(path = "/v1/profiles/:user_id", method = "get", operation_id = "profile_get")]
+    #[oai(
+        path = "/v1/profiles/:user_id",
+        method = "get",
+        operation_id = "profile_get"
+    )]
     async fn get_public(
         &self,
         ctx: Data<&Arc<Ctx>>,

@@ -33,7 +33,8 @@ pub async fn own(ctx: &Ctx, user_id: &str) -> AppResult<OwnProfile> {
     let user_id = user_id.to_owned();
     ctx.store
         .read(move |rtx| {
-            let user = user::find_user(rtx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            let user = user::find_user(rtx, &user_id)?
+                .ok_or_else(|| AppError::not_found("no such user"))?;
             Ok(OwnProfile {
                 profile: profile_of(rtx, &user_id)?,
                 presence: user::presence_of(rtx, &user_id)?,

@@ -23,7 +23,9 @@ pub enum Gender {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, poem_openapi::Enum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, poem_openapi::Enum,
+)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum KycStatus {
@@ -97,7 +99,9 @@ pub fn parse_display_name(raw: &str) -> AppResult<String> {
 pub fn parse_bio(raw: &str) -> AppResult<String> {
     let s = raw.trim();
     if s.chars().count() > BIO_CHARS_MAX || !no_control(s) {
-        return Err(AppError::validation(format!("bio must be at most {BIO_CHARS_MAX} characters")));
+        return Err(AppError::validation(format!(
+            "bio must be at most {BIO_CHARS_MAX} characters"
+        )));
     }
     Ok(s.to_owned())
 }
@@ -107,7 +111,9 @@ pub fn parse_date(raw: &str) -> AppResult<Date> {
     let bad = || AppError::validation(format!("birthDate `{raw}` is not a date like 1990-04-21"));
     let mut parts = raw.splitn(3, '-');
     let (y, m, d) = (parts.next(), parts.next(), parts.next());
-    let (Some(y), Some(m), Some(d)) = (y, m, d) else { return Err(bad()) };
+    let (Some(y), Some(m), Some(d)) = (y, m, d) else {
+        return Err(bad());
+    };
     if y.len() != 4 || m.len() != 2 || d.len() != 2 {
         return Err(bad());
     }
@@ -132,10 +138,14 @@ pub fn parse_birth_date(raw: &str, today: Date) -> AppResult<String> {
     let birth = parse_date(raw)?;
     let age = age_on(birth, today);
     if birth > today || age > AGE_MAX {
-        return Err(AppError::validation(format!("birthDate `{raw}` is not plausible")));
+        return Err(AppError::validation(format!(
+            "birthDate `{raw}` is not plausible"
+        )));
     }
     if age < AGE_MIN {
-        return Err(AppError::validation(format!("users must be at least {AGE_MIN} years old")));
+        return Err(AppError::validation(format!(
+            "users must be at least {AGE_MIN} years old"
+        )));
     }
     Ok(raw.to_owned())
 }
@@ -146,14 +156,18 @@ pub fn parse_country(raw: &str) -> AppResult<String> {
     if s.len() == 2 && ISO_3166_ALPHA2.split(' ').any(|c| c == s) {
         Ok(s)
     } else {
-        Err(AppError::validation(format!("country `{raw}` is not an ISO 3166-1 alpha-2 code")))
+        Err(AppError::validation(format!(
+            "country `{raw}` is not an ISO 3166-1 alpha-2 code"
+        )))
     }
 }
 
 /// BCP 47 language tags, well-formed, at most ten, duplicates removed.
 pub fn parse_languages(raw: &[String]) -> AppResult<Vec<String>> {
     if raw.len() > LANGUAGES_MAX {
-        return Err(AppError::validation(format!("at most {LANGUAGES_MAX} languages")));
+        return Err(AppError::validation(format!(
+            "at most {LANGUAGES_MAX} languages"
+        )));
     }
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
     for tag in raw {
@@ -161,7 +175,10 @@ pub fn parse_languages(raw: &[String]) -> AppResult<Vec<String>> {
             .ok()
             .filter(|t| t.is_valid() && t.primary_language() != "x" && tag.len() <= 35)
             .ok_or_else(|| AppError::validation(format!("language `{tag}` is not a BCP 47 tag")))?;
-        let canonical = parsed.canonicalize().map(|t| t.to_string()).unwrap_or_else(|_| tag.clone());
+        let canonical = parsed
+            .canonicalize()
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| tag.clone());
         if !out.iter().any(|t| t.eq_ignore_ascii_case(&canonical)) {
             out.push(canonical);
         }
@@ -171,19 +188,34 @@ pub fn parse_languages(raw: &[String]) -> AppResult<Vec<String>> {
 
 /// E.164: `+` and 8–15 digits.
 pub fn parse_phone(raw: &str) -> AppResult<String> {
-    let s: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+    let s: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
     let digits = s.strip_prefix('+').unwrap_or("");
-    if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0') {
+    if (8..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0')
+    {
         Ok(s)
     } else {
-        Err(AppError::validation(format!("phone `{raw}` is not an E.164 number like +14155550123")))
+        Err(AppError::validation(format!(
+            "phone `{raw}` is not an E.164 number like +14155550123"
+        )))
     }
 }
 
-pub fn parse_payout(method: PayoutMethod, account: &str, holder_name: &str) -> AppResult<PayoutDetails> {
+pub fn parse_payout(
+    method: PayoutMethod,
+    account: &str,
+    holder_name: &str,
+) -> AppResult<PayoutDetails> {
     let account = account.trim();
     let holder = holder_name.trim();
-    if account.is_empty() || account.chars().count() > PAYOUT_ACCOUNT_CHARS_MAX || !no_control(account) {
+    if account.is_empty()
+        || account.chars().count() > PAYOUT_ACCOUNT_CHARS_MAX
+        || !no_control(account)
+    {
         return Err(AppError::validation(format!(
             "payoutDetails.account must be 1–{PAYOUT_ACCOUNT_CHARS_MAX} characters"
         )));
@@ -193,7 +225,11 @@ pub fn parse_payout(method: PayoutMethod, account: &str, holder_name: &str) -> A
             "payoutDetails.holderName must be 1–{HOLDER_NAME_CHARS_MAX} characters"
         )));
     }
-    Ok(PayoutDetails { method, account: account.to_owned(), holder_name: holder.to_owned() })
+    Ok(PayoutDetails {
+        method,
+        account: account.to_owned(),
+        holder_name: holder.to_owned(),
+    })
 }
 
 /// Every officially assigned ISO 3166-1 alpha-2 code.

@@ -9,12 +9,12 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
+use crate::api::NoContent;
 use crate::api::{ApiTags, BearerAuth};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
-use crate::api::NoContent;
 use crate::domains::user::model::Platform;
 
 use super::model::{AppVersion, FlagRecord, PlatformRule, parse_flag_key};
@@ -69,9 +69,10 @@ pub struct FlagView {
 impl From<FlagRecord> for FlagView {
     fn from(f: FlagRecord) -> Self {
         let rule = |p: Platform| {
-            f.platforms
-                .get(p.as_str())
-                .map(|r| RuleDto { enabled: r.enabled, rollout_percent: r.rollout_percent })
+            f.platforms.get(p.as_str()).map(|r| RuleDto {
+                enabled: r.enabled,
+                rollout_percent: r.rollout_percent,
+            })
         };
         FlagView {
             platforms: PlatformRules {
@@ -130,11 +131,18 @@ impl SettingsApi {
     }
 
     /// Every setting, for the admin panel. Admin.
-    #[oai(path = "/v1/admin/settings", method = "get", operation_id = "admin_settings_get")]
+    #[oai(
+        path = "/v1/admin/settings",
+        method = "get",
+        operation_id = "admin_settings_get"
+    )]
     async fn all(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<AllSettings>> {
         auth.require(&ctx, Access::Admin).await?;
         let (min_versions, flags) = super::all(&ctx).await?;
-        Ok(Json(AllSettings { min_versions, flags: flags.into_iter().map(Into::into).collect() }))
+        Ok(Json(AllSettings {
+            min_versions,
+            flags: flags.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Set the minimum app version of a platform. Admin; audited.
@@ -157,7 +165,11 @@ impl SettingsApi {
     }
 
     /// Create or replace a feature flag. Admin; audited.
-    #[oai(path = "/v1/admin/settings/flags/:key", method = "put", operation_id = "admin_settings_flag_put")]
+    #[oai(
+        path = "/v1/admin/settings/flags/:key",
+        method = "put",
+        operation_id = "admin_settings_flag_put"
+    )]
     async fn put_flag(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -185,7 +197,10 @@ impl SettingsApi {
                 }
                 platforms.insert(
                     p.as_str().to_owned(),
-                    PlatformRule { enabled: r.enabled, rollout_percent: r.rollout_percent },
+                    PlatformRule {
+                        enabled: r.enabled,
+                        rollout_percent: r.rollout_percent,
+                    },
                 );
             }
         }
@@ -199,7 +214,12 @@ impl SettingsApi {
         method = "delete",
         operation_id = "admin_settings_flag_delete"
     )]
-    async fn delete_flag(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, key: Path<String>) -> AppResult<NoContent> {
+    async fn delete_flag(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        key: Path<String>,
+    ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::delete_flag(&ctx, &who.user_id, key.0).await?;
         Ok(NoContent::Done)

@@ -39,8 +39,10 @@ pub async fn for_client(
     let user_id = user_id.to_owned();
     ctx.store
         .read(move |rtx| {
-            let min: Option<String> =
-                rtx.open_table(MIN_VERSIONS)?.get(platform.as_str())?.map(|v| v.value().to_owned());
+            let min: Option<String> = rtx
+                .open_table(MIN_VERSIONS)?
+                .get(platform.as_str())?
+                .map(|v| v.value().to_owned());
             let update_required = match &min {
                 Some(m) => !version.at_least(&AppVersion::parse(m)?),
                 None => false,
@@ -50,7 +52,11 @@ pub async fn for_client(
                 let flag: FlagRecord = dec(row?.1.value())?;
                 flags.insert(flag.key.clone(), flag.evaluate(platform, &user_id));
             }
-            Ok(ClientSettings { min_version: min, update_required, flags })
+            Ok(ClientSettings {
+                min_version: min,
+                update_required,
+                flags,
+            })
         })
         .await
 }
@@ -82,12 +88,18 @@ fn changed(key: &str, what: &str) -> NewEvent {
     }
 }
 
-pub async fn set_min_version(ctx: &Ctx, actor: &str, platform: Platform, version: AppVersion) -> AppResult<()> {
+pub async fn set_min_version(
+    ctx: &Ctx,
+    actor: &str,
+    platform: Platform,
+    version: AppVersion,
+) -> AppResult<()> {
     let actor = actor.to_owned();
     let version = version.to_string();
     ctx.store
         .write(move |tx| {
-            tx.table(MIN_VERSIONS)?.insert(platform.as_str(), version.as_str())?;
+            tx.table(MIN_VERSIONS)?
+                .insert(platform.as_str(), version.as_str())?;
             mission_control::audit_tx(
                 tx,
                 &actor,
@@ -125,7 +137,13 @@ pub async fn put_flag(
                 updated_by: actor.clone(),
             };
             put(&mut tx.table(FEATURE_FLAGS)?, key.as_str(), &flag)?;
-            mission_control::audit_tx(tx, &actor, "settings.flag_put", &key, json!({"platforms": platforms}))?;
+            mission_control::audit_tx(
+                tx,
+                &actor,
+                "settings.flag_put",
+                &key,
+                json!({"platforms": platforms}),
+            )?;
             tx.emit(changed(&key, "flag"))?;
             Ok(flag)
         })

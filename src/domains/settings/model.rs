@@ -20,7 +20,13 @@ impl AppVersion {
         let core = raw.split(['+', '-']).next().unwrap_or_default();
         let parts: Vec<u32> = core
             .split('.')
-            .map(|p| if p.is_empty() || p.len() > 9 { Err(bad()) } else { p.parse().map_err(|_| bad()) })
+            .map(|p| {
+                if p.is_empty() || p.len() > 9 {
+                    Err(bad())
+                } else {
+                    p.parse().map_err(|_| bad())
+                }
+            })
             .collect::<AppResult<_>>()?;
         if parts.is_empty() || parts.len() > 4 || raw.len() > 64 {
             return Err(bad());
@@ -31,7 +37,11 @@ impl AppVersion {
     /// Compares with trailing zeros ignored: 1.2 == 1.2.0.
     pub fn at_least(&self, other: &AppVersion) -> bool {
         let n = self.0.len().max(other.0.len());
-        let pad = |v: &AppVersion| (0..n).map(|i| *v.0.get(i).unwrap_or(&0)).collect::<Vec<_>>();
+        let pad = |v: &AppVersion| {
+            (0..n)
+                .map(|i| *v.0.get(i).unwrap_or(&0))
+                .collect::<Vec<_>>()
+        };
         pad(self) >= pad(other)
     }
 }
@@ -48,7 +58,9 @@ pub fn parse_flag_key(raw: &str) -> AppResult<String> {
     let ok = !raw.is_empty()
         && raw.len() <= 64
         && raw.starts_with(|c: char| c.is_ascii_lowercase())
-        && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
     if !ok {
         return Err(AppError::validation(format!(
             "flag key `{raw}` must be 1–64 characters of a-z, 0-9, _ . -, starting with a letter"

@@ -15,11 +15,11 @@ use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::AppResult;
 
+use super::AuthTokens;
 use super::model::{
     DEVICE_ID_CHARS_MAX, PUSH_TOKEN_CHARS_MAX, Platform, PushDevice, PushProvider, SessionRecord,
     SignInMethod, parse_token_like,
 };
-use super::AuthTokens;
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -160,7 +160,8 @@ impl AuthApi {
     ) -> AppResult<Json<TokenResponse>> {
         let meta = client_meta(&ctx, req);
         let b = body.0;
-        let t = super::sign_in_device(&ctx, &b.device_id, &b.device_secret, b.platform, meta).await?;
+        let t =
+            super::sign_in_device(&ctx, &b.device_id, &b.device_secret, b.platform, meta).await?;
         Ok(Json(t.into()))
     }
 
@@ -206,8 +207,14 @@ impl AuthApi {
     /// Exchange a refresh token for a new pair. The old refresh token stops working; using it
     /// again revokes the whole session (`refresh_token_reused`). Public.
     #[oai(path = "/refresh", method = "post", operation_id = "auth_refresh")]
-    async fn refresh(&self, ctx: Data<&Arc<Ctx>>, body: Json<RefreshRequest>) -> AppResult<Json<TokenResponse>> {
-        Ok(Json(super::refresh(&ctx, &body.refresh_token).await?.into()))
+    async fn refresh(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        body: Json<RefreshRequest>,
+    ) -> AppResult<Json<TokenResponse>> {
+        Ok(Json(
+            super::refresh(&ctx, &body.refresh_token).await?.into(),
+        ))
     }
 
     /// End the current session. Any role.
@@ -225,7 +232,11 @@ pub struct AccountApi;
 impl AccountApi {
     /// Add email and password to the caller's account (e.g. an anonymous device account), so it
     /// can sign in elsewhere. Any role.
-    #[oai(path = "/credentials", method = "post", operation_id = "me_link_credentials")]
+    #[oai(
+        path = "/credentials",
+        method = "post",
+        operation_id = "me_link_credentials"
+    )]
     async fn link_credentials(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -241,16 +252,27 @@ impl AccountApi {
 
     /// The caller's live sessions, most recently used first. Any role.
     #[oai(path = "/sessions", method = "get", operation_id = "me_sessions")]
-    async fn sessions(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<SessionList>> {
+    async fn sessions(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<SessionList>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let items = super::list_sessions(&ctx, &who.user_id).await?;
         Ok(Json(SessionList {
-            items: items.into_iter().map(|s| SessionView::new(s, &who.session_id)).collect(),
+            items: items
+                .into_iter()
+                .map(|s| SessionView::new(s, &who.session_id))
+                .collect(),
         }))
     }
 
     /// Revoke one of the caller's sessions. Any role.
-    #[oai(path = "/sessions/:session_id", method = "delete", operation_id = "me_revoke_session")]
+    #[oai(
+        path = "/sessions/:session_id",
+        method = "delete",
+        operation_id = "me_revoke_session"
+    )]
     async fn revoke_session(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -263,15 +285,27 @@ impl AccountApi {
     }
 
     /// Revoke every session of the caller except the current one. Any role.
-    #[oai(path = "/sessions", method = "delete", operation_id = "me_revoke_other_sessions")]
-    async fn revoke_others(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<RevokedCount>> {
+    #[oai(
+        path = "/sessions",
+        method = "delete",
+        operation_id = "me_revoke_other_sessions"
+    )]
+    async fn revoke_others(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<RevokedCount>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let revoked = super::revoke_other_sessions(&ctx, &who.user_id, &who.session_id).await?;
         Ok(Json(RevokedCount { revoked }))
     }
 
     /// Register or update a push registration token for one of the caller's devices. Any role.
-    #[oai(path = "/devices/:device_id", method = "put", operation_id = "me_put_device")]
+    #[oai(
+        path = "/devices/:device_id",
+        method = "put",
+        operation_id = "me_put_device"
+    )]
     async fn put_device(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -300,7 +334,11 @@ impl AccountApi {
     }
 
     /// Remove a device's push registration. Any role.
-    #[oai(path = "/devices/:device_id", method = "delete", operation_id = "me_delete_device")]
+    #[oai(
+        path = "/devices/:device_id",
+        method = "delete",
+        operation_id = "me_delete_device"
+    )]
     async fn delete_device(
         &self,
         ctx: Data<&Arc<Ctx>>,

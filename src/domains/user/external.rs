@@ -63,8 +63,12 @@ impl ExternalVerifier {
         } else {
             Source::File(cfg.jwks_file.clone().into())
         };
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        let set = fetch(&source, &http).await.map_err(|e| anyhow::anyhow!("auth.external: {e}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let set = fetch(&source, &http)
+            .await
+            .map_err(|e| anyhow::anyhow!("auth.external: {e}"))?;
         Ok(ExternalVerifier {
             issuer: format!("https://securetoken.google.com/{}", cfg.project_id),
             project_id: cfg.project_id.clone(),
@@ -72,18 +76,25 @@ impl ExternalVerifier {
             refresh_ms: cfg.jwks_refresh_secs as i64 * 1000,
             leeway_secs: cfg.leeway_secs as i64,
             http,
-            keys: RwLock::new(Keys { set, fetched_at_ms: now_ms }),
+            keys: RwLock::new(Keys {
+                set,
+                fetched_at_ms: now_ms,
+            }),
         })
     }
 
     pub async fn verify(&self, token: &str, now_ms: i64) -> AppResult<ExternalIdentity> {
-        let invalid = |why: &str| AppError::unauthorized(format!("the ID token is not valid: {why}"));
+        let invalid =
+            |why: &str| AppError::unauthorized(format!("the ID token is not valid: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
         if header.alg != Algorithm::RS256 {
             return Err(invalid("alg must be RS256"));
         }
         let kid = header.kid.ok_or_else(|| invalid("no kid"))?;
-        let key = self.key(&kid, now_ms).await?.ok_or_else(|| invalid("unknown kid"))?;
+        let key = self
+            .key(&kid, now_ms)
+            .await?
+            .ok_or_else(|| invalid("unknown kid"))?;
 
         let mut v = Validation::new(Algorithm::RS256);
         v.set_audience(&[&self.project_id]);
@@ -107,7 +118,10 @@ impl ExternalVerifier {
         if claims.sub.is_empty() || claims.sub.chars().count() > EXTERNAL_SUBJECT_CHARS_MAX {
             return Err(invalid("sub must be 1–128 characters"));
         }
-        Ok(ExternalIdentity { subject: claims.sub, email: claims.email })
+        Ok(ExternalIdentity {
+            subject: claims.sub,
+            email: claims.email,
+        })
     }
 
     async fn key(&self, kid: &str, now_ms: i64) -> AppResult<Option<DecodingKey>> {
@@ -117,7 +131,9 @@ impl ExternalVerifier {
             if let Some(jwk) = keys.set.find(kid)
                 && !stale
             {
-                return DecodingKey::from_jwk(jwk).map(Some).map_err(AppError::internal);
+                return DecodingKey::from_jwk(jwk)
+                    .map(Some)
+                    .map_err(AppError::internal);
             }
             if !stale && now_ms - keys.fetched_at_ms < UNKNOWN_KID_REFETCH_MS {
                 return Ok(None);
@@ -125,43 +141,49 @@ impl ExternalVerifier {
         }
         let mut keys = self.keys.write().await;
         match fetch(&self.source, &self.http).await {
-            Ok(set) => *keys = Keys { set, fetched_at_ms: now_ms },
+            Ok(set) => {
+                *keys = Keys {
+                    set,
+                    fetched_at_ms: now_ms,
+                }
+            }
             // Keep serving the keys we have; the provider may be briefly unreachable.
             Err(e) => tracing::warn!(error = %e, "refreshing the external JWKS failed"),
         }
         match keys.set.find(kid) {
-            Some(jwk) => DecodingKey::from_jwk(jwk).map(Some).map_err(AppError::internal),
+            Some(jwk) => DecodingKey::from_jwk(jwk)
+                .map(Some)
+                .map_err(AppError::internal),
             None => Ok(None),
         }
     }
 }
 
 async fn fetch(source: &Source, http: &reqwest::Client) -> AppResult<JwkSet> {
-    let bytes = match source {
-        Source::File(path) => tokio::fs::read(path)
-            .await
-            .map_err(|e| AppError::internal(format!("reading {}: {e}", path.display())))?,
-        Source::Url(url) => {
-            let resp = http
-                .get(url)
-                .send()
+    let bytes =
+        match source {
+            Source::File(path) => tokio::fs::read(path)
                 .await
-                .map_err(|e| AppError::new(Code::Unavailable, format!("fetching the JWKS: {e}")))?;
-            if !resp.status().is_success() {
-                return Err(AppError::new(
-                    Code::Unavailable,
-                    format!("fetching the JWKS: HTTP {}", resp.status()),
-                ));
+                .map_err(|e| AppError::internal(format!("reading {}: {e}", path.display())))?,
+            Source::Url(url) => {
+                let resp = http.get(url).send().await.map_err(|e| {
+                    AppError::new(Code::Unavailable, format!("fetching the JWKS: {e}"))
+                })?;
+                if !resp.status().is_success() {
+                    return Err(AppError::new(
+                        Code::Unavailable,
+                        format!("fetching the JWKS: HTTP {}", resp.status()),
+                    ));
+                }
+                let body = resp.bytes().await.map_err(|e| {
+                    AppError::new(Code::Unavailable, format!("reading the JWKS: {e}"))
+                })?;
+                if body.len() > JWKS_BYTES_MAX {
+                    return Err(AppError::new(Code::Unavailable, "the JWKS is too large"));
+                }
+                body.to_vec()
             }
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| AppError::new(Code::Unavailable, format!("reading the JWKS: {e}")))?;
-            if body.len() > JWKS_BYTES_MAX {
-                return Err(AppError::new(Code::Unavailable, "the JWKS is too large"));
-            }
-            body.to_vec()
-        }
-    };
-    serde_json::from_slice(&bytes).map_err(|e| AppError::internal(format!("the JWKS is not valid: {e}")))
+        };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::internal(format!("the JWKS is not valid: {e}")))
 }

@@ -8,8 +8,8 @@ pub mod model;
 pub mod presence;
 pub mod tables;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use redb::{ReadTransaction, ReadableTable};
 use serde_json::json;
 
@@ -82,7 +82,10 @@ pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<P
         _ => return Err(AppError::unauthorized("the session has been revoked")),
     }
     if let Some(ban) = &user.ban {
-        return Err(AppError::new(Code::AccountBanned, format!("account banned: {}", ban.reason)));
+        return Err(AppError::new(
+            Code::AccountBanned,
+            format!("account banned: {}", ban.reason),
+        ));
     }
     if !access.allows(user.role) {
         return Err(AppError::forbidden(format!(
@@ -90,7 +93,11 @@ pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<P
             user.role.as_str()
         )));
     }
-    Ok(Principal { user_id, session_id, role: user.role })
+    Ok(Principal {
+        user_id,
+        session_id,
+        role: user.role,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,9 +119,12 @@ pub async fn sign_in_device(
         DEVICE_SECRET_CHARS_MAX,
     )?;
     let account = format!("device:{device_id}");
-    check_throttle(ctx, &account, meta.address.as_deref()).await?;
+    check_throttle(ctx, Some(&account), meta.address.as_deref()).await?;
     let secret_hash = secret_hash(&secret);
-    let meta = ClientMeta { platform: Some(platform), ..meta };
+    let meta = ClientMeta {
+        platform: Some(platform),
+        ..meta
+    };
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, acc, r) = (meta.clone(), account.clone(), refresh.clone());
@@ -134,8 +144,10 @@ pub async fn sign_in_device(
                 }
                 None => {
                     let user = create_user(tx, Some(platform), None, None, "device")?;
-                    let identity =
-                        Identity { user_id: user.id.clone(), secret_hash: Some(secret_hash.clone()) };
+                    let identity = Identity {
+                        user_id: user.id.clone(),
+                        secret_hash: Some(secret_hash.clone()),
+                    };
                     put(&mut tx.table(IDENTITIES)?, acc.as_str(), &identity)?;
                     user.id
                 }
@@ -167,7 +179,10 @@ pub async fn register(
         .store
         .write(move |tx| {
             if tx.read(IDENTITIES)?.get(account.as_str())?.is_some() {
-                return Err(AppError::new(Code::EmailTaken, "this email is already registered"));
+                return Err(AppError::new(
+                    Code::EmailTaken,
+                    "this email is already registered",
+                ));
             }
             let user_id = match &linking {
                 Some(p) => {
@@ -182,10 +197,26 @@ pub async fn register(
                     tx.emit(NewEvent::about("user_email_linked", &user.id, json!({})))?;
                     user.id
                 }
-                None => create_user(tx, m.platform, Some(email.as_str()), Some(&hash), "password")?.id,
+                None => {
+                    create_user(
+                        tx,
+                        m.platform,
+                        Some(email.as_str()),
+                        Some(&hash),
+                        "password",
+                    )?
+                    .id
+                }
             };
             let mut ids = tx.table(IDENTITIES)?;
-            put(&mut ids, account.as_str(), &Identity { user_id: user_id.clone(), secret_hash: None })?;
+            put(
+                &mut ids,
+                account.as_str(),
+                &Identity {
+                    user_id: user_id.clone(),
+                    secret_hash: None,
+                },
+            )?;
             drop(ids);
             open_session(tx, &user_id, SignInMethod::Password, &m, &r, ttl_ms)
         })
@@ -194,11 +225,16 @@ pub async fn register(
 }
 
 /// Email + password sign-in.
-pub async fn login(ctx: &Ctx, email: &str, password: &str, meta: ClientMeta) -> AppResult<AuthTokens> {
+pub async fn login(
+    ctx: &Ctx,
+    email: &str,
+    password: &str,
+    meta: ClientMeta,
+) -> AppResult<AuthTokens> {
     let email = Email::parse(email)
         .map_err(|_| AppError::new(Code::InvalidCredentials, "wrong email or password"))?;
     let account = format!("email:{}", email.as_str());
-    check_throttle(ctx, &account, meta.address.as_deref()).await?;
+    check_throttle(ctx, Some(&account), meta.address.as_deref()).await?;
     let acc = account.clone();
     let user = ctx
         .store
@@ -225,23 +261,41 @@ pub async fn login(ctx: &Ctx, email: &str, password: &str, meta: ClientMeta) -> 
                 })
                 .await
         }
-        _ => Err(AppError::new(Code::InvalidCredentials, "wrong email or password")),
+        _ => Err(AppError::new(
+            Code::InvalidCredentials,
+            "wrong email or password",
+        )),
     };
-    finish_sign_in(ctx, result, &account, SignInMethod::Password, &meta, refresh).await
+    finish_sign_in(
+        ctx,
+        result,
+        &account,
+        SignInMethod::Password,
+        &meta,
+        refresh,
+    )
+    .await
 }
 
 /// Sign-in with an external provider's ID token (Firebase-compatible). The first use creates
 /// the account and links the provider's subject to it.
-pub async fn sign_in_external(ctx: &Ctx, id_token: &str, meta: ClientMeta) -> AppResult<AuthTokens> {
+pub async fn sign_in_external(
+    ctx: &Ctx,
+    id_token: &str,
+    meta: ClientMeta,
+) -> AppResult<AuthTokens> {
     let verifier = ctx.external.as_ref().ok_or_else(|| {
-        AppError::new(Code::Unavailable, "external sign-in is not configured on this server")
+        AppError::new(
+            Code::Unavailable,
+            "external sign-in is not configured on this server",
+        )
     })?;
     // The subject is unknown until the token is verified, so only the address is throttled.
-    check_throttle(ctx, "external", meta.address.as_deref()).await?;
+    check_throttle(ctx, None, meta.address.as_deref()).await?;
     let identity = match verifier.verify(id_token, ctx.store.now_ms()).await {
         Ok(i) => i,
         Err(e) => {
-            record_failure(ctx, "external", SignInMethod::External, &meta).await?;
+            record_failure(ctx, None, SignInMethod::External, &meta).await?;
             return Err(e);
         }
     };
@@ -257,12 +311,22 @@ pub async fn sign_in_external(ctx: &Ctx, id_token: &str, meta: ClientMeta) -> Ap
                 Some(i) => i.user_id,
                 None => {
                     let user = create_user(tx, m.platform, None, None, "external")?;
-                    let link = Identity { user_id: user.id.clone(), secret_hash: None };
+                    let link = Identity {
+                        user_id: user.id.clone(),
+                        secret_hash: None,
+                    };
                     put(&mut tx.table(IDENTITIES)?, account.as_str(), &link)?;
                     user.id
                 }
             };
-            record_attempt(tx, &account, Some(&user_id), SignInMethod::External, &m, true)?;
+            record_attempt(
+                tx,
+                &account,
+                Some(&user_id),
+                SignInMethod::External,
+                &m,
+                true,
+            )?;
             open_session(tx, &user_id, SignInMethod::External, &m, &r, ttl_ms)
         })
         .await?;
@@ -308,14 +372,23 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                 return Ok(RefreshOutcome::Reused);
             }
             if session.expires_at_ms <= now {
-                return Err(AppError::unauthorized("the session has expired; sign in again"));
+                return Err(AppError::unauthorized(
+                    "the session has expired; sign in again",
+                ));
             }
             put(
                 &mut refresh,
                 presented.as_str(),
-                &RefreshRecord { used_at_ms: Some(now), ..rec.clone() },
+                &RefreshRecord {
+                    used_at_ms: Some(now),
+                    ..rec.clone()
+                },
             )?;
-            let new_rec = RefreshRecord { session_id: session.id.clone(), issued_at_ms: now, used_at_ms: None };
+            let new_rec = RefreshRecord {
+                session_id: session.id.clone(),
+                issued_at_ms: now,
+                used_at_ms: None,
+            };
             put(&mut refresh, secret_hash(&n).as_str(), &new_rec)?;
             session.last_used_at_ms = now;
             session.expires_at_ms = now + ttl_ms;
@@ -365,7 +438,12 @@ pub async fn list_sessions(ctx: &Ctx, user_id: &str) -> AppResult<Vec<SessionRec
         .await
 }
 
-pub async fn revoke_session(ctx: &Ctx, user_id: &str, session_id: &str, reason: &'static str) -> AppResult<()> {
+pub async fn revoke_session(
+    ctx: &Ctx,
+    user_id: &str,
+    session_id: &str,
+    reason: &'static str,
+) -> AppResult<()> {
     let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
     ctx.store
         .write(move |tx| {
@@ -426,7 +504,10 @@ pub async fn put_device(ctx: &Ctx, user_id: &str, device: PushDevice) -> AppResu
             for (old, _) in others.iter().skip(PUSH_DEVICES_MAX - 1) {
                 t.remove((user_id.as_str(), old.as_str()))?;
             }
-            let rec = PushDevice { updated_at_ms: tx.now_ms(), ..device.clone() };
+            let rec = PushDevice {
+                updated_at_ms: tx.now_ms(),
+                ..device.clone()
+            };
             put(&mut t, (user_id.as_str(), device.device_id.as_str()), &rec)?;
             Ok(())
         })
@@ -437,11 +518,15 @@ pub async fn delete_device(ctx: &Ctx, user_id: &str, device_id: &str) -> AppResu
     let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
     ctx.store
         .write(move |tx| {
-            let removed = tx.read(PUSH_DEVICES)?.get((user_id.as_str(), device_id.as_str()))?.is_some();
+            let removed = tx
+                .read(PUSH_DEVICES)?
+                .get((user_id.as_str(), device_id.as_str()))?
+                .is_some();
             if !removed {
                 return Err(AppError::not_found("no such device"));
             }
-            tx.table(PUSH_DEVICES)?.remove((user_id.as_str(), device_id.as_str()))?;
+            tx.table(PUSH_DEVICES)?
+                .remove((user_id.as_str(), device_id.as_str()))?;
             Ok(())
         })
         .await
@@ -483,11 +568,19 @@ pub fn set_role_tx(tx: &Tx, user_id: &str, role: Role) -> AppResult<Role> {
 
 pub fn ban_tx(tx: &Tx, user_id: &str, reason: &str, by: &str) -> AppResult<()> {
     let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
-    user.ban = Some(Ban { reason: reason.to_owned(), at_ms: tx.now_ms(), by: by.to_owned() });
+    user.ban = Some(Ban {
+        reason: reason.to_owned(),
+        at_ms: tx.now_ms(),
+        by: by.to_owned(),
+    });
     put(&mut tx.table(USERS)?, user_id, &user)?;
     tx.emit(
-        NewEvent::about("user_banned", user_id, json!({"userId": user_id, "reason": reason}))
-            .to("account", Audience::Users(vec![user_id.to_owned()])),
+        NewEvent::about(
+            "user_banned",
+            user_id,
+            json!({"userId": user_id, "reason": reason}),
+        )
+        .to("account", Audience::Users(vec![user_id.to_owned()])),
     )?;
     Ok(())
 }
@@ -498,13 +591,22 @@ pub fn unban_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
         return Err(AppError::conflict("the user is not banned"));
     }
     put(&mut tx.table(USERS)?, user_id, &user)?;
-    tx.emit(NewEvent::about("user_unbanned", user_id, json!({"userId": user_id})))?;
+    tx.emit(NewEvent::about(
+        "user_unbanned",
+        user_id,
+        json!({"userId": user_id}),
+    ))?;
     Ok(())
 }
 
 /// Creates (or promotes) an account with email and password offline, on the data directory:
 /// `duet admin create`. Returns the user id.
-pub fn bootstrap_account(store: &Store, email: &str, password: &str, role: Role) -> AppResult<String> {
+pub fn bootstrap_account(
+    store: &Store,
+    email: &str,
+    password: &str,
+    role: Role,
+) -> AppResult<String> {
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
     let hash = hash_password_blocking(&password)?;
@@ -521,7 +623,10 @@ pub fn bootstrap_account(store: &Store, email: &str, password: &str, role: Role)
             }
             None => {
                 let user = create_user(tx, None, Some(email.as_str()), Some(&hash), "cli")?;
-                let link = Identity { user_id: user.id.clone(), secret_hash: None };
+                let link = Identity {
+                    user_id: user.id.clone(),
+                    secret_hash: None,
+                };
                 put(&mut tx.table(IDENTITIES)?, account.as_str(), &link)?;
                 user.id
             }
@@ -571,9 +676,13 @@ fn open_session(
     refresh_token: &str,
     ttl_ms: i64,
 ) -> AppResult<SessionRecord> {
-    let user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::unauthorized("no such account"))?;
+    let user =
+        find_user_tx(tx, user_id)?.ok_or_else(|| AppError::unauthorized("no such account"))?;
     if let Some(ban) = &user.ban {
-        return Err(AppError::new(Code::AccountBanned, format!("account banned: {}", ban.reason)));
+        return Err(AppError::new(
+            Code::AccountBanned,
+            format!("account banned: {}", ban.reason),
+        ));
     }
     let now = tx.now_ms();
     let session = SessionRecord {
@@ -590,15 +699,26 @@ fn open_session(
         revoked_reason: None,
     };
     put(&mut tx.table(SESSIONS)?, session.id.as_str(), &session)?;
-    tx.table(SESSIONS_BY_USER)?.insert((user_id, session.id.as_str()), ())?;
-    let rec = RefreshRecord { session_id: session.id.clone(), issued_at_ms: now, used_at_ms: None };
-    put(&mut tx.table(REFRESH_TOKENS)?, secret_hash(refresh_token).as_str(), &rec)?;
+    tx.table(SESSIONS_BY_USER)?
+        .insert((user_id, session.id.as_str()), ())?;
+    let rec = RefreshRecord {
+        session_id: session.id.clone(),
+        issued_at_ms: now,
+        used_at_ms: None,
+    };
+    put(
+        &mut tx.table(REFRESH_TOKENS)?,
+        secret_hash(refresh_token).as_str(),
+        &rec,
+    )?;
     Ok(session)
 }
 
 fn tokens(ctx: &Ctx, session: SessionRecord, refresh_token: String) -> AppResult<AuthTokens> {
     Ok(AuthTokens {
-        access_token: ctx.tokens.issue(&session.user_id, &session.id, ctx.store.now_ms())?,
+        access_token: ctx
+            .tokens
+            .issue(&session.user_id, &session.id, ctx.store.now_ms())?,
         refresh_token,
         expires_in: ctx.tokens.ttl_secs(),
         user_id: session.user_id,
@@ -618,7 +738,7 @@ async fn finish_sign_in(
     match result {
         Ok(session) => tokens(ctx, session, refresh_token),
         Err(e) if e.code == Code::InvalidCredentials => {
-            record_failure(ctx, account, method, meta).await?;
+            record_failure(ctx, Some(account), method, meta).await?;
             Err(e)
         }
         Err(e) => Err(e),
@@ -626,16 +746,35 @@ async fn finish_sign_in(
 }
 
 /// Records a failed sign-in; it counts towards throttling the account and the address.
-async fn record_failure(ctx: &Ctx, account: &str, method: SignInMethod, meta: &ClientMeta) -> AppResult<()> {
-    let (acc, m) = (account.to_owned(), meta.clone());
+async fn record_failure(
+    ctx: &Ctx,
+    account: Option<&str>,
+    method: SignInMethod,
+    meta: &ClientMeta,
+) -> AppResult<()> {
+    let (acc, m) = (account.map(str::to_owned), meta.clone());
     let t = &ctx.config.auth.throttle;
     let window_ms = t.window_secs as i64 * 1000;
     let keep = t.account_failures_max.max(t.address_failures_max) as usize;
     ctx.store
         .write(move |tx| {
-            record_attempt(tx, &acc, None, method, &m, false)?;
-            note_failure(tx, &format!("account:{acc}"), window_ms, keep)?;
-            note_failure(tx, &format!("address:{}", m.address.as_deref().unwrap_or("")), window_ms, keep)
+            record_attempt(
+                tx,
+                acc.as_deref().unwrap_or("unknown"),
+                None,
+                method,
+                &m,
+                false,
+            )?;
+            if let Some(acc) = &acc {
+                note_failure(tx, &format!("account:{acc}"), window_ms, keep)?;
+            }
+            note_failure(
+                tx,
+                &format!("address:{}", m.address.as_deref().unwrap_or("")),
+                window_ms,
+                keep,
+            )
         })
         .await
 }
@@ -670,14 +809,17 @@ fn note_failure(tx: &Tx, key: &str, window_ms: i64, keep: usize) -> AppResult<()
     put(&mut t, key, &th)
 }
 
-/// Refuses with `rate_limited` while the account or the client address has had too many
-/// failures within the window.
-async fn check_throttle(ctx: &Ctx, account: &str, address: Option<&str>) -> AppResult<()> {
+/// Refuses with `rate_limited` while the account (when known before verification) or the
+/// client address has had too many failures within the window.
+async fn check_throttle(ctx: &Ctx, account: Option<&str>, address: Option<&str>) -> AppResult<()> {
     let cfg = ctx.config.auth.throttle.clone();
-    let keys = [
-        (format!("account:{account}"), cfg.account_failures_max),
-        (format!("address:{}", address.unwrap_or("")), cfg.address_failures_max),
-    ];
+    let mut keys = vec![(
+        format!("address:{}", address.unwrap_or("")),
+        cfg.address_failures_max,
+    )];
+    if let Some(account) = account {
+        keys.push((format!("account:{account}"), cfg.account_failures_max));
+    }
     let now = ctx.store.now_ms();
     let window_ms = cfg.window_secs as i64 * 1000;
     let retry_ms = ctx
@@ -687,8 +829,11 @@ async fn check_throttle(ctx: &Ctx, account: &str, address: Option<&str>) -> AppR
             let mut retry_ms = 0i64;
             for (key, max) in &keys {
                 let th: Throttle = get(&t, key.as_str())?.unwrap_or_default();
-                let recent: Vec<i64> =
-                    th.failures_ms.into_iter().filter(|at| *at > now - window_ms).collect();
+                let recent: Vec<i64> = th
+                    .failures_ms
+                    .into_iter()
+                    .filter(|at| *at > now - window_ms)
+                    .collect();
                 if recent.len() >= *max as usize {
                     // Free again when the oldest failure that keeps it at the limit ages out.
                     let pivot = recent[recent.len() - *max as usize];
@@ -721,15 +866,16 @@ fn hash_password_blocking(password: &Password) -> AppResult<String> {
 }
 
 /// A fixed hash to verify against when the account does not exist (equal timing).
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2hJ2Wc5N3QEzZk8yq8mJtTn1oQ7n2sU0fRr4p9B6bYc";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2hJ2Wc5N3QEzZk8yq8mJtTn1oQ7n2sU0fRr4p9B6bYc";
 
 async fn verify_password(password: String, stored: Option<String>) -> AppResult<bool> {
     tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let ok = match PasswordHash::new(&phc) {
-            Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+            Ok(parsed) => Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
             Err(_) => false,
         };
         ok && known

@@ -100,7 +100,9 @@ impl Platform {
         Platform::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| AppError::validation(format!("platform `{s}` is not ios, android or web")))
+            .ok_or_else(|| {
+                AppError::validation(format!("platform `{s}` is not ios, android or web"))
+            })
     }
 }
 
@@ -173,7 +175,8 @@ impl Email {
     pub fn parse(raw: &str) -> AppResult<Email> {
         let s = raw.trim().to_lowercase();
         let bad = || AppError::validation(format!("`{raw}` is not a valid email address"));
-        if s.is_empty() || s.chars().count() > EMAIL_CHARS_MAX || s.chars().any(char::is_whitespace) {
+        if s.is_empty() || s.chars().count() > EMAIL_CHARS_MAX || s.chars().any(char::is_whitespace)
+        {
             return Err(bad());
         }
         let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;

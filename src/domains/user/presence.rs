@@ -41,11 +41,17 @@ struct Change {
     at_ms: i64,
 }
 
+enum Queued {
+    Change(Change),
+    /// Answered once every change queued before it is committed.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 pub struct Presence {
     entries: Mutex<HashMap<String, Entry>>,
     grace_ms: i64,
     clock: SharedClock,
-    changes: mpsc::Sender<Change>,
+    changes: mpsc::Sender<Queued>,
     metrics: Arc<Metrics>,
 }
 
@@ -119,18 +125,42 @@ impl Presence {
     }
 
     async fn send(&self, user_id: &str, online: bool) {
-        let change = Change { user_id: user_id.to_owned(), online, at_ms: self.clock.now_ms() };
+        let change = Change {
+            user_id: user_id.to_owned(),
+            online,
+            at_ms: self.clock.now_ms(),
+        };
         // The writer only stops with the runtime.
-        let _ = self.changes.send(change).await;
+        let _ = self.changes.send(Queued::Change(change)).await;
+    }
+
+    /// Waits until every transition queued so far is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.changes.send(Queued::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
-async fn write_changes(store: Store, mut rx: mpsc::Receiver<Change>) {
+async fn write_changes(store: Store, mut rx: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(PRESENCE_BATCH_MAX);
     while rx.recv_many(&mut batch, PRESENCE_BATCH_MAX).await > 0 {
-        let changes = std::mem::take(&mut batch);
-        if let Err(e) = store.write(move |tx| apply(tx, &changes)).await {
+        let mut changes = Vec::with_capacity(batch.len());
+        let mut flushes = Vec::new();
+        for q in batch.drain(..) {
+            match q {
+                Queued::Change(c) => changes.push(c),
+                Queued::Flush(done) => flushes.push(done),
+            }
+        }
+        if !changes.is_empty()
+            && let Err(e) = store.write(move |tx| apply(tx, &changes)).await
+        {
             tracing::error!(error = %e, "writing presence changes failed");
+        }
+        for done in flushes {
+            let _ = done.send(());
         }
     }
 }
@@ -182,8 +212,14 @@ pub fn reset_after_restart(store: &Store) -> AppResult<usize> {
     let n = online.len();
     if n > 0 {
         let at_ms = store.now_ms();
-        let changes: Vec<Change> =
-            online.into_iter().map(|user_id| Change { user_id, online: false, at_ms }).collect();
+        let changes: Vec<Change> = online
+            .into_iter()
+            .map(|user_id| Change {
+                user_id,
+                online: false,
+                at_ms,
+            })
+            .collect();
         store.write_blocking(move |tx| apply(tx, &changes))?;
     }
     Ok(n)

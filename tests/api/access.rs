@@ -1,0 +1,213 @@
+//! Every route declares who may call it; this proves the others are refused, for every route
+//! in the served OpenAPI document.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Who {
+    Public,
+    Any,
+    Admin,
+}
+
+/// The contract: operation id → who may call it, and a valid body.
+fn contract() -> Vec<(&'static str, Who, Value)> {
+    let creds = json!({"email": "x@example.com", "password": "password-1"});
+    vec![
+        (
+            "auth_device",
+            Who::Public,
+            json!({"deviceId": "d", "deviceSecret": "0123456789abcdef", "platform": "web"}),
+        ),
+        ("auth_register", Who::Public, creds.clone()),
+        ("auth_login", Who::Public, creds.clone()),
+        ("auth_external", Who::Public, json!({"idToken": "x"})),
+        ("auth_refresh", Who::Public, json!({"refreshToken": "x"})),
+        ("auth_logout", Who::Any, Value::Null),
+        ("me_link_credentials", Who::Any, creds),
+        ("me_sessions", Who::Any, Value::Null),
+        ("me_revoke_session", Who::Any, Value::Null),
+        ("me_revoke_other_sessions", Who::Any, Value::Null),
+        (
+            "me_put_device",
+            Who::Any,
+            json!({"platform": "ios", "provider": "fcm", "token": "t"}),
+        ),
+        ("me_delete_device", Who::Any, Value::Null),
+        ("me_devices", Who::Any, Value::Null),
+        ("me_profile_get", Who::Any, Value::Null),
+        ("me_profile_patch", Who::Any, json!({})),
+        ("profile_get", Who::Any, Value::Null),
+        ("settings_get", Who::Any, Value::Null),
+        ("admin_settings_get", Who::Admin, Value::Null),
+        (
+            "admin_settings_min_version",
+            Who::Admin,
+            json!({"version": "1.0.0"}),
+        ),
+        (
+            "admin_settings_flag_put",
+            Who::Admin,
+            json!({"platforms": {}}),
+        ),
+        ("admin_settings_flag_delete", Who::Admin, Value::Null),
+        ("admin_events", Who::Admin, Value::Null),
+        ("admin_user_role", Who::Admin, json!({"role": "user"})),
+        ("admin_user_ban", Who::Admin, json!({"reason": "r"})),
+        ("admin_user_unban", Who::Admin, Value::Null),
+        ("admin_audit", Who::Admin, Value::Null),
+    ]
+}
+
+struct Route {
+    method: Method,
+    path: String,
+    op: String,
+}
+
+async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
+    let spec: Value = t
+        .http
+        .get(format!("{}/openapi.json", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let path = path
+                .replace("{user_id}", user_id)
+                .replace("{session_id}", "s-1")
+                .replace("{device_id}", "d-1")
+                .replace("{platform}", "ios")
+                .replace("{key}", "some_flag");
+            let query = if op["operationId"] == "settings_get" {
+                "?platform=ios&appVersion=1.0.0"
+            } else {
+                ""
+            };
+            out.push(Route {
+                method: method.to_uppercase().parse().unwrap(),
+                path: format!("{path}{query}"),
+                op: op["operationId"].as_str().unwrap().to_owned(),
+            });
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_access_contract() {
+    let t = TestApp::spawn().await;
+    let ops: Vec<String> = routes(&t, "u").await.into_iter().map(|r| r.op).collect();
+    let contract: Vec<&str> = contract().iter().map(|c| c.0).collect();
+    for op in &ops {
+        assert!(
+            contract.contains(&op.as_str()),
+            "route {op} has no access declaration in this test"
+        );
+    }
+    for op in &contract {
+        assert!(
+            ops.iter().any(|o| o == op),
+            "declared route {op} is not served"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_protected_route_refuses_missing_bad_and_wrong_role_tokens() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let user = t.user().await;
+    let streamer = t.with_role(&admin, "streamer").await;
+    let moderator = t.with_role(&admin, "moderator").await;
+    let contract = contract();
+    for route in routes(&t, &user.user_id).await {
+        let (_, who, body) = contract.iter().find(|c| c.0 == route.op).unwrap();
+        let body = (!body.is_null()).then(|| body.clone());
+        if *who == Who::Public {
+            continue;
+        }
+        for token in [
+            None,
+            Some("not-a-token"),
+            Some("eyJhbGciOiJFZERTQSJ9.e30.AAAA"),
+        ] {
+            let r = t
+                .call(route.method.clone(), &route.path, token, body.clone())
+                .await;
+            assert_eq!(
+                (r.status.as_u16(), r.code()),
+                (401, "unauthorized"),
+                "{} with {token:?}",
+                route.op
+            );
+        }
+        if *who == Who::Admin {
+            for (role, who) in [
+                ("user", &user),
+                ("streamer", &streamer),
+                ("moderator", &moderator),
+            ] {
+                let r = t
+                    .call(
+                        route.method.clone(),
+                        &route.path,
+                        Some(&who.access),
+                        body.clone(),
+                    )
+                    .await;
+                assert_eq!(
+                    (r.status.as_u16(), r.code()),
+                    (403, "forbidden"),
+                    "{} as {role}",
+                    route.op
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_banned_account_gets_account_banned_on_every_protected_route() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let banned = t.user().await;
+    let r = t
+        .post(
+            &format!("/v1/admin/users/{}/ban", banned.user_id),
+            Some(&admin.access),
+            json!({"reason": "fraud"}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let contract = contract();
+    for route in routes(&t, &admin.user_id).await {
+        let (_, who, body) = contract.iter().find(|c| c.0 == route.op).unwrap();
+        if *who == Who::Public {
+            continue;
+        }
+        let body = (!body.is_null()).then(|| body.clone());
+        let r = t
+            .call(
+                route.method.clone(),
+                &route.path,
+                Some(&banned.access),
+                body,
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (403, "account_banned"),
+            "{}",
+            route.op
+        );
+    }
+}

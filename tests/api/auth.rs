@@ -1,0 +1,706 @@
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn device_sign_in_creates_the_account_once_and_checks_the_secret() {
+    let t = TestApp::spawn().await;
+    let first = t.sign_in_device("phone-1", "a-very-secret-value").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body["expiresIn"], 900);
+    let again = t.sign_in_device("phone-1", "a-very-secret-value").await;
+    assert_eq!(
+        again.body["userId"], first.body["userId"],
+        "same device, same account"
+    );
+    let wrong = t.sign_in_device("phone-1", "another-secret-value").await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.code()),
+        (401, "invalid_credentials")
+    );
+    let short = t.sign_in_device("phone-2", "short").await;
+    assert_eq!(
+        (short.status.as_u16(), short.code()),
+        (400, "validation_failed")
+    );
+    let bad_platform = t
+        .post(
+            "/v1/auth/device",
+            None,
+            json!({"deviceId": "x", "deviceSecret": "0123456789abcdef", "platform": "symbian"}),
+        )
+        .await;
+    assert_eq!(
+        (bad_platform.status.as_u16(), bad_platform.code()),
+        (400, "malformed_json")
+    );
+    let signups = t.app().ctx.store.clone();
+    let n = signups
+        .read(|rtx| duet::core::events::query(rtx, Some("user_signed_up"), None, 0, 100, 1000))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(n, 1, "one sign-up event for one account");
+}
+
+#[tokio::test]
+async fn register_then_login_with_password() {
+    let t = TestApp::spawn().await;
+    let r = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "Anna@Example.com", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let dup = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "anna@example.com", "password": "whatever12"}),
+        )
+        .await;
+    assert_eq!((dup.status.as_u16(), dup.code()), (409, "email_taken"));
+    let weak = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "b@example.com", "password": "short"}),
+        )
+        .await;
+    assert_eq!(weak.code(), "validation_failed");
+    let bad_email = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "not-an-email", "password": "long enough"}),
+        )
+        .await;
+    assert_eq!(bad_email.code(), "validation_failed");
+
+    let ok = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "anna@example.com", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body["userId"], r.body["userId"]);
+    let me = t
+        .get("/v1/me/profile", ok.body["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(me.body["private"]["email"], "anna@example.com");
+    let wrong = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "anna@example.com", "password": "wrong horse"}),
+        )
+        .await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.code()),
+        (401, "invalid_credentials")
+    );
+    let unknown = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "nobody@example.com", "password": "wrong horse"}),
+        )
+        .await;
+    assert_eq!(unknown.code(), "invalid_credentials");
+}
+
+#[tokio::test]
+async fn an_anonymous_account_can_link_email_and_password() {
+    let t = TestApp::spawn().await;
+    let anon = t.user().await;
+    let r = t
+        .post(
+            "/v1/me/credentials",
+            Some(&anon.access),
+            json!({"email": "c@example.com", "password": "linked-pass"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["userId"], anon.user_id.as_str());
+    let login = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "c@example.com", "password": "linked-pass"}),
+        )
+        .await;
+    assert_eq!(login.body["userId"], anon.user_id.as_str());
+    let again = t
+        .post(
+            "/v1/me/credentials",
+            Some(&anon.access),
+            json!({"email": "d@example.com", "password": "linked-pass"}),
+        )
+        .await;
+    assert_eq!(again.code(), "conflict");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_account_with_retry_after() {
+    let t = TestApp::spawn().await;
+    t.post(
+        "/v1/auth/register",
+        None,
+        json!({"email": "t@example.com", "password": "right-password"}),
+    )
+    .await;
+    for _ in 0..5 {
+        let r = t
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": "t@example.com", "password": "wrong-password"}),
+            )
+            .await;
+        assert_eq!(r.code(), "invalid_credentials");
+    }
+    let limited = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "t@example.com", "password": "right-password"}),
+        )
+        .await;
+    assert_eq!(
+        (limited.status.as_u16(), limited.code()),
+        (429, "rate_limited")
+    );
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "retry-after {retry}");
+    // Another account from the same address is not yet limited (the address limit is higher).
+    let other = t.sign_in_device("dev-throttle", "0123456789abcdef").await;
+    assert_eq!(other.status, 200);
+    // After the window the right password works again.
+    t.clock.advance_ms(retry as i64 * 1000);
+    let ok = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "t@example.com", "password": "right-password"}),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_client_address() {
+    let t = TestApp::spawn_with(|c| c.auth.throttle.address_failures_max = 3).await;
+    for i in 0..3 {
+        t.sign_in_device(&format!("dev-{i}"), "0123456789abcdef")
+            .await;
+        let r = t
+            .sign_in_device(&format!("dev-{i}"), "wrong-wrong-wrong-wrong")
+            .await;
+        assert_eq!(r.code(), "invalid_credentials");
+    }
+    let r = t.sign_in_device("dev-new", "0123456789abcdef").await;
+    assert_eq!(r.code(), "rate_limited");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_reused_token_revokes_the_session() {
+    let t = TestApp::spawn().await;
+    let u = t.user().await;
+    let r1 = t
+        .post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))
+        .await;
+    assert_eq!(r1.status, 200);
+    let t1 = tokens(&r1.body);
+    assert_ne!(t1.refresh, u.refresh);
+    assert_eq!(t.get("/v1/me/profile", &t1.access).await.status, 200);
+
+    // The old one comes back: someone copied it. The whole family ends.
+    let reuse = t
+        .post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))
+        .await;
+    assert_eq!(
+        (reuse.status.as_u16(), reuse.code()),
+        (401, "refresh_token_reused")
+    );
+    let after = t
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refreshToken": t1.refresh}),
+        )
+        .await;
+    assert_eq!(after.code(), "unauthorized");
+    assert_eq!(
+        t.get("/v1/me/profile", &t1.access).await.code(),
+        "unauthorized"
+    );
+    let junk = t
+        .post("/v1/auth/refresh", None, json!({"refreshToken": "nope"}))
+        .await;
+    assert_eq!(junk.code(), "unauthorized");
+}
+
+#[tokio::test]
+async fn access_tokens_expire_after_fifteen_minutes_and_logout_ends_the_session() {
+    let t = TestApp::spawn().await;
+    let u = t.user().await;
+    t.clock.advance_ms(899_000);
+    assert_eq!(t.get("/v1/me/profile", &u.access).await.status, 200);
+    t.clock.advance_ms(2_000);
+    assert_eq!(
+        t.get("/v1/me/profile", &u.access).await.code(),
+        "unauthorized"
+    );
+    let r = t
+        .post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))
+        .await;
+    let fresh = tokens(&r.body);
+    let out = t
+        .call(Method::POST, "/v1/auth/logout", Some(&fresh.access), None)
+        .await;
+    assert_eq!(out.status, 204);
+    assert_eq!(
+        t.get("/v1/me/profile", &fresh.access).await.code(),
+        "unauthorized"
+    );
+    assert_eq!(
+        t.post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refreshToken": fresh.refresh})
+        )
+        .await
+        .code(),
+        "unauthorized"
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_revoked() {
+    let t = TestApp::spawn().await;
+    t.post(
+        "/v1/auth/register",
+        None,
+        json!({"email": "s@example.com", "password": "password-1"}),
+    )
+    .await;
+    let login = || {
+        t.post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "s@example.com", "password": "password-1"}),
+        )
+    };
+    let a = tokens(&login().await.body);
+    let b = tokens(&login().await.body);
+    let c = tokens(&login().await.body);
+    let list = t.get("/v1/me/sessions", &a.access).await;
+    let items = list.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "register + three logins");
+    assert_eq!(items.iter().filter(|s| s["current"] == true).count(), 1);
+
+    let b_sid = session_id(&t, &b).await;
+    let r = t
+        .call(
+            Method::DELETE,
+            &format!("/v1/me/sessions/{b_sid}"),
+            Some(&a.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        t.get("/v1/me/profile", &b.access).await.code(),
+        "unauthorized"
+    );
+    let others = t
+        .call(Method::DELETE, "/v1/me/sessions", Some(&a.access), None)
+        .await;
+    assert_eq!(others.body["revoked"], 2);
+    assert_eq!(
+        t.get("/v1/me/profile", &c.access).await.code(),
+        "unauthorized"
+    );
+    assert_eq!(t.get("/v1/me/profile", &a.access).await.status, 200);
+    let missing = t
+        .call(
+            Method::DELETE,
+            "/v1/me/sessions/does-not-exist",
+            Some(&a.access),
+            None,
+        )
+        .await;
+    assert_eq!(missing.code(), "not_found");
+}
+
+async fn session_id(t: &TestApp, who: &Tokens) -> String {
+    let list = t.get("/v1/me/sessions", &who.access).await;
+    list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn push_devices_are_registered_updated_and_removed() {
+    let t = TestApp::spawn().await;
+    let u = t.user().await;
+    let put = |token: &'static str| {
+        t.call(
+            Method::PUT,
+            "/v1/me/devices/iphone-1",
+            Some(&u.access),
+            Some(json!({"platform": "ios", "provider": "apns_voip", "token": token, "appVersion": "2.4.1"})),
+        )
+    };
+    assert_eq!(put("tok-1").await.status, 204);
+    assert_eq!(put("tok-2").await.status, 204);
+    let list = t.get("/v1/me/devices", &u.access).await;
+    let items = list.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["token"], "tok-2");
+    assert_eq!(items[0]["provider"], "apns_voip");
+    let bad = t
+        .call(
+            Method::PUT,
+            "/v1/me/devices/x",
+            Some(&u.access),
+            Some(json!({"platform": "ios", "provider": "carrier-pigeon", "token": "t"})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let bad_version = t
+        .call(
+            Method::PUT,
+            "/v1/me/devices/x",
+            Some(&u.access),
+            Some(
+                json!({"platform": "ios", "provider": "fcm", "token": "t", "appVersion": "latest"}),
+            ),
+        )
+        .await;
+    assert_eq!(bad_version.code(), "validation_failed");
+    assert_eq!(
+        t.call(
+            Method::DELETE,
+            "/v1/me/devices/iphone-1",
+            Some(&u.access),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        t.call(
+            Method::DELETE,
+            "/v1/me/devices/iphone-1",
+            Some(&u.access),
+            None
+        )
+        .await
+        .code(),
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn a_banned_account_is_refused_everywhere_until_unbanned() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let u = t.user().await;
+    let mut ws = t.ws_ready(&u.access).await;
+    let r = t
+        .post(
+            &format!("/v1/admin/users/{}/ban", u.user_id),
+            Some(&admin.access),
+            json!({"reason": "spam"}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    // The live connection is closed with the reason.
+    let err = ws.recv_type("error").await;
+    assert_eq!(err["code"], "account_banned");
+    assert_eq!(ws.closed().await, "account_banned");
+
+    let me = t.get("/v1/me/profile", &u.access).await;
+    assert_eq!((me.status.as_u16(), me.code()), (403, "account_banned"));
+    assert_eq!(
+        t.get("/v1/me/sessions", &u.access).await.code(),
+        "account_banned"
+    );
+    let refreshed = t
+        .post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))
+        .await;
+    let t2 = tokens(&refreshed.body);
+    assert_eq!(
+        t.get("/v1/me/profile", &t2.access).await.code(),
+        "account_banned"
+    );
+    let mut ws2 = t.ws(Some(&t2.access)).await;
+    assert_eq!(ws2.recv().await["code"], "account_banned");
+    // Others no longer see the profile.
+    let other = t.user().await;
+    assert_eq!(
+        t.get(&format!("/v1/profiles/{}", u.user_id), &other.access)
+            .await
+            .code(),
+        "not_found"
+    );
+
+    let unban = t
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/users/{}/ban", u.user_id),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(unban.status, 204);
+    assert_eq!(t.get("/v1/me/profile", &t2.access).await.status, 200);
+    let audit = t.get("/v1/admin/audit", &admin.access).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["user.unban", "user.ban"]);
+}
+
+#[tokio::test]
+async fn roles_are_set_by_admins_and_take_effect_at_once() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let u = t.user().await;
+    assert_eq!(
+        t.get("/v1/admin/events", &u.access).await.code(),
+        "forbidden"
+    );
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/users/{}/role", u.user_id),
+            Some(&admin.access),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        t.get("/v1/admin/events", &u.access).await.status,
+        200,
+        "the same token, the new role"
+    );
+    let bad = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/users/{}/role", u.user_id),
+            Some(&admin.access),
+            Some(json!({"role": "king"})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let missing = t
+        .call(
+            Method::PUT,
+            "/v1/admin/users/nobody/role",
+            Some(&admin.access),
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(missing.code(), "not_found");
+    let own = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/users/{}/role", admin.user_id),
+            Some(&admin.access),
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(own.code(), "conflict");
+}
+
+// --- External identity provider (Firebase-compatible ID tokens) --------------------------
+
+const PROJECT: &str = "duet-test";
+
+fn id_token(key_pem: &str, kid: &str, claims: serde_json::Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).expect("rsa key");
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn claims(now_s: i64, sub: &str) -> serde_json::Value {
+    json!({
+        "iss": format!("https://securetoken.google.com/{PROJECT}"),
+        "aud": PROJECT,
+        "sub": sub,
+        "iat": now_s - 10,
+        "exp": now_s + 3600,
+        "auth_time": now_s - 20,
+        "email": "ext@example.com",
+    })
+}
+
+async fn external_app(jwks: impl FnOnce(&mut duet::config::Config)) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.auth.external.enabled = true;
+        c.auth.external.project_id = PROJECT.into();
+        jwks(c);
+    })
+    .await
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn external_id_tokens_sign_in_and_link_on_first_use() {
+    let t = external_app(|c| {
+        c.auth.external.jwks_file = format!(
+            "{}/tests/fixtures/idp-jwks.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+    })
+    .await;
+    let key = fixture("idp-private.pem");
+    let now = t.now_ms() / 1000;
+    let tok = id_token(&key, "test-key-1", claims(now, "firebase-uid-1"));
+    let first = t
+        .post("/v1/auth/external", None, json!({"idToken": tok}))
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let second = t
+        .post("/v1/auth/external", None, json!({"idToken": tok}))
+        .await;
+    assert_eq!(second.body["userId"], first.body["userId"]);
+
+    let other_key = fixture("idp-other-private.pem");
+    let with = |field: &str, value: serde_json::Value| {
+        let mut c = claims(now, "firebase-uid-2");
+        c[field] = value;
+        id_token(&key, "test-key-1", c)
+    };
+    let cases = [
+        ("wrong audience", with("aud", json!("other-project"))),
+        (
+            "wrong issuer",
+            with("iss", json!("https://securetoken.google.com/other")),
+        ),
+        ("expired", with("exp", json!(now - 3600))),
+        ("issued in the future", with("iat", json!(now + 3600))),
+        (
+            "auth_time in the future",
+            with("auth_time", json!(now + 3600)),
+        ),
+        ("empty subject", with("sub", json!(""))),
+        ("subject too long", with("sub", json!("x".repeat(129)))),
+        (
+            "unknown kid",
+            id_token(&key, "no-such-kid", claims(now, "u3")),
+        ),
+        (
+            "signed by another key",
+            id_token(&other_key, "test-key-1", claims(now, "u4")),
+        ),
+        ("not a jwt", "garbage".to_owned()),
+    ];
+    for (what, token) in cases {
+        let r = t
+            .post("/v1/auth/external", None, json!({"idToken": token}))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (401, "unauthorized"),
+            "{what}: {:?}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn external_keys_come_from_a_jwks_url() {
+    // A local HTTP server stands in for the provider's key endpoint and counts its fetches.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fetches = std::sync::Arc::new(AtomicUsize::new(0));
+    let jwks = fixture("idp-jwks.json");
+    let counter = fetches.clone();
+    let app = poem::Route::new().at(
+        "/jwks",
+        poem::get(poem::endpoint::make(move |_| {
+            let (jwks, counter) = (jwks.clone(), counter.clone());
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(jwks)
+            }
+        })),
+    );
+    let acceptor =
+        poem::listener::Listener::into_acceptor(poem::listener::TcpListener::bind("127.0.0.1:0"))
+            .await
+            .unwrap();
+    let addr = poem::listener::Acceptor::local_addr(&acceptor)[0]
+        .as_socket_addr()
+        .copied()
+        .unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+
+    let t = external_app(|c| c.auth.external.jwks_url = format!("http://{addr}/jwks")).await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched at start");
+    let now = t.now_ms() / 1000;
+    let tok = id_token(
+        &fixture("idp-private.pem"),
+        "test-key-1",
+        claims(now, "url-user"),
+    );
+    let r = t
+        .post("/v1/auth/external", None, json!({"idToken": tok}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "keys are cached");
+    // After the refresh period the keys are fetched again.
+    t.clock.advance_ms(3_601_000);
+    let now = t.now_ms() / 1000;
+    let tok = id_token(
+        &fixture("idp-private.pem"),
+        "test-key-1",
+        claims(now, "url-user"),
+    );
+    let r = t
+        .post("/v1/auth/external", None, json!({"idToken": tok}))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn external_sign_in_is_refused_when_not_configured() {
+    let t = TestApp::spawn().await;
+    let r = t
+        .post("/v1/auth/external", None, json!({"idToken": "x.y.z"}))
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (503, "unavailable"));
+}

@@ -1,0 +1,11 @@
+//! One integration-test binary (one link) with a module per area. Every test starts its own
+//! real server on port 0 with its own data directory.
+
+mod access;
+mod auth;
+mod events;
+mod ops;
+mod profile;
+mod settings;
+mod support;
+mod ws;
