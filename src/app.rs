@@ -117,12 +117,10 @@ impl App {
             shutdown,
         });
 
-        let mut workers = Vec::new();
-        workers.push(tokio::spawn(api::ws::run_dispatcher(
-            ctx.clone(),
-            ctx.shutdown_signal(),
-        )));
-        workers.push(tokio::spawn(sweep_presence(ctx.clone())));
+        let workers = vec![
+            tokio::spawn(api::ws::run_dispatcher(ctx.clone(), ctx.shutdown_signal())),
+            tokio::spawn(sweep_presence(ctx.clone())),
+        ];
 
         let acceptor = TcpListener::bind(listen)
             .into_acceptor()

@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -120,19 +120,6 @@ pub struct EventsConfig {
     pub query_limit_max: u32,
     /// Log rows one admin query may scan while filtering.
     pub query_scan_max: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            log: LogConfig::default(),
-            auth: AuthConfig::default(),
-            ws: WsConfig::default(),
-            presence: PresenceConfig::default(),
-            events: EventsConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {

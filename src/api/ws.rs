@@ -361,6 +361,8 @@ struct Session {
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream, Message>;
+/// The queue and close signal of a connection, handed to the hub once it authenticates.
+type ConnChannels = (mpsc::Sender<Arc<Event>>, watch::Sender<Option<CloseReason>>);
 
 async fn run_session(ctx: Arc<Ctx>, socket: WebSocketStream, bearer: Option<String>) {
     let (mut sink, mut stream) = socket.split();
@@ -380,11 +382,11 @@ async fn run_session(ctx: Arc<Ctx>, socket: WebSocketStream, bearer: Option<Stri
     let heartbeat = Duration::from_secs(ctx.config.ws.heartbeat_timeout_secs);
     let mut tick = tokio::time::interval(HEARTBEAT_CHECK);
 
-    if let Some(token) = bearer {
-        if let Err(reason) = s.authenticate(&mut sink, &token, &mut pending).await {
-            close(&mut sink, reason, None).await;
-            return;
-        }
+    if let Some(token) = bearer
+        && let Err(reason) = s.authenticate(&mut sink, &token, &mut pending).await
+    {
+        close(&mut sink, reason, None).await;
+        return;
     }
 
     let reason: Option<CloseReason> = loop {
@@ -517,7 +519,7 @@ impl Session {
         &mut self,
         sink: &mut Sink,
         msg: Message,
-        pending: &mut Option<(mpsc::Sender<Arc<Event>>, watch::Sender<Option<CloseReason>>)>,
+        pending: &mut Option<ConnChannels>,
     ) -> Result<bool, CloseReason> {
         let bytes = match msg {
             Message::Binary(b) => b,
@@ -593,7 +595,7 @@ impl Session {
         &mut self,
         sink: &mut Sink,
         token: &str,
-        pending: &mut Option<(mpsc::Sender<Arc<Event>>, watch::Sender<Option<CloseReason>>)>,
+        pending: &mut Option<ConnChannels>,
     ) -> Result<(), CloseReason> {
         let principal = match user::authenticate(&self.ctx, token, Access::Any).await {
             Ok(p) => p,

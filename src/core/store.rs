@@ -446,3 +446,147 @@ fn begin(inner: &Inner) -> AppResult<WriteTransaction> {
         .map_err(|e| AppError::internal(format_args!("durability: {e}")))?;
     Ok(txn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::clock::ManualClock;
+
+    crate::tables! {
+        TEST_ROWS: &str => u64 = "test_rows";
+    }
+
+    fn open(dir: &Path) -> Store {
+        Store::open(
+            &dir.join("t.redb"),
+            &[TABLES_FOR_TEST],
+            Arc::new(ManualClock::new(1_000)),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    }
+
+    const TABLES_FOR_TEST: &[TableSpec] = TABLES;
+
+    fn event(i: u64) -> NewEvent {
+        NewEvent::about("test", "u", serde_json::json!({ "i": i }))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operation_that_fails_after_writing_leaves_no_trace_and_spares_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut tasks = Vec::new();
+        for i in 0..400u64 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.write(move |tx| {
+                    tx.table(TEST_ROWS)?.insert(format!("k{i}").as_str(), i)?;
+                    tx.emit(event(i))?;
+                    if i % 7 == 0 {
+                        return Err(AppError::conflict("fails after writing"));
+                    }
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(v) => {
+                    assert_eq!(v, i as u64);
+                    ok += 1;
+                }
+                Err(e) => {
+                    assert_eq!(i % 7, 0);
+                    assert_eq!(e.code, Code::Conflict);
+                }
+            }
+        }
+        let (rows, events) = store
+            .read_blocking(|rtx| {
+                let t = rtx.open_table(TEST_ROWS)?;
+                let rows: Vec<u64> = t.iter()?.map(|r| r.unwrap().1.value()).collect();
+                Ok((rows, events::read_after(rtx, 0, 10_000)?))
+            })
+            .unwrap();
+        assert_eq!(rows.len(), ok);
+        assert!(
+            rows.iter().all(|i| i % 7 != 0),
+            "no failed operation's row was committed"
+        );
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=ok as u64).collect::<Vec<_>>(),
+            "events of failed operations left no gap"
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.data["i"].as_u64().unwrap() % 7 != 0)
+        );
+        assert_eq!(store.head_seq(), ok as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let tasks: Vec<_> = (0..2000u64)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    s.write(move |tx| {
+                        Ok(tx
+                            .table(TEST_ROWS)?
+                            .insert(format!("k{i}").as_str(), i)
+                            .map(|_| ())?)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let commits = store.inner.metrics.render();
+        let count: f64 = commits
+            .lines()
+            .find(|l| l.starts_with("duet_store_commit_ops_count"))
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            count < 2000.0,
+            "2,000 writes took {count} commits: no grouping happened"
+        );
+    }
+
+    #[tokio::test]
+    async fn records_written_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            store
+                .write(|tx| {
+                    tx.table(TEST_ROWS)?.insert("kept", 7)?;
+                    tx.emit(event(1))?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            let closed = store.closed();
+            drop(store);
+            closed.await;
+        }
+        let store = open(dir.path());
+        assert_eq!(store.head_seq(), 1);
+        let v = store
+            .read_blocking(|rtx| Ok(rtx.open_table(TEST_ROWS)?.get("kept")?.map(|v| v.value())))
+            .unwrap();
+        assert_eq!(v, Some(7));
+    }
+}

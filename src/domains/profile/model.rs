@@ -251,3 +251,78 @@ mod tests {
         assert_eq!(ISO_3166_ALPHA2.split(' ').count(), 249);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn display_names_are_accepted_exactly_when_trimmed_length_fits(raw in "\\PC{0,50}") {
+            let trimmed = raw.trim();
+            let n = trimmed.chars().count();
+            let ok = (1..=DISPLAY_NAME_CHARS_MAX).contains(&n);
+            match parse_display_name(&raw) {
+                Ok(name) => {
+                    prop_assert!(ok);
+                    prop_assert_eq!(&name, trimmed);
+                    prop_assert_eq!(parse_display_name(&name).unwrap(), name);
+                }
+                Err(e) => prop_assert!(!ok || trimmed.chars().any(char::is_control), "{}", e),
+            }
+        }
+
+        #[test]
+        fn countries_are_two_known_letters_and_parsing_is_idempotent(raw in "[a-zA-Z]{0,3}") {
+            if let Ok(c) = parse_country(&raw) {
+                prop_assert_eq!(c.len(), 2);
+                prop_assert!(c.chars().all(|ch| ch.is_ascii_uppercase()));
+                prop_assert_eq!(parse_country(&c).unwrap(), c);
+            } else {
+                prop_assert!(raw.len() != 2 || !ISO_3166_ALPHA2.split(' ').any(|k| k.eq_ignore_ascii_case(&raw)));
+            }
+        }
+
+        #[test]
+        fn phones_are_plus_and_digits(raw in "[+0-9 ()-]{0,20}") {
+            if let Ok(p) = parse_phone(&raw) {
+                prop_assert!(p.starts_with('+'));
+                prop_assert!(p[1..].chars().all(|c| c.is_ascii_digit()));
+                prop_assert!((9..=16).contains(&p.len()));
+            }
+        }
+
+        #[test]
+        fn languages_are_bounded_deduplicated_and_stable(
+            tags in proptest::collection::vec(
+                proptest::sample::select(vec!["en", "de", "de-DE", "fr-CA", "pt-BR", "zh-Hant", "es-419", "uk", "tr", "ar", "EN"]),
+                0..12,
+            ).prop_map(|v| v.into_iter().map(str::to_owned).collect::<Vec<_>>())
+        ) {
+            match parse_languages(&tags) {
+                Ok(list) => {
+                    prop_assert!(tags.len() <= LANGUAGES_MAX);
+                    prop_assert!(list.len() <= tags.len());
+                    prop_assert_eq!(parse_languages(&list).unwrap(), list);
+                }
+                Err(_) => prop_assert!(tags.len() > LANGUAGES_MAX),
+            }
+        }
+
+        #[test]
+        fn junk_language_tags_are_refused(junk in "[0-9!@# _]{1,8}") {
+            prop_assert!(parse_languages(&[junk]).is_err());
+        }
+
+        #[test]
+        fn adults_only(y in 1900i32..2030, m in 1u8..=12, d in 1u8..=28) {
+            let today = Date::from_calendar_date(2026, Month::March, 1).unwrap();
+            let raw = format!("{y:04}-{m:02}-{d:02}");
+            let birth = parse_date(&raw).unwrap();
+            let age = age_on(birth, today);
+            let ok = birth <= today && (AGE_MIN..=AGE_MAX).contains(&age);
+            prop_assert_eq!(parse_birth_date(&raw, today).is_ok(), ok);
+        }
+    }
+}

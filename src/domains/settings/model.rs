@@ -109,3 +109,33 @@ pub fn bucket(key: &str, user_id: &str) -> u32 {
     let d = Sha256::digest(format!("{key}:{user_id}").as_bytes());
     u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 100
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn versions_round_trip_and_compare_part_by_part(a in proptest::collection::vec(0u32..1000, 1..=4), b in proptest::collection::vec(0u32..1000, 1..=4)) {
+            let text = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+            let va = AppVersion::parse(&text(&a)).unwrap();
+            let vb = AppVersion::parse(&text(&b)).unwrap();
+            prop_assert_eq!(va.to_string(), text(&a));
+            let pad = |v: &[u32]| { let mut v = v.to_vec(); v.resize(4, 0); v };
+            prop_assert_eq!(va.at_least(&vb), pad(&a) >= pad(&b));
+        }
+
+        #[test]
+        fn junk_is_not_a_version(raw in "[^0-9.+-]{1,10}") {
+            prop_assert!(AppVersion::parse(&raw).is_err());
+        }
+
+        #[test]
+        fn rollout_buckets_are_stable_and_in_range(key in "[a-z]{1,10}", user in "[a-z0-9-]{1,36}") {
+            let b = bucket(&key, &user);
+            prop_assert!(b < 100);
+            prop_assert_eq!(b, bucket(&key, &user));
+        }
+    }
+}

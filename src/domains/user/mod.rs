@@ -221,7 +221,7 @@ pub async fn register(
             open_session(tx, &user_id, SignInMethod::Password, &m, &r, ttl_ms)
         })
         .await?;
-    Ok(tokens(ctx, tokens_for, refresh)?)
+    tokens(ctx, tokens_for, refresh)
 }
 
 /// Email + password sign-in.

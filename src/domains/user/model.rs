@@ -226,3 +226,38 @@ pub fn parse_token_like(field: &str, raw: &str, min: usize, max: usize) -> AppRe
     }
     Ok(raw.to_owned())
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn emails_are_lowercased_and_parsing_is_idempotent(local in "[A-Za-z0-9._+-]{1,20}", domain in "[A-Za-z0-9-]{1,20}\\.[a-z]{2,6}") {
+            let raw = format!("{local}@{domain}");
+            let e = Email::parse(&raw).unwrap();
+            prop_assert_eq!(e.as_str(), raw.to_lowercase());
+            prop_assert_eq!(Email::parse(e.as_str()).unwrap(), e);
+        }
+
+        #[test]
+        fn strings_without_an_at_are_not_emails(raw in "[^@]{0,40}") {
+            prop_assert!(Email::parse(&raw).is_err());
+        }
+
+        #[test]
+        fn passwords_are_accepted_exactly_within_the_limits(raw in "\\PC{0,300}") {
+            let n = raw.chars().count();
+            prop_assert_eq!(Password::parse(&raw).is_ok(), (PASSWORD_CHARS_MIN..=PASSWORD_CHARS_MAX).contains(&n));
+        }
+
+        #[test]
+        fn token_like_ids_are_printable_ascii(raw in "\\PC{0,40}") {
+            if let Ok(v) = parse_token_like("x", &raw, 1, 32) {
+                prop_assert!(v.chars().all(|c| c.is_ascii_graphic()));
+                prop_assert!((1..=32).contains(&v.len()));
+            }
+        }
+    }
+}
