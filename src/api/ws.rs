@@ -131,6 +131,7 @@ pub enum CloseReason {
     SessionRevoked,
     TooManyBadFrames,
     AuthTimeout,
+    Unauthorized,
     HeartbeatTimeout,
     ShuttingDown,
 }
@@ -143,6 +144,7 @@ impl CloseReason {
             CloseReason::SessionRevoked => (CloseCode::Policy, "session_revoked"),
             CloseReason::TooManyBadFrames => (CloseCode::Policy, "too_many_bad_frames"),
             CloseReason::AuthTimeout => (CloseCode::Policy, "auth_timeout"),
+            CloseReason::Unauthorized => (CloseCode::Policy, "unauthorized"),
             CloseReason::HeartbeatTimeout => (CloseCode::Away, "heartbeat_timeout"),
             CloseReason::ShuttingDown => (CloseCode::Away, "going_away"),
         }
@@ -612,7 +614,7 @@ impl Session {
                 return Err(if e.code == Code::AccountBanned {
                     CloseReason::AccountBanned
                 } else {
-                    CloseReason::AuthTimeout
+                    CloseReason::Unauthorized
                 });
             }
         };

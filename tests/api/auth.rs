@@ -310,6 +310,7 @@ async fn sessions_are_listed_and_revoked() {
     assert_eq!(items.iter().filter(|s| s["current"] == true).count(), 1);
 
     let b_sid = session_id(&t, &b).await;
+    let mut b_ws = t.ws_ready(&b.access).await;
     let r = t
         .call(
             Method::DELETE,
@@ -319,6 +320,11 @@ async fn sessions_are_listed_and_revoked() {
         )
         .await;
     assert_eq!(r.status, 204);
+    assert_eq!(
+        b_ws.closed().await,
+        "session_revoked",
+        "the revoked session's socket is closed"
+    );
     assert_eq!(
         t.get("/v1/me/profile", &b.access).await.code(),
         "unauthorized"

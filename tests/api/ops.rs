@@ -308,8 +308,9 @@ fn sigterm_closes_websockets_with_going_away_and_exits_zero() {
             "--data-dir",
         ])
         .arg(dir.path())
+        .env("DUET_LOG__FORMAT", "json")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -351,6 +352,20 @@ fn sigterm_closes_websockets_with_going_away_and_exits_zero() {
         ws.closed().await
     });
     assert_eq!(reason, "going_away");
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    // JSON logs, one object a line, requests carrying their request id.
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let requests: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert!(!requests.is_empty(), "no JSON request log lines in: {logs}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["span"]["request_id"].is_string() && r["status"].is_number()),
+        "{requests:?}"
+    );
 }

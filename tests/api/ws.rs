@@ -39,7 +39,7 @@ async fn auth_by_header_or_first_frame_and_nothing_before_it() {
     let mut bad = t.ws(None).await;
     bad.send(json!({"type": "auth", "token": "nope"})).await;
     assert_eq!(bad.recv().await["code"], "unauthorized");
-    bad.closed().await;
+    assert_eq!(bad.closed().await, "unauthorized");
 }
 
 #[tokio::test]
@@ -284,4 +284,34 @@ async fn presence_follows_connections_with_a_grace_period() {
         .map(|e| e["data"]["online"].as_bool().unwrap())
         .collect();
     assert_eq!(states, [true, false], "one transition each way, no flicker");
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_heartbeat_deadline() {
+    let t = TestApp::spawn_with(|c| c.ws.heartbeat_timeout_secs = 1).await;
+    let u = t.user().await;
+    let mut ws = t.ws_ready(&u.access).await;
+    assert_eq!(ws.closed().await, "heartbeat_timeout");
+}
+
+#[tokio::test]
+async fn a_gap_larger_than_the_replay_limit_gets_a_reset() {
+    let t = TestApp::spawn_with(|c| c.ws.replay_events_max = 3).await;
+    let u = t.user().await;
+    for i in 0..5 {
+        rename(&t, &u, &format!("n{i}")).await;
+    }
+    let mut ws = t.ws_ready(&u.access).await;
+    ws.send(json!({"type": "subscribe", "topic": "account", "fromSeq": 0}))
+        .await;
+    let subscribed = ws.recv_type("subscribed").await;
+    let reset = ws.recv().await;
+    assert_eq!(reset["type"], "reset");
+    assert_eq!(reset["headSeq"], subscribed["headSeq"]);
+    // Live events still flow after the reset.
+    rename(&t, &u, "after").await;
+    assert_eq!(
+        ws.recv_type("event").await["data"]["profile"]["displayName"],
+        "after"
+    );
 }
