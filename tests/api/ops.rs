@@ -300,7 +300,7 @@ fn sigterm_closes_websockets_with_going_away_and_exits_zero() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args([
             "serve",
             "--listen",
