@@ -63,6 +63,7 @@ async fn run(s: Sizes) {
     config.log.level = "warn".into();
     // A benchmark signs in far more than a person would from one address.
     config.auth.throttle.address_failures_max = u32::MAX;
+    config.auth.throttle.signups_per_address_max = u32::MAX;
     let app = App::start(config, Arc::new(SystemClock) as SharedClock)
         .await
         .unwrap();
@@ -129,24 +130,29 @@ async fn run(s: Sizes) {
         returning / healthz
     );
 
-    let r: Value = http
-        .post(format!("{base}/v1/auth/register"))
-        .json(&json!({"email": "bench@example.com", "password": "bench-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = r["accessToken"].as_str().unwrap().to_owned();
+    // One account per password-login worker: concurrent sign-ins of one account are refused.
+    let login_workers = s.concurrency.min(8);
+    let mut token = String::new();
+    for w in 0..login_workers {
+        let r: Value = http
+            .post(format!("{base}/v1/auth/register"))
+            .json(&json!({"email": format!("bench{w}@example.com"), "password": "bench-password"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token = r["accessToken"].as_str().unwrap().to_owned();
+    }
     let password = {
         let (http, base) = (http.clone(), base.clone());
-        rate(s.password_logins, s.concurrency.min(8), move |_| {
+        rate(s.password_logins, login_workers, move |i| {
             let (http, base) = (http.clone(), base.clone());
             async move {
                 ok(http
                     .post(format!("{base}/v1/auth/login"))
-                    .json(&json!({"email": "bench@example.com", "password": "bench-password"}))
+                    .json(&json!({"email": format!("bench{}@example.com", i % login_workers), "password": "bench-password"}))
                     .send()
                     .await)
             }

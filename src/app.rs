@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api;
-use crate::api::ws::{Acks, CloseReason, Hub};
+use crate::api::ws::{CloseReason, Hub};
 use crate::config::Config;
 use crate::core::auth::TokenIssuer;
 use crate::core::clock::SharedClock;
@@ -36,8 +36,8 @@ pub struct Ctx {
     pub external: Option<ExternalVerifier>,
     pub metrics: Arc<Metrics>,
     pub presence: Arc<Presence>,
+    pub sign_in: domains::user::SignInGuard,
     pub hub: Hub,
-    pub acks: Acks,
     shutdown: watch::Sender<bool>,
 }
 
@@ -81,7 +81,7 @@ impl App {
         config.validate()?;
         let metrics = Arc::new(Metrics::new());
         let store = open_store(&config, clock.clone(), metrics.clone())?;
-        let reset = presence::reset_after_restart(&store)?;
+        let reset = presence::reset_after_restart(&store).await?;
         if reset > 0 {
             tracing::info!(
                 users = reset,
@@ -112,8 +112,12 @@ impl App {
             external,
             metrics,
             presence,
+            sign_in: domains::user::SignInGuard::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            ),
             hub: Hub::default(),
-            acks: Acks::default(),
             shutdown,
         });
 

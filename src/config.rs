@@ -70,6 +70,9 @@ pub struct ThrottleConfig {
     pub account_failures_max: u32,
     /// Failed sign-ins per client address within the window before it is throttled.
     pub address_failures_max: u32,
+    /// Accounts one client address may create within the window (device, password or
+    /// external sign-up).
+    pub signups_per_address_max: u32,
     pub window_secs: u64,
 }
 
@@ -161,6 +164,7 @@ impl Default for ThrottleConfig {
         ThrottleConfig {
             account_failures_max: 5,
             address_failures_max: 30,
+            signups_per_address_max: 50,
             window_secs: 900,
         }
     }
@@ -272,7 +276,11 @@ impl Config {
             return Err(bad("auth.issuer", "must not be empty"));
         }
         let t = &self.auth.throttle;
-        if t.account_failures_max == 0 || t.address_failures_max == 0 || t.window_secs == 0 {
+        if t.account_failures_max == 0
+            || t.address_failures_max == 0
+            || t.signups_per_address_max == 0
+            || t.window_secs == 0
+        {
             return Err(bad("auth.throttle", "limits and window must be positive"));
         }
         let x = &self.auth.external;

@@ -108,7 +108,9 @@ pub fn client_meta(ctx: &Ctx, req: &Request) -> ClientMeta {
     let from_header = (!header.is_empty())
         .then(|| req.header(header.as_str()))
         .flatten()
-        .and_then(|v| v.split(',').next())
+        // The rightmost entry is the one our proxy appended; entries to its left are whatever
+        // the client sent and cannot be trusted.
+        .and_then(|v| v.rsplit(',').next())
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty());
     let address = from_header.or_else(|| {
@@ -167,7 +169,11 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
         .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX && v.is_ascii())
         .map(str::to_owned)
         .unwrap_or_else(crate::core::ids::new_id);
-    let method = req.method().to_string();
+    // Known methods only: any other token would mint a new metric series.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let path = req.uri().path().to_owned();
     let ctx = req.data::<Arc<Ctx>>().cloned();
     let span = tracing::info_span!("request", request_id = %request_id, %method, %path);

@@ -21,7 +21,7 @@ use poem::web::{Data, websocket::WebSocketStream};
 use poem::{IntoResponse, Request, handler};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout};
 
 use crate::app::Ctx;
 use crate::core::auth::{Access, Principal};
@@ -52,6 +52,8 @@ const HARD_FRAME_FACTOR: usize = 4;
 /// Live frames written per flush: feeding many and flushing once is ~2× the throughput of a
 /// flush per frame.
 const FRAMES_PER_FLUSH: usize = 256;
+/// Longest a single write (or the close handshake) may take before the peer is taken for gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a connection checks its heartbeat deadline.
 const HEARTBEAT_CHECK: Duration = Duration::from_secs(1);
 
@@ -132,6 +134,7 @@ pub enum CloseReason {
     TooManyBadFrames,
     AuthTimeout,
     Unauthorized,
+    RoleChanged,
     HeartbeatTimeout,
     ShuttingDown,
 }
@@ -145,6 +148,7 @@ impl CloseReason {
             CloseReason::TooManyBadFrames => (CloseCode::Policy, "too_many_bad_frames"),
             CloseReason::AuthTimeout => (CloseCode::Policy, "auth_timeout"),
             CloseReason::Unauthorized => (CloseCode::Policy, "unauthorized"),
+            CloseReason::RoleChanged => (CloseCode::Again, "role_changed"),
             CloseReason::HeartbeatTimeout => (CloseCode::Away, "heartbeat_timeout"),
             CloseReason::ShuttingDown => (CloseCode::Away, "going_away"),
         }
@@ -231,6 +235,12 @@ impl Hub {
             "user_banned" => {
                 if let Some(u) = &event.subject {
                     self.close_user(u, None, CloseReason::AccountBanned);
+                }
+            }
+            // What a connection may read was decided with the old role: make it reconnect.
+            "user_role_changed" => {
+                if let Some(u) = &event.subject {
+                    self.close_user(u, None, CloseReason::RoleChanged);
                 }
             }
             "session_revoked" => {
@@ -384,63 +394,87 @@ async fn run_session(ctx: Arc<Ctx>, socket: WebSocketStream, bearer: Option<Stri
     let heartbeat = Duration::from_secs(ctx.config.ws.heartbeat_timeout_secs);
     let mut tick = tokio::time::interval(HEARTBEAT_CHECK);
 
-    if let Some(token) = bearer
-        && let Err(reason) = s.authenticate(&mut sink, &token, &mut pending).await
-    {
-        close(&mut sink, reason, None).await;
-        return;
-    }
+    let first = if *shutdown.borrow() {
+        Err(CloseReason::ShuttingDown)
+    } else if let Some(token) = bearer {
+        match timeout(
+            WRITE_TIMEOUT,
+            s.authenticate(&mut sink, &token, &mut pending),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(CloseReason::SlowConsumer),
+        }
+    } else {
+        Ok(())
+    };
 
-    let reason: Option<CloseReason> = loop {
-        tokio::select! {
-            incoming = stream.next() => {
-                let Some(Ok(msg)) = incoming else { break None };
-                s.last_heard = Instant::now();
-                match s.on_message(&mut sink, msg, &mut pending).await {
-                    Ok(true) => {}
-                    Ok(false) => break None,
-                    Err(reason) => break Some(reason),
-                }
-            }
-            Some(event) = queue.recv() => {
-                let mut sent = s.send_live(&mut sink, &event).await;
-                // Drain what is already queued and flush once.
-                let mut n = 1;
-                while sent && n < FRAMES_PER_FLUSH {
-                    match queue.try_recv() {
-                        Ok(e) => { sent = s.send_live(&mut sink, &e).await; n += 1; }
-                        Err(_) => break,
+    let reason: Option<CloseReason> = if let Err(reason) = first {
+        Some(reason)
+    } else {
+        loop {
+            tokio::select! {
+                incoming = stream.next() => {
+                    let Some(Ok(msg)) = incoming else { break None };
+                    s.last_heard = Instant::now();
+                    // Every write is bounded: a peer that stops reading cannot park this task.
+                    match timeout(WRITE_TIMEOUT, s.on_message(&mut sink, msg, &mut pending)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => break None,
+                        Ok(Err(reason)) => break Some(reason),
+                        Err(_) => break Some(CloseReason::SlowConsumer),
                     }
                 }
-                if !sent || sink.flush().await.is_err() { break None; }
-            }
-            _ = close_rx.changed() => {
-                let r = *close_rx.borrow();
-                if let Some(r) = r { break Some(r); }
-            }
-            _ = shutdown.changed() => break Some(CloseReason::ShuttingDown),
-            _ = tick.tick() => {
-                let now = Instant::now();
-                if s.principal.is_none() && now >= auth_deadline {
-                    break Some(CloseReason::AuthTimeout);
+                Some(event) = queue.recv() => {
+                    let written = timeout(WRITE_TIMEOUT, async {
+                        let mut sent = s.send_live(&mut sink, &event).await;
+                        // Drain what is already queued and flush once.
+                        let mut n = 1;
+                        while sent && n < FRAMES_PER_FLUSH {
+                            match queue.try_recv() {
+                                Ok(e) => { sent = s.send_live(&mut sink, &e).await; n += 1; }
+                                Err(_) => break,
+                            }
+                        }
+                        sent && sink.flush().await.is_ok()
+                    })
+                    .await;
+                    match written {
+                        Ok(true) => {}
+                        Ok(false) => break None,
+                        Err(_) => break Some(CloseReason::SlowConsumer),
+                    }
                 }
-                if now.duration_since(s.last_heard) > heartbeat {
-                    break Some(CloseReason::HeartbeatTimeout);
+                _ = close_rx.changed() => {
+                    let r = *close_rx.borrow();
+                    if let Some(r) = r { break Some(r); }
+                }
+                _ = shutdown.changed() => break Some(CloseReason::ShuttingDown),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if s.principal.is_none() && now >= auth_deadline {
+                        break Some(CloseReason::AuthTimeout);
+                    }
+                    if now.duration_since(s.last_heard) > heartbeat {
+                        break Some(CloseReason::HeartbeatTimeout);
+                    }
                 }
             }
         }
     };
+    // Leave the hub and presence before the close handshake, which a dead peer may not answer.
+    // Presence first: once the hub no longer lists the connection, presence knows it left.
+    if let Some(conn) = &s.conn {
+        ctx.presence.disconnected(&conn.user_id).await;
+        ctx.hub.unregister(conn);
+    }
     if let Some(reason) = reason {
         let message = match reason {
             CloseReason::AccountBanned => Some((Code::AccountBanned, "the account was banned")),
             _ => None,
         };
-        close(&mut sink, reason, message).await;
-    }
-    if let Some(conn) = &s.conn {
-        // Presence first: once the hub no longer lists the connection, presence knows it left.
-        ctx.presence.disconnected(&conn.user_id);
-        ctx.hub.unregister(conn);
+        let _ = timeout(WRITE_TIMEOUT, close(&mut sink, reason, message)).await;
     }
 }
 
@@ -581,12 +615,10 @@ impl Session {
                     .send(sink, &ServerFrame::Unsubscribed { topic: name })
                     .await)
             }
-            // Acks confirm in-app delivery; the notification domain reads them to cancel the
-            // push fallback. Nothing is owed back to the client.
+            // Acks confirm in-app delivery of notifications; nothing is owed back to the
+            // client. The notification domain's push fallback will consume them.
             ClientFrame::Ack { seq } => {
-                if let Some(p) = &self.principal {
-                    self.ctx.acks.record(&p.user_id, seq);
-                }
+                tracing::trace!(seq, "ack");
                 Ok(true)
             }
             ClientFrame::Ping { nonce } => Ok(self.send(sink, &ServerFrame::Pong { nonce }).await),
@@ -630,8 +662,26 @@ impl Session {
             close,
         });
         self.ctx.hub.register(conn.clone());
-        self.ctx.presence.connected(&principal.user_id).await;
         self.conn = Some(conn);
+        // A ban or revocation committed between the check above and the registration would
+        // have found no connection to close: check once more now that it is registered.
+        if let Err(e) = user::authenticate(&self.ctx, token, Access::Any).await {
+            let _ = self
+                .send(
+                    sink,
+                    &ServerFrame::Error {
+                        code: e.code.as_str(),
+                        message: &e.detail,
+                    },
+                )
+                .await;
+            return Err(if e.code == Code::AccountBanned {
+                CloseReason::AccountBanned
+            } else {
+                CloseReason::Unauthorized
+            });
+        }
+        self.ctx.presence.connected(&principal.user_id).await;
         let head = self.ctx.store.head_seq();
         self.send(
             sink,
@@ -736,22 +786,4 @@ impl Session {
 
 fn topic_name(t: &str) -> Option<&'static str> {
     TOPICS.iter().map(|(n, _)| *n).find(|n| *n == t)
-}
-
-/// The last `ack` seq each user sent, for delivery confirmation.
-#[derive(Default)]
-pub struct Acks {
-    last: RwLock<HashMap<String, u64>>,
-}
-
-impl Acks {
-    pub fn record(&self, user_id: &str, seq: u64) {
-        let mut map = self.last.write();
-        let e = map.entry(user_id.to_owned()).or_insert(0);
-        *e = (*e).max(seq);
-    }
-
-    pub fn last(&self, user_id: &str) -> Option<u64> {
-        self.last.read().get(user_id).copied()
-    }
 }

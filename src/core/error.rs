@@ -38,6 +38,16 @@ pub enum Code {
     UnsupportedMediaType,
     /// The route exists but not with this method.
     MethodNotAllowed,
+    /// A money-moving request came without an `Idempotency-Key`.
+    IdempotencyKeyRequired,
+    /// The `Idempotency-Key` was already used for a different request.
+    IdempotencyConflict,
+    /// The wallet (or earnings) cannot cover the amount.
+    InsufficientBalance,
+    /// A store receipt or notification failed verification.
+    InvalidReceipt,
+    /// An outside provider (store, push, video) failed or is unreachable; retry later.
+    ProviderFailed,
     /// The server cannot take the request now (shutting down, overloaded).
     Unavailable,
     /// A bug or a storage failure; details are in the server log only.
@@ -46,7 +56,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 21] = [
         Code::Unauthorized,
         Code::Forbidden,
         Code::AccountBanned,
@@ -61,6 +71,11 @@ impl Code {
         Code::Conflict,
         Code::UnsupportedMediaType,
         Code::MethodNotAllowed,
+        Code::IdempotencyKeyRequired,
+        Code::IdempotencyConflict,
+        Code::InsufficientBalance,
+        Code::InvalidReceipt,
+        Code::ProviderFailed,
         Code::Unavailable,
         Code::Internal,
     ];
@@ -81,6 +96,11 @@ impl Code {
             Code::Conflict => "conflict",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::MethodNotAllowed => "method_not_allowed",
+            Code::IdempotencyKeyRequired => "idempotency_key_required",
+            Code::IdempotencyConflict => "idempotency_conflict",
+            Code::InsufficientBalance => "insufficient_balance",
+            Code::InvalidReceipt => "invalid_receipt",
+            Code::ProviderFailed => "provider_failed",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -93,7 +113,13 @@ impl Code {
             }
             Code::Forbidden | Code::AccountBanned => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
-            Code::ValidationFailed | Code::MalformedJson => StatusCode::BAD_REQUEST,
+            Code::ValidationFailed
+            | Code::MalformedJson
+            | Code::IdempotencyKeyRequired
+            | Code::InvalidReceipt => StatusCode::BAD_REQUEST,
+            Code::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
+            Code::IdempotencyConflict => StatusCode::CONFLICT,
+            Code::ProviderFailed => StatusCode::BAD_GATEWAY,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::EmailTaken | Code::Conflict => StatusCode::CONFLICT,
@@ -121,6 +147,11 @@ impl Code {
             Code::Conflict => "Conflict",
             Code::UnsupportedMediaType => "Unsupported media type",
             Code::MethodNotAllowed => "Method not allowed",
+            Code::IdempotencyKeyRequired => "Idempotency-Key required",
+            Code::IdempotencyConflict => "Idempotency-Key reused",
+            Code::InsufficientBalance => "Insufficient balance",
+            Code::InvalidReceipt => "Invalid receipt",
+            Code::ProviderFailed => "Provider failed",
             Code::Unavailable => "Service unavailable",
             Code::Internal => "Internal error",
         }

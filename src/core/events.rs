@@ -160,7 +160,8 @@ pub fn read_after(rtx: &ReadTransaction, after: u64, limit: usize) -> AppResult<
 }
 
 /// Events a user's connection may see on `topic` with `after < seq <= upto`, in order, at most
-/// `limit`: the WebSocket's replay on resume.
+/// `limit`: the WebSocket's replay on resume. Merges the user's and everyone's index ranges
+/// lazily, so it stops as soon as it has `limit` events.
 pub fn read_for_user(
     rtx: &ReadTransaction,
     user_id: &str,
@@ -172,18 +173,30 @@ pub fn read_for_user(
     let log = rtx.open_table(EVENT_LOG)?;
     let idx = rtx.open_table(EVENT_BY_AUDIENCE)?;
     let from = after.saturating_add(1);
-    let mut seqs = Vec::new();
-    for key in [user_id, EVERYONE] {
-        for row in idx.range((key, from)..=(key, upto))? {
-            seqs.push(row?.0.value().1);
-        }
-    }
-    seqs.sort_unstable();
+    let seqs = |key| -> AppResult<_> {
+        Ok(idx
+            .range((key, from)..=(key, upto))?
+            .map(|r| r.map(|(k, _)| k.value().1))
+            .peekable())
+    };
+    let (mut mine, mut all) = (seqs(user_id)?, seqs(EVERYONE)?);
     let mut out = Vec::new();
-    for seq in seqs {
-        if out.len() >= limit {
-            break;
-        }
+    while out.len() < limit {
+        let a = mine
+            .peek()
+            .map(|r| r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
+        let b = all
+            .peek()
+            .map(|r| r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
+        let seq = match (a, b) {
+            (None, None) => break,
+            (Some(Err(e)), _) | (_, Some(Err(e))) => {
+                return Err(super::error::AppError::internal(e));
+            }
+            (Some(Ok(x)), Some(Ok(y))) if x <= y => mine.next().expect("peeked")?,
+            (Some(Ok(_)), None) => mine.next().expect("peeked")?,
+            _ => all.next().expect("peeked")?,
+        };
         if let Some(event) = get::<u64, Event>(&log, seq)?
             && event.topic.as_deref() == Some(topic)
         {
@@ -193,7 +206,18 @@ pub fn read_for_user(
     Ok(out)
 }
 
-/// The admin query: filters by type and subject, pages by seq.
+/// One page of the admin query.
+pub struct QueryPage {
+    pub items: Vec<Event>,
+    /// The last seq the scan looked at (matching or not): where the next page starts.
+    pub scanned_upto: u64,
+    /// The scan reached the end of what matches; no next page.
+    pub exhausted: bool,
+}
+
+/// The admin query: filters by type and subject, pages by seq. Scans at most `scan_max` rows,
+/// so a rare type cannot make one request read the whole log; the caller continues from
+/// `scanned_upto`.
 pub fn query(
     rtx: &ReadTransaction,
     kind: Option<&str>,
@@ -201,42 +225,53 @@ pub fn query(
     after: u64,
     limit: usize,
     scan_max: usize,
-) -> AppResult<Vec<Event>> {
+) -> AppResult<QueryPage> {
     let log = rtx.open_table(EVENT_LOG)?;
-    let mut out = Vec::new();
+    let mut page = QueryPage {
+        items: Vec::new(),
+        scanned_upto: after,
+        exhausted: false,
+    };
+    let mut scanned = 0usize;
     let keep = |e: &Event| kind.is_none_or(|k| e.kind == k);
+    let from = after.saturating_add(1);
     match subject {
         Some(subject) => {
             let idx = rtx.open_table(EVENT_BY_SUBJECT)?;
-            let from = after.saturating_add(1);
             for row in idx
                 .range((subject, from)..=(subject, u64::MAX))?
                 .take(scan_max)
             {
                 let seq = row?.0.value().1;
+                page.scanned_upto = seq;
+                scanned += 1;
                 if let Some(e) = get::<u64, Event>(&log, seq)?
                     && keep(&e)
                 {
-                    out.push(e);
-                    if out.len() >= limit {
+                    page.items.push(e);
+                    if page.items.len() >= limit {
                         break;
                     }
                 }
             }
         }
         None => {
-            for row in log.range(after.saturating_add(1)..)?.take(scan_max) {
-                let e: Event = dec(row?.1.value())?;
+            for row in log.range(from..)?.take(scan_max) {
+                let (k, v) = row?;
+                page.scanned_upto = k.value();
+                scanned += 1;
+                let e: Event = dec(v.value())?;
                 if keep(&e) {
-                    out.push(e);
-                    if out.len() >= limit {
+                    page.items.push(e);
+                    if page.items.len() >= limit {
                         break;
                     }
                 }
             }
         }
     }
-    Ok(out)
+    page.exhausted = page.items.len() < limit && scanned < scan_max;
+    Ok(page)
 }
 
 /// How many committed events the broadcast keeps for slow live readers before they must read

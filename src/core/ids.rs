@@ -24,6 +24,16 @@ pub fn random_token(bytes: usize) -> String {
 /// SHA-256 of a high-entropy secret, hex. Used for refresh tokens and device secrets, which are
 /// random and long, so a fast hash is safe where a password would need argon2.
 pub fn secret_hash(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

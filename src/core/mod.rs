@@ -5,6 +5,7 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod events;
+pub mod idempotency;
 pub mod ids;
 pub mod metrics;
 pub mod store;

@@ -333,6 +333,11 @@ where
 fn migrate(txn: &WriteTransaction) -> AppResult<()> {
     let mut meta = txn.open_table(META)?;
     let current: u32 = get(&meta, "schema_version")?.unwrap_or(SCHEMA_VERSION);
+    if current == 0 {
+        return Err(AppError::internal(
+            "the store records schema version 0, which never existed",
+        ));
+    }
     if current > SCHEMA_VERSION {
         return Err(AppError::internal(format!(
             "the store has schema version {current}, newer than this build's {SCHEMA_VERSION}"
@@ -382,9 +387,19 @@ fn commit_group(inner: &Inner, mut group: Vec<Job>) {
         let mut succeeded: Vec<Reply> = Vec::with_capacity(group.len());
         let mut failed: Vec<(usize, Reply)> = Vec::new();
         let mut poisoned = false;
+        let mut panicked = None;
         for (i, job) in group.iter_mut().enumerate() {
             tx.wrote.set(false);
-            let outcome = job(&tx);
+            // A panicking operation must not take the writer (and every later write) down.
+            let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&tx)))
+            {
+                Ok(o) => o,
+                Err(_) => {
+                    tracing::error!("a write operation panicked; its group is retried without it");
+                    panicked = Some(i);
+                    break;
+                }
+            };
             let reply = outcome.reply.expect("a job that ran has a reply");
             if outcome.failed {
                 failed.push((i, reply));
@@ -397,6 +412,18 @@ fn commit_group(inner: &Inner, mut group: Vec<Job>) {
             } else {
                 succeeded.push(reply);
             }
+        }
+        if let Some(i) = panicked {
+            drop(tx);
+            let _ = txn.abort();
+            // Its caller sees its reply channel dropped: `unavailable`. Earlier failures (all
+            // before it) are final, as below.
+            drop(group.remove(i));
+            for (j, reply) in failed.into_iter().rev() {
+                drop(group.remove(j));
+                reply(Ok(()));
+            }
+            continue;
         }
         if poisoned {
             drop(tx);

@@ -41,6 +41,7 @@ async fn device_sign_in_creates_the_account_once_and_checks_the_secret() {
         .read(|rtx| duet::core::events::query(rtx, Some("user_signed_up"), None, 0, 100, 1000))
         .await
         .unwrap()
+        .items
         .len();
     assert_eq!(n, 1, "one sign-up event for one account");
 }
@@ -453,13 +454,15 @@ async fn a_banned_account_is_refused_everywhere_until_unbanned() {
     let refreshed = t
         .post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))
         .await;
-    let t2 = tokens(&refreshed.body);
     assert_eq!(
-        t.get("/v1/me/profile", &t2.access).await.code(),
-        "account_banned"
+        (refreshed.status.as_u16(), refreshed.code()),
+        (403, "account_banned")
     );
-    let mut ws2 = t.ws(Some(&t2.access)).await;
+    let device = t.sign_in_device("banned-phone", "0123456789abcdef").await;
+    assert_eq!(device.status, 200, "another account is unaffected");
+    let mut ws2 = t.ws(Some(&u.access)).await;
     assert_eq!(ws2.recv().await["code"], "account_banned");
+    assert_eq!(ws2.closed().await, "account_banned");
     // Others no longer see the profile.
     let other = t.user().await;
     assert_eq!(
@@ -478,6 +481,12 @@ async fn a_banned_account_is_refused_everywhere_until_unbanned() {
         )
         .await;
     assert_eq!(unban.status, 204);
+    // The refresh token refused during the ban was not used up.
+    let refreshed = t
+        .post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))
+        .await;
+    assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
+    let t2 = tokens(&refreshed.body);
     assert_eq!(t.get("/v1/me/profile", &t2.access).await.status, 200);
     let audit = t.get("/v1/admin/audit", &admin.access).await;
     let actions: Vec<&str> = audit.body["items"]
@@ -709,4 +718,127 @@ async fn external_sign_in_is_refused_when_not_configured() {
         .post("/v1/auth/external", None, json!({"idToken": "x.y.z"}))
         .await;
     assert_eq!((r.status.as_u16(), r.code()), (503, "unavailable"));
+}
+
+#[tokio::test]
+async fn parallel_guesses_cannot_outrun_the_throttle() {
+    let t = TestApp::spawn().await;
+    t.post(
+        "/v1/auth/register",
+        None,
+        json!({"email": "p@example.com", "password": "right-password"}),
+    )
+    .await;
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let (http, base) = (t.http.clone(), t.base.clone());
+            tokio::spawn(async move {
+                let r = http
+                    .post(format!("{base}/v1/auth/login"))
+                    .json(&json!({"email": "p@example.com", "password": "wrong-password"}))
+                    .send()
+                    .await
+                    .unwrap();
+                r.json::<serde_json::Value>().await.unwrap()["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        })
+        .collect();
+    let mut wrong = 0;
+    for a in attempts {
+        match a.await.unwrap().as_str() {
+            "invalid_credentials" => wrong += 1,
+            "rate_limited" => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(wrong <= 5, "{wrong} passwords were checked; the limit is 5");
+}
+
+#[tokio::test]
+async fn account_creation_is_limited_per_address() {
+    let t = TestApp::spawn_with(|c| c.auth.throttle.signups_per_address_max = 3).await;
+    for i in 0..3 {
+        assert_eq!(
+            t.sign_in_device(&format!("new-{i}"), "0123456789abcdef")
+                .await
+                .status,
+            200
+        );
+    }
+    let r = t.sign_in_device("new-3", "0123456789abcdef").await;
+    assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
+    assert!(r.headers.contains_key("retry-after"));
+    // Returning devices are not sign-ups.
+    assert_eq!(
+        t.sign_in_device("new-0", "0123456789abcdef").await.status,
+        200
+    );
+    let reg = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "q@example.com", "password": "password-1"}),
+        )
+        .await;
+    assert_eq!(reg.code(), "rate_limited");
+}
+
+#[tokio::test]
+async fn a_push_token_follows_the_phone_to_its_new_account() {
+    let t = TestApp::spawn().await;
+    let a = t.user().await;
+    let b = t.user().await;
+    let body = json!({"platform": "android", "provider": "fcm", "token": "shared-phone-token"});
+    t.call(
+        Method::PUT,
+        "/v1/me/devices/phone",
+        Some(&a.access),
+        Some(body.clone()),
+    )
+    .await;
+    t.call(
+        Method::PUT,
+        "/v1/me/devices/phone",
+        Some(&b.access),
+        Some(body),
+    )
+    .await;
+    assert_eq!(
+        t.get("/v1/me/devices", &a.access).await.body["items"],
+        json!([]),
+        "the old owner lost it"
+    );
+    assert_eq!(
+        t.get("/v1/me/devices", &b.access).await.body["items"][0]["token"],
+        "shared-phone-token"
+    );
+}
+
+#[tokio::test]
+async fn a_role_change_makes_live_connections_reconnect() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let m = t.with_role(&admin, "moderator").await;
+    let mut ws = t.ws_ready(&m.access).await;
+    ws.send(json!({"type": "subscribe", "topic": "admin"}))
+        .await;
+    ws.recv_type("subscribed").await;
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/users/{}/role", m.user_id),
+            Some(&admin.access),
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(ws.closed().await, "role_changed");
+    let mut again = t.ws_ready(&m.access).await;
+    again
+        .send(json!({"type": "subscribe", "topic": "admin"}))
+        .await;
+    assert_eq!(again.recv().await["code"], "forbidden");
 }

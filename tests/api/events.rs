@@ -196,3 +196,52 @@ async fn durable_consumers_get_every_event_at_least_once_across_restarts() {
         "the second run resumed from its cursor, not from the start"
     );
 }
+
+#[tokio::test]
+async fn a_bounded_scan_still_pages_to_rare_events() {
+    let t = TestApp::spawn_with(|c| c.events.query_scan_max = 3).await;
+    let admin = t.admin().await;
+    let u = t.user().await;
+    for i in 0..6 {
+        t.call(
+            Method::PATCH,
+            "/v1/me/profile",
+            Some(&u.access),
+            Some(json!({"displayName": format!("x{i}")})),
+        )
+        .await;
+    }
+    let target = t.user().await;
+    t.post(
+        &format!("/v1/admin/users/{}/ban", target.user_id),
+        Some(&admin.access),
+        json!({"reason": "r"}),
+    )
+    .await;
+    // Walk the log three rows at a time until the one ban turns up.
+    let mut after = 0;
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        let page = t
+            .get(
+                &format!("/v1/admin/events?type=user_banned&afterSeq={after}"),
+                &admin.access,
+            )
+            .await;
+        found.extend(
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["userId"].clone()),
+        );
+        match page.body["nextAfterSeq"].as_u64() {
+            Some(n) => {
+                assert!(n > after, "paging moves forward");
+                after = n;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(found, vec![json!(target.user_id)]);
+}

@@ -71,7 +71,7 @@ impl EventLogApi {
         let after = after_seq.0.unwrap_or(0);
         let head = ctx.store.head_seq();
         let (kind, user_id) = (kind.0, user_id.0);
-        let items = ctx
+        let page = ctx
             .store
             .read(move |rtx| {
                 events::query(
@@ -84,14 +84,11 @@ impl EventLogApi {
                 )
             })
             .await?;
-        // A full page, or a scan that stopped before the head, has more to read.
-        let next_after_seq = match items.last() {
-            Some(last) if items.len() == limit as usize => Some(last.seq),
-            Some(last) if last.seq < head => None,
-            _ => None,
-        };
+        // A full page, or a scan that stopped at its bound, continues where it stopped.
+        let next_after_seq = (!page.exhausted).then_some(page.scanned_upto);
         Ok(Json(EventPage {
-            items: items
+            items: page
+                .items
                 .into_iter()
                 .map(|e| EventView {
                     seq: e.seq,

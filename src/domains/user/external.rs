@@ -43,6 +43,8 @@ enum Source {
 struct Keys {
     set: JwkSet,
     fetched_at_ms: i64,
+    /// Last fetch attempt, successful or not: bounds refetches while the provider is down.
+    attempted_at_ms: i64,
 }
 
 pub struct ExternalVerifier {
@@ -79,6 +81,7 @@ impl ExternalVerifier {
             keys: RwLock::new(Keys {
                 set,
                 fetched_at_ms: now_ms,
+                attempted_at_ms: now_ms,
             }),
         })
     }
@@ -135,20 +138,25 @@ impl ExternalVerifier {
                     .map(Some)
                     .map_err(AppError::internal);
             }
-            if !stale && now_ms - keys.fetched_at_ms < UNKNOWN_KID_REFETCH_MS {
+            if !stale && now_ms - keys.attempted_at_ms < UNKNOWN_KID_REFETCH_MS {
                 return Ok(None);
             }
         }
         let mut keys = self.keys.write().await;
-        match fetch(&self.source, &self.http).await {
-            Ok(set) => {
-                *keys = Keys {
-                    set,
-                    fetched_at_ms: now_ms,
+        // Another request may have fetched (or tried) while this one waited for the lock.
+        let stale = now_ms - keys.fetched_at_ms > self.refresh_ms;
+        let known = keys.set.find(kid).is_some();
+        let tried_lately = now_ms - keys.attempted_at_ms < UNKNOWN_KID_REFETCH_MS;
+        if (stale || !known) && !tried_lately {
+            keys.attempted_at_ms = now_ms;
+            match fetch(&self.source, &self.http).await {
+                Ok(set) => {
+                    keys.set = set;
+                    keys.fetched_at_ms = now_ms;
                 }
+                // Keep serving the keys we have; the provider may be briefly unreachable.
+                Err(e) => tracing::warn!(error = %e, "refreshing the external JWKS failed"),
             }
-            // Keep serving the keys we have; the provider may be briefly unreachable.
-            Err(e) => tracing::warn!(error = %e, "refreshing the external JWKS failed"),
         }
         match keys.set.find(kid) {
             Some(jwk) => DecodingKey::from_jwk(jwk)

@@ -119,6 +119,7 @@ pub async fn sign_in_device(
         DEVICE_SECRET_CHARS_MAX,
     )?;
     let account = format!("device:{device_id}");
+    let _claim = ctx.sign_in.claim(&account)?;
     check_throttle(ctx, Some(&account), meta.address.as_deref()).await?;
     let secret_hash = secret_hash(&secret);
     let meta = ClientMeta {
@@ -128,6 +129,7 @@ pub async fn sign_in_device(
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, acc, r) = (meta.clone(), account.clone(), refresh.clone());
+    let limit = SignupLimit::new(ctx, &meta);
     let result = ctx
         .store
         .write(move |tx| {
@@ -143,7 +145,9 @@ pub async fn sign_in_device(
                     identity.user_id
                 }
                 None => {
+                    admit_signup(tx, &limit)?;
                     let user = create_user(tx, Some(platform), None, None, "device")?;
+                    note_signup(tx, &limit)?;
                     let identity = Identity {
                         user_id: user.id.clone(),
                         secret_hash: Some(secret_hash.clone()),
@@ -170,11 +174,16 @@ pub async fn register(
 ) -> AppResult<AuthTokens> {
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
-    let hash = hash_password(password).await?;
+    check_throttle(ctx, None, meta.address.as_deref()).await?;
+    let hash = {
+        let _slot = ctx.sign_in.hashing_slot().await?;
+        hash_password(password).await?
+    };
     let account = format!("email:{}", email.as_str());
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, r) = (meta.clone(), refresh.clone());
+    let limit = SignupLimit::new(ctx, &meta);
     let tokens_for = ctx
         .store
         .write(move |tx| {
@@ -198,14 +207,16 @@ pub async fn register(
                     user.id
                 }
                 None => {
-                    create_user(
+                    admit_signup(tx, &limit)?;
+                    let user = create_user(
                         tx,
                         m.platform,
                         Some(email.as_str()),
                         Some(&hash),
                         "password",
-                    )?
-                    .id
+                    )?;
+                    note_signup(tx, &limit)?;
+                    user.id
                 }
             };
             let mut ids = tx.table(IDENTITIES)?;
@@ -234,6 +245,7 @@ pub async fn login(
     let email = Email::parse(email)
         .map_err(|_| AppError::new(Code::InvalidCredentials, "wrong email or password"))?;
     let account = format!("email:{}", email.as_str());
+    let _claim = ctx.sign_in.claim(&account)?;
     check_throttle(ctx, Some(&account), meta.address.as_deref()).await?;
     let acc = account.clone();
     let user = ctx
@@ -248,7 +260,10 @@ pub async fn login(
         .await?;
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
     // An unknown email still costs one hash, so response time does not tell which emails exist.
-    let ok = verify_password(password.to_owned(), stored_hash).await?;
+    let ok = {
+        let _slot = ctx.sign_in.hashing_slot().await?;
+        verify_password(password.to_owned(), stored_hash).await?
+    };
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let result = match (ok, user) {
         (true, Some(user)) => {
@@ -303,6 +318,7 @@ pub async fn sign_in_external(
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, r) = (meta.clone(), refresh.clone());
+    let limit = SignupLimit::new(ctx, &meta);
     let session = ctx
         .store
         .write(move |tx| {
@@ -310,7 +326,9 @@ pub async fn sign_in_external(
             let user_id = match existing {
                 Some(i) => i.user_id,
                 None => {
+                    admit_signup(tx, &limit)?;
                     let user = create_user(tx, m.platform, None, None, "external")?;
+                    note_signup(tx, &limit)?;
                     let link = Identity {
                         user_id: user.id.clone(),
                         secret_hash: None,
@@ -349,11 +367,10 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
         .store
         .write(move |tx| {
             let now = tx.now_ms();
-            let mut refresh = tx.table(REFRESH_TOKENS)?;
-            let rec: RefreshRecord = get(&refresh, presented.as_str())?
+            // Read and decide first; write after.
+            let rec: RefreshRecord = get(&tx.read(REFRESH_TOKENS)?, presented.as_str())?
                 .ok_or_else(|| AppError::unauthorized("unknown refresh token"))?;
-            let mut sessions = tx.table(SESSIONS)?;
-            let mut session: SessionRecord = get(&sessions, rec.session_id.as_str())?
+            let mut session: SessionRecord = get(&tx.read(SESSIONS)?, rec.session_id.as_str())?
                 .ok_or_else(|| AppError::unauthorized("the session no longer exists"))?;
             if session.revoked_at_ms.is_some() {
                 return Err(AppError::unauthorized("the session has been revoked"));
@@ -362,8 +379,7 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                 // A rotated token came back: someone holds a copy. End the family.
                 session.revoked_at_ms = Some(now);
                 session.revoked_reason = Some("refresh_token_reused".into());
-                put(&mut sessions, session.id.as_str(), &session)?;
-                drop((refresh, sessions));
+                put(&mut tx.table(SESSIONS)?, session.id.as_str(), &session)?;
                 tx.emit(NewEvent::about(
                     "session_revoked",
                     &session.user_id,
@@ -376,6 +392,14 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                     "the session has expired; sign in again",
                 ));
             }
+            // Refused before the token is used up: it works again if the ban is lifted.
+            if let Some(ban) = find_user_tx(tx, &session.user_id)?.and_then(|u| u.ban) {
+                return Err(AppError::new(
+                    Code::AccountBanned,
+                    format!("account banned: {}", ban.reason),
+                ));
+            }
+            let mut refresh = tx.table(REFRESH_TOKENS)?;
             put(
                 &mut refresh,
                 presented.as_str(),
@@ -392,7 +416,7 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
             put(&mut refresh, secret_hash(&n).as_str(), &new_rec)?;
             session.last_used_at_ms = now;
             session.expires_at_ms = now + ttl_ms;
-            put(&mut sessions, session.id.as_str(), &session)?;
+            put(&mut tx.table(SESSIONS)?, session.id.as_str(), &session)?;
             Ok(RefreshOutcome::Rotated(session))
         })
         .await?;
@@ -482,33 +506,54 @@ pub async fn revoke_other_sessions(ctx: &Ctx, user_id: &str, keep: &str) -> AppR
 // ---------------------------------------------------------------------------------------------
 // Push registration tokens.
 
+/// Registers a device's push token. A token belongs to one device of one user: when a phone
+/// changes hands (sign-out, another account signs in), the previous owner's entry is removed so
+/// their pushes never reach the new user.
 pub async fn put_device(ctx: &Ctx, user_id: &str, device: PushDevice) -> AppResult<()> {
     let user_id = user_id.to_owned();
     ctx.store
         .write(move |tx| {
             let mut t = tx.table(PUSH_DEVICES)?;
-            let mut others: Vec<(String, i64)> = Vec::new();
+            let mut owners = tx.table(PUSH_TOKEN_OWNERS)?;
+            let token_key = secret_hash(&device.token);
+            if let Some(prev) = get::<&str, TokenOwner>(&owners, token_key.as_str())?
+                && (prev.user_id != user_id || prev.device_id != device.device_id)
+            {
+                t.remove((prev.user_id.as_str(), prev.device_id.as_str()))?;
+            }
+            let mut others: Vec<(String, i64, String)> = Vec::new();
             for row in t.range((user_id.as_str(), "")..)? {
                 let (k, v) = row?;
                 let (u, d) = k.value();
                 if u != user_id {
                     break;
                 }
-                if d != device.device_id {
-                    let rec: PushDevice = crate::core::store::dec(v.value())?;
-                    others.push((d.to_owned(), rec.updated_at_ms));
+                let rec: PushDevice = crate::core::store::dec(v.value())?;
+                if d == device.device_id {
+                    // The device's previous token no longer points here.
+                    if rec.token != device.token {
+                        owners.remove(secret_hash(&rec.token).as_str())?;
+                    }
+                } else {
+                    others.push((d.to_owned(), rec.updated_at_ms, rec.token));
                 }
             }
             // Keep the newest devices; a phone that was reset many times leaves old tokens.
-            others.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
-            for (old, _) in others.iter().skip(PUSH_DEVICES_MAX - 1) {
+            others.sort_by_key(|(_, at, _)| std::cmp::Reverse(*at));
+            for (old, _, token) in others.iter().skip(PUSH_DEVICES_MAX - 1) {
                 t.remove((user_id.as_str(), old.as_str()))?;
+                owners.remove(secret_hash(token).as_str())?;
             }
             let rec = PushDevice {
                 updated_at_ms: tx.now_ms(),
                 ..device.clone()
             };
             put(&mut t, (user_id.as_str(), device.device_id.as_str()), &rec)?;
+            let owner = TokenOwner {
+                user_id: user_id.clone(),
+                device_id: device.device_id.clone(),
+            };
+            put(&mut owners, token_key.as_str(), &owner)?;
             Ok(())
         })
         .await
@@ -518,15 +563,15 @@ pub async fn delete_device(ctx: &Ctx, user_id: &str, device_id: &str) -> AppResu
     let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
     ctx.store
         .write(move |tx| {
-            let removed = tx
-                .read(PUSH_DEVICES)?
-                .get((user_id.as_str(), device_id.as_str()))?
-                .is_some();
-            if !removed {
-                return Err(AppError::not_found("no such device"));
-            }
+            let rec: PushDevice = get(
+                &tx.read(PUSH_DEVICES)?,
+                (user_id.as_str(), device_id.as_str()),
+            )?
+            .ok_or_else(|| AppError::not_found("no such device"))?;
             tx.table(PUSH_DEVICES)?
                 .remove((user_id.as_str(), device_id.as_str()))?;
+            tx.table(PUSH_TOKEN_OWNERS)?
+                .remove(secret_hash(&rec.token).as_str())?;
             Ok(())
         })
         .await
@@ -745,6 +790,100 @@ async fn finish_sign_in(
     }
 }
 
+/// Accounts one client address may create within the throttle window.
+#[derive(Debug, Clone)]
+struct SignupLimit {
+    key: String,
+    max: usize,
+    window_ms: i64,
+}
+
+impl SignupLimit {
+    fn new(ctx: &Ctx, meta: &ClientMeta) -> SignupLimit {
+        let t = &ctx.config.auth.throttle;
+        SignupLimit {
+            key: format!("signup:{}", meta.address.as_deref().unwrap_or("")),
+            max: t.signups_per_address_max as usize,
+            window_ms: t.window_secs as i64 * 1000,
+        }
+    }
+}
+
+/// Refuses a new account when the address created too many lately. Reads only, so it runs
+/// before the operation writes anything.
+fn admit_signup(tx: &Tx, limit: &SignupLimit) -> AppResult<()> {
+    let th: Throttle = get(&tx.read(LOGIN_THROTTLE)?, limit.key.as_str())?.unwrap_or_default();
+    let now = tx.now_ms();
+    let recent: Vec<i64> = th
+        .times_ms
+        .into_iter()
+        .filter(|at| *at > now - limit.window_ms)
+        .collect();
+    if recent.len() >= limit.max {
+        let pivot = recent[recent.len() - limit.max];
+        return Err(AppError::rate_limited(
+            ((pivot + limit.window_ms - now) as u64).div_ceil(1000),
+        ));
+    }
+    Ok(())
+}
+
+fn note_signup(tx: &Tx, limit: &SignupLimit) -> AppResult<()> {
+    note_failure(tx, &limit.key, limit.window_ms, limit.max)
+}
+
+/// Bounds password hashing (argon2id takes ~19 MiB and tens of ms each) and lets only one
+/// sign-in per account be checked at a time, so a burst of parallel guesses cannot all pass
+/// the throttle before the first failure is recorded.
+pub struct SignInGuard {
+    hashing: tokio::sync::Semaphore,
+    in_flight: parking_lot::Mutex<std::collections::HashSet<String>>,
+}
+
+/// How long a sign-in waits for a hashing slot before the server says it is busy.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl SignInGuard {
+    pub fn new(parallel_hashes: usize) -> SignInGuard {
+        SignInGuard {
+            hashing: tokio::sync::Semaphore::new(parallel_hashes.max(1)),
+            in_flight: parking_lot::Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Claims `account` for one attempt; a second concurrent attempt is refused.
+    fn claim(&self, account: &str) -> AppResult<AccountClaim<'_>> {
+        if !self.in_flight.lock().insert(account.to_owned()) {
+            return Err(AppError::rate_limited(1));
+        }
+        Ok(AccountClaim {
+            guard: self,
+            account: account.to_owned(),
+        })
+    }
+
+    async fn hashing_slot(&self) -> AppResult<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout(HASHING_WAIT, self.hashing.acquire()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(AppError::new(
+                Code::Unavailable,
+                "too many sign-ins at once; retry shortly",
+            )),
+        }
+    }
+}
+
+struct AccountClaim<'a> {
+    guard: &'a SignInGuard,
+    account: String,
+}
+
+impl Drop for AccountClaim<'_> {
+    fn drop(&mut self) {
+        self.guard.in_flight.lock().remove(&self.account);
+    }
+}
+
 /// Records a failed sign-in; it counts towards throttling the account and the address.
 async fn record_failure(
     ctx: &Ctx,
@@ -802,10 +941,10 @@ fn note_failure(tx: &Tx, key: &str, window_ms: i64, keep: usize) -> AppResult<()
     let mut t = tx.table(LOGIN_THROTTLE)?;
     let mut th: Throttle = get(&t, key)?.unwrap_or_default();
     let now = tx.now_ms();
-    th.failures_ms.retain(|at| *at > now - window_ms);
-    th.failures_ms.push(now);
-    let excess = th.failures_ms.len().saturating_sub(keep);
-    th.failures_ms.drain(..excess);
+    th.times_ms.retain(|at| *at > now - window_ms);
+    th.times_ms.push(now);
+    let excess = th.times_ms.len().saturating_sub(keep);
+    th.times_ms.drain(..excess);
     put(&mut t, key, &th)
 }
 
@@ -830,7 +969,7 @@ async fn check_throttle(ctx: &Ctx, account: Option<&str>, address: Option<&str>)
             for (key, max) in &keys {
                 let th: Throttle = get(&t, key.as_str())?.unwrap_or_default();
                 let recent: Vec<i64> = th
-                    .failures_ms
+                    .times_ms
                     .into_iter()
                     .filter(|at| *at > now - window_ms)
                     .collect();

@@ -127,6 +127,13 @@ pub struct PushDevice {
     pub updated_at_ms: i64,
 }
 
+/// Who a push token currently belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenOwner {
+    pub user_id: String,
+    pub device_id: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct PresenceRecord {
     pub online: bool,
@@ -149,10 +156,11 @@ pub struct LoginAttempt {
     pub succeeded: bool,
 }
 
-/// Recent failures of one account or address, oldest first, at most the configured maximum.
+/// Recent occurrences (failed sign-ins, or sign-ups) for one key, oldest first, at most the
+/// configured maximum.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Throttle {
-    pub failures_ms: Vec<i64>,
+    pub times_ms: Vec<i64>,
 }
 
 /// Length limits of credentials, in characters.

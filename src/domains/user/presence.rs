@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -48,7 +47,9 @@ enum Queued {
 }
 
 pub struct Presence {
-    entries: Mutex<HashMap<String, Entry>>,
+    /// An async lock, held while a transition is queued, so transitions reach the writer in
+    /// the order they happened (a reconnect racing a sweep cannot be overtaken by its offline).
+    entries: tokio::sync::Mutex<HashMap<String, Entry>>,
     grace_ms: i64,
     clock: SharedClock,
     changes: mpsc::Sender<Queued>,
@@ -61,7 +62,7 @@ impl Presence {
         let (tx, rx) = mpsc::channel(PRESENCE_QUEUE_LEN);
         tokio::spawn(write_changes(store.clone(), rx));
         Arc::new(Presence {
-            entries: Mutex::new(HashMap::new()),
+            entries: tokio::sync::Mutex::new(HashMap::new()),
             grace_ms: grace_secs as i64 * 1000,
             clock: store.clock().clone(),
             changes: tx,
@@ -71,24 +72,21 @@ impl Presence {
 
     /// An authenticated connection of `user_id` opened.
     pub async fn connected(&self, user_id: &str) {
-        let became_online = {
-            let mut entries = self.entries.lock();
-            let e = entries.entry(user_id.to_owned()).or_default();
-            e.connections += 1;
-            let was_tracked = e.connections > 1 || e.gone_since_ms.is_some();
-            e.gone_since_ms = None;
-            !was_tracked
-        };
-        if became_online {
+        let mut entries = self.entries.lock().await;
+        let e = entries.entry(user_id.to_owned()).or_default();
+        e.connections += 1;
+        let was_tracked = e.connections > 1 || e.gone_since_ms.is_some();
+        e.gone_since_ms = None;
+        if !was_tracked {
             self.metrics.online_users.inc();
             self.send(user_id, true).await;
         }
     }
 
     /// A connection of `user_id` closed.
-    pub fn disconnected(&self, user_id: &str) {
+    pub async fn disconnected(&self, user_id: &str) {
         let now = self.clock.now_ms();
-        let mut entries = self.entries.lock();
+        let mut entries = self.entries.lock().await;
         if let Some(e) = entries.get_mut(user_id) {
             e.connections = e.connections.saturating_sub(1);
             if e.connections == 0 {
@@ -101,27 +99,18 @@ impl Presence {
     /// after moving the clock.
     pub async fn sweep(&self) {
         let now = self.clock.now_ms();
-        let gone: Vec<String> = {
-            let mut entries = self.entries.lock();
-            let gone: Vec<String> = entries
-                .iter()
-                .filter(|(_, e)| e.connections == 0)
-                .filter(|(_, e)| e.gone_since_ms.is_some_and(|at| at + self.grace_ms <= now))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &gone {
-                entries.remove(id);
-            }
-            gone
-        };
+        let mut entries = self.entries.lock().await;
+        let gone: Vec<String> = entries
+            .iter()
+            .filter(|(_, e)| e.connections == 0)
+            .filter(|(_, e)| e.gone_since_ms.is_some_and(|at| at + self.grace_ms <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in gone {
+            entries.remove(&id);
             self.metrics.online_users.dec();
             self.send(&id, false).await;
         }
-    }
-
-    pub fn is_online(&self, user_id: &str) -> bool {
-        self.entries.lock().contains_key(user_id)
     }
 
     async fn send(&self, user_id: &str, online: bool) {
@@ -195,20 +184,22 @@ fn apply(tx: &crate::core::store::Tx, changes: &[Change]) -> AppResult<()> {
 }
 
 /// Sets offline everyone the store still shows online: run once at start.
-pub fn reset_after_restart(store: &Store) -> AppResult<usize> {
+pub async fn reset_after_restart(store: &Store) -> AppResult<usize> {
     use redb::ReadableTable;
-    let online: Vec<String> = store.read_blocking(|rtx| {
-        let t = rtx.open_table(PRESENCE)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            let rec: PresenceRecord = crate::core::store::dec(v.value())?;
-            if rec.online {
-                out.push(k.value().to_owned());
+    let online: Vec<String> = store
+        .read(|rtx| {
+            let t = rtx.open_table(PRESENCE)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let rec: PresenceRecord = crate::core::store::dec(v.value())?;
+                if rec.online {
+                    out.push(k.value().to_owned());
+                }
             }
-        }
-        Ok(out)
-    })?;
+            Ok(out)
+        })
+        .await?;
     let n = online.len();
     if n > 0 {
         let at_ms = store.now_ms();
@@ -220,7 +211,7 @@ pub fn reset_after_restart(store: &Store) -> AppResult<usize> {
                 at_ms,
             })
             .collect();
-        store.write_blocking(move |tx| apply(tx, &changes))?;
+        store.write(move |tx| apply(tx, &changes)).await?;
     }
     Ok(n)
 }

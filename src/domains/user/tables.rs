@@ -13,6 +13,8 @@ crate::tables! {
     REFRESH_TOKENS: &str => &[u8] = "refresh_token";
     /// (user id, device id) → PushDevice.
     PUSH_DEVICES: (&str, &str) => &[u8] = "push_device";
+    /// SHA-256 of a push token → TokenOwner: a token belongs to one device of one user.
+    PUSH_TOKEN_OWNERS: &str => &[u8] = "push_token_owner";
     /// user id → PresenceRecord.
     PRESENCE: &str => &[u8] = "user_presence";
     /// attempt id (time-ordered) → LoginAttempt.

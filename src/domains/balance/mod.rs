@@ -1,0 +1,373 @@
+//! The balance domain: coins as a double-entry, hash-chained, append-only journal with balances
+//! as its projection.
+//!
+//! Every coin movement is a [`Leg`] posted by [`post`] inside the caller's write transaction, so
+//! a gift, a purchase or a call checkpoint moves coins and records its own rows and events in
+//! one commit. `post` checks everything before it writes (amounts, accounts, the non-negative
+//! rule), then appends journal entries, updates balances and postings, and emits a
+//! `balance_changed` event to each user whose account moved (topic `balance`).
+//!
+//! The write-ahead property comes from the store: a transfer is acknowledged only after the
+//! group commit that holds it is durable, and [`verify::verify`] rebuilds every balance from the
+//! journal alone.
+
+pub mod api;
+pub mod model;
+pub mod tables;
+pub mod verify;
+
+use std::collections::HashMap;
+
+use redb::{ReadTransaction, ReadableTable};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, dec, get, put};
+use model::*;
+use tables::*;
+
+/// Longest transfer reference, in characters.
+pub const REFERENCE_CHARS_MAX: usize = 200;
+/// Largest amount of one transfer: far above any real price, low enough that no sum of a
+/// realistic number of transfers can overflow an i64.
+pub const AMOUNT_MAX: i64 = 1_000_000_000_000;
+/// Legs in one ledger operation.
+pub const LEGS_MAX: usize = 16;
+/// Hold lifetime when the caller gives none.
+pub const HOLD_TTL_DEFAULT_MS: i64 = 2 * 60 * 60 * 1000;
+
+fn balance_of(t: &impl ReadableTable<&'static str, i64>, account: &Account) -> AppResult<i64> {
+    Ok(t.get(account.as_str())?.map(|v| v.value()).unwrap_or(0))
+}
+
+/// Posts `legs` atomically in the caller's transaction: all of them or none.
+pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<Vec<Transfer>> {
+    if legs.is_empty() || legs.len() > LEGS_MAX {
+        return Err(AppError::internal(format!("a ledger operation has 1–{LEGS_MAX} legs")));
+    }
+    // Check phase: nothing is written until every leg is known to be valid.
+    let mut after: HashMap<Account, i64> = HashMap::new();
+    {
+        let balances = tx.read(BALANCES)?;
+        for leg in legs {
+            if leg.amount <= 0 || leg.amount > AMOUNT_MAX {
+                return Err(AppError::validation(format!("amounts are whole coins, 1–{AMOUNT_MAX}")));
+            }
+            if leg.debit == leg.credit {
+                return Err(AppError::internal("a transfer needs two different accounts"));
+            }
+            if leg.reference.chars().count() > REFERENCE_CHARS_MAX {
+                return Err(AppError::validation(format!("references are at most {REFERENCE_CHARS_MAX} characters")));
+            }
+            for account in [&leg.debit, &leg.credit] {
+                if !after.contains_key(account) {
+                    after.insert(account.clone(), balance_of(&balances, account)?);
+                }
+            }
+            let debit = after.get_mut(&leg.debit).expect("inserted above");
+            *debit -= leg.amount;
+            if *debit < 0 && !may_go_negative(&leg.debit, leg.kind) {
+                return Err(AppError::new(
+                    Code::InsufficientBalance,
+                    format!("{} cannot cover {} coins", describe(&leg.debit), leg.amount),
+                ));
+            }
+            *after.get_mut(&leg.credit).expect("inserted above") += leg.amount;
+        }
+    }
+
+    // Write phase.
+    let mut journal = tx.table(JOURNAL)?;
+    let (mut seq, mut prev_hash) = match journal.last()? {
+        Some((k, v)) => (k.value(), dec::<Transfer>(v.value())?.hash),
+        None => (0, GENESIS_HASH.to_owned()),
+    };
+    let now = tx.now_ms();
+    let mut posted = Vec::with_capacity(legs.len());
+    let mut postings = tx.table(POSTINGS)?;
+    for leg in legs {
+        seq += 1;
+        let mut t = Transfer {
+            seq,
+            id: new_id(),
+            debit: leg.debit.clone(),
+            credit: leg.credit.clone(),
+            amount: leg.amount,
+            kind: leg.kind,
+            reference: leg.reference.clone(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            created_at_ms: now,
+            prev_hash: prev_hash.clone(),
+            hash: String::new(),
+        };
+        t.hash = t.compute_hash();
+        prev_hash = t.hash.clone();
+        put(&mut journal, seq, &t)?;
+        postings.insert((t.debit.as_str(), seq), ())?;
+        postings.insert((t.credit.as_str(), seq), ())?;
+        posted.push(t);
+    }
+    drop((journal, postings));
+    let mut balances = tx.table(BALANCES)?;
+    for (account, value) in &after {
+        balances.insert(account.as_str(), *value)?;
+    }
+    drop(balances);
+    update_debt_flags(tx, &after)?;
+    for t in &posted {
+        for (account, delta) in [(&t.debit, -t.amount), (&t.credit, t.amount)] {
+            if let Some(owner) = account.owner() {
+                let balance = running_balance(&posted, &after, account, t.seq);
+                tx.emit(
+                    NewEvent::about(
+                        "balance_changed",
+                        owner,
+                        json!({
+                            "transferId": t.id,
+                            "account": account_label(account),
+                            "delta": delta,
+                            "balance": balance,
+                            "kind": t.kind.as_str(),
+                            "reference": t.reference,
+                        }),
+                    )
+                    .to("balance", Audience::Users(vec![owner.to_owned()])),
+                )?;
+            }
+        }
+    }
+    Ok(posted)
+}
+
+/// The balance of `account` right after transfer `seq`, from its final value in this operation.
+fn running_balance(posted: &[Transfer], after: &HashMap<Account, i64>, account: &Account, seq: u64) -> i64 {
+    let mut b = after[account];
+    for t in posted.iter().rev().take_while(|t| t.seq > seq) {
+        if &t.debit == account {
+            b += t.amount;
+        }
+        if &t.credit == account {
+            b -= t.amount;
+        }
+    }
+    b
+}
+
+/// What the user calls an account.
+pub fn account_label(account: &Account) -> &'static str {
+    match account.kind() {
+        AccountKind::Wallet => "wallet",
+        AccountKind::Earnings => "earnings",
+        AccountKind::Held => "held",
+        AccountKind::PayoutHold => "payout_hold",
+        AccountKind::System => "system",
+    }
+}
+
+fn describe(account: &Account) -> String {
+    match account.kind() {
+        AccountKind::Wallet => "the wallet".into(),
+        AccountKind::Earnings => "the earnings".into(),
+        _ => account.as_str().to_owned(),
+    }
+}
+
+/// A wallet below zero (only a refund can do that) is flagged until it is back at zero or
+/// above; the next purchase pays the debt first simply by landing on the negative balance.
+fn update_debt_flags(tx: &Tx, after: &HashMap<Account, i64>) -> AppResult<()> {
+    for (account, balance) in after {
+        if account.kind() != AccountKind::Wallet {
+            continue;
+        }
+        let owner = account.owner().unwrap_or_default();
+        let flagged = tx.read(DEBT_FLAGS)?.get(owner)?.is_some();
+        if *balance < 0 && !flagged {
+            put(&mut tx.table(DEBT_FLAGS)?, owner, &DebtFlag { since_ms: tx.now_ms() })?;
+            tx.emit(NewEvent::about("wallet_in_debt", owner, json!({"userId": owner, "balance": balance})))?;
+        } else if *balance >= 0 && flagged {
+            tx.table(DEBT_FLAGS)?.remove(owner)?;
+            tx.emit(NewEvent::about("wallet_debt_settled", owner, json!({"userId": owner})))?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holds.
+
+/// Reserves `amount` coins of the user's wallet until settled, released or expired.
+pub fn hold(tx: &Tx, user_id: &str, amount: i64, reference: &str, ttl_ms: Option<i64>) -> AppResult<Hold> {
+    let now = tx.now_ms();
+    let hold = Hold {
+        id: new_id(),
+        user_id: user_id.to_owned(),
+        amount,
+        settled: 0,
+        released: 0,
+        reference: reference.to_owned(),
+        created_at_ms: now,
+        expires_at_ms: now + ttl_ms.unwrap_or(HOLD_TTL_DEFAULT_MS),
+    };
+    post(
+        tx,
+        &[Leg {
+            debit: Account::wallet(user_id),
+            credit: Account::held(user_id),
+            amount,
+            kind: TransferKind::Hold,
+            reference: format!("hold:{}", hold.id),
+        }],
+        None,
+    )?;
+    put(&mut tx.table(HOLDS)?, hold.id.as_str(), &hold)?;
+    tx.table(HOLDS_BY_EXPIRY)?.insert((hold.expires_at_ms, hold.id.as_str()), ())?;
+    Ok(hold)
+}
+
+pub fn find_hold(tx: &Tx, hold_id: &str) -> AppResult<Hold> {
+    get(&tx.read(HOLDS)?, hold_id)?.ok_or_else(|| AppError::not_found(format!("no open hold {hold_id}")))
+}
+
+/// Moves `amount` of a hold to `credit` (e.g. an earnings or revenue account).
+pub fn settle(
+    tx: &Tx,
+    hold_id: &str,
+    amount: i64,
+    credit: Account,
+    kind: TransferKind,
+    reference: &str,
+) -> AppResult<Hold> {
+    let mut h = find_hold(tx, hold_id)?;
+    if amount <= 0 || amount > h.remaining() {
+        return Err(AppError::new(
+            Code::InsufficientBalance,
+            format!("the hold has {} coins left, not {amount}", h.remaining()),
+        ));
+    }
+    post(
+        tx,
+        &[Leg { debit: Account::held(&h.user_id), credit, amount, kind, reference: reference.to_owned() }],
+        None,
+    )?;
+    h.settled += amount;
+    store_hold(tx, &h)?;
+    Ok(h)
+}
+
+/// Gives what is left of a hold back to the wallet and closes it.
+pub fn release(tx: &Tx, hold_id: &str) -> AppResult<Hold> {
+    let mut h = find_hold(tx, hold_id)?;
+    let left = h.remaining();
+    if left > 0 {
+        post(
+            tx,
+            &[Leg {
+                debit: Account::held(&h.user_id),
+                credit: Account::wallet(&h.user_id),
+                amount: left,
+                kind: TransferKind::HoldRelease,
+                reference: format!("hold:{}", h.id),
+            }],
+            None,
+        )?;
+        h.released += left;
+    }
+    store_hold(tx, &h)?;
+    Ok(h)
+}
+
+/// Writes a hold back; a hold with nothing left is removed from the open set.
+fn store_hold(tx: &Tx, h: &Hold) -> AppResult<()> {
+    if h.remaining() == 0 {
+        tx.table(HOLDS)?.remove(h.id.as_str())?;
+        tx.table(HOLDS_BY_EXPIRY)?.remove((h.expires_at_ms, h.id.as_str()))?;
+    } else {
+        put(&mut tx.table(HOLDS)?, h.id.as_str(), h)?;
+    }
+    Ok(())
+}
+
+/// How many expired holds one sweep releases at most (one commit).
+const EXPIRED_HOLDS_PER_SWEEP: usize = 500;
+
+/// Releases holds whose time is up; returns how many. Runs periodically.
+pub async fn release_expired(ctx: &Ctx) -> AppResult<usize> {
+    let now = ctx.store.now_ms();
+    let due: Vec<String> = ctx
+        .store
+        .read(move |rtx| {
+            let t = rtx.open_table(HOLDS_BY_EXPIRY)?;
+            let mut out = Vec::new();
+            for row in t.range(..(now + 1, ""))?.take(EXPIRED_HOLDS_PER_SWEEP) {
+                out.push(row?.0.value().1.to_owned());
+            }
+            Ok(out)
+        })
+        .await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    ctx.store
+        .write(move |tx| {
+            let mut n = 0;
+            for id in &due {
+                // Settled or released since the read: nothing to do.
+                if get::<&str, Hold>(&tx.read(HOLDS)?, id.as_str())?.is_some() {
+                    release(tx, id)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads.
+
+pub fn balance(rtx: &ReadTransaction, account: &Account) -> AppResult<i64> {
+    let b = rtx.open_table(BALANCES)?.get(account.as_str())?.map(|v| v.value()).unwrap_or(0);
+    // The invariant, checked after read: only a flagged wallet is below zero.
+    if b < 0 && account.kind() != AccountKind::System {
+        let flagged = account.kind() == AccountKind::Wallet
+            && rtx.open_table(DEBT_FLAGS)?.get(account.owner().unwrap_or_default())?.is_some();
+        if !flagged {
+            return Err(AppError::internal(format!("ledger invariant broken: {} is {b}", account.as_str())));
+        }
+    }
+    Ok(b)
+}
+
+pub fn in_debt(rtx: &ReadTransaction, user_id: &str) -> AppResult<bool> {
+    Ok(rtx.open_table(DEBT_FLAGS)?.get(user_id)?.is_some())
+}
+
+/// An account's transfers, newest first, before journal seq `before`.
+pub fn history(rtx: &ReadTransaction, account: &Account, before: Option<u64>, limit: usize) -> AppResult<Vec<Transfer>> {
+    let postings = rtx.open_table(POSTINGS)?;
+    let journal = rtx.open_table(JOURNAL)?;
+    let a = account.as_str();
+    let upto = before.unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    for row in postings.range((a, 0)..(a, upto))?.rev().take(limit) {
+        let seq = row?.0.value().1;
+        if let Some(t) = get::<u64, Transfer>(&journal, seq)? {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// Adjusts a user's wallet or earnings by an admin (positive credits, negative debits).
+pub fn adjust_legs(user_id: &str, earnings: bool, amount: i64, reason: &str) -> AppResult<Leg> {
+    if amount == 0 {
+        return Err(AppError::validation("amount must not be zero"));
+    }
+    let user = if earnings { Account::earnings(user_id) } else { Account::wallet(user_id) };
+    let system = Account::system(SystemAccount::Adjustments);
+    let (debit, credit) = if amount > 0 { (system, user) } else { (user, system) };
+    Ok(Leg { debit, credit, amount: amount.abs(), kind: TransferKind::Adjustment, reference: reason.to_owned() })
+}

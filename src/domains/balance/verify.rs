@@ -1,0 +1,160 @@
+//! `duet ledger verify`: replays the whole journal and proves the projection matches it.
+//!
+//! Checked: sequence numbers run 1..n without a gap; every entry's hash is recomputed and its
+//! `prev_hash` is the previous entry's hash (nothing changed, inserted or dropped); amounts are
+//! positive and accounts differ; no account other than a system account ever went below zero,
+//! except a wallet through a refund; the replayed balances equal the stored ones, account by
+//! account; the balances sum to zero; every account's postings index lists exactly its
+//! transfers; every user's `held` balance equals what their open holds have left.
+
+use std::collections::{BTreeMap, HashMap};
+
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
+
+use crate::core::error::AppResult;
+use crate::core::store::dec;
+
+use super::model::*;
+use super::tables::*;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub entries: u64,
+    pub accounts: usize,
+    /// Sum of all user wallets.
+    pub wallet_coins: i64,
+    pub head_hash: String,
+    /// Wallets below zero through refunds (allowed, flagged).
+    pub wallets_in_debt: usize,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Problems listed at most; past that only the count grows.
+const PROBLEMS_SHOWN_MAX: usize = 100;
+
+fn problem(r: &mut Report, p: String) {
+    if r.problems.len() < PROBLEMS_SHOWN_MAX {
+        r.problems.push(p);
+    } else if r.problems.len() == PROBLEMS_SHOWN_MAX {
+        r.problems.push("… more problems not shown".into());
+    }
+}
+
+/// Replays the journal in `rtx` (a consistent snapshot). `progress(done, total)` is called every
+/// few thousand entries.
+pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppResult<Report> {
+    let journal = rtx.open_table(JOURNAL)?;
+    let total = journal.len()?;
+    let mut r = Report { head_hash: GENESIS_HASH.to_owned(), ..Report::default() };
+    let mut balances: HashMap<Account, i64> = HashMap::new();
+    let mut postings: HashMap<Account, u64> = HashMap::new();
+    let mut expected_seq = 1u64;
+    for row in journal.iter()? {
+        let (k, v) = row?;
+        let seq = k.value();
+        let t: Transfer = match dec(v.value()) {
+            Ok(t) => t,
+            Err(e) => {
+                problem(&mut r, format!("entry {seq}: unreadable: {}", e.detail));
+                continue;
+            }
+        };
+        if seq != expected_seq || t.seq != seq {
+            problem(&mut r, format!("entry {seq}: expected sequence {expected_seq}"));
+        }
+        expected_seq = seq + 1;
+        if t.prev_hash != r.head_hash {
+            problem(&mut r, format!("entry {seq}: prev_hash does not match the previous entry"));
+        }
+        if t.compute_hash() != t.hash {
+            problem(&mut r, format!("entry {seq}: hash does not match its content"));
+        }
+        r.head_hash = t.hash.clone();
+        if t.amount <= 0 || t.debit == t.credit {
+            problem(&mut r, format!("entry {seq}: amount {} between {} and {}", t.amount, t.debit.as_str(), t.credit.as_str()));
+        }
+        let d = balances.entry(t.debit.clone()).or_default();
+        *d -= t.amount;
+        if *d < 0 && !may_go_negative(&t.debit, t.kind) {
+            problem(&mut r, format!("entry {seq}: {} went to {} by a {} transfer", t.debit.as_str(), d, t.kind.as_str()));
+        }
+        *balances.entry(t.credit.clone()).or_default() += t.amount;
+        *postings.entry(t.debit.clone()).or_default() += 1;
+        *postings.entry(t.credit.clone()).or_default() += 1;
+        r.entries += 1;
+        if r.entries.is_multiple_of(4096) {
+            progress(r.entries, total);
+        }
+    }
+    progress(r.entries, total);
+
+    // The projection, both ways.
+    let stored = rtx.open_table(BALANCES)?;
+    let mut seen = 0usize;
+    for row in stored.iter()? {
+        let (k, v) = row?;
+        seen += 1;
+        let account = Account::parse(k.value()).unwrap_or_else(|_| Account::system(SystemAccount::Adjustments));
+        let replayed = balances.get(&account).copied().unwrap_or(0);
+        if replayed != v.value() {
+            problem(&mut r, format!("{}: stored balance {} but the journal gives {replayed}", k.value(), v.value()));
+        }
+    }
+    for (account, b) in &balances {
+        if stored.get(account.as_str())?.is_none() && *b != 0 {
+            problem(&mut r, format!("{}: the journal gives {b} but no balance is stored", account.as_str()));
+        }
+    }
+    r.accounts = seen.max(balances.len());
+    let sum: i128 = balances.values().map(|b| *b as i128).sum();
+    if sum != 0 {
+        problem(&mut r, format!("balances sum to {sum}, not zero"));
+    }
+    r.wallet_coins = balances.iter().filter(|(a, _)| a.kind() == AccountKind::Wallet).map(|(_, b)| *b).sum();
+    r.wallets_in_debt = balances.iter().filter(|(a, b)| a.kind() == AccountKind::Wallet && **b < 0).count();
+
+    // The postings index.
+    let index = rtx.open_table(POSTINGS)?;
+    let mut counted: HashMap<String, u64> = HashMap::new();
+    for row in index.iter()? {
+        *counted.entry(row?.0.value().0.to_owned()).or_default() += 1;
+    }
+    for (account, n) in &postings {
+        let c = counted.remove(account.as_str()).unwrap_or(0);
+        if c != *n {
+            problem(&mut r, format!("{}: {n} transfers but {c} postings", account.as_str()));
+        }
+    }
+    for (account, c) in counted {
+        problem(&mut r, format!("{account}: {c} postings of no transfer"));
+    }
+
+    // Holds against held balances.
+    let holds = rtx.open_table(HOLDS)?;
+    let mut open: BTreeMap<String, i64> = BTreeMap::new();
+    for row in holds.iter()? {
+        let h: Hold = dec(row?.1.value())?;
+        *open.entry(h.user_id.clone()).or_default() += h.remaining();
+    }
+    for (account, b) in &balances {
+        if account.kind() == AccountKind::Held {
+            let owner = account.owner().unwrap_or_default();
+            let left = open.remove(owner).unwrap_or(0);
+            if left != *b {
+                problem(&mut r, format!("{}: balance {b} but open holds have {left} left", account.as_str()));
+            }
+        }
+    }
+    for (user, left) in open {
+        if left != 0 {
+            problem(&mut r, format!("held:{user}: open holds have {left} left but no balance"));
+        }
+    }
+    Ok(r)
+}
