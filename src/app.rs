@@ -124,6 +124,7 @@ impl App {
         let workers = vec![
             tokio::spawn(api::ws::run_dispatcher(ctx.clone(), ctx.shutdown_signal())),
             tokio::spawn(sweep_presence(ctx.clone())),
+            tokio::spawn(release_expired_holds(ctx.clone())),
         ];
 
         let acceptor = TcpListener::bind(listen)
@@ -203,6 +204,24 @@ impl App {
             .is_err()
         {
             tracing::warn!("the store was still in use when shutdown gave up waiting");
+        }
+    }
+}
+
+/// How often expired ledger holds are released.
+const HOLD_SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+async fn release_expired_holds(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(HOLD_SWEEP_EVERY);
+    let mut stop = ctx.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = domains::balance::release_expired(&ctx).await {
+                    tracing::warn!(error = %e, "releasing expired holds failed");
+                }
+            }
+            _ = stop.changed() => return,
         }
     }
 }

@@ -40,6 +40,21 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The coin ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Replay the whole journal and prove the balances, the hash chain and every invariant;
+    /// exits non-zero on any mismatch. Runs on a stopped server's data directory (or a copy).
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(serve(cfg))
         }
+        Command::Ledger { command: LedgerCommand::Verify { data_dir } } => verify_ledger(data_dir),
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -124,6 +140,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{user_id}");
             Ok(())
         }
+    }
+}
+
+fn verify_ledger(data_dir: PathBuf) -> anyhow::Result<()> {
+    let path = data_dir.join(app::STORE_FILE);
+    if !path.exists() {
+        anyhow::bail!("{} does not exist", path.display());
+    }
+    let mut cfg = Config::load(None)?;
+    cfg.server.data_dir = data_dir;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let store = rt.block_on(async { app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new())) })?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta})")
+            .expect("a valid template"),
+    );
+    let report = store
+        .read_blocking(|rtx| {
+            crate::domains::balance::verify::verify(rtx, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.detail))?;
+    bar.finish_and_clear();
+    println!("journal entries:   {}", report.entries);
+    println!("accounts:          {}", report.accounts);
+    println!("coins in wallets:  {}", report.wallet_coins);
+    println!("wallets in debt:   {}", report.wallets_in_debt);
+    println!("head hash:         {}", report.head_hash);
+    if report.ok() {
+        println!("ledger OK");
+        Ok(())
+    } else {
+        for p in &report.problems {
+            println!("PROBLEM: {p}");
+        }
+        anyhow::bail!("the ledger does not verify: {} problem(s)", report.problems.len())
     }
 }
 

@@ -20,6 +20,20 @@ pub struct Config {
     pub ws: WsConfig,
     pub presence: PresenceConfig,
     pub events: EventsConfig,
+    pub payouts: PayoutsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayoutsConfig {
+    /// The smallest payout a streamer may request, in coins.
+    pub minimum_coins: i64,
+}
+
+impl Default for PayoutsConfig {
+    fn default() -> Self {
+        PayoutsConfig { minimum_coins: 1000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -307,6 +321,9 @@ impl Config {
         }
         if w.heartbeat_timeout_secs == 0 || w.auth_deadline_secs == 0 {
             return Err(bad("ws", "deadlines must be positive"));
+        }
+        if self.payouts.minimum_coins <= 0 {
+            return Err(bad("payouts.minimum_coins", "must be positive"));
         }
         if self.events.query_limit_max == 0 {
             return Err(bad("events.query_limit_max", "must be positive"));

@@ -52,6 +52,12 @@ pub enum ApiTags {
     Profile,
     /// App settings and feature flags.
     Settings,
+    /// Coins: balances, transactions, adjustments.
+    Balance,
+    /// The gift catalog and sending gifts.
+    Gifts,
+    /// Streamer payouts.
+    Payouts,
     /// Admin and moderator tools.
     Admin,
 }
@@ -64,8 +70,11 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::user::api::AccountApi,
             domains::profile::api::ProfileApi,
             domains::settings::api::SettingsApi,
+            domains::balance::api::BalanceApi,
+            domains::gift::api::GiftApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
+            domains::mission_control::api::PayoutApi,
         ),
         "Duet",
         env!("CARGO_PKG_VERSION"),

@@ -202,6 +202,7 @@ impl Store {
             .flat_map(|t| t.iter())
             .chain(TABLES)
             .chain(events::TABLES)
+            .chain(super::idempotency::TABLES)
         {
             (spec.create)(&txn)?;
         }

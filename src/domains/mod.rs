@@ -1,7 +1,9 @@
 //! One folder per domain of PRODUCT.md. A domain's `mod.rs` holds its functions, the only way
 //! other domains reach its tables.
 
+pub mod balance;
 pub mod event_log;
+pub mod gift;
 pub mod mission_control;
 pub mod profile;
 pub mod settings;
@@ -12,6 +14,8 @@ use crate::core::store::TableSpec;
 /// Every domain's tables, created when the store opens.
 pub const TABLES: &[&[TableSpec]] = &[
     user::tables::TABLES,
+    balance::tables::TABLES,
+    gift::tables::TABLES,
     profile::tables::TABLES,
     settings::tables::TABLES,
     mission_control::tables::TABLES,

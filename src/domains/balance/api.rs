@@ -18,6 +18,8 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::idempotency::Idempotency;
 use crate::domains::{mission_control, user};
 
+use redb::ReadableTable;
+
 use super::model::{Account, Transfer, TransferKind};
 
 #[derive(Object)]
@@ -328,9 +330,4 @@ impl BalanceApi {
         let next_cursor = next_cursor(&items, limit);
         Ok(Json(JournalPage { items: items.into_iter().map(Into::into).collect(), next_cursor }))
     }
-}
-
-/// Reads the `TransferKind` wire name (used by other domains' DTOs).
-pub fn kind_name(kind: TransferKind) -> &'static str {
-    kind.as_str()
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
@@ -13,6 +13,9 @@ use crate::app::Ctx;
 use crate::core::auth::{Access, Role};
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
+use crate::core::idempotency::Idempotency;
+
+use super::payouts::{self, Decision, Payout, PayoutState};
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -140,5 +143,137 @@ impl AdminApi {
                 .collect(),
             next_before,
         }))
+    }
+}
+
+#[derive(Object, serde::Serialize)]
+#[oai(rename_all = "camelCase")]
+pub struct PayoutRequestBody {
+    /// Coins of earnings to pay out; at least `payouts.minimum_coins`.
+    pub amount: i64,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PayoutView {
+    pub id: String,
+    pub streamer_id: String,
+    pub amount: i64,
+    pub state: PayoutState,
+    pub created_at: OffsetDateTime,
+    pub decided_at: Option<OffsetDateTime>,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    pub paid_at: Option<OffsetDateTime>,
+}
+
+impl From<Payout> for PayoutView {
+    fn from(p: Payout) -> Self {
+        PayoutView {
+            id: p.id,
+            streamer_id: p.streamer_id,
+            amount: p.amount,
+            state: p.state,
+            created_at: to_datetime(p.created_at_ms),
+            decided_at: p.decided_at_ms.map(to_datetime),
+            decided_by: p.decided_by,
+            reason: p.reason,
+            paid_at: p.paid_at_ms.map(to_datetime),
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PayoutList {
+    pub items: Vec<PayoutView>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RejectRequest {
+    /// Why, shown to the streamer (1–500 characters).
+    pub reason: String,
+}
+
+const PAYOUT_PAGE_MAX: u32 = 500;
+
+pub struct PayoutApi;
+
+#[OpenApi(tag = "ApiTags::Payouts")]
+impl PayoutApi {
+    /// Ask for a payout of earnings; the amount is held until an admin decides. Streamers;
+    /// needs an `Idempotency-Key`.
+    #[oai(path = "/v1/me/payouts", method = "post", operation_id = "me_payouts_request")]
+    async fn request(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: Json<PayoutRequestBody>,
+    ) -> AppResult<Json<PayoutView>> {
+        let who = auth.require(&ctx, Access::Streamer).await?;
+        let idem = Idempotency::new(idempotency_key.0.as_deref(), &format!("{}:payout", who.user_id), &body.0)?;
+        Ok(Json(payouts::request(&ctx, &who.user_id, body.amount, idem).await?.into()))
+    }
+
+    /// The caller's payout requests, newest first. Streamers.
+    #[oai(path = "/v1/me/payouts", method = "get", operation_id = "me_payouts")]
+    async fn mine(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<PayoutList>> {
+        let who = auth.require(&ctx, Access::Streamer).await?;
+        let uid = who.user_id.clone();
+        let items = ctx.store.read(move |rtx| payouts::of_streamer(rtx, &uid)).await?;
+        Ok(Json(PayoutList { items: items.into_iter().map(Into::into).collect() }))
+    }
+
+    /// Payout requests in one state, oldest first (default `requested`). Admin.
+    #[oai(path = "/v1/admin/payouts", method = "get", operation_id = "admin_payouts")]
+    async fn list(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        state: Query<Option<PayoutState>>,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<PayoutList>> {
+        auth.require(&ctx, Access::Admin).await?;
+        let limit = limit.0.unwrap_or(100);
+        if limit == 0 || limit > PAYOUT_PAGE_MAX {
+            return Err(AppError::validation(format!("limit must be 1–{PAYOUT_PAGE_MAX}")));
+        }
+        let state = state.0.unwrap_or(PayoutState::Requested);
+        let items = ctx.store.read(move |rtx| payouts::by_state(rtx, state, limit as usize)).await?;
+        Ok(Json(PayoutList { items: items.into_iter().map(Into::into).collect() }))
+    }
+
+    /// Approve a requested payout: the held coins go to the payouts account. Admin; audited.
+    #[oai(path = "/v1/admin/payouts/:payout_id/approve", method = "post", operation_id = "admin_payout_approve")]
+    async fn approve(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, payout_id: Path<String>) -> AppResult<Json<PayoutView>> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        Ok(Json(payouts::decide(&ctx, &who.user_id, &payout_id, Decision::Approve, None).await?.into()))
+    }
+
+    /// Reject a requested payout: the held coins return to the streamer's earnings. Admin;
+    /// audited.
+    #[oai(path = "/v1/admin/payouts/:payout_id/reject", method = "post", operation_id = "admin_payout_reject")]
+    async fn reject(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        payout_id: Path<String>,
+        body: Json<RejectRequest>,
+    ) -> AppResult<Json<PayoutView>> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        let reason = body.0.reason.trim().to_owned();
+        if reason.is_empty() || reason.chars().count() > super::BAN_REASON_CHARS_MAX {
+            return Err(AppError::validation("reason must be 1–500 characters"));
+        }
+        Ok(Json(payouts::decide(&ctx, &who.user_id, &payout_id, Decision::Reject, Some(reason)).await?.into()))
+    }
+
+    /// Mark an approved payout as paid (the money was sent outside Duet). Admin; audited.
+    #[oai(path = "/v1/admin/payouts/:payout_id/paid", method = "post", operation_id = "admin_payout_paid")]
+    async fn paid(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, payout_id: Path<String>) -> AppResult<Json<PayoutView>> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        Ok(Json(payouts::decide(&ctx, &who.user_id, &payout_id, Decision::MarkPaid, None).await?.into()))
     }
 }

@@ -2,6 +2,7 @@
 //! (and the event log) in the same transaction as the change it made.
 
 pub mod api;
+pub mod payouts;
 pub mod tables;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,249 @@
+//! Streamer payouts: a streamer asks for part of their earnings (held at once); an admin
+//! approves (the coins go to the payouts account), rejects (the hold is released) or, once the
+//! money has been sent outside, marks it paid. Every decision is audited.
+
+use redb::{ReadTransaction, ReadableTable};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::idempotency::Idempotency;
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, get, put};
+use crate::domains::balance::{self, model::*};
+use crate::domains::profile;
+
+use super::audit_tx;
+use super::tables::{PAYOUTS, PAYOUTS_BY_STATE, PAYOUTS_BY_STREAMER};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum PayoutState {
+    Requested,
+    Approved,
+    Rejected,
+    Paid,
+}
+
+impl PayoutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutState::Requested => "requested",
+            PayoutState::Approved => "approved",
+            PayoutState::Rejected => "rejected",
+            PayoutState::Paid => "paid",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Payout {
+    pub id: String,
+    pub streamer_id: String,
+    pub amount: i64,
+    pub state: PayoutState,
+    pub created_at_ms: i64,
+    #[serde(default)]
+    pub decided_at_ms: Option<i64>,
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub paid_at_ms: Option<i64>,
+}
+
+/// Open payout requests one streamer may have at once.
+pub const OPEN_REQUESTS_MAX: usize = 5;
+
+fn store(tx: &Tx, p: &Payout, previous: Option<PayoutState>) -> AppResult<()> {
+    put(&mut tx.table(PAYOUTS)?, p.id.as_str(), p)?;
+    let mut idx = tx.table(PAYOUTS_BY_STATE)?;
+    if let Some(prev) = previous {
+        idx.remove((prev.as_str(), p.id.as_str()))?;
+    }
+    idx.insert((p.state.as_str(), p.id.as_str()), ())?;
+    drop(idx);
+    tx.table(PAYOUTS_BY_STREAMER)?.insert((p.streamer_id.as_str(), p.id.as_str()), ())?;
+    tx.emit(
+        NewEvent::about(
+            "payout_status",
+            &p.streamer_id,
+            json!({"payoutId": p.id, "state": p.state.as_str(), "amount": p.amount, "reason": p.reason}),
+        )
+        .to("account", Audience::Users(vec![p.streamer_id.clone()])),
+    )?;
+    Ok(())
+}
+
+/// A streamer asks for `amount` coins of their earnings.
+pub async fn request(ctx: &Ctx, streamer_id: &str, amount: i64, idem: Idempotency) -> AppResult<Payout> {
+    let minimum = ctx.config.payouts.minimum_coins;
+    if amount < minimum {
+        return Err(AppError::validation(format!("payouts start at {minimum} coins")));
+    }
+    let streamer_id = streamer_id.to_owned();
+    let id = new_id();
+    ctx.store
+        .write(move |tx| {
+            idem.run(tx, || {
+                let details = get::<&str, profile::model::ProfileRecord>(
+                    &tx.read(profile::tables::PROFILES)?,
+                    streamer_id.as_str(),
+                )?
+                .and_then(|p| p.payout);
+                if details.is_none() {
+                    return Err(AppError::validation("set payoutDetails in your profile first"));
+                }
+                let open = streamer_payouts(&tx.read(PAYOUTS_BY_STREAMER)?, &tx.read(PAYOUTS)?, &streamer_id)?
+                    .into_iter()
+                    .filter(|p| p.state == PayoutState::Requested)
+                    .count();
+                if open >= OPEN_REQUESTS_MAX {
+                    return Err(AppError::conflict(format!("at most {OPEN_REQUESTS_MAX} open payout requests")));
+                }
+                let p = Payout {
+                    id: id.clone(),
+                    streamer_id: streamer_id.clone(),
+                    amount,
+                    state: PayoutState::Requested,
+                    created_at_ms: tx.now_ms(),
+                    decided_at_ms: None,
+                    decided_by: None,
+                    reason: None,
+                    paid_at_ms: None,
+                };
+                balance::post(
+                    tx,
+                    &[Leg {
+                        debit: Account::earnings(&streamer_id),
+                        credit: Account::payout_hold(&streamer_id),
+                        amount,
+                        kind: TransferKind::PayoutRequest,
+                        reference: format!("payout:{}", p.id),
+                    }],
+                    Some(&idem.key),
+                )?;
+                store(tx, &p, None)?;
+                Ok(p)
+            })
+        })
+        .await
+}
+
+/// What an admin decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+    MarkPaid,
+}
+
+pub async fn decide(ctx: &Ctx, actor: &str, payout_id: &str, decision: Decision, reason: Option<String>) -> AppResult<Payout> {
+    let (actor, payout_id) = (actor.to_owned(), payout_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let mut p: Payout = get(&tx.read(PAYOUTS)?, payout_id.as_str())?
+                .ok_or_else(|| AppError::not_found(format!("no payout {payout_id}")))?;
+            let previous = p.state;
+            let next = match (decision, p.state) {
+                (Decision::Approve, PayoutState::Requested) => PayoutState::Approved,
+                (Decision::Reject, PayoutState::Requested) => PayoutState::Rejected,
+                (Decision::MarkPaid, PayoutState::Approved) => PayoutState::Paid,
+                (_, state) => {
+                    return Err(AppError::new(
+                        Code::Conflict,
+                        format!("a {} payout cannot be {decision:?}d", state.as_str()),
+                    ));
+                }
+            };
+            let reference = format!("payout:{}", p.id);
+            let held = Account::payout_hold(&p.streamer_id);
+            match next {
+                PayoutState::Approved => balance::post(
+                    tx,
+                    &[Leg {
+                        debit: held,
+                        credit: Account::system(SystemAccount::Payouts),
+                        amount: p.amount,
+                        kind: TransferKind::Payout,
+                        reference,
+                    }],
+                    None,
+                )
+                .map(|_| ())?,
+                PayoutState::Rejected => balance::post(
+                    tx,
+                    &[Leg {
+                        debit: held,
+                        credit: Account::earnings(&p.streamer_id),
+                        amount: p.amount,
+                        kind: TransferKind::PayoutReject,
+                        reference,
+                    }],
+                    None,
+                )
+                .map(|_| ())?,
+                _ => {}
+            }
+            let now = tx.now_ms();
+            p.state = next;
+            if next == PayoutState::Paid {
+                p.paid_at_ms = Some(now);
+            } else {
+                p.decided_at_ms = Some(now);
+                p.decided_by = Some(actor.clone());
+                p.reason = reason.clone();
+            }
+            store(tx, &p, Some(previous))?;
+            audit_tx(tx, &actor, &format!("payout.{}", next.as_str()), &p.id, json!({"streamerId": p.streamer_id, "amount": p.amount, "reason": reason}))?;
+            Ok(p)
+        })
+        .await
+}
+
+pub fn by_state(rtx: &ReadTransaction, state: PayoutState, limit: usize) -> AppResult<Vec<Payout>> {
+    let idx = rtx.open_table(PAYOUTS_BY_STATE)?;
+    let t = rtx.open_table(PAYOUTS)?;
+    let mut out = Vec::new();
+    for row in idx.range((state.as_str(), "")..)?.take(limit * 2) {
+        let (k, _) = row?;
+        let (s, id) = k.value();
+        if s != state.as_str() || out.len() >= limit {
+            break;
+        }
+        if let Some(p) = get::<&str, Payout>(&t, id)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+pub fn of_streamer(rtx: &ReadTransaction, streamer_id: &str) -> AppResult<Vec<Payout>> {
+    let mut out = streamer_payouts(&rtx.open_table(PAYOUTS_BY_STREAMER)?, &rtx.open_table(PAYOUTS)?, streamer_id)?;
+    out.reverse();
+    Ok(out)
+}
+
+/// A streamer's payouts, oldest first (ids are time-ordered).
+fn streamer_payouts(
+    idx: &impl ReadableTable<(&'static str, &'static str), ()>,
+    payouts: &impl ReadableTable<&'static str, &'static [u8]>,
+    streamer_id: &str,
+) -> AppResult<Vec<Payout>> {
+    let mut out = Vec::new();
+    for row in idx.range((streamer_id, "")..)? {
+        let (k, _) = row?;
+        let (s, id) = k.value();
+        if s != streamer_id {
+            break;
+        }
+        if let Some(p) = get::<&str, Payout>(payouts, id)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
