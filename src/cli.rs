@@ -110,7 +110,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(serve(cfg))
         }
-        Command::Ledger { command: LedgerCommand::Verify { data_dir } } => verify_ledger(data_dir),
+        Command::Ledger {
+            command: LedgerCommand::Verify { data_dir },
+        } => verify_ledger(data_dir),
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -150,12 +152,18 @@ fn verify_ledger(data_dir: PathBuf) -> anyhow::Result<()> {
     }
     let mut cfg = Config::load(None)?;
     cfg.server.data_dir = data_dir;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let store = rt.block_on(async { app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new())) })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let store = rt.block_on(async {
+        app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new()))
+    })?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta})")
-            .expect("a valid template"),
+        indicatif::ProgressStyle::with_template(
+            "verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta})",
+        )
+        .expect("a valid template"),
     );
     let report = store
         .read_blocking(|rtx| {
@@ -178,7 +186,10 @@ fn verify_ledger(data_dir: PathBuf) -> anyhow::Result<()> {
         for p in &report.problems {
             println!("PROBLEM: {p}");
         }
-        anyhow::bail!("the ledger does not verify: {} problem(s)", report.problems.len())
+        anyhow::bail!(
+            "the ledger does not verify: {} problem(s)",
+            report.problems.len()
+        )
     }
 }
 

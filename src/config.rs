@@ -32,7 +32,9 @@ pub struct PayoutsConfig {
 
 impl Default for PayoutsConfig {
     fn default() -> Self {
-        PayoutsConfig { minimum_coins: 1000 }
+        PayoutsConfig {
+            minimum_coins: 1000,
+        }
     }
 }
 

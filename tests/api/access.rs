@@ -10,6 +10,8 @@ use crate::support::*;
 enum Who {
     Public,
     Any,
+    Streamer,
+    Staff,
     Admin,
 }
 
@@ -59,6 +61,41 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("admin_user_ban", Who::Admin, json!({"reason": "r"})),
         ("admin_user_unban", Who::Admin, Value::Null),
         ("admin_audit", Who::Admin, Value::Null),
+        ("me_balance", Who::Any, Value::Null),
+        ("me_balance_transactions", Who::Any, Value::Null),
+        ("me_earnings", Who::Streamer, Value::Null),
+        ("me_earnings_transactions", Who::Streamer, Value::Null),
+        ("admin_balances", Who::Staff, Value::Null),
+        (
+            "admin_balance_adjust",
+            Who::Admin,
+            json!({"amount": 10, "reason": "r"}),
+        ),
+        ("admin_account_transactions", Who::Admin, Value::Null),
+        ("gifts_list", Who::Any, Value::Null),
+        (
+            "gifts_send",
+            Who::Any,
+            json!({"giftId": "g", "toUserId": "u"}),
+        ),
+        ("admin_gifts_list", Who::Admin, Value::Null),
+        (
+            "admin_gifts_create",
+            Who::Admin,
+            json!({"name": "Rose", "price": 10, "streamerSharePercent": 50, "platforms": []}),
+        ),
+        (
+            "admin_gifts_update",
+            Who::Admin,
+            json!({"name": "Rose", "price": 10, "streamerSharePercent": 50, "platforms": []}),
+        ),
+        ("admin_gifts_delete", Who::Admin, Value::Null),
+        ("me_payouts_request", Who::Streamer, json!({"amount": 1000})),
+        ("me_payouts", Who::Streamer, Value::Null),
+        ("admin_payouts", Who::Admin, Value::Null),
+        ("admin_payout_approve", Who::Admin, Value::Null),
+        ("admin_payout_reject", Who::Admin, json!({"reason": "r"})),
+        ("admin_payout_paid", Who::Admin, Value::Null),
     ]
 }
 
@@ -86,7 +123,10 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{session_id}", "s-1")
                 .replace("{device_id}", "d-1")
                 .replace("{platform}", "ios")
-                .replace("{key}", "some_flag");
+                .replace("{key}", "some_flag")
+                .replace("{gift_id}", "g-1")
+                .replace("{payout_id}", "p-1")
+                .replace("{account}", "system:payouts");
             let query = if op["operationId"] == "settings_get" {
                 "?platform=ios&appVersion=1.0.0"
             } else {
@@ -150,27 +190,35 @@ async fn every_protected_route_refuses_missing_bad_and_wrong_role_tokens() {
                 route.op
             );
         }
-        if *who == Who::Admin {
-            for (role, who) in [
+        let refused: Vec<(&str, &Tokens)> = match who {
+            Who::Admin => vec![
                 ("user", &user),
                 ("streamer", &streamer),
                 ("moderator", &moderator),
-            ] {
-                let r = t
-                    .call(
-                        route.method.clone(),
-                        &route.path,
-                        Some(&who.access),
-                        body.clone(),
-                    )
-                    .await;
-                assert_eq!(
-                    (r.status.as_u16(), r.code()),
-                    (403, "forbidden"),
-                    "{} as {role}",
-                    route.op
-                );
-            }
+            ],
+            Who::Staff => vec![("user", &user), ("streamer", &streamer)],
+            Who::Streamer => vec![
+                ("user", &user),
+                ("moderator", &moderator),
+                ("admin", &admin),
+            ],
+            Who::Any | Who::Public => vec![],
+        };
+        for (role, who) in refused {
+            let r = t
+                .call(
+                    route.method.clone(),
+                    &route.path,
+                    Some(&who.access),
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(
+                (r.status.as_u16(), r.code()),
+                (403, "forbidden"),
+                "{} as {role}",
+                route.op
+            );
         }
     }
 }

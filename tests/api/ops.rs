@@ -24,11 +24,11 @@ async fn the_committed_openapi_document_matches_what_the_server_serves() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     let committed: serde_json::Value = serde_json::from_str(&committed).unwrap_or_default();
     if committed != served {
-        if std::env::var_os("DUET_BLESS").is_some() {
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
             std::fs::write(&path, serde_json::to_string_pretty(&served).unwrap() + "\n").unwrap();
         } else {
             panic!(
-                "schema/openapi.json is stale: run `DUET_BLESS=1 cargo test openapi` and commit it"
+                "schema/openapi.json is stale: run `UPDATE_SCHEMA=1 cargo test openapi` and commit it"
             );
         }
     }

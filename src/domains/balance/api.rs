@@ -146,7 +146,10 @@ const PAGE_DEFAULT: u32 = 50;
 
 pub fn page_args(cursor: Option<String>, limit: Option<u32>) -> AppResult<(Option<u64>, usize)> {
     let before = match cursor {
-        Some(c) => Some(c.parse::<u64>().map_err(|_| AppError::validation("cursor is not one we issued"))?),
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| AppError::validation("cursor is not one we issued"))?,
+        ),
         None => None,
     };
     let limit = limit.unwrap_or(PAGE_DEFAULT);
@@ -157,19 +160,33 @@ pub fn page_args(cursor: Option<String>, limit: Option<u32>) -> AppResult<(Optio
 }
 
 fn next_cursor(items: &[Transfer], limit: usize) -> Option<String> {
-    (items.len() == limit).then(|| items.last().map(|t| t.seq.to_string())).flatten()
+    (items.len() == limit)
+        .then(|| items.last().map(|t| t.seq.to_string()))
+        .flatten()
 }
 
-async fn transactions(ctx: &Ctx, account: Account, cursor: Option<String>, limit: Option<u32>) -> AppResult<TransactionPage> {
+async fn transactions(
+    ctx: &Ctx,
+    account: Account,
+    cursor: Option<String>,
+    limit: Option<u32>,
+) -> AppResult<TransactionPage> {
     let (before, limit) = page_args(cursor, limit)?;
     let a = account.clone();
-    let items = ctx.store.read(move |rtx| super::history(rtx, &a, before, limit)).await?;
+    let items = ctx
+        .store
+        .read(move |rtx| super::history(rtx, &a, before, limit))
+        .await?;
     let next_cursor = next_cursor(&items, limit);
     Ok(TransactionPage {
         items: items
             .into_iter()
             .map(|t| TransactionView {
-                delta: if t.credit == account { t.amount } else { -t.amount },
+                delta: if t.credit == account {
+                    t.amount
+                } else {
+                    -t.amount
+                },
                 id: t.id,
                 kind: t.kind,
                 reference: t.reference,
@@ -186,7 +203,11 @@ pub struct BalanceApi;
 impl BalanceApi {
     /// The caller's coins. Any role.
     #[oai(path = "/v1/me/balance", method = "get", operation_id = "me_balance")]
-    async fn balance(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<BalanceView>> {
+    async fn balance(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<BalanceView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let uid = who.user_id.clone();
         let view = ctx
@@ -203,7 +224,11 @@ impl BalanceApi {
     }
 
     /// The caller's wallet movements, newest first. Any role.
-    #[oai(path = "/v1/me/balance/transactions", method = "get", operation_id = "me_balance_transactions")]
+    #[oai(
+        path = "/v1/me/balance/transactions",
+        method = "get",
+        operation_id = "me_balance_transactions"
+    )]
     async fn transactions(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -212,12 +237,18 @@ impl BalanceApi {
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<TransactionPage>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        Ok(Json(transactions(&ctx, Account::wallet(&who.user_id), cursor.0, limit.0).await?))
+        Ok(Json(
+            transactions(&ctx, Account::wallet(&who.user_id), cursor.0, limit.0).await?,
+        ))
     }
 
     /// The caller's earnings. Streamers.
     #[oai(path = "/v1/me/earnings", method = "get", operation_id = "me_earnings")]
-    async fn earnings(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<EarningsView>> {
+    async fn earnings(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<EarningsView>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
         let uid = who.user_id.clone();
         let view = ctx
@@ -233,7 +264,11 @@ impl BalanceApi {
     }
 
     /// The caller's earnings movements, newest first. Streamers.
-    #[oai(path = "/v1/me/earnings/transactions", method = "get", operation_id = "me_earnings_transactions")]
+    #[oai(
+        path = "/v1/me/earnings/transactions",
+        method = "get",
+        operation_id = "me_earnings_transactions"
+    )]
     async fn earnings_transactions(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -242,12 +277,23 @@ impl BalanceApi {
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<TransactionPage>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
-        Ok(Json(transactions(&ctx, Account::earnings(&who.user_id), cursor.0, limit.0).await?))
+        Ok(Json(
+            transactions(&ctx, Account::earnings(&who.user_id), cursor.0, limit.0).await?,
+        ))
     }
 
     /// Every balance of a user. Moderators and admins.
-    #[oai(path = "/v1/admin/balances/:user_id", method = "get", operation_id = "admin_balances")]
-    async fn user_balances(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, user_id: Path<String>) -> AppResult<Json<UserBalances>> {
+    #[oai(
+        path = "/v1/admin/balances/:user_id",
+        method = "get",
+        operation_id = "admin_balances"
+    )]
+    async fn user_balances(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        user_id: Path<String>,
+    ) -> AppResult<Json<UserBalances>> {
         auth.require(&ctx, Access::Staff).await?;
         let uid = user_id.0;
         let view = ctx
@@ -268,7 +314,11 @@ impl BalanceApi {
 
     /// Credit (positive) or debit (negative) a user's wallet or earnings. Admin; needs an
     /// `Idempotency-Key`; audited.
-    #[oai(path = "/v1/admin/balances/:user_id/adjust", method = "post", operation_id = "admin_balance_adjust")]
+    #[oai(
+        path = "/v1/admin/balances/:user_id/adjust",
+        method = "post",
+        operation_id = "admin_balance_adjust"
+    )]
     async fn adjust(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -288,7 +338,12 @@ impl BalanceApi {
             &format!("{}:adjust", who.user_id),
             &json!({"userId": user_id.0, "request": b}),
         )?;
-        let leg = super::adjust_legs(&user_id, b.account == AdjustAccount::Earnings, b.amount, &reason)?;
+        let leg = super::adjust_legs(
+            &user_id,
+            b.account == AdjustAccount::Earnings,
+            b.amount,
+            &reason,
+        )?;
         let (actor, uid) = (who.user_id.clone(), user_id.0.clone());
         let result = ctx
             .store
@@ -314,7 +369,11 @@ impl BalanceApi {
 
     /// Any account's journal entries, newest first (`wallet:<userId>`, `earnings:<userId>`,
     /// `held:<userId>`, `payout_hold:<userId>`, `system:<name>`). Admin.
-    #[oai(path = "/v1/admin/accounts/:account/transactions", method = "get", operation_id = "admin_account_transactions")]
+    #[oai(
+        path = "/v1/admin/accounts/:account/transactions",
+        method = "get",
+        operation_id = "admin_account_transactions"
+    )]
     async fn account_transactions(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -326,8 +385,14 @@ impl BalanceApi {
         auth.require(&ctx, Access::Admin).await?;
         let account = Account::parse(&account)?;
         let (before, limit) = page_args(cursor.0, limit.0)?;
-        let items = ctx.store.read(move |rtx| super::history(rtx, &account, before, limit)).await?;
+        let items = ctx
+            .store
+            .read(move |rtx| super::history(rtx, &account, before, limit))
+            .await?;
         let next_cursor = next_cursor(&items, limit);
-        Ok(Json(JournalPage { items: items.into_iter().map(Into::into).collect(), next_cursor }))
+        Ok(Json(JournalPage {
+            items: items.into_iter().map(Into::into).collect(),
+            next_cursor,
+        }))
     }
 }

@@ -46,7 +46,9 @@ fn balance_of(t: &impl ReadableTable<&'static str, i64>, account: &Account) -> A
 /// Posts `legs` atomically in the caller's transaction: all of them or none.
 pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<Vec<Transfer>> {
     if legs.is_empty() || legs.len() > LEGS_MAX {
-        return Err(AppError::internal(format!("a ledger operation has 1–{LEGS_MAX} legs")));
+        return Err(AppError::internal(format!(
+            "a ledger operation has 1–{LEGS_MAX} legs"
+        )));
     }
     // Check phase: nothing is written until every leg is known to be valid.
     let mut after: HashMap<Account, i64> = HashMap::new();
@@ -54,13 +56,19 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
         let balances = tx.read(BALANCES)?;
         for leg in legs {
             if leg.amount <= 0 || leg.amount > AMOUNT_MAX {
-                return Err(AppError::validation(format!("amounts are whole coins, 1–{AMOUNT_MAX}")));
+                return Err(AppError::validation(format!(
+                    "amounts are whole coins, 1–{AMOUNT_MAX}"
+                )));
             }
             if leg.debit == leg.credit {
-                return Err(AppError::internal("a transfer needs two different accounts"));
+                return Err(AppError::internal(
+                    "a transfer needs two different accounts",
+                ));
             }
             if leg.reference.chars().count() > REFERENCE_CHARS_MAX {
-                return Err(AppError::validation(format!("references are at most {REFERENCE_CHARS_MAX} characters")));
+                return Err(AppError::validation(format!(
+                    "references are at most {REFERENCE_CHARS_MAX} characters"
+                )));
             }
             for account in [&leg.debit, &leg.credit] {
                 if !after.contains_key(account) {
@@ -143,7 +151,12 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
 }
 
 /// The balance of `account` right after transfer `seq`, from its final value in this operation.
-fn running_balance(posted: &[Transfer], after: &HashMap<Account, i64>, account: &Account, seq: u64) -> i64 {
+fn running_balance(
+    posted: &[Transfer],
+    after: &HashMap<Account, i64>,
+    account: &Account,
+    seq: u64,
+) -> i64 {
     let mut b = after[account];
     for t in posted.iter().rev().take_while(|t| t.seq > seq) {
         if &t.debit == account {
@@ -185,11 +198,25 @@ fn update_debt_flags(tx: &Tx, after: &HashMap<Account, i64>) -> AppResult<()> {
         let owner = account.owner().unwrap_or_default();
         let flagged = tx.read(DEBT_FLAGS)?.get(owner)?.is_some();
         if *balance < 0 && !flagged {
-            put(&mut tx.table(DEBT_FLAGS)?, owner, &DebtFlag { since_ms: tx.now_ms() })?;
-            tx.emit(NewEvent::about("wallet_in_debt", owner, json!({"userId": owner, "balance": balance})))?;
+            put(
+                &mut tx.table(DEBT_FLAGS)?,
+                owner,
+                &DebtFlag {
+                    since_ms: tx.now_ms(),
+                },
+            )?;
+            tx.emit(NewEvent::about(
+                "wallet_in_debt",
+                owner,
+                json!({"userId": owner, "balance": balance}),
+            ))?;
         } else if *balance >= 0 && flagged {
             tx.table(DEBT_FLAGS)?.remove(owner)?;
-            tx.emit(NewEvent::about("wallet_debt_settled", owner, json!({"userId": owner})))?;
+            tx.emit(NewEvent::about(
+                "wallet_debt_settled",
+                owner,
+                json!({"userId": owner}),
+            ))?;
         }
     }
     Ok(())
@@ -199,7 +226,13 @@ fn update_debt_flags(tx: &Tx, after: &HashMap<Account, i64>) -> AppResult<()> {
 // Holds.
 
 /// Reserves `amount` coins of the user's wallet until settled, released or expired.
-pub fn hold(tx: &Tx, user_id: &str, amount: i64, reference: &str, ttl_ms: Option<i64>) -> AppResult<Hold> {
+pub fn hold(
+    tx: &Tx,
+    user_id: &str,
+    amount: i64,
+    reference: &str,
+    ttl_ms: Option<i64>,
+) -> AppResult<Hold> {
     let now = tx.now_ms();
     let hold = Hold {
         id: new_id(),
@@ -223,12 +256,14 @@ pub fn hold(tx: &Tx, user_id: &str, amount: i64, reference: &str, ttl_ms: Option
         None,
     )?;
     put(&mut tx.table(HOLDS)?, hold.id.as_str(), &hold)?;
-    tx.table(HOLDS_BY_EXPIRY)?.insert((hold.expires_at_ms, hold.id.as_str()), ())?;
+    tx.table(HOLDS_BY_EXPIRY)?
+        .insert((hold.expires_at_ms, hold.id.as_str()), ())?;
     Ok(hold)
 }
 
 pub fn find_hold(tx: &Tx, hold_id: &str) -> AppResult<Hold> {
-    get(&tx.read(HOLDS)?, hold_id)?.ok_or_else(|| AppError::not_found(format!("no open hold {hold_id}")))
+    get(&tx.read(HOLDS)?, hold_id)?
+        .ok_or_else(|| AppError::not_found(format!("no open hold {hold_id}")))
 }
 
 /// Moves `amount` of a hold to `credit` (e.g. an earnings or revenue account).
@@ -249,7 +284,13 @@ pub fn settle(
     }
     post(
         tx,
-        &[Leg { debit: Account::held(&h.user_id), credit, amount, kind, reference: reference.to_owned() }],
+        &[Leg {
+            debit: Account::held(&h.user_id),
+            credit,
+            amount,
+            kind,
+            reference: reference.to_owned(),
+        }],
         None,
     )?;
     h.settled += amount;
@@ -283,7 +324,8 @@ pub fn release(tx: &Tx, hold_id: &str) -> AppResult<Hold> {
 fn store_hold(tx: &Tx, h: &Hold) -> AppResult<()> {
     if h.remaining() == 0 {
         tx.table(HOLDS)?.remove(h.id.as_str())?;
-        tx.table(HOLDS_BY_EXPIRY)?.remove((h.expires_at_ms, h.id.as_str()))?;
+        tx.table(HOLDS_BY_EXPIRY)?
+            .remove((h.expires_at_ms, h.id.as_str()))?;
     } else {
         put(&mut tx.table(HOLDS)?, h.id.as_str(), h)?;
     }
@@ -329,13 +371,23 @@ pub async fn release_expired(ctx: &Ctx) -> AppResult<usize> {
 // Reads.
 
 pub fn balance(rtx: &ReadTransaction, account: &Account) -> AppResult<i64> {
-    let b = rtx.open_table(BALANCES)?.get(account.as_str())?.map(|v| v.value()).unwrap_or(0);
+    let b = rtx
+        .open_table(BALANCES)?
+        .get(account.as_str())?
+        .map(|v| v.value())
+        .unwrap_or(0);
     // The invariant, checked after read: only a flagged wallet is below zero.
     if b < 0 && account.kind() != AccountKind::System {
         let flagged = account.kind() == AccountKind::Wallet
-            && rtx.open_table(DEBT_FLAGS)?.get(account.owner().unwrap_or_default())?.is_some();
+            && rtx
+                .open_table(DEBT_FLAGS)?
+                .get(account.owner().unwrap_or_default())?
+                .is_some();
         if !flagged {
-            return Err(AppError::internal(format!("ledger invariant broken: {} is {b}", account.as_str())));
+            return Err(AppError::internal(format!(
+                "ledger invariant broken: {} is {b}",
+                account.as_str()
+            )));
         }
     }
     Ok(b)
@@ -346,7 +398,12 @@ pub fn in_debt(rtx: &ReadTransaction, user_id: &str) -> AppResult<bool> {
 }
 
 /// An account's transfers, newest first, before journal seq `before`.
-pub fn history(rtx: &ReadTransaction, account: &Account, before: Option<u64>, limit: usize) -> AppResult<Vec<Transfer>> {
+pub fn history(
+    rtx: &ReadTransaction,
+    account: &Account,
+    before: Option<u64>,
+    limit: usize,
+) -> AppResult<Vec<Transfer>> {
     let postings = rtx.open_table(POSTINGS)?;
     let journal = rtx.open_table(JOURNAL)?;
     let a = account.as_str();
@@ -366,8 +423,22 @@ pub fn adjust_legs(user_id: &str, earnings: bool, amount: i64, reason: &str) -> 
     if amount == 0 {
         return Err(AppError::validation("amount must not be zero"));
     }
-    let user = if earnings { Account::earnings(user_id) } else { Account::wallet(user_id) };
+    let user = if earnings {
+        Account::earnings(user_id)
+    } else {
+        Account::wallet(user_id)
+    };
     let system = Account::system(SystemAccount::Adjustments);
-    let (debit, credit) = if amount > 0 { (system, user) } else { (user, system) };
-    Ok(Leg { debit, credit, amount: amount.abs(), kind: TransferKind::Adjustment, reference: reason.to_owned() })
+    let (debit, credit) = if amount > 0 {
+        (system, user)
+    } else {
+        (user, system)
+    };
+    Ok(Leg {
+        debit,
+        credit,
+        amount: amount.abs(),
+        kind: TransferKind::Adjustment,
+        reference: reason.to_owned(),
+    })
 }

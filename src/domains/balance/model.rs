@@ -90,8 +90,9 @@ impl Account {
     }
 
     pub fn parse(raw: &str) -> AppResult<Account> {
-        let (prefix, owner) =
-            raw.split_once(':').ok_or_else(|| AppError::validation(format!("`{raw}` is not an account")))?;
+        let (prefix, owner) = raw
+            .split_once(':')
+            .ok_or_else(|| AppError::validation(format!("`{raw}` is not an account")))?;
         let kind = [
             AccountKind::Wallet,
             AccountKind::Earnings,
@@ -103,7 +104,8 @@ impl Account {
         .find(|k| k.prefix() == prefix)
         .ok_or_else(|| AppError::validation(format!("`{raw}` is not an account")))?;
         if owner.is_empty()
-            || (kind == AccountKind::System && !SystemAccount::ALL.iter().any(|s| s.name() == owner))
+            || (kind == AccountKind::System
+                && !SystemAccount::ALL.iter().any(|s| s.name() == owner))
         {
             return Err(AppError::validation(format!("`{raw}` is not an account")));
         }

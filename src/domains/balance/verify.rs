@@ -51,7 +51,10 @@ fn problem(r: &mut Report, p: String) {
 pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppResult<Report> {
     let journal = rtx.open_table(JOURNAL)?;
     let total = journal.len()?;
-    let mut r = Report { head_hash: GENESIS_HASH.to_owned(), ..Report::default() };
+    let mut r = Report {
+        head_hash: GENESIS_HASH.to_owned(),
+        ..Report::default()
+    };
     let mut balances: HashMap<Account, i64> = HashMap::new();
     let mut postings: HashMap<Account, u64> = HashMap::new();
     let mut expected_seq = 1u64;
@@ -66,23 +69,48 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
             }
         };
         if seq != expected_seq || t.seq != seq {
-            problem(&mut r, format!("entry {seq}: expected sequence {expected_seq}"));
+            problem(
+                &mut r,
+                format!("entry {seq}: expected sequence {expected_seq}"),
+            );
         }
         expected_seq = seq + 1;
         if t.prev_hash != r.head_hash {
-            problem(&mut r, format!("entry {seq}: prev_hash does not match the previous entry"));
+            problem(
+                &mut r,
+                format!("entry {seq}: prev_hash does not match the previous entry"),
+            );
         }
         if t.compute_hash() != t.hash {
-            problem(&mut r, format!("entry {seq}: hash does not match its content"));
+            problem(
+                &mut r,
+                format!("entry {seq}: hash does not match its content"),
+            );
         }
         r.head_hash = t.hash.clone();
         if t.amount <= 0 || t.debit == t.credit {
-            problem(&mut r, format!("entry {seq}: amount {} between {} and {}", t.amount, t.debit.as_str(), t.credit.as_str()));
+            problem(
+                &mut r,
+                format!(
+                    "entry {seq}: amount {} between {} and {}",
+                    t.amount,
+                    t.debit.as_str(),
+                    t.credit.as_str()
+                ),
+            );
         }
         let d = balances.entry(t.debit.clone()).or_default();
         *d -= t.amount;
         if *d < 0 && !may_go_negative(&t.debit, t.kind) {
-            problem(&mut r, format!("entry {seq}: {} went to {} by a {} transfer", t.debit.as_str(), d, t.kind.as_str()));
+            problem(
+                &mut r,
+                format!(
+                    "entry {seq}: {} went to {} by a {} transfer",
+                    t.debit.as_str(),
+                    d,
+                    t.kind.as_str()
+                ),
+            );
         }
         *balances.entry(t.credit.clone()).or_default() += t.amount;
         *postings.entry(t.debit.clone()).or_default() += 1;
@@ -100,15 +128,29 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
     for row in stored.iter()? {
         let (k, v) = row?;
         seen += 1;
-        let account = Account::parse(k.value()).unwrap_or_else(|_| Account::system(SystemAccount::Adjustments));
+        let account = Account::parse(k.value())
+            .unwrap_or_else(|_| Account::system(SystemAccount::Adjustments));
         let replayed = balances.get(&account).copied().unwrap_or(0);
         if replayed != v.value() {
-            problem(&mut r, format!("{}: stored balance {} but the journal gives {replayed}", k.value(), v.value()));
+            problem(
+                &mut r,
+                format!(
+                    "{}: stored balance {} but the journal gives {replayed}",
+                    k.value(),
+                    v.value()
+                ),
+            );
         }
     }
     for (account, b) in &balances {
         if stored.get(account.as_str())?.is_none() && *b != 0 {
-            problem(&mut r, format!("{}: the journal gives {b} but no balance is stored", account.as_str()));
+            problem(
+                &mut r,
+                format!(
+                    "{}: the journal gives {b} but no balance is stored",
+                    account.as_str()
+                ),
+            );
         }
     }
     r.accounts = seen.max(balances.len());
@@ -116,8 +158,15 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
     if sum != 0 {
         problem(&mut r, format!("balances sum to {sum}, not zero"));
     }
-    r.wallet_coins = balances.iter().filter(|(a, _)| a.kind() == AccountKind::Wallet).map(|(_, b)| *b).sum();
-    r.wallets_in_debt = balances.iter().filter(|(a, b)| a.kind() == AccountKind::Wallet && **b < 0).count();
+    r.wallet_coins = balances
+        .iter()
+        .filter(|(a, _)| a.kind() == AccountKind::Wallet)
+        .map(|(_, b)| *b)
+        .sum();
+    r.wallets_in_debt = balances
+        .iter()
+        .filter(|(a, b)| a.kind() == AccountKind::Wallet && **b < 0)
+        .count();
 
     // The postings index.
     let index = rtx.open_table(POSTINGS)?;
@@ -128,7 +177,10 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
     for (account, n) in &postings {
         let c = counted.remove(account.as_str()).unwrap_or(0);
         if c != *n {
-            problem(&mut r, format!("{}: {n} transfers but {c} postings", account.as_str()));
+            problem(
+                &mut r,
+                format!("{}: {n} transfers but {c} postings", account.as_str()),
+            );
         }
     }
     for (account, c) in counted {
@@ -147,13 +199,22 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
             let owner = account.owner().unwrap_or_default();
             let left = open.remove(owner).unwrap_or(0);
             if left != *b {
-                problem(&mut r, format!("{}: balance {b} but open holds have {left} left", account.as_str()));
+                problem(
+                    &mut r,
+                    format!(
+                        "{}: balance {b} but open holds have {left} left",
+                        account.as_str()
+                    ),
+                );
             }
         }
     }
     for (user, left) in open {
         if left != 0 {
-            problem(&mut r, format!("held:{user}: open holds have {left} left but no balance"));
+            problem(
+                &mut r,
+                format!("held:{user}: open holds have {left} left but no balance"),
+            );
         }
     }
     Ok(r)

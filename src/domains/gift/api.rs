@@ -133,10 +133,17 @@ pub struct GiftApi;
 impl GiftApi {
     /// Active gifts, in catalog order; only those offered on `platform` when given. Any role.
     #[oai(path = "/v1/gifts", method = "get", operation_id = "gifts_list")]
-    async fn list(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, platform: Query<Option<Platform>>) -> AppResult<Json<GiftList>> {
+    async fn list(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        platform: Query<Option<Platform>>,
+    ) -> AppResult<Json<GiftList>> {
         auth.require(&ctx, Access::Any).await?;
         let items = super::catalog(&ctx, platform.0, false).await?;
-        Ok(Json(GiftList { items: items.into_iter().map(Into::into).collect() }))
+        Ok(Json(GiftList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Send a gift to a streamer: the price leaves the wallet at once
@@ -150,29 +157,68 @@ impl GiftApi {
         body: Json<SendGiftRequest>,
     ) -> AppResult<Json<SendGiftResult>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let idem = Idempotency::new(idempotency_key.0.as_deref(), &format!("{}:gift", who.user_id), &body.0)?;
+        let idem = Idempotency::new(
+            idempotency_key.0.as_deref(),
+            &format!("{}:gift", who.user_id),
+            &body.0,
+        )?;
         let b = body.0;
-        let sent = super::send(&ctx, &who.user_id, &b.gift_id, &b.to_user_id, b.call_id, idem).await?;
+        let sent = super::send(
+            &ctx,
+            &who.user_id,
+            &b.gift_id,
+            &b.to_user_id,
+            b.call_id,
+            idem,
+        )
+        .await?;
         Ok(Json(sent.into()))
     }
 
     /// The whole catalog, inactive gifts included. Admin.
-    #[oai(path = "/v1/admin/gifts", method = "get", operation_id = "admin_gifts_list")]
-    async fn admin_list(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<GiftList>> {
+    #[oai(
+        path = "/v1/admin/gifts",
+        method = "get",
+        operation_id = "admin_gifts_list"
+    )]
+    async fn admin_list(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<GiftList>> {
         auth.require(&ctx, Access::Admin).await?;
         let items = super::catalog(&ctx, None, true).await?;
-        Ok(Json(GiftList { items: items.into_iter().map(Into::into).collect() }))
+        Ok(Json(GiftList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Add a gift. Admin; audited.
-    #[oai(path = "/v1/admin/gifts", method = "post", operation_id = "admin_gifts_create")]
-    async fn create(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, body: Json<GiftRequest>) -> AppResult<Json<GiftView>> {
+    #[oai(
+        path = "/v1/admin/gifts",
+        method = "post",
+        operation_id = "admin_gifts_create"
+    )]
+    async fn create(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<GiftRequest>,
+    ) -> AppResult<Json<GiftView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        Ok(Json(super::save(&ctx, &who.user_id, None, body.0.into()).await?.into()))
+        Ok(Json(
+            super::save(&ctx, &who.user_id, None, body.0.into())
+                .await?
+                .into(),
+        ))
     }
 
     /// Replace a gift. Admin; audited.
-    #[oai(path = "/v1/admin/gifts/:gift_id", method = "put", operation_id = "admin_gifts_update")]
+    #[oai(
+        path = "/v1/admin/gifts/:gift_id",
+        method = "put",
+        operation_id = "admin_gifts_update"
+    )]
     async fn update(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -181,12 +227,25 @@ impl GiftApi {
         body: Json<GiftRequest>,
     ) -> AppResult<Json<GiftView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        Ok(Json(super::save(&ctx, &who.user_id, Some(gift_id.0), body.0.into()).await?.into()))
+        Ok(Json(
+            super::save(&ctx, &who.user_id, Some(gift_id.0), body.0.into())
+                .await?
+                .into(),
+        ))
     }
 
     /// Remove a gift from the catalog (gifts already sent keep their record). Admin; audited.
-    #[oai(path = "/v1/admin/gifts/:gift_id", method = "delete", operation_id = "admin_gifts_delete")]
-    async fn delete(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, gift_id: Path<String>) -> AppResult<NoContent> {
+    #[oai(
+        path = "/v1/admin/gifts/:gift_id",
+        method = "delete",
+        operation_id = "admin_gifts_delete"
+    )]
+    async fn delete(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        gift_id: Path<String>,
+    ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::delete(&ctx, &who.user_id, gift_id.0).await?;
         Ok(NoContent::Done)

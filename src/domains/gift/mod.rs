@@ -64,10 +64,14 @@ impl GiftInput {
     pub fn validate(self) -> AppResult<GiftInput> {
         let name = self.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
-            return Err(AppError::validation(format!("name must be 1–{NAME_CHARS_MAX} characters")));
+            return Err(AppError::validation(format!(
+                "name must be 1–{NAME_CHARS_MAX} characters"
+            )));
         }
         if self.price <= 0 || self.price > balance::AMOUNT_MAX {
-            return Err(AppError::validation("price must be a positive number of coins"));
+            return Err(AppError::validation(
+                "price must be a positive number of coins",
+            ));
         }
         if self.streamer_share_percent > 100 {
             return Err(AppError::validation("streamerSharePercent must be 0–100"));
@@ -80,17 +84,27 @@ impl GiftInput {
         let mut platforms = self.platforms;
         platforms.sort_by_key(|p| p.as_str());
         platforms.dedup();
-        Ok(GiftInput { name, platforms, ..self })
+        Ok(GiftInput {
+            name,
+            platforms,
+            ..self
+        })
     }
 }
 
-pub async fn catalog(ctx: &Ctx, platform: Option<Platform>, include_inactive: bool) -> AppResult<Vec<Gift>> {
+pub async fn catalog(
+    ctx: &Ctx,
+    platform: Option<Platform>,
+    include_inactive: bool,
+) -> AppResult<Vec<Gift>> {
     ctx.store
         .read(move |rtx| {
             let mut out: Vec<Gift> = Vec::new();
             for row in rtx.open_table(GIFTS)?.iter()? {
                 let g: Gift = dec(row?.1.value())?;
-                if (include_inactive || g.active) && platform.is_none_or(|p| g.platforms.contains(&p)) {
+                if (include_inactive || g.active)
+                    && platform.is_none_or(|p| g.platforms.contains(&p))
+                {
                     out.push(g);
                 }
             }
@@ -148,7 +162,8 @@ pub async fn delete(ctx: &Ctx, actor: &str, id: String) -> AppResult<()> {
     let actor = actor.to_owned();
     ctx.store
         .write(move |tx| {
-            get::<&str, Gift>(&tx.read(GIFTS)?, id.as_str())?.ok_or_else(|| AppError::not_found(format!("no gift {id}")))?;
+            get::<&str, Gift>(&tx.read(GIFTS)?, id.as_str())?
+                .ok_or_else(|| AppError::not_found(format!("no gift {id}")))?;
             tx.table(GIFTS)?.remove(id.as_str())?;
             crate::domains::mission_control::audit_tx(tx, &actor, "gift.delete", &id, json!({}))
         })
@@ -189,7 +204,10 @@ pub async fn send(
                     .filter(|u| u.ban.is_none())
                     .ok_or_else(|| AppError::not_found("no such user"))?;
                 if receiver.role != Role::Streamer {
-                    return Err(AppError::new(Code::Forbidden, "only streamers receive gifts"));
+                    return Err(AppError::new(
+                        Code::Forbidden,
+                        "only streamers receive gifts",
+                    ));
                 }
                 let streamer = gift.streamer_coins();
                 let platform = gift.price - streamer;
@@ -215,7 +233,11 @@ pub async fn send(
                     });
                 }
                 let posted = balance::post(tx, &legs, Some(&idem.key))?;
-                let balance = tx.read(balance::tables::BALANCES)?.get(wallet.as_str())?.map(|v| v.value()).unwrap_or(0);
+                let balance = tx
+                    .read(balance::tables::BALANCES)?
+                    .get(wallet.as_str())?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
                 tx.emit(NewEvent::about(
                     "gift_sent",
                     &to,

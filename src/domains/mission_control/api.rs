@@ -204,7 +204,11 @@ pub struct PayoutApi;
 impl PayoutApi {
     /// Ask for a payout of earnings; the amount is held until an admin decides. Streamers;
     /// needs an `Idempotency-Key`.
-    #[oai(path = "/v1/me/payouts", method = "post", operation_id = "me_payouts_request")]
+    #[oai(
+        path = "/v1/me/payouts",
+        method = "post",
+        operation_id = "me_payouts_request"
+    )]
     async fn request(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -213,8 +217,16 @@ impl PayoutApi {
         body: Json<PayoutRequestBody>,
     ) -> AppResult<Json<PayoutView>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
-        let idem = Idempotency::new(idempotency_key.0.as_deref(), &format!("{}:payout", who.user_id), &body.0)?;
-        Ok(Json(payouts::request(&ctx, &who.user_id, body.amount, idem).await?.into()))
+        let idem = Idempotency::new(
+            idempotency_key.0.as_deref(),
+            &format!("{}:payout", who.user_id),
+            &body.0,
+        )?;
+        Ok(Json(
+            payouts::request(&ctx, &who.user_id, body.amount, idem)
+                .await?
+                .into(),
+        ))
     }
 
     /// The caller's payout requests, newest first. Streamers.
@@ -222,12 +234,21 @@ impl PayoutApi {
     async fn mine(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<PayoutList>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
         let uid = who.user_id.clone();
-        let items = ctx.store.read(move |rtx| payouts::of_streamer(rtx, &uid)).await?;
-        Ok(Json(PayoutList { items: items.into_iter().map(Into::into).collect() }))
+        let items = ctx
+            .store
+            .read(move |rtx| payouts::of_streamer(rtx, &uid))
+            .await?;
+        Ok(Json(PayoutList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Payout requests in one state, oldest first (default `requested`). Admin.
-    #[oai(path = "/v1/admin/payouts", method = "get", operation_id = "admin_payouts")]
+    #[oai(
+        path = "/v1/admin/payouts",
+        method = "get",
+        operation_id = "admin_payouts"
+    )]
     async fn list(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -238,23 +259,47 @@ impl PayoutApi {
         auth.require(&ctx, Access::Admin).await?;
         let limit = limit.0.unwrap_or(100);
         if limit == 0 || limit > PAYOUT_PAGE_MAX {
-            return Err(AppError::validation(format!("limit must be 1–{PAYOUT_PAGE_MAX}")));
+            return Err(AppError::validation(format!(
+                "limit must be 1–{PAYOUT_PAGE_MAX}"
+            )));
         }
         let state = state.0.unwrap_or(PayoutState::Requested);
-        let items = ctx.store.read(move |rtx| payouts::by_state(rtx, state, limit as usize)).await?;
-        Ok(Json(PayoutList { items: items.into_iter().map(Into::into).collect() }))
+        let items = ctx
+            .store
+            .read(move |rtx| payouts::by_state(rtx, state, limit as usize))
+            .await?;
+        Ok(Json(PayoutList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Approve a requested payout: the held coins go to the payouts account. Admin; audited.
-    #[oai(path = "/v1/admin/payouts/:payout_id/approve", method = "post", operation_id = "admin_payout_approve")]
-    async fn approve(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, payout_id: Path<String>) -> AppResult<Json<PayoutView>> {
+    #[oai(
+        path = "/v1/admin/payouts/:payout_id/approve",
+        method = "post",
+        operation_id = "admin_payout_approve"
+    )]
+    async fn approve(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        payout_id: Path<String>,
+    ) -> AppResult<Json<PayoutView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        Ok(Json(payouts::decide(&ctx, &who.user_id, &payout_id, Decision::Approve, None).await?.into()))
+        Ok(Json(
+            payouts::decide(&ctx, &who.user_id, &payout_id, Decision::Approve, None)
+                .await?
+                .into(),
+        ))
     }
 
     /// Reject a requested payout: the held coins return to the streamer's earnings. Admin;
     /// audited.
-    #[oai(path = "/v1/admin/payouts/:payout_id/reject", method = "post", operation_id = "admin_payout_reject")]
+    #[oai(
+        path = "/v1/admin/payouts/:payout_id/reject",
+        method = "post",
+        operation_id = "admin_payout_reject"
+    )]
     async fn reject(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -267,13 +312,36 @@ impl PayoutApi {
         if reason.is_empty() || reason.chars().count() > super::BAN_REASON_CHARS_MAX {
             return Err(AppError::validation("reason must be 1–500 characters"));
         }
-        Ok(Json(payouts::decide(&ctx, &who.user_id, &payout_id, Decision::Reject, Some(reason)).await?.into()))
+        Ok(Json(
+            payouts::decide(
+                &ctx,
+                &who.user_id,
+                &payout_id,
+                Decision::Reject,
+                Some(reason),
+            )
+            .await?
+            .into(),
+        ))
     }
 
     /// Mark an approved payout as paid (the money was sent outside Duet). Admin; audited.
-    #[oai(path = "/v1/admin/payouts/:payout_id/paid", method = "post", operation_id = "admin_payout_paid")]
-    async fn paid(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, payout_id: Path<String>) -> AppResult<Json<PayoutView>> {
+    #[oai(
+        path = "/v1/admin/payouts/:payout_id/paid",
+        method = "post",
+        operation_id = "admin_payout_paid"
+    )]
+    async fn paid(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        payout_id: Path<String>,
+    ) -> AppResult<Json<PayoutView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        Ok(Json(payouts::decide(&ctx, &who.user_id, &payout_id, Decision::MarkPaid, None).await?.into()))
+        Ok(Json(
+            payouts::decide(&ctx, &who.user_id, &payout_id, Decision::MarkPaid, None)
+                .await?
+                .into(),
+        ))
     }
 }

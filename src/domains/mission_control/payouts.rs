@@ -67,7 +67,8 @@ fn store(tx: &Tx, p: &Payout, previous: Option<PayoutState>) -> AppResult<()> {
     }
     idx.insert((p.state.as_str(), p.id.as_str()), ())?;
     drop(idx);
-    tx.table(PAYOUTS_BY_STREAMER)?.insert((p.streamer_id.as_str(), p.id.as_str()), ())?;
+    tx.table(PAYOUTS_BY_STREAMER)?
+        .insert((p.streamer_id.as_str(), p.id.as_str()), ())?;
     tx.emit(
         NewEvent::about(
             "payout_status",
@@ -80,10 +81,17 @@ fn store(tx: &Tx, p: &Payout, previous: Option<PayoutState>) -> AppResult<()> {
 }
 
 /// A streamer asks for `amount` coins of their earnings.
-pub async fn request(ctx: &Ctx, streamer_id: &str, amount: i64, idem: Idempotency) -> AppResult<Payout> {
+pub async fn request(
+    ctx: &Ctx,
+    streamer_id: &str,
+    amount: i64,
+    idem: Idempotency,
+) -> AppResult<Payout> {
     let minimum = ctx.config.payouts.minimum_coins;
     if amount < minimum {
-        return Err(AppError::validation(format!("payouts start at {minimum} coins")));
+        return Err(AppError::validation(format!(
+            "payouts start at {minimum} coins"
+        )));
     }
     let streamer_id = streamer_id.to_owned();
     let id = new_id();
@@ -96,14 +104,22 @@ pub async fn request(ctx: &Ctx, streamer_id: &str, amount: i64, idem: Idempotenc
                 )?
                 .and_then(|p| p.payout);
                 if details.is_none() {
-                    return Err(AppError::validation("set payoutDetails in your profile first"));
+                    return Err(AppError::validation(
+                        "set payoutDetails in your profile first",
+                    ));
                 }
-                let open = streamer_payouts(&tx.read(PAYOUTS_BY_STREAMER)?, &tx.read(PAYOUTS)?, &streamer_id)?
-                    .into_iter()
-                    .filter(|p| p.state == PayoutState::Requested)
-                    .count();
+                let open = streamer_payouts(
+                    &tx.read(PAYOUTS_BY_STREAMER)?,
+                    &tx.read(PAYOUTS)?,
+                    &streamer_id,
+                )?
+                .into_iter()
+                .filter(|p| p.state == PayoutState::Requested)
+                .count();
                 if open >= OPEN_REQUESTS_MAX {
-                    return Err(AppError::conflict(format!("at most {OPEN_REQUESTS_MAX} open payout requests")));
+                    return Err(AppError::conflict(format!(
+                        "at most {OPEN_REQUESTS_MAX} open payout requests"
+                    )));
                 }
                 let p = Payout {
                     id: id.clone(),
@@ -142,7 +158,13 @@ pub enum Decision {
     MarkPaid,
 }
 
-pub async fn decide(ctx: &Ctx, actor: &str, payout_id: &str, decision: Decision, reason: Option<String>) -> AppResult<Payout> {
+pub async fn decide(
+    ctx: &Ctx,
+    actor: &str,
+    payout_id: &str,
+    decision: Decision,
+    reason: Option<String>,
+) -> AppResult<Payout> {
     let (actor, payout_id) = (actor.to_owned(), payout_id.to_owned());
     ctx.store
         .write(move |tx| {
@@ -199,7 +221,13 @@ pub async fn decide(ctx: &Ctx, actor: &str, payout_id: &str, decision: Decision,
                 p.reason = reason.clone();
             }
             store(tx, &p, Some(previous))?;
-            audit_tx(tx, &actor, &format!("payout.{}", next.as_str()), &p.id, json!({"streamerId": p.streamer_id, "amount": p.amount, "reason": reason}))?;
+            audit_tx(
+                tx,
+                &actor,
+                &format!("payout.{}", next.as_str()),
+                &p.id,
+                json!({"streamerId": p.streamer_id, "amount": p.amount, "reason": reason}),
+            )?;
             Ok(p)
         })
         .await
@@ -223,7 +251,11 @@ pub fn by_state(rtx: &ReadTransaction, state: PayoutState, limit: usize) -> AppR
 }
 
 pub fn of_streamer(rtx: &ReadTransaction, streamer_id: &str) -> AppResult<Vec<Payout>> {
-    let mut out = streamer_payouts(&rtx.open_table(PAYOUTS_BY_STREAMER)?, &rtx.open_table(PAYOUTS)?, streamer_id)?;
+    let mut out = streamer_payouts(
+        &rtx.open_table(PAYOUTS_BY_STREAMER)?,
+        &rtx.open_table(PAYOUTS)?,
+        streamer_id,
+    )?;
     out.reverse();
     Ok(out)
 }
