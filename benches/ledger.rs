@@ -34,12 +34,27 @@ struct Sizes {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let s = if full {
-        Sizes { grouped: 200_000, single: 3_000, http: 20_000, writers: 256, accounts: 10_000 }
+        Sizes {
+            grouped: 200_000,
+            single: 3_000,
+            http: 20_000,
+            writers: 256,
+            accounts: 10_000,
+        }
     } else {
-        Sizes { grouped: 500, single: 50, http: 50, writers: 8, accounts: 20 }
+        Sizes {
+            grouped: 500,
+            single: 50,
+            http: 50,
+            writers: 8,
+            accounts: 20,
+        }
     };
     duet::cli::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run(s));
 }
 
@@ -57,13 +72,22 @@ async fn transfer(store: &Store, i: usize, accounts: usize, run: &str) {
     let idem = Idempotency::new(Some(&format!("{run}-{i}")), "bench", &i).unwrap();
     let leg = leg(i, accounts);
     store
-        .write(move |tx| idem.run(tx, || balance::post(tx, std::slice::from_ref(&leg), Some(&idem.key)).map(|t| t[0].seq)))
+        .write(move |tx| {
+            idem.run(tx, || {
+                balance::post(tx, std::slice::from_ref(&leg), Some(&idem.key)).map(|t| t[0].seq)
+            })
+        })
         .await
         .unwrap();
 }
 
 async fn run(s: Sizes) {
-    println!("duet ledger benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "duet ledger benchmark ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(
         &dir.path().join("ledger.redb"),
@@ -95,7 +119,10 @@ async fn run(s: Sizes) {
         w.await.unwrap();
     }
     let grouped = s.grouped as f64 / started.elapsed().as_secs_f64();
-    println!("ledger, group commit ({} writers)      {:>9.0} durable transfers/s", s.writers, grouped);
+    println!(
+        "ledger, group commit ({} writers)      {:>9.0} durable transfers/s",
+        s.writers, grouped
+    );
 
     // 2. One commit per transfer.
     let started = Instant::now();
@@ -103,8 +130,14 @@ async fn run(s: Sizes) {
         transfer(&store, i, s.accounts, "single").await;
     }
     let single = s.single as f64 / started.elapsed().as_secs_f64();
-    println!("ledger, one commit per transfer        {:>9.0} durable transfers/s", single);
-    println!("group commit / one commit per transfer {:>9.1}x", grouped / single);
+    println!(
+        "ledger, one commit per transfer        {:>9.0} durable transfers/s",
+        single
+    );
+    println!(
+        "group commit / one commit per transfer {:>9.1}x",
+        grouped / single
+    );
 
     let report = store
         .read_blocking(|rtx| balance::verify::verify(rtx, |_, _| {}))
@@ -117,13 +150,25 @@ async fn run(s: Sizes) {
 
     // 3. Through the HTTP API.
     let http_rate = http(&s).await;
-    println!("HTTP POST .../adjust ({} clients)       {:>9.0} transfers/s  ({:.2} of the ledger's)", s.writers.min(64), http_rate, http_rate / grouped);
+    println!(
+        "HTTP POST .../adjust ({} clients)       {:>9.0} transfers/s  ({:.2} of the ledger's)",
+        s.writers.min(64),
+        http_rate,
+        http_rate / grouped
+    );
 
     // 4. PostgreSQL, the classic way, at the same concurrency.
     match postgres(&s).await {
         Ok(pg) => {
-            println!("PostgreSQL, one transaction each ({} conns) {:>9.0} transfers/s", s.writers.min(64), pg);
-            println!("Duet ledger / PostgreSQL               {:>9.1}x", grouped / pg);
+            println!(
+                "PostgreSQL, one transaction each ({} conns) {:>9.0} transfers/s",
+                s.writers.min(64),
+                pg
+            );
+            println!(
+                "Duet ledger / PostgreSQL               {:>9.1}x",
+                grouped / pg
+            );
         }
         Err(e) => println!("PostgreSQL not reachable ({e}); comparison skipped"),
     }
@@ -135,11 +180,18 @@ async fn http(s: &Sizes) -> f64 {
     config.server.listen = "127.0.0.1:0".into();
     config.server.data_dir = dir.path().to_path_buf();
     config.log.level = "warn".into();
-    let app = App::start(config, Arc::new(SystemClock) as SharedClock).await.unwrap();
+    let app = App::start(config, Arc::new(SystemClock) as SharedClock)
+        .await
+        .unwrap();
     let store = app.ctx.store.clone();
     let email = "bench-admin@example.com";
     tokio::task::spawn_blocking(move || {
-        duet::domains::user::bootstrap_account(&store, email, "bench-password", duet::core::auth::Role::Admin)
+        duet::domains::user::bootstrap_account(
+            &store,
+            email,
+            "bench-password",
+            duet::core::auth::Role::Admin,
+        )
     })
     .await
     .unwrap()
@@ -162,7 +214,13 @@ async fn http(s: &Sizes) -> f64 {
     let started = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let (http, base, token, user, next) = (http.clone(), base.clone(), token.clone(), user.clone(), next.clone());
+            let (http, base, token, user, next) = (
+                http.clone(),
+                base.clone(),
+                token.clone(),
+                user.clone(),
+                next.clone(),
+            );
             let n = s.http;
             tokio::spawn(async move {
                 loop {
@@ -194,9 +252,12 @@ async fn http(s: &Sizes) -> f64 {
 async fn postgres(s: &Sizes) -> Result<f64, String> {
     let conns = s.writers.min(64);
     let connect = || async {
-        let (client, conn) = tokio_postgres::connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3", tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (client, conn) = tokio_postgres::connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         Ok::<_, String>(client)
     };
@@ -260,6 +321,9 @@ async fn postgres(s: &Sizes) -> Result<f64, String> {
         w.await.map_err(|e| e.to_string())?;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    setup.batch_execute("DROP TABLE duet_bench_journal; DROP TABLE duet_bench_balance;").await.map_err(|e| e.to_string())?;
+    setup
+        .batch_execute("DROP TABLE duet_bench_journal; DROP TABLE duet_bench_balance;")
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(rate)
 }

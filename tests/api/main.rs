@@ -3,7 +3,9 @@
 
 mod access;
 mod auth;
+mod coins;
 mod events;
+mod ledger;
 mod ops;
 mod profile;
 mod settings;

@@ -100,6 +100,13 @@ impl TestApp {
         self.app = Some(app);
     }
 
+    /// Stops the server and waits until its data directory is free for offline tools.
+    pub async fn stop_for_offline(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
