@@ -34,6 +34,11 @@ pub struct Ctx {
     pub store: Store,
     pub tokens: TokenIssuer,
     pub external: Option<ExternalVerifier>,
+    pub apple: Option<crate::providers::apple::AppleVerifier>,
+    pub google: Option<crate::providers::google::GooglePlay>,
+    pub pubsub: Option<crate::providers::google::PubSubVerifier>,
+    /// The Play package notifications must name.
+    pub google_package: Option<String>,
     pub metrics: Arc<Metrics>,
     pub presence: Arc<Presence>,
     pub sign_in: domains::user::SignInGuard,
@@ -98,6 +103,21 @@ impl App {
         } else {
             None
         };
+        let apple = if config.payments.apple.enabled {
+            Some(crate::providers::apple::AppleVerifier::new(&config.payments.apple)?)
+        } else {
+            None
+        };
+        let (google, pubsub, google_package) = if config.payments.google.enabled {
+            let g = &config.payments.google;
+            (
+                Some(crate::providers::google::GooglePlay::new(g)?),
+                Some(crate::providers::google::PubSubVerifier::new(g, clock.now_ms()).await?),
+                Some(g.package_name.clone()),
+            )
+        } else {
+            (None, None, None)
+        };
         let presence = Presence::start(
             store.clone(),
             config.presence.offline_grace_secs,
@@ -110,6 +130,10 @@ impl App {
             store,
             tokens,
             external,
+            apple,
+            google,
+            pubsub,
+            google_package,
             metrics,
             presence,
             sign_in: domains::user::SignInGuard::new(

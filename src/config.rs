@@ -21,6 +21,76 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub events: EventsConfig,
     pub payouts: PayoutsConfig,
+    pub payments: PaymentsConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    pub apple: AppleConfig,
+    pub google: GoogleConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppleConfig {
+    /// Accept App Store purchases and server notifications.
+    pub enabled: bool,
+    /// The app's bundle id; transactions of other apps are refused.
+    pub bundle_id: String,
+    /// `Production` or `Sandbox`.
+    pub environment: String,
+    /// Apple Root CA - G3 (PEM or DER); every chain must end at it.
+    pub root_certificate_file: String,
+}
+
+impl Default for AppleConfig {
+    fn default() -> Self {
+        AppleConfig {
+            enabled: false,
+            bundle_id: String::new(),
+            environment: "Production".into(),
+            root_certificate_file: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoogleConfig {
+    /// Accept Google Play purchases and Real-time Developer Notifications.
+    pub enabled: bool,
+    /// The app's package name.
+    pub package_name: String,
+    /// The service account's JSON key (client_email, private_key).
+    pub service_account_file: String,
+    /// OAuth token endpoint (also the JWT audience).
+    pub token_url: String,
+    /// Google Play Developer API base URL.
+    pub api_base_url: String,
+    /// The audience configured on the Pub/Sub push subscription.
+    pub pubsub_audience: String,
+    /// The service account the push subscription authenticates as.
+    pub pubsub_service_account: String,
+    /// Google's OIDC keys, as a file or a URL (exactly one).
+    pub pubsub_jwks_file: String,
+    pub pubsub_jwks_url: String,
+}
+
+impl Default for GoogleConfig {
+    fn default() -> Self {
+        GoogleConfig {
+            enabled: false,
+            package_name: String::new(),
+            service_account_file: String::new(),
+            token_url: "https://oauth2.googleapis.com/token".into(),
+            api_base_url: "https://androidpublisher.googleapis.com".into(),
+            pubsub_audience: String::new(),
+            pubsub_service_account: String::new(),
+            pubsub_jwks_file: String::new(),
+            pubsub_jwks_url: "https://www.googleapis.com/oauth2/v3/certs".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -323,6 +393,24 @@ impl Config {
         }
         if w.heartbeat_timeout_secs == 0 || w.auth_deadline_secs == 0 {
             return Err(bad("ws", "deadlines must be positive"));
+        }
+        let a = &self.payments.apple;
+        if a.enabled {
+            if a.bundle_id.is_empty() || a.root_certificate_file.is_empty() {
+                return Err(bad("payments.apple", "bundle_id and root_certificate_file are required when enabled"));
+            }
+            if !matches!(a.environment.as_str(), "Production" | "Sandbox") {
+                return Err(bad("payments.apple.environment", "must be Production or Sandbox"));
+            }
+        }
+        let g = &self.payments.google;
+        if g.enabled {
+            if g.package_name.is_empty() || g.service_account_file.is_empty() {
+                return Err(bad("payments.google", "package_name and service_account_file are required when enabled"));
+            }
+            if g.pubsub_audience.is_empty() || g.pubsub_service_account.is_empty() {
+                return Err(bad("payments.google", "pubsub_audience and pubsub_service_account are required when enabled"));
+            }
         }
         if self.payouts.minimum_coins <= 0 {
             return Err(bad("payouts.minimum_coins", "must be positive"));

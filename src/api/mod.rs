@@ -58,6 +58,8 @@ pub enum ApiTags {
     Gifts,
     /// Streamer payouts.
     Payouts,
+    /// Coin packs, payment intents, store purchases and store webhooks.
+    Payments,
     /// Admin and moderator tools.
     Admin,
 }
@@ -72,6 +74,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::settings::api::SettingsApi,
             domains::balance::api::BalanceApi,
             domains::gift::api::GiftApi,
+            domains::payment::api::PaymentApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,

@@ -5,6 +5,7 @@ pub mod balance;
 pub mod event_log;
 pub mod gift;
 pub mod mission_control;
+pub mod payment;
 pub mod profile;
 pub mod settings;
 pub mod user;
@@ -16,6 +17,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     user::tables::TABLES,
     balance::tables::TABLES,
     gift::tables::TABLES,
+    payment::tables::TABLES,
     profile::tables::TABLES,
     settings::tables::TABLES,
     mission_control::tables::TABLES,

@@ -1,0 +1,429 @@
+//! The payment domain: coin packs (products), payment intents, and crediting store purchases
+//! exactly once — App Store transactions verified from their signed JWS, Google Play purchases
+//! verified with the Developer API — with refunds and revocations taking the coins back.
+//!
+//! A refund of coins already spent leaves the wallet below zero: the one exception to the
+//! non-negative rule (the ledger allows it only for `refund` transfers and flags the wallet);
+//! the next purchase lands on the negative balance and so settles the debt first.
+
+pub mod api;
+pub mod tables;
+
+use std::collections::BTreeMap;
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, dec, get, put};
+use crate::domains::balance::{self, model::*};
+use crate::domains::mission_control::audit_tx;
+use crate::domains::user::model::Platform;
+use tables::*;
+
+pub const PRODUCTS_MAX: usize = 200;
+pub const NAME_CHARS_MAX: usize = 60;
+pub const STORE_ID_CHARS_MAX: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    /// platform → the store's product id.
+    pub store_product_ids: BTreeMap<String, String>,
+    pub coins: i64,
+    pub bonus_coins: i64,
+    /// Price in minor units of `currency` (cents), for display and analytics.
+    pub price_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+    pub active: bool,
+    pub sort: i32,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum IntentState {
+    Created,
+    Verifying,
+    Completed,
+    Failed,
+    Refunded,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub id: String,
+    pub user_id: String,
+    pub product_id: String,
+    pub platform: Platform,
+    pub state: IntentState,
+    pub coins: i64,
+    pub bonus_coins: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    #[serde(default)]
+    pub store_key: Option<String>,
+    #[serde(default)]
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorePurchase {
+    pub key: String,
+    pub intent_id: String,
+    pub user_id: String,
+    pub product_id: String,
+    pub coins: i64,
+    pub bonus_coins: i64,
+    pub credited_at_ms: i64,
+    #[serde(default)]
+    pub refunded_at_ms: Option<i64>,
+}
+
+/// A product's editable fields.
+#[derive(Debug, Clone)]
+pub struct ProductInput {
+    pub name: String,
+    pub store_product_ids: BTreeMap<String, String>,
+    pub coins: i64,
+    pub bonus_coins: i64,
+    pub price_minor: i64,
+    pub currency: String,
+    pub active: bool,
+    pub sort: i32,
+}
+
+impl ProductInput {
+    pub fn validate(self) -> AppResult<ProductInput> {
+        let name = self.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
+            return Err(AppError::validation(format!("name must be 1–{NAME_CHARS_MAX} characters")));
+        }
+        if self.coins <= 0 || self.coins > balance::AMOUNT_MAX || self.bonus_coins < 0 || self.bonus_coins > balance::AMOUNT_MAX {
+            return Err(AppError::validation("coins must be positive and bonusCoins not negative"));
+        }
+        if self.price_minor < 0 {
+            return Err(AppError::validation("priceMinor must not be negative"));
+        }
+        let currency = self.currency.trim().to_ascii_uppercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(AppError::validation("currency must be an ISO 4217 code like USD"));
+        }
+        for (platform, id) in &self.store_product_ids {
+            Platform::parse(platform)?;
+            if id.is_empty() || id.len() > STORE_ID_CHARS_MAX || !id.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(AppError::validation("store product ids are 1–200 printable characters"));
+            }
+        }
+        Ok(ProductInput { name, currency, ..self })
+    }
+}
+
+pub async fn products(ctx: &Ctx, platform: Option<Platform>, include_inactive: bool) -> AppResult<Vec<Product>> {
+    ctx.store
+        .read(move |rtx| {
+            let mut out: Vec<Product> = Vec::new();
+            for row in rtx.open_table(PRODUCTS)?.iter()? {
+                let p: Product = dec(row?.1.value())?;
+                let offered = platform.is_none_or(|pl| p.store_product_ids.contains_key(pl.as_str()));
+                if (include_inactive || p.active) && offered {
+                    out.push(p);
+                }
+            }
+            out.sort_by(|a, b| (a.sort, a.price_minor).cmp(&(b.sort, b.price_minor)));
+            Ok(out)
+        })
+        .await
+}
+
+pub async fn save_product(ctx: &Ctx, actor: &str, id: Option<String>, input: ProductInput) -> AppResult<Product> {
+    let input = input.validate()?;
+    let actor = actor.to_owned();
+    let fresh = new_id();
+    ctx.store
+        .write(move |tx| {
+            let id = match &id {
+                Some(id) => {
+                    get::<&str, Product>(&tx.read(PRODUCTS)?, id.as_str())?
+                        .ok_or_else(|| AppError::not_found(format!("no product {id}")))?;
+                    id.clone()
+                }
+                None => {
+                    if redb::ReadableTableMetadata::len(&tx.read(PRODUCTS)?)? as usize >= PRODUCTS_MAX {
+                        return Err(AppError::validation(format!("at most {PRODUCTS_MAX} products")));
+                    }
+                    fresh.clone()
+                }
+            };
+            let p = Product {
+                id: id.clone(),
+                name: input.name.clone(),
+                store_product_ids: input.store_product_ids.clone(),
+                coins: input.coins,
+                bonus_coins: input.bonus_coins,
+                price_minor: input.price_minor,
+                currency: input.currency.clone(),
+                active: input.active,
+                sort: input.sort,
+                updated_at_ms: tx.now_ms(),
+            };
+            put(&mut tx.table(PRODUCTS)?, id.as_str(), &p)?;
+            audit_tx(tx, &actor, "product.save", &id, json!({"name": p.name, "coins": p.coins, "bonusCoins": p.bonus_coins, "active": p.active}))?;
+            Ok(p)
+        })
+        .await
+}
+
+pub async fn delete_product(ctx: &Ctx, actor: &str, id: String) -> AppResult<()> {
+    let actor = actor.to_owned();
+    ctx.store
+        .write(move |tx| {
+            get::<&str, Product>(&tx.read(PRODUCTS)?, id.as_str())?.ok_or_else(|| AppError::not_found(format!("no product {id}")))?;
+            tx.table(PRODUCTS)?.remove(id.as_str())?;
+            audit_tx(tx, &actor, "product.delete", &id, json!({}))
+        })
+        .await
+}
+
+pub async fn create_intent(ctx: &Ctx, user_id: &str, product_id: &str, platform: Platform) -> AppResult<Intent> {
+    let (user_id, product_id) = (user_id.to_owned(), product_id.to_owned());
+    let id = new_id();
+    ctx.store
+        .write(move |tx| {
+            let p: Product = get(&tx.read(PRODUCTS)?, product_id.as_str())?
+                .filter(|p: &Product| p.active)
+                .ok_or_else(|| AppError::not_found(format!("no active product {product_id}")))?;
+            if !p.store_product_ids.contains_key(platform.as_str()) {
+                return Err(AppError::validation(format!("{} is not sold on {}", p.name, platform.as_str())));
+            }
+            let now = tx.now_ms();
+            let intent = Intent {
+                id: id.clone(),
+                user_id: user_id.clone(),
+                product_id: p.id,
+                platform,
+                state: IntentState::Created,
+                coins: p.coins,
+                bonus_coins: p.bonus_coins,
+                created_at_ms: now,
+                updated_at_ms: now,
+                store_key: None,
+                failure: None,
+            };
+            put(&mut tx.table(INTENTS)?, intent.id.as_str(), &intent)?;
+            Ok(intent)
+        })
+        .await
+}
+
+/// The caller's intent with the store product id it must be paid with.
+pub async fn intent_for(ctx: &Ctx, user_id: &str, intent_id: &str) -> AppResult<(Intent, String)> {
+    let (user_id, intent_id) = (user_id.to_owned(), intent_id.to_owned());
+    ctx.store
+        .read(move |rtx| {
+            let intent: Intent = get(&rtx.open_table(INTENTS)?, intent_id.as_str())?
+                .filter(|i: &Intent| i.user_id == user_id)
+                .ok_or_else(|| AppError::not_found("no such payment intent"))?;
+            let product: Product = get(&rtx.open_table(PRODUCTS)?, intent.product_id.as_str())?
+                .ok_or_else(|| AppError::not_found("the intent's product no longer exists"))?;
+            let store_id = product
+                .store_product_ids
+                .get(intent.platform.as_str())
+                .cloned()
+                .ok_or_else(|| AppError::validation("the product is no longer sold on this platform"))?;
+            Ok((intent, store_id))
+        })
+        .await
+}
+
+/// Moves an intent to `verifying` before a store is asked (so a crash mid-call is visible).
+pub async fn mark_verifying(ctx: &Ctx, intent_id: &str) -> AppResult<()> {
+    let intent_id = intent_id.to_owned();
+    ctx.store
+        .write(move |tx| {
+            let mut i: Intent = get(&tx.read(INTENTS)?, intent_id.as_str())?.ok_or_else(|| AppError::not_found("no such intent"))?;
+            if matches!(i.state, IntentState::Created | IntentState::Failed) {
+                i.state = IntentState::Verifying;
+                i.updated_at_ms = tx.now_ms();
+                put(&mut tx.table(INTENTS)?, i.id.as_str(), &i)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub async fn fail(ctx: &Ctx, intent_id: &str, reason: &str) -> AppResult<()> {
+    let (intent_id, reason) = (intent_id.to_owned(), reason.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let mut i: Intent = get(&tx.read(INTENTS)?, intent_id.as_str())?.ok_or_else(|| AppError::not_found("no such intent"))?;
+            if matches!(i.state, IntentState::Created | IntentState::Verifying | IntentState::Failed) {
+                i.state = IntentState::Failed;
+                i.failure = Some(reason.clone());
+                i.updated_at_ms = tx.now_ms();
+                put(&mut tx.table(INTENTS)?, i.id.as_str(), &i)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Credits a verified store purchase to the intent's user, once per store transaction.
+/// `store_key` is `apple:<transactionId>` or `google:<orderId>`.
+pub async fn complete(ctx: &Ctx, intent_id: &str, store_key: &str, details: serde_json::Value) -> AppResult<Intent> {
+    let (intent_id, store_key) = (intent_id.to_owned(), store_key.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let mut intent: Intent =
+                get(&tx.read(INTENTS)?, intent_id.as_str())?.ok_or_else(|| AppError::not_found("no such intent"))?;
+            if let Some(done) = get::<&str, StorePurchase>(&tx.read(STORE_PURCHASES)?, store_key.as_str())? {
+                // Already credited: the same request again is answered as before.
+                if done.intent_id == intent.id {
+                    return Ok(intent);
+                }
+                return Err(AppError::conflict("this store purchase was already credited to another payment"));
+            }
+            if intent.state == IntentState::Completed || intent.state == IntentState::Refunded {
+                return Err(AppError::conflict("this payment intent is already completed with another purchase"));
+            }
+            credit(tx, &mut intent, &store_key, details.clone())?;
+            Ok(intent)
+        })
+        .await
+}
+
+fn credit(tx: &Tx, intent: &mut Intent, store_key: &str, details: serde_json::Value) -> AppResult<()> {
+    let wallet = Account::wallet(&intent.user_id);
+    let reference = format!("payment:{}", intent.id);
+    let mut legs = vec![Leg {
+        debit: Account::system(SystemAccount::StorePurchases),
+        credit: wallet.clone(),
+        amount: intent.coins,
+        kind: TransferKind::Purchase,
+        reference: reference.clone(),
+    }];
+    if intent.bonus_coins > 0 {
+        legs.push(Leg {
+            debit: Account::system(SystemAccount::Bonuses),
+            credit: wallet,
+            amount: intent.bonus_coins,
+            kind: TransferKind::PurchaseBonus,
+            reference,
+        });
+    }
+    balance::post(tx, &legs, Some(store_key))?;
+    let now = tx.now_ms();
+    intent.state = IntentState::Completed;
+    intent.store_key = Some(store_key.to_owned());
+    intent.failure = None;
+    intent.updated_at_ms = now;
+    put(&mut tx.table(INTENTS)?, intent.id.as_str(), intent)?;
+    let purchase = StorePurchase {
+        key: store_key.to_owned(),
+        intent_id: intent.id.clone(),
+        user_id: intent.user_id.clone(),
+        product_id: intent.product_id.clone(),
+        coins: intent.coins,
+        bonus_coins: intent.bonus_coins,
+        credited_at_ms: now,
+        refunded_at_ms: None,
+    };
+    put(&mut tx.table(STORE_PURCHASES)?, store_key, &purchase)?;
+    tx.emit(
+        NewEvent::about(
+            "purchase_completed",
+            &intent.user_id,
+            json!({
+                "intentId": intent.id,
+                "userId": intent.user_id,
+                "productId": intent.product_id,
+                "platform": intent.platform.as_str(),
+                "coins": intent.coins,
+                "bonusCoins": intent.bonus_coins,
+                "store": details,
+            }),
+        )
+        .to("account", Audience::Users(vec![intent.user_id.clone()])),
+    )?;
+    Ok(())
+}
+
+/// Takes back the coins of a refunded or revoked store purchase; false when the purchase is
+/// unknown or already refunded (webhooks are acknowledged either way).
+pub fn refund_tx(tx: &Tx, store_key: &str, reason: &str) -> AppResult<bool> {
+    let Some(mut p) = get::<&str, StorePurchase>(&tx.read(STORE_PURCHASES)?, store_key)? else { return Ok(false) };
+    if p.refunded_at_ms.is_some() {
+        return Ok(false);
+    }
+    let total = p.coins + p.bonus_coins;
+    balance::post(
+        tx,
+        &[Leg {
+            debit: Account::wallet(&p.user_id),
+            credit: Account::system(SystemAccount::Refunds),
+            amount: total,
+            kind: TransferKind::Refund,
+            reference: format!("payment:{}:{reason}", p.intent_id),
+        }],
+        Some(&format!("refund:{store_key}")),
+    )?;
+    let now = tx.now_ms();
+    p.refunded_at_ms = Some(now);
+    put(&mut tx.table(STORE_PURCHASES)?, store_key, &p)?;
+    if let Some(mut i) = get::<&str, Intent>(&tx.read(INTENTS)?, p.intent_id.as_str())? {
+        i.state = IntentState::Refunded;
+        i.updated_at_ms = now;
+        put(&mut tx.table(INTENTS)?, i.id.as_str(), &i)?;
+    }
+    tx.emit(
+        NewEvent::about(
+            "purchase_refunded",
+            &p.user_id,
+            json!({"intentId": p.intent_id, "userId": p.user_id, "productId": p.product_id, "coins": total, "reason": reason}),
+        )
+        .to("account", Audience::Users(vec![p.user_id.clone()])),
+    )?;
+    Ok(true)
+}
+
+/// Records a webhook message id; false when it was seen before.
+pub fn first_delivery(tx: &Tx, key: &str) -> AppResult<bool> {
+    if tx.read(WEBHOOK_MESSAGES)?.get(key)?.is_some() {
+        return Ok(false);
+    }
+    tx.table(WEBHOOK_MESSAGES)?.insert(key, tx.now_ms())?;
+    Ok(true)
+}
+
+/// Applies a store notification once: dedupes by message key, refunds when asked.
+pub async fn handle_notification(ctx: &Ctx, message_key: &str, refund_of: Option<(String, String)>) -> AppResult<bool> {
+    let message_key = message_key.to_owned();
+    ctx.store
+        .write(move |tx| {
+            if !first_delivery(tx, &message_key)? {
+                return Ok(false);
+            }
+            match &refund_of {
+                Some((store_key, reason)) => refund_tx(tx, store_key, reason),
+                None => Ok(false),
+            }
+        })
+        .await
+}
+
+/// `invalid_receipt` with a reason, recorded on the intent.
+pub async fn refuse(ctx: &Ctx, intent_id: &str, e: AppError) -> AppError {
+    if e.code == Code::InvalidReceipt
+        && let Err(f) = fail(ctx, intent_id, &e.detail).await
+    {
+        return f;
+    }
+    e
+}

@@ -1,0 +1,13 @@
+//! The payment domain's tables.
+
+crate::tables! {
+    /// product id → Product.
+    PRODUCTS: &str => &[u8] = "payment_product";
+    /// intent id → Intent.
+    INTENTS: &str => &[u8] = "payment_intent";
+    /// `apple:<transactionId>` | `google:<orderId>` → StorePurchase: each store purchase is
+    /// credited once.
+    STORE_PURCHASES: &str => &[u8] = "payment_store_purchase";
+    /// `apple:<notificationUUID>` | `google:<messageId>` → received at (ms): webhook dedupe.
+    WEBHOOK_MESSAGES: &str => i64 = "payment_webhook_message";
+}

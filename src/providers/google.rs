@@ -1,0 +1,211 @@
+//! Google Play: the Developer API adapter (service-account JWT exchanged for an OAuth access
+//! token, then `purchases.products.get` and `:consume`) and the verification of Real-time
+//! Developer Notifications pushed by Pub/Sub (an RS256 OIDC token signed by Google).
+//! Base URLs are configurable so tests run against a local fake that speaks Google's format.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use super::jwks::JwksCache;
+use crate::config::GoogleConfig;
+use crate::core::error::{AppError, AppResult, Code};
+
+const SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
+/// A cached access token is renewed this long before it expires.
+const TOKEN_MARGIN_MS: i64 = 60_000;
+
+fn failed(why: impl std::fmt::Display) -> AppError {
+    AppError::new(Code::ProviderFailed, format!("Google Play: {why}"))
+}
+
+#[derive(Deserialize)]
+struct ServiceAccount {
+    client_email: String,
+    private_key: String,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default = "default_expiry")]
+    expires_in: i64,
+}
+
+fn default_expiry() -> i64 {
+    3600
+}
+
+/// `purchases.products` resource, the fields Duet uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductPurchase {
+    /// 0 purchased, 1 canceled, 2 pending.
+    #[serde(default)]
+    pub purchase_state: i32,
+    /// 0 yet to be consumed, 1 consumed.
+    #[serde(default)]
+    pub consumption_state: i32,
+    #[serde(default)]
+    pub order_id: String,
+}
+
+pub struct GooglePlay {
+    package_name: String,
+    token_url: String,
+    api_base: String,
+    client_email: String,
+    key: EncodingKey,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, i64)>>,
+}
+
+impl GooglePlay {
+    pub fn new(cfg: &GoogleConfig) -> anyhow::Result<GooglePlay> {
+        let raw = std::fs::read(&cfg.service_account_file)
+            .map_err(|e| anyhow::anyhow!("payments.google.service_account_file: {e}"))?;
+        let sa: ServiceAccount = serde_json::from_slice(&raw)
+            .map_err(|e| anyhow::anyhow!("payments.google.service_account_file: {e}"))?;
+        let key = EncodingKey::from_rsa_pem(sa.private_key.as_bytes())
+            .map_err(|e| anyhow::anyhow!("payments.google.service_account_file: private_key: {e}"))?;
+        Ok(GooglePlay {
+            package_name: cfg.package_name.clone(),
+            token_url: cfg.token_url.clone(),
+            api_base: cfg.api_base_url.trim_end_matches('/').to_owned(),
+            client_email: sa.client_email,
+            key,
+            http: super::http_client(),
+            token: Mutex::new(None),
+        })
+    }
+
+    async fn access_token(&self, now_ms: i64) -> AppResult<String> {
+        let mut cached = self.token.lock().await;
+        if let Some((t, expires)) = cached.as_ref()
+            && *expires - TOKEN_MARGIN_MS > now_ms
+        {
+            return Ok(t.clone());
+        }
+        let iat = now_ms / 1000;
+        let assertion = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &json!({"iss": self.client_email, "scope": SCOPE, "aud": self.token_url, "iat": iat, "exp": iat + 3600}),
+            &self.key,
+        )
+        .map_err(AppError::internal)?;
+        let resp = self
+            .http
+            .post(&self.token_url)
+            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
+            .send()
+            .await
+            .map_err(|e| failed(format!("token exchange: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(failed(format!("token exchange: HTTP {}", resp.status())));
+        }
+        let t: TokenResponse = resp.json().await.map_err(|e| failed(format!("token exchange: {e}")))?;
+        *cached = Some((t.access_token.clone(), now_ms + t.expires_in * 1000));
+        Ok(t.access_token)
+    }
+
+    fn url(&self, product_id: &str, purchase_token: &str, suffix: &str) -> AppResult<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&self.api_base).map_err(|e| failed(format!("api base URL: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|_| failed("api base URL cannot take a path"))?
+            .extend([
+                "androidpublisher",
+                "v3",
+                "applications",
+                &self.package_name,
+                "purchases",
+                "products",
+                product_id,
+                "tokens",
+                &format!("{purchase_token}{suffix}"),
+            ]);
+        Ok(url)
+    }
+
+    /// `purchases.products.get`. A token Google does not know is `invalid_receipt`.
+    pub async fn get_product(&self, product_id: &str, purchase_token: &str, now_ms: i64) -> AppResult<ProductPurchase> {
+        let token = self.access_token(now_ms).await?;
+        let resp = self
+            .http
+            .get(self.url(product_id, purchase_token, "")?)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| failed(format!("purchases.products.get: {e}")))?;
+        match resp.status().as_u16() {
+            200 => resp.json().await.map_err(|e| failed(format!("purchases.products.get: {e}"))),
+            400 | 404 | 410 => Err(AppError::new(Code::InvalidReceipt, "Google Play does not know this purchase")),
+            s => Err(failed(format!("purchases.products.get: HTTP {s}"))),
+        }
+    }
+
+    /// `purchases.products.consume` (coin packs are consumables; consuming acknowledges too).
+    pub async fn consume(&self, product_id: &str, purchase_token: &str, now_ms: i64) -> AppResult<()> {
+        let token = self.access_token(now_ms).await?;
+        let resp = self
+            .http
+            .post(self.url(product_id, purchase_token, ":consume")?)
+            .bearer_auth(token)
+            .header("content-length", "0")
+            .send()
+            .await
+            .map_err(|e| failed(format!("purchases.products.consume: {e}")))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(failed(format!("purchases.products.consume: HTTP {}", resp.status())))
+        }
+    }
+}
+
+/// Checks the OIDC token Pub/Sub sends with each push.
+pub struct PubSubVerifier {
+    keys: JwksCache,
+    audience: String,
+    service_account: String,
+}
+
+#[derive(Deserialize)]
+struct PushClaims {
+    exp: i64,
+    email: String,
+    #[serde(default)]
+    email_verified: bool,
+}
+
+impl PubSubVerifier {
+    pub async fn new(cfg: &GoogleConfig, now_ms: i64) -> anyhow::Result<PubSubVerifier> {
+        let keys = JwksCache::new(&cfg.pubsub_jwks_file, &cfg.pubsub_jwks_url, 3600, now_ms)
+            .await
+            .map_err(|e| anyhow::anyhow!("payments.google.pubsub_jwks: {}", e.detail))?;
+        Ok(PubSubVerifier { keys, audience: cfg.pubsub_audience.clone(), service_account: cfg.pubsub_service_account.clone() })
+    }
+
+    pub async fn verify(&self, bearer: &str, now_ms: i64) -> AppResult<()> {
+        let bad = |why: &str| AppError::unauthorized(format!("the push token is not valid: {why}"));
+        let header = jsonwebtoken::decode_header(bearer).map_err(|_| bad("malformed"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(bad("alg must be RS256"));
+        }
+        let kid = header.kid.ok_or_else(|| bad("no kid"))?;
+        let key = self.keys.key(&kid, now_ms).await?.ok_or_else(|| bad("unknown kid"))?;
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_audience(&[&self.audience]);
+        v.set_issuer(&["accounts.google.com", "https://accounts.google.com"]);
+        v.validate_exp = false;
+        v.set_required_spec_claims(&["exp", "aud", "iss"]);
+        let claims = jsonwebtoken::decode::<PushClaims>(bearer, &key, &v).map_err(|e| bad(&e.to_string()))?.claims;
+        if claims.exp * 1000 <= now_ms {
+            return Err(bad("expired"));
+        }
+        if claims.email != self.service_account || !claims.email_verified {
+            return Err(bad("not the configured push service account"));
+        }
+        Ok(())
+    }
+}
