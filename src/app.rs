@@ -104,7 +104,9 @@ impl App {
             None
         };
         let apple = if config.payments.apple.enabled {
-            Some(crate::providers::apple::AppleVerifier::new(&config.payments.apple)?)
+            Some(crate::providers::apple::AppleVerifier::new(
+                &config.payments.apple,
+            )?)
         } else {
             None
         };

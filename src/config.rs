@@ -397,19 +397,31 @@ impl Config {
         let a = &self.payments.apple;
         if a.enabled {
             if a.bundle_id.is_empty() || a.root_certificate_file.is_empty() {
-                return Err(bad("payments.apple", "bundle_id and root_certificate_file are required when enabled"));
+                return Err(bad(
+                    "payments.apple",
+                    "bundle_id and root_certificate_file are required when enabled",
+                ));
             }
             if !matches!(a.environment.as_str(), "Production" | "Sandbox") {
-                return Err(bad("payments.apple.environment", "must be Production or Sandbox"));
+                return Err(bad(
+                    "payments.apple.environment",
+                    "must be Production or Sandbox",
+                ));
             }
         }
         let g = &self.payments.google;
         if g.enabled {
             if g.package_name.is_empty() || g.service_account_file.is_empty() {
-                return Err(bad("payments.google", "package_name and service_account_file are required when enabled"));
+                return Err(bad(
+                    "payments.google",
+                    "package_name and service_account_file are required when enabled",
+                ));
             }
             if g.pubsub_audience.is_empty() || g.pubsub_service_account.is_empty() {
-                return Err(bad("payments.google", "pubsub_audience and pubsub_service_account are required when enabled"));
+                return Err(bad(
+                    "payments.google",
+                    "pubsub_audience and pubsub_service_account are required when enabled",
+                ));
             }
         }
         if self.payouts.minimum_coins <= 0 {

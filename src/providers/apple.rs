@@ -21,7 +21,10 @@ const INTERMEDIATE_OID: &[u64] = &[1, 2, 840, 113635, 100, 6, 2, 1];
 pub const JWS_BYTES_MAX: usize = 64 * 1024;
 
 fn invalid(why: impl std::fmt::Display) -> AppError {
-    AppError::new(Code::InvalidReceipt, format!("the App Store data does not verify: {why}"))
+    AppError::new(
+        Code::InvalidReceipt,
+        format!("the App Store data does not verify: {why}"),
+    )
 }
 
 /// The fields of a signed transaction Duet uses.
@@ -46,6 +49,7 @@ struct NotificationPayload {
     notification_type: String,
     #[serde(default)]
     subtype: Option<String>,
+    #[serde(rename = "notificationUUID")]
     notification_uuid: String,
     data: NotificationData,
 }
@@ -89,16 +93,21 @@ impl AppleVerifier {
             Ok(p) => p.contents().to_vec(),
             Err(_) => raw,
         };
-        parse_x509_certificate(&root_der)
-            .map_err(|e| anyhow::anyhow!("payments.apple.root_certificate_file: not a certificate: {e}"))?;
-        Ok(AppleVerifier { root_der, bundle_id: cfg.bundle_id.clone(), environment: cfg.environment.clone() })
+        parse_x509_certificate(&root_der).map_err(|e| {
+            anyhow::anyhow!("payments.apple.root_certificate_file: not a certificate: {e}")
+        })?;
+        Ok(AppleVerifier {
+            root_der,
+            bundle_id: cfg.bundle_id.clone(),
+            environment: cfg.environment.clone(),
+        })
     }
 
     /// A verified signed transaction for this app and environment.
     pub fn transaction(&self, jws: &str, now_ms: i64) -> AppResult<AppleTransaction> {
         let payload = self.verify_jws(jws, now_ms)?;
-        let t: AppleTransaction =
-            serde_json::from_slice(&payload).map_err(|e| invalid(format!("the transaction is malformed: {e}")))?;
+        let t: AppleTransaction = serde_json::from_slice(&payload)
+            .map_err(|e| invalid(format!("the transaction is malformed: {e}")))?;
         self.check_app(&t.bundle_id, &t.environment)?;
         Ok(t)
     }
@@ -106,8 +115,8 @@ impl AppleVerifier {
     /// A verified notification; its transaction, if any, is verified too.
     pub fn notification(&self, jws: &str, now_ms: i64) -> AppResult<AppleNotification> {
         let payload = self.verify_jws(jws, now_ms)?;
-        let n: NotificationPayload =
-            serde_json::from_slice(&payload).map_err(|e| invalid(format!("the notification is malformed: {e}")))?;
+        let n: NotificationPayload = serde_json::from_slice(&payload)
+            .map_err(|e| invalid(format!("the notification is malformed: {e}")))?;
         self.check_app(&n.data.bundle_id, &n.data.environment)?;
         let transaction = match &n.data.signed_transaction_info {
             Some(t) => Some(self.transaction(t, now_ms)?),
@@ -126,7 +135,10 @@ impl AppleVerifier {
             return Err(invalid(format!("bundleId {bundle_id} is not this app's")));
         }
         if environment != self.environment {
-            return Err(invalid(format!("environment {environment} is not {}", self.environment)));
+            return Err(invalid(format!(
+                "environment {environment} is not {}",
+                self.environment
+            )));
         }
         Ok(())
     }
@@ -137,7 +149,9 @@ impl AppleVerifier {
             return Err(invalid("too large"));
         }
         let mut parts = jws.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(invalid("not a compact JWS"));
         };
         let header: JwsHeader = URL_SAFE_NO_PAD
@@ -149,7 +163,9 @@ impl AppleVerifier {
             return Err(invalid("alg must be ES256"));
         }
         if header.x5c.len() < 2 || header.x5c.len() > 3 {
-            return Err(invalid("x5c must hold the leaf, intermediate and root certificates"));
+            return Err(invalid(
+                "x5c must hold the leaf, intermediate and root certificates",
+            ));
         }
         let ders: Vec<Vec<u8>> = header
             .x5c
@@ -159,14 +175,20 @@ impl AppleVerifier {
         if let Some(root) = ders.get(2)
             && *root != self.root_der
         {
-            return Err(invalid("the chain does not end at the configured Apple root"));
+            return Err(invalid(
+                "the chain does not end at the configured Apple root",
+            ));
         }
         let leaf = parse(&ders[0])?;
         let intermediate = parse(&ders[1])?;
         let root = parse(&self.root_der)?;
 
         let at = ASN1Time::from_timestamp(now_ms / 1000).map_err(|_| invalid("bad time"))?;
-        for (name, cert) in [("leaf", &leaf), ("intermediate", &intermediate), ("root", &root)] {
+        for (name, cert) in [
+            ("leaf", &leaf),
+            ("intermediate", &intermediate),
+            ("root", &root),
+        ] {
             if !cert.validity().is_valid_at(at) {
                 return Err(invalid(format!("the {name} certificate is not valid now")));
             }
@@ -179,25 +201,38 @@ impl AppleVerifier {
         if !intermediate.is_ca() {
             return Err(invalid("the intermediate is not a CA"));
         }
-        has_extension(&leaf, LEAF_OID).then_some(()).ok_or_else(|| invalid("the leaf lacks Apple's policy OID"))?;
+        has_extension(&leaf, LEAF_OID)
+            .then_some(())
+            .ok_or_else(|| invalid("the leaf lacks Apple's policy OID"))?;
         has_extension(&intermediate, INTERMEDIATE_OID)
             .then_some(())
             .ok_or_else(|| invalid("the intermediate lacks Apple's policy OID"))?;
 
-        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&leaf.public_key().subject_public_key.data)
-            .map_err(|_| invalid("the leaf key is not P-256"))?;
-        let sig_bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| invalid("the signature is not base64url"))?;
-        let sig = p256::ecdsa::Signature::from_slice(&sig_bytes).map_err(|_| invalid("malformed signature"))?;
-        key.verify(format!("{h}.{p}").as_bytes(), &sig).map_err(|_| invalid("bad signature"))?;
-        URL_SAFE_NO_PAD.decode(p).map_err(|_| invalid("the payload is not base64url"))
+        let key =
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(&leaf.public_key().subject_public_key.data)
+                .map_err(|_| invalid("the leaf key is not P-256"))?;
+        let sig_bytes = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| invalid("the signature is not base64url"))?;
+        let sig = p256::ecdsa::Signature::from_slice(&sig_bytes)
+            .map_err(|_| invalid("malformed signature"))?;
+        key.verify(format!("{h}.{p}").as_bytes(), &sig)
+            .map_err(|_| invalid("bad signature"))?;
+        URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| invalid("the payload is not base64url"))
     }
 }
 
 fn parse(der: &[u8]) -> AppResult<X509Certificate<'_>> {
-    parse_x509_certificate(der).map(|(_, c)| c).map_err(|_| invalid("a certificate does not parse"))
+    parse_x509_certificate(der)
+        .map(|(_, c)| c)
+        .map_err(|_| invalid("a certificate does not parse"))
 }
 
 fn has_extension(cert: &X509Certificate<'_>, oid: &[u64]) -> bool {
-    let Ok(wanted) = x509_parser::der_parser::oid::Oid::from(oid) else { return false };
+    let Ok(wanted) = x509_parser::der_parser::oid::Oid::from(oid) else {
+        return false;
+    };
     cert.extensions().iter().any(|e| e.oid == wanted)
 }

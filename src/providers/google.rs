@@ -67,8 +67,9 @@ impl GooglePlay {
             .map_err(|e| anyhow::anyhow!("payments.google.service_account_file: {e}"))?;
         let sa: ServiceAccount = serde_json::from_slice(&raw)
             .map_err(|e| anyhow::anyhow!("payments.google.service_account_file: {e}"))?;
-        let key = EncodingKey::from_rsa_pem(sa.private_key.as_bytes())
-            .map_err(|e| anyhow::anyhow!("payments.google.service_account_file: private_key: {e}"))?;
+        let key = EncodingKey::from_rsa_pem(sa.private_key.as_bytes()).map_err(|e| {
+            anyhow::anyhow!("payments.google.service_account_file: private_key: {e}")
+        })?;
         Ok(GooglePlay {
             package_name: cfg.package_name.clone(),
             token_url: cfg.token_url.clone(),
@@ -97,20 +98,27 @@ impl GooglePlay {
         let resp = self
             .http
             .post(&self.token_url)
-            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", assertion.as_str()),
+            ])
             .send()
             .await
             .map_err(|e| failed(format!("token exchange: {e}")))?;
         if !resp.status().is_success() {
             return Err(failed(format!("token exchange: HTTP {}", resp.status())));
         }
-        let t: TokenResponse = resp.json().await.map_err(|e| failed(format!("token exchange: {e}")))?;
+        let t: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| failed(format!("token exchange: {e}")))?;
         *cached = Some((t.access_token.clone(), now_ms + t.expires_in * 1000));
         Ok(t.access_token)
     }
 
     fn url(&self, product_id: &str, purchase_token: &str, suffix: &str) -> AppResult<reqwest::Url> {
-        let mut url = reqwest::Url::parse(&self.api_base).map_err(|e| failed(format!("api base URL: {e}")))?;
+        let mut url = reqwest::Url::parse(&self.api_base)
+            .map_err(|e| failed(format!("api base URL: {e}")))?;
         url.path_segments_mut()
             .map_err(|_| failed("api base URL cannot take a path"))?
             .extend([
@@ -128,7 +136,12 @@ impl GooglePlay {
     }
 
     /// `purchases.products.get`. A token Google does not know is `invalid_receipt`.
-    pub async fn get_product(&self, product_id: &str, purchase_token: &str, now_ms: i64) -> AppResult<ProductPurchase> {
+    pub async fn get_product(
+        &self,
+        product_id: &str,
+        purchase_token: &str,
+        now_ms: i64,
+    ) -> AppResult<ProductPurchase> {
         let token = self.access_token(now_ms).await?;
         let resp = self
             .http
@@ -138,14 +151,25 @@ impl GooglePlay {
             .await
             .map_err(|e| failed(format!("purchases.products.get: {e}")))?;
         match resp.status().as_u16() {
-            200 => resp.json().await.map_err(|e| failed(format!("purchases.products.get: {e}"))),
-            400 | 404 | 410 => Err(AppError::new(Code::InvalidReceipt, "Google Play does not know this purchase")),
+            200 => resp
+                .json()
+                .await
+                .map_err(|e| failed(format!("purchases.products.get: {e}"))),
+            400 | 404 | 410 => Err(AppError::new(
+                Code::InvalidReceipt,
+                "Google Play does not know this purchase",
+            )),
             s => Err(failed(format!("purchases.products.get: HTTP {s}"))),
         }
     }
 
     /// `purchases.products.consume` (coin packs are consumables; consuming acknowledges too).
-    pub async fn consume(&self, product_id: &str, purchase_token: &str, now_ms: i64) -> AppResult<()> {
+    pub async fn consume(
+        &self,
+        product_id: &str,
+        purchase_token: &str,
+        now_ms: i64,
+    ) -> AppResult<()> {
         let token = self.access_token(now_ms).await?;
         let resp = self
             .http
@@ -158,7 +182,10 @@ impl GooglePlay {
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(failed(format!("purchases.products.consume: HTTP {}", resp.status())))
+            Err(failed(format!(
+                "purchases.products.consume: HTTP {}",
+                resp.status()
+            )))
         }
     }
 }
@@ -183,7 +210,11 @@ impl PubSubVerifier {
         let keys = JwksCache::new(&cfg.pubsub_jwks_file, &cfg.pubsub_jwks_url, 3600, now_ms)
             .await
             .map_err(|e| anyhow::anyhow!("payments.google.pubsub_jwks: {}", e.detail))?;
-        Ok(PubSubVerifier { keys, audience: cfg.pubsub_audience.clone(), service_account: cfg.pubsub_service_account.clone() })
+        Ok(PubSubVerifier {
+            keys,
+            audience: cfg.pubsub_audience.clone(),
+            service_account: cfg.pubsub_service_account.clone(),
+        })
     }
 
     pub async fn verify(&self, bearer: &str, now_ms: i64) -> AppResult<()> {
@@ -193,13 +224,19 @@ impl PubSubVerifier {
             return Err(bad("alg must be RS256"));
         }
         let kid = header.kid.ok_or_else(|| bad("no kid"))?;
-        let key = self.keys.key(&kid, now_ms).await?.ok_or_else(|| bad("unknown kid"))?;
+        let key = self
+            .keys
+            .key(&kid, now_ms)
+            .await?
+            .ok_or_else(|| bad("unknown kid"))?;
         let mut v = Validation::new(Algorithm::RS256);
         v.set_audience(&[&self.audience]);
         v.set_issuer(&["accounts.google.com", "https://accounts.google.com"]);
         v.validate_exp = false;
         v.set_required_spec_claims(&["exp", "aud", "iss"]);
-        let claims = jsonwebtoken::decode::<PushClaims>(bearer, &key, &v).map_err(|e| bad(&e.to_string()))?.claims;
+        let claims = jsonwebtoken::decode::<PushClaims>(bearer, &key, &v)
+            .map_err(|e| bad(&e.to_string()))?
+            .claims;
         if claims.exp * 1000 <= now_ms {
             return Err(bad("expired"));
         }

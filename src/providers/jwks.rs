@@ -34,15 +34,28 @@ pub struct JwksCache {
 
 impl JwksCache {
     /// Loads the keys once; a caller configured with a JWKS does not start without it.
-    pub async fn new(file: &str, url: &str, refresh_secs: u64, now_ms: i64) -> AppResult<JwksCache> {
-        let source = if file.is_empty() { Source::Url(url.to_owned()) } else { Source::File(file.into()) };
+    pub async fn new(
+        file: &str,
+        url: &str,
+        refresh_secs: u64,
+        now_ms: i64,
+    ) -> AppResult<JwksCache> {
+        let source = if file.is_empty() {
+            Source::Url(url.to_owned())
+        } else {
+            Source::File(file.into())
+        };
         let http = super::http_client();
         let set = fetch(&source, &http).await?;
         Ok(JwksCache {
             source,
             refresh_ms: refresh_secs as i64 * 1000,
             http,
-            keys: RwLock::new(Keys { set, fetched_at_ms: now_ms, attempted_at_ms: now_ms }),
+            keys: RwLock::new(Keys {
+                set,
+                fetched_at_ms: now_ms,
+                attempted_at_ms: now_ms,
+            }),
         })
     }
 
@@ -54,7 +67,9 @@ impl JwksCache {
             if let Some(jwk) = keys.set.find(kid)
                 && !stale
             {
-                return DecodingKey::from_jwk(jwk).map(Some).map_err(AppError::internal);
+                return DecodingKey::from_jwk(jwk)
+                    .map(Some)
+                    .map_err(AppError::internal);
             }
             if !stale && now_ms - keys.attempted_at_ms < REFETCH_MIN_MS {
                 return Ok(None);
@@ -77,7 +92,9 @@ impl JwksCache {
             }
         }
         match keys.set.find(kid) {
-            Some(jwk) => DecodingKey::from_jwk(jwk).map(Some).map_err(AppError::internal),
+            Some(jwk) => DecodingKey::from_jwk(jwk)
+                .map(Some)
+                .map_err(AppError::internal),
             None => Ok(None),
         }
     }
@@ -89,23 +106,24 @@ async fn fetch(source: &Source, http: &reqwest::Client) -> AppResult<JwkSet> {
             .await
             .map_err(|e| AppError::internal(format!("reading {}: {e}", path.display())))?,
         Source::Url(url) => {
-            let resp = http
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| AppError::new(Code::ProviderFailed, format!("fetching the JWKS: {e}")))?;
+            let resp = http.get(url).send().await.map_err(|e| {
+                AppError::new(Code::ProviderFailed, format!("fetching the JWKS: {e}"))
+            })?;
             if !resp.status().is_success() {
-                return Err(AppError::new(Code::ProviderFailed, format!("fetching the JWKS: HTTP {}", resp.status())));
+                return Err(AppError::new(
+                    Code::ProviderFailed,
+                    format!("fetching the JWKS: HTTP {}", resp.status()),
+                ));
             }
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| AppError::new(Code::ProviderFailed, format!("reading the JWKS: {e}")))?;
+            let body = resp.bytes().await.map_err(|e| {
+                AppError::new(Code::ProviderFailed, format!("reading the JWKS: {e}"))
+            })?;
             if body.len() > JWKS_BYTES_MAX {
                 return Err(AppError::new(Code::ProviderFailed, "the JWKS is too large"));
             }
             body.to_vec()
         }
     };
-    serde_json::from_slice(&bytes).map_err(|e| AppError::internal(format!("the JWKS is not valid: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::internal(format!("the JWKS is not valid: {e}")))
 }

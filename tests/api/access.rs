@@ -96,6 +96,42 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("admin_payout_approve", Who::Admin, Value::Null),
         ("admin_payout_reject", Who::Admin, json!({"reason": "r"})),
         ("admin_payout_paid", Who::Admin, Value::Null),
+        ("products_list", Who::Any, Value::Null),
+        ("admin_products_list", Who::Admin, Value::Null),
+        (
+            "admin_products_create",
+            Who::Admin,
+            json!({"name": "p", "storeProductIds": {}, "coins": 1, "priceMinor": 1, "currency": "USD"}),
+        ),
+        (
+            "admin_products_update",
+            Who::Admin,
+            json!({"name": "p", "storeProductIds": {}, "coins": 1, "priceMinor": 1, "currency": "USD"}),
+        ),
+        ("admin_products_delete", Who::Admin, Value::Null),
+        (
+            "payments_intent_create",
+            Who::Any,
+            json!({"productId": "p", "platform": "ios"}),
+        ),
+        ("payments_intent_get", Who::Any, Value::Null),
+        (
+            "payments_apple",
+            Who::Any,
+            json!({"intentId": "i", "signedTransaction": "x"}),
+        ),
+        (
+            "payments_google",
+            Who::Any,
+            json!({"intentId": "i", "productId": "p", "purchaseToken": "t"}),
+        ),
+        // Authenticated by the store's signature, not a Duet token.
+        ("webhooks_apple", Who::Public, json!({"signedPayload": "x"})),
+        (
+            "webhooks_google",
+            Who::Public,
+            json!({"message": {"data": "", "messageId": "m"}}),
+        ),
     ]
 }
 
@@ -126,11 +162,13 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{key}", "some_flag")
                 .replace("{gift_id}", "g-1")
                 .replace("{payout_id}", "p-1")
-                .replace("{account}", "system:payouts");
-            let query = if op["operationId"] == "settings_get" {
-                "?platform=ios&appVersion=1.0.0"
-            } else {
-                ""
+                .replace("{account}", "system:payouts")
+                .replace("{product_id}", "p-1")
+                .replace("{intent_id}", "i-1");
+            let query = match op["operationId"].as_str() {
+                Some("settings_get") => "?platform=ios&appVersion=1.0.0",
+                Some("products_list") => "?platform=ios",
+                _ => "",
             };
             out.push(Route {
                 method: method.to_uppercase().parse().unwrap(),

@@ -7,6 +7,7 @@ mod coins;
 mod events;
 mod ledger;
 mod ops;
+mod payments;
 mod profile;
 mod settings;
 mod support;

@@ -57,6 +57,11 @@ impl TestApp {
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         duet::cli::install_crypto_provider();
+        // Server logs go to the test's captured output (shown when it fails).
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("duet=warn"))
+            .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".into();

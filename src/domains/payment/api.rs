@@ -32,13 +32,21 @@ pub struct StoreProductIds {
 
 impl StoreProductIds {
     fn to_map(&self) -> BTreeMap<String, String> {
-        [(Platform::Ios, &self.ios), (Platform::Android, &self.android), (Platform::Web, &self.web)]
-            .into_iter()
-            .filter_map(|(p, id)| id.clone().map(|id| (p.as_str().to_owned(), id)))
-            .collect()
+        [
+            (Platform::Ios, &self.ios),
+            (Platform::Android, &self.android),
+            (Platform::Web, &self.web),
+        ]
+        .into_iter()
+        .filter_map(|(p, id)| id.clone().map(|id| (p.as_str().to_owned(), id)))
+        .collect()
     }
     fn from_map(m: &BTreeMap<String, String>) -> Self {
-        StoreProductIds { ios: m.get("ios").cloned(), android: m.get("android").cloned(), web: m.get("web").cloned() }
+        StoreProductIds {
+            ios: m.get("ios").cloned(),
+            android: m.get("android").cloned(),
+            web: m.get("web").cloned(),
+        }
     }
 }
 
@@ -215,29 +223,63 @@ pub struct PaymentApi;
 impl PaymentApi {
     /// Coin packs for sale on a platform. Any role.
     #[oai(path = "/v1/products", method = "get", operation_id = "products_list")]
-    async fn products(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, platform: Query<Platform>) -> AppResult<Json<ProductList>> {
+    async fn products(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        platform: Query<Platform>,
+    ) -> AppResult<Json<ProductList>> {
         auth.require(&ctx, Access::Any).await?;
         let items = super::products(&ctx, Some(platform.0), false).await?;
-        Ok(Json(ProductList { items: items.into_iter().map(Into::into).collect() }))
+        Ok(Json(ProductList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Every product, inactive ones included. Admin.
-    #[oai(path = "/v1/admin/products", method = "get", operation_id = "admin_products_list")]
-    async fn admin_products(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<ProductList>> {
+    #[oai(
+        path = "/v1/admin/products",
+        method = "get",
+        operation_id = "admin_products_list"
+    )]
+    async fn admin_products(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<ProductList>> {
         auth.require(&ctx, Access::Admin).await?;
         let items = super::products(&ctx, None, true).await?;
-        Ok(Json(ProductList { items: items.into_iter().map(Into::into).collect() }))
+        Ok(Json(ProductList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Add a product. Admin; audited.
-    #[oai(path = "/v1/admin/products", method = "post", operation_id = "admin_products_create")]
-    async fn create_product(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, body: Json<ProductRequest>) -> AppResult<Json<ProductView>> {
+    #[oai(
+        path = "/v1/admin/products",
+        method = "post",
+        operation_id = "admin_products_create"
+    )]
+    async fn create_product(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<ProductRequest>,
+    ) -> AppResult<Json<ProductView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        Ok(Json(super::save_product(&ctx, &who.user_id, None, body.0.into()).await?.into()))
+        Ok(Json(
+            super::save_product(&ctx, &who.user_id, None, body.0.into())
+                .await?
+                .into(),
+        ))
     }
 
     /// Replace a product. Admin; audited.
-    #[oai(path = "/v1/admin/products/:product_id", method = "put", operation_id = "admin_products_update")]
+    #[oai(
+        path = "/v1/admin/products/:product_id",
+        method = "put",
+        operation_id = "admin_products_update"
+    )]
     async fn update_product(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -246,37 +288,88 @@ impl PaymentApi {
         body: Json<ProductRequest>,
     ) -> AppResult<Json<ProductView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        Ok(Json(super::save_product(&ctx, &who.user_id, Some(product_id.0), body.0.into()).await?.into()))
+        Ok(Json(
+            super::save_product(&ctx, &who.user_id, Some(product_id.0), body.0.into())
+                .await?
+                .into(),
+        ))
     }
 
     /// Remove a product. Admin; audited.
-    #[oai(path = "/v1/admin/products/:product_id", method = "delete", operation_id = "admin_products_delete")]
-    async fn delete_product(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, product_id: Path<String>) -> AppResult<NoContent> {
+    #[oai(
+        path = "/v1/admin/products/:product_id",
+        method = "delete",
+        operation_id = "admin_products_delete"
+    )]
+    async fn delete_product(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        product_id: Path<String>,
+    ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::delete_product(&ctx, &who.user_id, product_id.0).await?;
         Ok(NoContent::Done)
     }
 
     /// Start buying a product. Any role.
-    #[oai(path = "/v1/payments/intents", method = "post", operation_id = "payments_intent_create")]
-    async fn create_intent(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, body: Json<IntentRequest>) -> AppResult<Json<IntentView>> {
+    #[oai(
+        path = "/v1/payments/intents",
+        method = "post",
+        operation_id = "payments_intent_create"
+    )]
+    async fn create_intent(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<IntentRequest>,
+    ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        Ok(Json(super::create_intent(&ctx, &who.user_id, &body.product_id, body.platform).await?.into()))
+        Ok(Json(
+            super::create_intent(&ctx, &who.user_id, &body.product_id, body.platform)
+                .await?
+                .into(),
+        ))
     }
 
     /// One of the caller's payment intents. Any role.
-    #[oai(path = "/v1/payments/intents/:intent_id", method = "get", operation_id = "payments_intent_get")]
-    async fn get_intent(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, intent_id: Path<String>) -> AppResult<Json<IntentView>> {
+    #[oai(
+        path = "/v1/payments/intents/:intent_id",
+        method = "get",
+        operation_id = "payments_intent_get"
+    )]
+    async fn get_intent(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        intent_id: Path<String>,
+    ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        Ok(Json(super::intent_for(&ctx, &who.user_id, &intent_id).await?.0.into()))
+        Ok(Json(
+            super::intent_for(&ctx, &who.user_id, &intent_id)
+                .await?
+                .0
+                .into(),
+        ))
     }
 
     /// Complete an intent with an App Store transaction: the JWS and its certificate chain are
     /// verified, and the coins credited once per transaction id. Any role.
-    #[oai(path = "/v1/payments/apple", method = "post", operation_id = "payments_apple")]
-    async fn apple(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, body: Json<AppleRequest>) -> AppResult<Json<IntentView>> {
+    #[oai(
+        path = "/v1/payments/apple",
+        method = "post",
+        operation_id = "payments_apple"
+    )]
+    async fn apple(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<AppleRequest>,
+    ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let verifier = ctx.apple.as_ref().ok_or_else(|| AppError::new(Code::Unavailable, "App Store payments are not configured"))?;
+        let verifier = ctx.apple.as_ref().ok_or_else(|| {
+            AppError::new(Code::Unavailable, "App Store payments are not configured")
+        })?;
         if body.signed_transaction.len() > STORE_TOKEN_BYTES_MAX {
             return Err(AppError::validation("signedTransaction is too large"));
         }
@@ -289,7 +382,10 @@ impl PaymentApi {
             Err(e) => return Err(super::refuse(&ctx, &intent.id, e).await),
         };
         if t.product_id != store_id {
-            let e = AppError::new(Code::InvalidReceipt, format!("the transaction is for {}, not {store_id}", t.product_id));
+            let e = AppError::new(
+                Code::InvalidReceipt,
+                format!("the transaction is for {}, not {store_id}", t.product_id),
+            );
             return Err(super::refuse(&ctx, &intent.id, e).await);
         }
         if t.revocation_date.is_some() {
@@ -297,16 +393,33 @@ impl PaymentApi {
             return Err(super::refuse(&ctx, &intent.id, e).await);
         }
         let details = json!({"store": "apple", "transactionId": t.transaction_id, "originalTransactionId": t.original_transaction_id});
-        let done = super::complete(&ctx, &intent.id, &format!("apple:{}", t.transaction_id), details).await?;
+        let done = super::complete(
+            &ctx,
+            &intent.id,
+            &format!("apple:{}", t.transaction_id),
+            details,
+        )
+        .await?;
         Ok(Json(done.into()))
     }
 
     /// Complete an intent with a Google Play purchase: verified with the Play Developer API
     /// (`purchaseState` 0), consumed, and credited once per order id. Any role.
-    #[oai(path = "/v1/payments/google", method = "post", operation_id = "payments_google")]
-    async fn google(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth, body: Json<GoogleRequest>) -> AppResult<Json<IntentView>> {
+    #[oai(
+        path = "/v1/payments/google",
+        method = "post",
+        operation_id = "payments_google"
+    )]
+    async fn google(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<GoogleRequest>,
+    ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let play = ctx.google.as_ref().ok_or_else(|| AppError::new(Code::Unavailable, "Google Play payments are not configured"))?;
+        let play = ctx.google.as_ref().ok_or_else(|| {
+            AppError::new(Code::Unavailable, "Google Play payments are not configured")
+        })?;
         if body.purchase_token.is_empty() || body.purchase_token.len() > STORE_TOKEN_BYTES_MAX {
             return Err(AppError::validation("purchaseToken must be 1–65536 bytes"));
         }
@@ -315,37 +428,69 @@ impl PaymentApi {
             return Err(AppError::validation("this intent is not for Google Play"));
         }
         if body.product_id != store_id {
-            let e = AppError::new(Code::InvalidReceipt, format!("the purchase is for {}, not {store_id}", body.product_id));
+            let e = AppError::new(
+                Code::InvalidReceipt,
+                format!("the purchase is for {}, not {store_id}", body.product_id),
+            );
             return Err(super::refuse(&ctx, &intent.id, e).await);
         }
         super::mark_verifying(&ctx, &intent.id).await?;
         let now = ctx.store.now_ms();
-        let purchase = match play.get_product(&body.product_id, &body.purchase_token, now).await {
+        let purchase = match play
+            .get_product(&body.product_id, &body.purchase_token, now)
+            .await
+        {
             Ok(p) => p,
             Err(e) => return Err(super::refuse(&ctx, &intent.id, e).await),
         };
         if purchase.purchase_state != 0 || purchase.order_id.is_empty() {
-            let e = AppError::new(Code::InvalidReceipt, format!("the purchase is not completed (purchaseState {})", purchase.purchase_state));
+            let e = AppError::new(
+                Code::InvalidReceipt,
+                format!(
+                    "the purchase is not completed (purchaseState {})",
+                    purchase.purchase_state
+                ),
+            );
             return Err(super::refuse(&ctx, &intent.id, e).await);
         }
         // Consume before crediting: if crediting then fails, a retry finds it consumed and
         // credits it; the reverse order could lose a purchase Google would refund after 3 days.
         if purchase.consumption_state == 0 {
-            play.consume(&body.product_id, &body.purchase_token, now).await?;
+            play.consume(&body.product_id, &body.purchase_token, now)
+                .await?;
         }
         let details = json!({"store": "google", "orderId": purchase.order_id});
-        let done = super::complete(&ctx, &intent.id, &format!("google:{}", purchase.order_id), details).await?;
+        let done = super::complete(
+            &ctx,
+            &intent.id,
+            &format!("google:{}", purchase.order_id),
+            details,
+        )
+        .await?;
         Ok(Json(done.into()))
     }
 
     /// App Store Server Notifications V2. `REFUND` and `REVOKE` take the coins back. Public:
     /// authenticated by Apple's signature.
-    #[oai(path = "/v1/webhooks/apple", method = "post", operation_id = "webhooks_apple")]
-    async fn apple_webhook(&self, ctx: Data<&Arc<Ctx>>, body: Json<AppleNotificationBody>) -> AppResult<NoContent> {
-        let verifier = ctx.apple.as_ref().ok_or_else(|| AppError::new(Code::Unavailable, "App Store payments are not configured"))?;
+    #[oai(
+        path = "/v1/webhooks/apple",
+        method = "post",
+        operation_id = "webhooks_apple"
+    )]
+    async fn apple_webhook(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        body: Json<AppleNotificationBody>,
+    ) -> AppResult<NoContent> {
+        let verifier = ctx.apple.as_ref().ok_or_else(|| {
+            AppError::new(Code::Unavailable, "App Store payments are not configured")
+        })?;
         let n = verifier.notification(&body.signed_payload, ctx.store.now_ms())?;
         let refund = match (n.notification_type.as_str(), &n.transaction) {
-            ("REFUND" | "REVOKE", Some(t)) => Some((format!("apple:{}", t.transaction_id), n.notification_type.to_lowercase())),
+            ("REFUND" | "REVOKE", Some(t)) => Some((
+                format!("apple:{}", t.transaction_id),
+                n.notification_type.to_lowercase(),
+            )),
             _ => None,
         };
         super::handle_notification(&ctx, &format!("apple:{}", n.uuid), refund).await?;
@@ -355,9 +500,20 @@ impl PaymentApi {
     /// Google Play Real-time Developer Notifications, pushed by Pub/Sub with a Google-signed
     /// bearer token. A voided purchase takes the coins back. Public: authenticated by the push
     /// token.
-    #[oai(path = "/v1/webhooks/google", method = "post", operation_id = "webhooks_google")]
-    async fn google_webhook(&self, ctx: Data<&Arc<Ctx>>, req: &Request, body: Json<PubSubPush>) -> AppResult<NoContent> {
-        let verifier = ctx.pubsub.as_ref().ok_or_else(|| AppError::new(Code::Unavailable, "Google Play payments are not configured"))?;
+    #[oai(
+        path = "/v1/webhooks/google",
+        method = "post",
+        operation_id = "webhooks_google"
+    )]
+    async fn google_webhook(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        req: &Request,
+        body: Json<PubSubPush>,
+    ) -> AppResult<NoContent> {
+        let verifier = ctx.pubsub.as_ref().ok_or_else(|| {
+            AppError::new(Code::Unavailable, "Google Play payments are not configured")
+        })?;
         let bearer = req
             .header("authorization")
             .and_then(|h| h.strip_prefix("Bearer "))
@@ -366,15 +522,20 @@ impl PaymentApi {
         let data = base64::engine::general_purpose::STANDARD
             .decode(&body.message.data)
             .map_err(|_| AppError::validation("message.data is not base64"))?;
-        let n: DeveloperNotification =
-            serde_json::from_slice(&data).map_err(|e| AppError::validation(format!("not a DeveloperNotification: {e}")))?;
+        let n: DeveloperNotification = serde_json::from_slice(&data)
+            .map_err(|e| AppError::validation(format!("not a DeveloperNotification: {e}")))?;
         if let Some(g) = &ctx.google_package
             && n.package_name != *g
         {
-            return Err(AppError::validation("the notification is for another package"));
+            return Err(AppError::validation(
+                "the notification is for another package",
+            ));
         }
-        let refund = n.voided_purchase_notification.map(|v| (format!("google:{}", v.order_id), "voided".to_owned()));
-        super::handle_notification(&ctx, &format!("google:{}", body.message.message_id), refund).await?;
+        let refund = n
+            .voided_purchase_notification
+            .map(|v| (format!("google:{}", v.order_id), "voided".to_owned()));
+        super::handle_notification(&ctx, &format!("google:{}", body.message.message_id), refund)
+            .await?;
         Ok(NoContent::Done)
     }
 }

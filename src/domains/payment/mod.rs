@@ -104,46 +104,75 @@ impl ProductInput {
     pub fn validate(self) -> AppResult<ProductInput> {
         let name = self.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
-            return Err(AppError::validation(format!("name must be 1–{NAME_CHARS_MAX} characters")));
+            return Err(AppError::validation(format!(
+                "name must be 1–{NAME_CHARS_MAX} characters"
+            )));
         }
-        if self.coins <= 0 || self.coins > balance::AMOUNT_MAX || self.bonus_coins < 0 || self.bonus_coins > balance::AMOUNT_MAX {
-            return Err(AppError::validation("coins must be positive and bonusCoins not negative"));
+        if self.coins <= 0
+            || self.coins > balance::AMOUNT_MAX
+            || self.bonus_coins < 0
+            || self.bonus_coins > balance::AMOUNT_MAX
+        {
+            return Err(AppError::validation(
+                "coins must be positive and bonusCoins not negative",
+            ));
         }
         if self.price_minor < 0 {
             return Err(AppError::validation("priceMinor must not be negative"));
         }
         let currency = self.currency.trim().to_ascii_uppercase();
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(AppError::validation("currency must be an ISO 4217 code like USD"));
+            return Err(AppError::validation(
+                "currency must be an ISO 4217 code like USD",
+            ));
         }
         for (platform, id) in &self.store_product_ids {
             Platform::parse(platform)?;
-            if id.is_empty() || id.len() > STORE_ID_CHARS_MAX || !id.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(AppError::validation("store product ids are 1–200 printable characters"));
+            if id.is_empty()
+                || id.len() > STORE_ID_CHARS_MAX
+                || !id.chars().all(|c| c.is_ascii_graphic())
+            {
+                return Err(AppError::validation(
+                    "store product ids are 1–200 printable characters",
+                ));
             }
         }
-        Ok(ProductInput { name, currency, ..self })
+        Ok(ProductInput {
+            name,
+            currency,
+            ..self
+        })
     }
 }
 
-pub async fn products(ctx: &Ctx, platform: Option<Platform>, include_inactive: bool) -> AppResult<Vec<Product>> {
+pub async fn products(
+    ctx: &Ctx,
+    platform: Option<Platform>,
+    include_inactive: bool,
+) -> AppResult<Vec<Product>> {
     ctx.store
         .read(move |rtx| {
             let mut out: Vec<Product> = Vec::new();
             for row in rtx.open_table(PRODUCTS)?.iter()? {
                 let p: Product = dec(row?.1.value())?;
-                let offered = platform.is_none_or(|pl| p.store_product_ids.contains_key(pl.as_str()));
+                let offered =
+                    platform.is_none_or(|pl| p.store_product_ids.contains_key(pl.as_str()));
                 if (include_inactive || p.active) && offered {
                     out.push(p);
                 }
             }
-            out.sort_by(|a, b| (a.sort, a.price_minor).cmp(&(b.sort, b.price_minor)));
+            out.sort_by_key(|p| (p.sort, p.price_minor));
             Ok(out)
         })
         .await
 }
 
-pub async fn save_product(ctx: &Ctx, actor: &str, id: Option<String>, input: ProductInput) -> AppResult<Product> {
+pub async fn save_product(
+    ctx: &Ctx,
+    actor: &str,
+    id: Option<String>,
+    input: ProductInput,
+) -> AppResult<Product> {
     let input = input.validate()?;
     let actor = actor.to_owned();
     let fresh = new_id();
@@ -185,14 +214,20 @@ pub async fn delete_product(ctx: &Ctx, actor: &str, id: String) -> AppResult<()>
     let actor = actor.to_owned();
     ctx.store
         .write(move |tx| {
-            get::<&str, Product>(&tx.read(PRODUCTS)?, id.as_str())?.ok_or_else(|| AppError::not_found(format!("no product {id}")))?;
+            get::<&str, Product>(&tx.read(PRODUCTS)?, id.as_str())?
+                .ok_or_else(|| AppError::not_found(format!("no product {id}")))?;
             tx.table(PRODUCTS)?.remove(id.as_str())?;
             audit_tx(tx, &actor, "product.delete", &id, json!({}))
         })
         .await
 }
 
-pub async fn create_intent(ctx: &Ctx, user_id: &str, product_id: &str, platform: Platform) -> AppResult<Intent> {
+pub async fn create_intent(
+    ctx: &Ctx,
+    user_id: &str,
+    product_id: &str,
+    platform: Platform,
+) -> AppResult<Intent> {
     let (user_id, product_id) = (user_id.to_owned(), product_id.to_owned());
     let id = new_id();
     ctx.store
@@ -201,7 +236,11 @@ pub async fn create_intent(ctx: &Ctx, user_id: &str, product_id: &str, platform:
                 .filter(|p: &Product| p.active)
                 .ok_or_else(|| AppError::not_found(format!("no active product {product_id}")))?;
             if !p.store_product_ids.contains_key(platform.as_str()) {
-                return Err(AppError::validation(format!("{} is not sold on {}", p.name, platform.as_str())));
+                return Err(AppError::validation(format!(
+                    "{} is not sold on {}",
+                    p.name,
+                    platform.as_str()
+                )));
             }
             let now = tx.now_ms();
             let intent = Intent {
@@ -237,7 +276,9 @@ pub async fn intent_for(ctx: &Ctx, user_id: &str, intent_id: &str) -> AppResult<
                 .store_product_ids
                 .get(intent.platform.as_str())
                 .cloned()
-                .ok_or_else(|| AppError::validation("the product is no longer sold on this platform"))?;
+                .ok_or_else(|| {
+                    AppError::validation("the product is no longer sold on this platform")
+                })?;
             Ok((intent, store_id))
         })
         .await
@@ -248,7 +289,8 @@ pub async fn mark_verifying(ctx: &Ctx, intent_id: &str) -> AppResult<()> {
     let intent_id = intent_id.to_owned();
     ctx.store
         .write(move |tx| {
-            let mut i: Intent = get(&tx.read(INTENTS)?, intent_id.as_str())?.ok_or_else(|| AppError::not_found("no such intent"))?;
+            let mut i: Intent = get(&tx.read(INTENTS)?, intent_id.as_str())?
+                .ok_or_else(|| AppError::not_found("no such intent"))?;
             if matches!(i.state, IntentState::Created | IntentState::Failed) {
                 i.state = IntentState::Verifying;
                 i.updated_at_ms = tx.now_ms();
@@ -263,8 +305,12 @@ pub async fn fail(ctx: &Ctx, intent_id: &str, reason: &str) -> AppResult<()> {
     let (intent_id, reason) = (intent_id.to_owned(), reason.to_owned());
     ctx.store
         .write(move |tx| {
-            let mut i: Intent = get(&tx.read(INTENTS)?, intent_id.as_str())?.ok_or_else(|| AppError::not_found("no such intent"))?;
-            if matches!(i.state, IntentState::Created | IntentState::Verifying | IntentState::Failed) {
+            let mut i: Intent = get(&tx.read(INTENTS)?, intent_id.as_str())?
+                .ok_or_else(|| AppError::not_found("no such intent"))?;
+            if matches!(
+                i.state,
+                IntentState::Created | IntentState::Verifying | IntentState::Failed
+            ) {
                 i.state = IntentState::Failed;
                 i.failure = Some(reason.clone());
                 i.updated_at_ms = tx.now_ms();
@@ -277,21 +323,31 @@ pub async fn fail(ctx: &Ctx, intent_id: &str, reason: &str) -> AppResult<()> {
 
 /// Credits a verified store purchase to the intent's user, once per store transaction.
 /// `store_key` is `apple:<transactionId>` or `google:<orderId>`.
-pub async fn complete(ctx: &Ctx, intent_id: &str, store_key: &str, details: serde_json::Value) -> AppResult<Intent> {
+pub async fn complete(
+    ctx: &Ctx,
+    intent_id: &str,
+    store_key: &str,
+    details: serde_json::Value,
+) -> AppResult<Intent> {
     let (intent_id, store_key) = (intent_id.to_owned(), store_key.to_owned());
     ctx.store
         .write(move |tx| {
-            let mut intent: Intent =
-                get(&tx.read(INTENTS)?, intent_id.as_str())?.ok_or_else(|| AppError::not_found("no such intent"))?;
-            if let Some(done) = get::<&str, StorePurchase>(&tx.read(STORE_PURCHASES)?, store_key.as_str())? {
+            let mut intent: Intent = get(&tx.read(INTENTS)?, intent_id.as_str())?
+                .ok_or_else(|| AppError::not_found("no such intent"))?;
+            let done = get::<&str, StorePurchase>(&tx.read(STORE_PURCHASES)?, store_key.as_str())?;
+            if let Some(done) = done {
                 // Already credited: the same request again is answered as before.
                 if done.intent_id == intent.id {
                     return Ok(intent);
                 }
-                return Err(AppError::conflict("this store purchase was already credited to another payment"));
+                return Err(AppError::conflict(
+                    "this store purchase was already credited to another payment",
+                ));
             }
             if intent.state == IntentState::Completed || intent.state == IntentState::Refunded {
-                return Err(AppError::conflict("this payment intent is already completed with another purchase"));
+                return Err(AppError::conflict(
+                    "this payment intent is already completed with another purchase",
+                ));
             }
             credit(tx, &mut intent, &store_key, details.clone())?;
             Ok(intent)
@@ -299,7 +355,12 @@ pub async fn complete(ctx: &Ctx, intent_id: &str, store_key: &str, details: serd
         .await
 }
 
-fn credit(tx: &Tx, intent: &mut Intent, store_key: &str, details: serde_json::Value) -> AppResult<()> {
+fn credit(
+    tx: &Tx,
+    intent: &mut Intent,
+    store_key: &str,
+    details: serde_json::Value,
+) -> AppResult<()> {
     let wallet = Account::wallet(&intent.user_id);
     let reference = format!("payment:{}", intent.id);
     let mut legs = vec![Leg {
@@ -358,7 +419,9 @@ fn credit(tx: &Tx, intent: &mut Intent, store_key: &str, details: serde_json::Va
 /// Takes back the coins of a refunded or revoked store purchase; false when the purchase is
 /// unknown or already refunded (webhooks are acknowledged either way).
 pub fn refund_tx(tx: &Tx, store_key: &str, reason: &str) -> AppResult<bool> {
-    let Some(mut p) = get::<&str, StorePurchase>(&tx.read(STORE_PURCHASES)?, store_key)? else { return Ok(false) };
+    let Some(mut p) = get::<&str, StorePurchase>(&tx.read(STORE_PURCHASES)?, store_key)? else {
+        return Ok(false);
+    };
     if p.refunded_at_ms.is_some() {
         return Ok(false);
     }
@@ -377,7 +440,9 @@ pub fn refund_tx(tx: &Tx, store_key: &str, reason: &str) -> AppResult<bool> {
     let now = tx.now_ms();
     p.refunded_at_ms = Some(now);
     put(&mut tx.table(STORE_PURCHASES)?, store_key, &p)?;
-    if let Some(mut i) = get::<&str, Intent>(&tx.read(INTENTS)?, p.intent_id.as_str())? {
+    // Bound first: a table opened in an `if let` head stays open through its block.
+    let intent = get::<&str, Intent>(&tx.read(INTENTS)?, p.intent_id.as_str())?;
+    if let Some(mut i) = intent {
         i.state = IntentState::Refunded;
         i.updated_at_ms = now;
         put(&mut tx.table(INTENTS)?, i.id.as_str(), &i)?;
@@ -403,7 +468,11 @@ pub fn first_delivery(tx: &Tx, key: &str) -> AppResult<bool> {
 }
 
 /// Applies a store notification once: dedupes by message key, refunds when asked.
-pub async fn handle_notification(ctx: &Ctx, message_key: &str, refund_of: Option<(String, String)>) -> AppResult<bool> {
+pub async fn handle_notification(
+    ctx: &Ctx,
+    message_key: &str,
+    refund_of: Option<(String, String)>,
+) -> AppResult<bool> {
     let message_key = message_key.to_owned();
     ctx.store
         .write(move |tx| {

@@ -11,7 +11,6 @@ use crate::providers::jwks::JwksCache;
 
 use super::model::EXTERNAL_SUBJECT_CHARS_MAX;
 
-
 #[derive(Debug, Clone)]
 pub struct ExternalIdentity {
     pub subject: String,
@@ -57,7 +56,9 @@ impl ExternalVerifier {
             return Err(invalid("alg must be RS256"));
         }
         let kid = header.kid.ok_or_else(|| invalid("no kid"))?;
-        let key = self.keys.key(&kid, now_ms)
+        let key = self
+            .keys
+            .key(&kid, now_ms)
             .await?
             .ok_or_else(|| invalid("unknown kid"))?;
 
