@@ -8,6 +8,7 @@ pub mod jwks;
 
 /// One HTTP client for all adapters: bounded timeouts, rustls.
 pub fn http_client() -> reqwest::Client {
+    crate::cli::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .connect_timeout(std::time::Duration::from_secs(5))

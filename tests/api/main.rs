@@ -4,6 +4,7 @@
 mod access;
 mod auth;
 mod coins;
+mod crash;
 mod events;
 mod ledger;
 mod ops;

@@ -299,6 +299,7 @@ async fn the_admin_cli_bootstraps_the_first_admin_offline() {
 
 #[test]
 fn sigterm_closes_websockets_with_going_away_and_exits_zero() {
+    duet::cli::install_crypto_provider();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
