@@ -28,6 +28,10 @@ struct Sizes {
     events: usize,
 }
 
+// The same allocator as the `duet` binary, so figures match production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full {
@@ -47,6 +51,7 @@ fn main() {
             events: 5,
         }
     };
+    duet::cli::tune_process();
     duet::cli::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -31,6 +31,10 @@ struct Sizes {
     accounts: usize,
 }
 
+// The same allocator as the `duet` binary, so figures match production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let s = if full {
@@ -38,7 +42,7 @@ fn main() {
             grouped: 200_000,
             single: 3_000,
             http: 20_000,
-            writers: 256,
+            writers: 1024,
             accounts: 10_000,
         }
     } else {
@@ -50,6 +54,7 @@ fn main() {
             accounts: 20,
         }
     };
+    duet::cli::tune_process();
     duet::cli::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

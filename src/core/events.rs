@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
@@ -19,10 +19,11 @@ use super::store::{Store, dec, get, put};
 crate::tables! {
     /// seq → Event.
     EVENT_LOG: u64 => &[u8] = "event_log";
-    /// (subject user id, seq): events about a user, for the admin query.
-    EVENT_BY_SUBJECT: (&str, u64) => () = "event_by_subject";
-    /// (audience, seq): events a user's WebSocket may see; audience `*` is everyone.
-    EVENT_BY_AUDIENCE: (&str, u64) => () = "event_by_audience";
+    /// (user id, seq): events about a user (subject) or for them (audience); `*` is the
+    /// audience everyone. One index serves the admin query and WebSocket replay, which filter
+    /// the events they read; most events are about the user they are for, so one row is
+    /// written where two indexes would write two.
+    EVENT_BY_USER: (&str, u64) => () = "event_by_user";
     /// consumer name → last handled seq.
     CONSUMER_CURSOR: &str => u64 = "consumer_cursor";
 }
@@ -102,8 +103,25 @@ impl Event {
     }
 }
 
+/// The event log's tables, opened once per group commit and kept open for all its operations
+/// (opening a redb table costs a lookup and several allocations, and every write emits events).
+pub(crate) struct EventTables<'t> {
+    log: Table<'t, u64, &'static [u8]>,
+    by_user: Table<'t, (&'static str, u64), ()>,
+}
+
+impl<'t> EventTables<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> AppResult<EventTables<'t>> {
+        Ok(EventTables {
+            log: txn.open_table(EVENT_LOG)?,
+            by_user: txn.open_table(EVENT_BY_USER)?,
+        })
+    }
+}
+
+/// Appends one event under `seq`, which the single writer hands out gap-free.
 pub(crate) fn append(
-    txn: &WriteTransaction,
+    t: &mut EventTables<'_>,
     seq: u64,
     at_ms: i64,
     new: NewEvent,
@@ -117,26 +135,19 @@ pub(crate) fn append(
         audience: new.audience,
         data: new.data,
     };
-    let mut log = txn.open_table(EVENT_LOG)?;
-    if log.get(seq)?.is_some() {
-        return Err(super::error::AppError::internal(format!(
-            "event seq {seq} already used"
-        )));
+    put(&mut t.log, seq, &event)?;
+    let subject = event.subject.as_deref();
+    if let Some(s) = subject {
+        t.by_user.insert((s, seq), ())?;
     }
-    put(&mut log, seq, &event)?;
-    if let Some(subject) = &event.subject {
-        txn.open_table(EVENT_BY_SUBJECT)?
-            .insert((subject.as_str(), seq), ())?;
-    }
-    let mut by_audience = txn.open_table(EVENT_BY_AUDIENCE)?;
     match &event.audience {
         Audience::Nobody => {}
         Audience::Everyone => {
-            by_audience.insert((EVERYONE, seq), ())?;
+            t.by_user.insert((EVERYONE, seq), ())?;
         }
         Audience::Users(ids) => {
-            for id in ids {
-                by_audience.insert((id.as_str(), seq), ())?;
+            for id in ids.iter().filter(|id| Some(id.as_str()) != subject) {
+                t.by_user.insert((id.as_str(), seq), ())?;
             }
         }
     }
@@ -171,7 +182,7 @@ pub fn read_for_user(
     limit: usize,
 ) -> AppResult<Vec<Event>> {
     let log = rtx.open_table(EVENT_LOG)?;
-    let idx = rtx.open_table(EVENT_BY_AUDIENCE)?;
+    let idx = rtx.open_table(EVENT_BY_USER)?;
     let from = after.saturating_add(1);
     let seqs = |key| -> AppResult<_> {
         Ok(idx
@@ -180,7 +191,7 @@ pub fn read_for_user(
             .peekable())
     };
     let (mut mine, mut all) = (seqs(user_id)?, seqs(EVERYONE)?);
-    let mut out = Vec::new();
+    let mut out: Vec<Event> = Vec::new();
     while out.len() < limit {
         let a = mine
             .peek()
@@ -197,8 +208,14 @@ pub fn read_for_user(
             (Some(Ok(_)), None) => mine.next().expect("peeked")?,
             _ => all.next().expect("peeked")?,
         };
+        // An event about the user and for everyone is in both ranges: take it once.
+        if out.last().is_some_and(|e| e.seq == seq) {
+            continue;
+        }
+        // The index also lists events merely about the user: keep those meant for them.
         if let Some(event) = get::<u64, Event>(&log, seq)?
             && event.topic.as_deref() == Some(topic)
+            && event.is_for(user_id)
         {
             out.push(event);
         }
@@ -215,7 +232,7 @@ pub struct QueryPage {
     pub exhausted: bool,
 }
 
-/// The admin query: filters by type and subject, pages by seq. Scans at most `scan_max` rows,
+/// The admin query: filters by type and by a user the events are about or for, pages by seq. Scans at most `scan_max` rows,
 /// so a rare type cannot make one request read the whole log; the caller continues from
 /// `scanned_upto`.
 pub fn query(
@@ -237,7 +254,7 @@ pub fn query(
     let from = after.saturating_add(1);
     match subject {
         Some(subject) => {
-            let idx = rtx.open_table(EVENT_BY_SUBJECT)?;
+            let idx = rtx.open_table(EVENT_BY_USER)?;
             for row in idx
                 .range((subject, from)..=(subject, u64::MAX))?
                 .take(scan_max)

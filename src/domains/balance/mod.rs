@@ -51,6 +51,7 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
         )));
     }
     // Check phase: nothing is written until every leg is known to be valid.
+    let mut before: HashMap<Account, i64> = HashMap::new();
     let mut after: HashMap<Account, i64> = HashMap::new();
     {
         let balances = tx.read(BALANCES)?;
@@ -72,7 +73,9 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
             }
             for account in [&leg.debit, &leg.credit] {
                 if !after.contains_key(account) {
-                    after.insert(account.clone(), balance_of(&balances, account)?);
+                    let b = balance_of(&balances, account)?;
+                    before.insert(account.clone(), b);
+                    after.insert(account.clone(), b);
                 }
             }
             let debit = after.get_mut(&leg.debit).expect("inserted above");
@@ -124,7 +127,7 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
         balances.insert(account.as_str(), *value)?;
     }
     drop(balances);
-    update_debt_flags(tx, &after)?;
+    update_debt_flags(tx, &before, &after)?;
     for t in &posted {
         for (account, delta) in [(&t.debit, -t.amount), (&t.credit, t.amount)] {
             if let Some(owner) = account.owner() {
@@ -190,14 +193,20 @@ fn describe(account: &Account) -> String {
 
 /// A wallet below zero (only a refund can do that) is flagged until it is back at zero or
 /// above; the next purchase pays the debt first simply by landing on the negative balance.
-fn update_debt_flags(tx: &Tx, after: &HashMap<Account, i64>) -> AppResult<()> {
+/// A flag exists exactly while the wallet is negative, so crossing zero is all there is to see:
+/// no read is needed.
+fn update_debt_flags(
+    tx: &Tx,
+    before: &HashMap<Account, i64>,
+    after: &HashMap<Account, i64>,
+) -> AppResult<()> {
     for (account, balance) in after {
         if account.kind() != AccountKind::Wallet {
             continue;
         }
         let owner = account.owner().unwrap_or_default();
-        let flagged = tx.read(DEBT_FLAGS)?.get(owner)?.is_some();
-        if *balance < 0 && !flagged {
+        let was_negative = before.get(account).is_some_and(|b| *b < 0);
+        if *balance < 0 && !was_negative {
             put(
                 &mut tx.table(DEBT_FLAGS)?,
                 owner,
@@ -210,7 +219,7 @@ fn update_debt_flags(tx: &Tx, after: &HashMap<Account, i64>) -> AppResult<()> {
                 owner,
                 json!({"userId": owner, "balance": balance}),
             ))?;
-        } else if *balance >= 0 && flagged {
+        } else if *balance >= 0 && was_negative {
             tx.table(DEBT_FLAGS)?.remove(owner)?;
             tx.emit(NewEvent::about(
                 "wallet_debt_settled",

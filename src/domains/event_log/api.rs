@@ -46,7 +46,8 @@ pub struct EventLogApi;
 
 #[OpenApi(tag = "ApiTags::Admin")]
 impl EventLogApi {
-    /// Query the event log by type and user, in sequence order. Admin.
+    /// Query the event log by type and by a user the events are about or were delivered to, in
+    /// sequence order. Admin.
     #[oai(
         path = "/v1/admin/events",
         method = "get",
