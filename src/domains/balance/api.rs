@@ -159,12 +159,6 @@ pub fn page_args(cursor: Option<String>, limit: Option<u32>) -> AppResult<(Optio
     Ok((before, limit as usize))
 }
 
-fn next_cursor(items: &[Transfer], limit: usize) -> Option<String> {
-    (items.len() == limit)
-        .then(|| items.last().map(|t| t.seq.to_string()))
-        .flatten()
-}
-
 async fn transactions(
     ctx: &Ctx,
     account: Account,
@@ -173,11 +167,11 @@ async fn transactions(
 ) -> AppResult<TransactionPage> {
     let (before, limit) = page_args(cursor, limit)?;
     let a = account.clone();
-    let items = ctx
+    let (items, next) = ctx
         .store
         .read(move |rtx| super::history(rtx, &a, before, limit))
         .await?;
-    let next_cursor = next_cursor(&items, limit);
+    let next_cursor = next.map(|n| n.to_string());
     Ok(TransactionPage {
         items: items
             .into_iter()
@@ -385,11 +379,11 @@ impl BalanceApi {
         auth.require(&ctx, Access::Admin).await?;
         let account = Account::parse(&account)?;
         let (before, limit) = page_args(cursor.0, limit.0)?;
-        let items = ctx
+        let (items, next) = ctx
             .store
             .read(move |rtx| super::history(rtx, &account, before, limit))
             .await?;
-        let next_cursor = next_cursor(&items, limit);
+        let next_cursor = next.map(|n| n.to_string());
         Ok(Json(JournalPage {
             items: items.into_iter().map(Into::into).collect(),
             next_cursor,

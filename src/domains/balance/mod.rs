@@ -124,8 +124,14 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
         t.hash = t.compute_hash();
         prev_hash = t.hash.clone();
         put(&mut journal, seq, &t)?;
-        postings.insert((t.debit.as_str(), seq), ())?;
-        postings.insert((t.credit.as_str(), seq), ())?;
+        // User accounts find their history through their `balance_changed` events (indexed
+        // by user already); only system accounts need a postings index of their own. A second
+        // per-user index would dirty another random page per transfer.
+        for account in [&t.debit, &t.credit] {
+            if account.kind() == AccountKind::System {
+                postings.insert((account.as_str(), seq), ())?;
+            }
+        }
         posted.push(t);
     }
     drop((journal, postings));
@@ -145,6 +151,7 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
                         owner,
                         json!({
                             "transferId": t.id,
+                            "seq": t.seq,
                             "account": account_label(account),
                             "delta": delta,
                             "balance": balance,
@@ -413,25 +420,69 @@ pub fn in_debt(rtx: &ReadTransaction, user_id: &str) -> AppResult<bool> {
     Ok(rtx.open_table(DEBT_FLAGS)?.get(user_id)?.is_some())
 }
 
-/// An account's transfers, newest first, before journal seq `before`.
+/// Rows one history page may scan in a user's event index before it returns what it found.
+const HISTORY_SCAN_MAX: usize = 5_000;
+
+/// One page of an account's transfers, newest first, and the cursor of the next page.
+///
+/// System accounts page through their postings index (the cursor is a journal seq). User
+/// accounts page through their `balance_changed` events (the cursor is an event seq): each
+/// names the journal entry it came from.
 pub fn history(
     rtx: &ReadTransaction,
     account: &Account,
     before: Option<u64>,
     limit: usize,
-) -> AppResult<Vec<Transfer>> {
-    let postings = rtx.open_table(POSTINGS)?;
+) -> AppResult<(Vec<Transfer>, Option<u64>)> {
     let journal = rtx.open_table(JOURNAL)?;
-    let a = account.as_str();
     let upto = before.unwrap_or(u64::MAX);
     let mut out = Vec::new();
-    for row in postings.range((a, 0)..(a, upto))?.rev().take(limit) {
-        let seq = row?.0.value().1;
-        if let Some(t) = get::<u64, Transfer>(&journal, seq)? {
-            out.push(t);
+    let mut last_scanned = None;
+    let mut scanned = 0;
+    match account.owner() {
+        None => {
+            let postings = rtx.open_table(POSTINGS)?;
+            let a = account.as_str();
+            for row in postings.range((a, 0)..(a, upto))?.rev().take(limit) {
+                let seq = row?.0.value().1;
+                last_scanned = Some(seq);
+                if let Some(t) = get::<u64, Transfer>(&journal, seq)? {
+                    out.push(t);
+                }
+            }
+        }
+        Some(owner) => {
+            let label = account_label(account);
+            let index = rtx.open_table(crate::core::events::EVENT_BY_USER)?;
+            let log = rtx.open_table(crate::core::events::EVENT_LOG)?;
+            for row in index.range((owner, 0)..(owner, upto))?.rev() {
+                if out.len() >= limit || scanned >= HISTORY_SCAN_MAX {
+                    break;
+                }
+                let event_seq = row?.0.value().1;
+                last_scanned = Some(event_seq);
+                scanned += 1;
+                let Some(e) = get::<u64, crate::core::events::Event>(&log, event_seq)? else {
+                    continue;
+                };
+                if e.kind != "balance_changed"
+                    || e.data["account"] != label
+                    || e.subject.as_deref() != Some(owner)
+                {
+                    continue;
+                }
+                let Some(seq) = e.data["seq"].as_u64() else {
+                    continue;
+                };
+                if let Some(t) = get::<u64, Transfer>(&journal, seq)? {
+                    out.push(t);
+                }
+            }
         }
     }
-    Ok(out)
+    // A full page, or a scan stopped at its bound, may have more behind it.
+    let more = out.len() >= limit || scanned >= HISTORY_SCAN_MAX;
+    Ok((out, last_scanned.filter(|_| more)))
 }
 
 /// Adjusts a user's wallet or earnings by an admin (positive credits, negative debits).

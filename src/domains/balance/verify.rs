@@ -113,6 +113,7 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
             );
         }
         *balances.entry(t.credit.clone()).or_default() += t.amount;
+        // System accounts are listed in the postings index; user accounts by their events.
         *postings.entry(t.debit.clone()).or_default() += 1;
         *postings.entry(t.credit.clone()).or_default() += 1;
         r.entries += 1;
@@ -168,23 +169,39 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
         .filter(|(a, b)| a.kind() == AccountKind::Wallet && **b < 0)
         .count();
 
-    // The postings index.
+    // The history indexes: postings for system accounts, `balance_changed` events (one per
+    // user account a transfer touched) for user accounts.
     let index = rtx.open_table(POSTINGS)?;
     let mut counted: HashMap<String, u64> = HashMap::new();
     for row in index.iter()? {
         *counted.entry(row?.0.value().0.to_owned()).or_default() += 1;
+    }
+    let log = rtx.open_table(crate::core::events::EVENT_LOG)?;
+    for row in log.iter()? {
+        let e: crate::core::events::Event = dec(row?.1.value())?;
+        if e.kind == "balance_changed"
+            && let (Some(label), Some(owner)) = (e.data["account"].as_str(), e.subject.as_deref())
+        {
+            *counted.entry(format!("{label}:{owner}")).or_default() += 1;
+        }
     }
     for (account, n) in &postings {
         let c = counted.remove(account.as_str()).unwrap_or(0);
         if c != *n {
             problem(
                 &mut r,
-                format!("{}: {n} transfers but {c} postings", account.as_str()),
+                format!(
+                    "{}: {n} transfers but {c} history entries",
+                    account.as_str()
+                ),
             );
         }
     }
     for (account, c) in counted {
-        problem(&mut r, format!("{account}: {c} postings of no transfer"));
+        problem(
+            &mut r,
+            format!("{account}: {c} history entries of no transfer"),
+        );
     }
 
     // Holds against held balances.
