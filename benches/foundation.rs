@@ -87,7 +87,7 @@ async fn run(s: Sizes) {
 
     let healthz = {
         let (http, base) = (http.clone(), base.clone());
-        rate(s.http_requests, s.concurrency, move |_| {
+        rate(s.http_requests, s.concurrency, move |_, _| {
             let (http, base) = (http.clone(), base.clone());
             async move { ok(http.get(format!("{base}/healthz")).send().await) }
         })
@@ -97,7 +97,7 @@ async fn run(s: Sizes) {
 
     let new_device = {
         let (http, base) = (http.clone(), base.clone());
-        rate(s.http_requests, s.concurrency, move |i| {
+        rate(s.http_requests, s.concurrency, move |_, i| {
             let (http, base) = (http.clone(), base.clone());
             async move {
                 ok(http
@@ -115,14 +115,15 @@ async fn run(s: Sizes) {
         new_device / healthz
     );
 
+    // Each worker signs its own ten devices in again, so no two requests claim one device.
     let returning = {
-        let (http, base) = (http.clone(), base.clone());
-        rate(s.http_requests, s.concurrency, move |i| {
+        let (http, base, concurrency) = (http.clone(), base.clone(), s.concurrency);
+        rate(s.http_requests, s.concurrency, move |w, i| {
             let (http, base) = (http.clone(), base.clone());
             async move {
                 ok(http
                     .post(format!("{base}/v1/auth/device"))
-                    .json(&json!({"deviceId": format!("bench-{}", i % 1000), "deviceSecret": "bench-secret-0123", "platform": "ios"}))
+                    .json(&json!({"deviceId": format!("bench-{}", w + concurrency * (i % 10)), "deviceSecret": "bench-secret-0123", "platform": "ios"}))
                     .send()
                     .await)
             }
@@ -152,12 +153,12 @@ async fn run(s: Sizes) {
     }
     let password = {
         let (http, base) = (http.clone(), base.clone());
-        rate(s.password_logins, login_workers, move |i| {
+        rate(s.password_logins, login_workers, move |w, _| {
             let (http, base) = (http.clone(), base.clone());
             async move {
                 ok(http
                     .post(format!("{base}/v1/auth/login"))
-                    .json(&json!({"email": format!("bench{}@example.com", i % login_workers), "password": "bench-password"}))
+                    .json(&json!({"email": format!("bench{w}@example.com"), "password": "bench-password"}))
                     .send()
                     .await)
             }
@@ -172,7 +173,7 @@ async fn run(s: Sizes) {
 
     let profile = {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
-        rate(s.http_requests, s.concurrency, move |_| {
+        rate(s.http_requests, s.concurrency, move |_, _| {
             let (http, base, token) = (http.clone(), base.clone(), token.clone());
             async move {
                 ok(http
@@ -199,17 +200,18 @@ fn ok(r: reqwest::Result<reqwest::Response>) {
     assert!(r.status().is_success(), "status {}", r.status());
 }
 
-/// Runs `n` requests with `concurrency` in flight; returns requests per second.
+/// Runs `n` requests with `concurrency` in flight; `make(worker, i)` makes request `i` on
+/// worker `worker`. Returns requests per second.
 async fn rate<F, Fut>(n: usize, concurrency: usize, make: F) -> f64
 where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let make = Arc::new(make);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
+        .map(|worker| {
             let (make, next) = (make.clone(), next.clone());
             tokio::spawn(async move {
                 loop {
@@ -217,7 +219,7 @@ where
                     if i >= n {
                         break;
                     }
-                    make(i).await;
+                    make(worker, i).await;
                 }
             })
         })

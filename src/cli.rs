@@ -123,14 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let role = Role::parse(&role).map_err(|e| anyhow::anyhow!("--role: {}", e.detail))?;
-            let mut cfg = Config::load(None)?;
-            cfg.server.data_dir = data_dir;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let store = rt.block_on(async {
-                app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new()))
-            })?;
+            let (rt, store) = offline_store(data_dir)?;
             let user_id = rt
                 .block_on(async {
                     tokio::task::spawn_blocking(move || {
@@ -145,11 +138,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn verify_ledger(data_dir: PathBuf) -> anyhow::Result<()> {
-    let path = data_dir.join(app::STORE_FILE);
-    if !path.exists() {
-        anyhow::bail!("{} does not exist", path.display());
-    }
+/// Opens a data directory's store for an offline command (the server must be stopped: redb
+/// allows one process). The runtime runs the store's writer and must outlive the store.
+fn offline_store(
+    data_dir: PathBuf,
+) -> anyhow::Result<(tokio::runtime::Runtime, crate::core::store::Store)> {
     let mut cfg = Config::load(None)?;
     cfg.server.data_dir = data_dir;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -158,6 +151,15 @@ fn verify_ledger(data_dir: PathBuf) -> anyhow::Result<()> {
     let store = rt.block_on(async {
         app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new()))
     })?;
+    Ok((rt, store))
+}
+
+fn verify_ledger(data_dir: PathBuf) -> anyhow::Result<()> {
+    let path = data_dir.join(app::STORE_FILE);
+    if !path.exists() {
+        anyhow::bail!("{} does not exist", path.display());
+    }
+    let (_rt, store) = offline_store(data_dir)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -794,7 +794,7 @@ async fn finish_sign_in(
 #[derive(Debug, Clone)]
 struct SignupLimit {
     key: String,
-    max: usize,
+    max: u64,
     window_ms: i64,
 }
 
@@ -803,7 +803,7 @@ impl SignupLimit {
         let t = &ctx.config.auth.throttle;
         SignupLimit {
             key: format!("signup:{}", meta.address.as_deref().unwrap_or("")),
-            max: t.signups_per_address_max as usize,
+            max: u64::from(t.signups_per_address_max),
             window_ms: t.window_secs as i64 * 1000,
         }
     }
@@ -813,23 +813,14 @@ impl SignupLimit {
 /// before the operation writes anything.
 fn admit_signup(tx: &Tx, limit: &SignupLimit) -> AppResult<()> {
     let th: Throttle = get(&tx.read(LOGIN_THROTTLE)?, limit.key.as_str())?.unwrap_or_default();
-    let now = tx.now_ms();
-    let recent: Vec<i64> = th
-        .times_ms
-        .into_iter()
-        .filter(|at| *at > now - limit.window_ms)
-        .collect();
-    if recent.len() >= limit.max {
-        let pivot = recent[recent.len() - limit.max];
-        return Err(AppError::rate_limited(
-            ((pivot + limit.window_ms - now) as u64).div_ceil(1000),
-        ));
+    match th.wait_ms(tx.now_ms(), limit.window_ms, limit.max) {
+        Some(ms) => Err(AppError::rate_limited((ms as u64).div_ceil(1000))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn note_signup(tx: &Tx, limit: &SignupLimit) -> AppResult<()> {
-    note_failure(tx, &limit.key, limit.window_ms, limit.max)
+    note_occurrence(tx, &limit.key, limit.window_ms)
 }
 
 /// Bounds password hashing (argon2id takes ~19 MiB and tens of ms each) and lets only one
@@ -894,7 +885,6 @@ async fn record_failure(
     let (acc, m) = (account.map(str::to_owned), meta.clone());
     let t = &ctx.config.auth.throttle;
     let window_ms = t.window_secs as i64 * 1000;
-    let keep = t.account_failures_max.max(t.address_failures_max) as usize;
     ctx.store
         .write(move |tx| {
             record_attempt(
@@ -906,13 +896,12 @@ async fn record_failure(
                 false,
             )?;
             if let Some(acc) = &acc {
-                note_failure(tx, &format!("account:{acc}"), window_ms, keep)?;
+                note_occurrence(tx, &format!("account:{acc}"), window_ms)?;
             }
-            note_failure(
+            note_occurrence(
                 tx,
                 &format!("address:{}", m.address.as_deref().unwrap_or("")),
                 window_ms,
-                keep,
             )
         })
         .await
@@ -937,14 +926,11 @@ fn record_attempt(
     put(&mut tx.table(LOGIN_ATTEMPTS)?, new_id().as_str(), &attempt)
 }
 
-fn note_failure(tx: &Tx, key: &str, window_ms: i64, keep: usize) -> AppResult<()> {
+/// Counts one failure (or sign-up) for `key`.
+fn note_occurrence(tx: &Tx, key: &str, window_ms: i64) -> AppResult<()> {
     let mut t = tx.table(LOGIN_THROTTLE)?;
     let mut th: Throttle = get(&t, key)?.unwrap_or_default();
-    let now = tx.now_ms();
-    th.times_ms.retain(|at| *at > now - window_ms);
-    th.times_ms.push(now);
-    let excess = th.times_ms.len().saturating_sub(keep);
-    th.times_ms.drain(..excess);
+    th.record(tx.now_ms(), window_ms);
     put(&mut t, key, &th)
 }
 
@@ -968,15 +954,8 @@ async fn check_throttle(ctx: &Ctx, account: Option<&str>, address: Option<&str>)
             let mut retry_ms = 0i64;
             for (key, max) in &keys {
                 let th: Throttle = get(&t, key.as_str())?.unwrap_or_default();
-                let recent: Vec<i64> = th
-                    .times_ms
-                    .into_iter()
-                    .filter(|at| *at > now - window_ms)
-                    .collect();
-                if recent.len() >= *max as usize {
-                    // Free again when the oldest failure that keeps it at the limit ages out.
-                    let pivot = recent[recent.len() - *max as usize];
-                    retry_ms = retry_ms.max(pivot + window_ms - now);
+                if let Some(ms) = th.wait_ms(now, window_ms, u64::from(*max)) {
+                    retry_ms = retry_ms.max(ms);
                 }
             }
             Ok(retry_ms)
