@@ -357,7 +357,7 @@ mod throttle_tests {
             }
             let now = *sorted.last().unwrap();
             if let Some(wait) = t.wait_ms(now, W, max) {
-                prop_assert!(wait >= 1 && wait <= 2 * W + 1);
+                prop_assert!((1..=2 * W + 1).contains(&wait));
                 prop_assert!(t.wait_ms(now + wait, W, max).is_none(), "free after the wait");
                 prop_assert!(wait == 1 || t.wait_ms(now + wait - 1, W, max).is_some(), "not free before it");
             }
