@@ -403,6 +403,25 @@ async fn payouts_are_held_then_approved_rejected_or_paid() {
         p.body["id"],
         "idempotent"
     );
+    assert_eq!(ask("p-3", 2500).await.code(), "idempotency_conflict");
+    let no_key = post_idem(
+        &t,
+        "/v1/me/payouts",
+        &s.access,
+        None,
+        json!({"amount": 2000}),
+    )
+    .await;
+    assert_eq!(no_key.code(), "idempotency_key_required");
+    let bad = post_idem(
+        &t,
+        "/v1/me/payouts",
+        &s.access,
+        Some("p-x"),
+        json!({"amount": "all"}),
+    )
+    .await;
+    assert_eq!(bad.code(), "malformed_json");
     let e = t.get("/v1/me/earnings", &s.access).await;
     assert_eq!(
         (e.body["coins"].as_i64(), e.body["pendingPayouts"].as_i64()),
