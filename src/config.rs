@@ -75,6 +75,8 @@ pub struct GoogleConfig {
     /// Google's OIDC keys, as a file or a URL (exactly one).
     pub pubsub_jwks_file: String,
     pub pubsub_jwks_url: String,
+    /// Credit license-test purchases (a staging server); production leaves this off.
+    pub accept_test_purchases: bool,
 }
 
 impl Default for GoogleConfig {
@@ -89,6 +91,7 @@ impl Default for GoogleConfig {
             pubsub_service_account: String::new(),
             pubsub_jwks_file: String::new(),
             pubsub_jwks_url: "https://www.googleapis.com/oauth2/v3/certs".into(),
+            accept_test_purchases: false,
         }
     }
 }

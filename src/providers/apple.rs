@@ -41,6 +41,12 @@ pub struct AppleTransaction {
     pub purchase_date: Option<i64>,
     #[serde(default)]
     pub revocation_date: Option<i64>,
+    /// Units bought (StoreKit allows a quantity for consumables).
+    #[serde(default)]
+    pub quantity: Option<u32>,
+    /// The UUID the app set when it started the purchase: the payment intent's id.
+    #[serde(default)]
+    pub app_account_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,7 +189,16 @@ impl AppleVerifier {
         let intermediate = parse(&ders[1])?;
         let root = parse(&self.root_der)?;
 
-        let at = ASN1Time::from_timestamp(now_ms / 1000).map_err(|_| invalid("bad time"))?;
+        // Certificates are checked at the time Apple signed the data (never later than now), so
+        // a receipt posted late is not refused because Apple rotated its certificate since.
+        let payload_bytes = URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| invalid("the payload is not base64url"))?;
+        let signed_ms = serde_json::from_slice::<serde_json::Value>(&payload_bytes)
+            .ok()
+            .and_then(|v| v["signedDate"].as_i64())
+            .map_or(now_ms, |d| d.min(now_ms));
+        let at = ASN1Time::from_timestamp(signed_ms / 1000).map_err(|_| invalid("bad time"))?;
         for (name, cert) in [
             ("leaf", &leaf),
             ("intermediate", &intermediate),

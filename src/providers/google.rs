@@ -41,14 +41,21 @@ fn default_expiry() -> i64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductPurchase {
-    /// 0 purchased, 1 canceled, 2 pending.
-    #[serde(default)]
+    /// 0 purchased, 1 canceled, 2 pending. Required: an answer without it is not a purchase.
     pub purchase_state: i32,
     /// 0 yet to be consumed, 1 consumed.
     #[serde(default)]
     pub consumption_state: i32,
     #[serde(default)]
     pub order_id: String,
+    /// 0 test (license testing), 1 promo, 2 rewarded; absent for a real purchase.
+    #[serde(default)]
+    pub purchase_type: Option<i32>,
+    #[serde(default)]
+    pub quantity: Option<u32>,
+    /// What the app set as `obfuscatedAccountId`: the payment intent's id.
+    #[serde(default)]
+    pub obfuscated_external_account_id: Option<String>,
 }
 
 pub struct GooglePlay {
@@ -59,6 +66,7 @@ pub struct GooglePlay {
     key: EncodingKey,
     http: reqwest::Client,
     token: Mutex<Option<(String, i64)>>,
+    accept_test_purchases: bool,
 }
 
 impl GooglePlay {
@@ -78,7 +86,13 @@ impl GooglePlay {
             key,
             http: super::http_client(),
             token: Mutex::new(None),
+            accept_test_purchases: cfg.accept_test_purchases,
         })
+    }
+
+    /// Whether license-test purchases are credited (a staging server).
+    pub fn accepts_test_purchases(&self) -> bool {
+        self.accept_test_purchases
     }
 
     async fn access_token(&self, now_ms: i64) -> AppResult<String> {

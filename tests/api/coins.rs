@@ -118,6 +118,15 @@ async fn adjustments_are_idempotent_streamed_and_never_overdraw() {
     )
     .await;
     assert_eq!(zero.code(), "validation_failed");
+    let huge = post_idem(
+        &t,
+        &path,
+        &admin.access,
+        Some("k-8"),
+        json!({"amount": i64::MIN, "reason": "overflow"}),
+    )
+    .await;
+    assert_eq!(huge.code(), "validation_failed");
     let bad = post_idem(
         &t,
         &path,

@@ -480,6 +480,16 @@ async fn fake_google() -> (Arc<FakeGoogle>, String) {
             "pending-token" => {
                 json!({"kind": "androidpublisher#productPurchase", "purchaseState": 2, "consumptionState": 0, "orderId": "GPA.3333"})
             }
+            "test-token" => {
+                json!({"purchaseState": 0, "consumptionState": 0, "orderId": "GPA.4444", "purchaseType": 0})
+            }
+            "double-token" => {
+                json!({"purchaseState": 0, "consumptionState": 1, "orderId": "GPA.5555", "quantity": 2})
+            }
+            "stolen-token" => {
+                json!({"purchaseState": 0, "consumptionState": 1, "orderId": "GPA.6666", "obfuscatedExternalAccountId": "another-intent"})
+            }
+            "no-state-token" => json!({"consumptionState": 0, "orderId": "GPA.7777"}),
             _ => {
                 return Response::builder()
                     .status(poem::http::StatusCode::NOT_FOUND)
@@ -755,4 +765,139 @@ async fn payments_are_refused_when_the_store_is_not_configured() {
     let bad = t.post("/v1/admin/products", Some(&admin.access), json!({"name": "x", "storeProductIds": {}, "coins": 5, "priceMinor": 1, "currency": "dollars"})).await;
     assert_eq!(bad.code(), "validation_failed");
     let _ = credit;
+}
+
+#[tokio::test]
+async fn google_play_edge_cases_are_refused_or_counted_right() {
+    let (t, _fake, _dir) = google_app().await;
+    let admin = t.admin().await;
+    let u = t.user().await;
+    let p = product(&t, &admin).await;
+    for (token, code) in [
+        ("test-token", "invalid_receipt"),
+        ("stolen-token", "invalid_receipt"),
+        // An answer without purchaseState is not a purchase Duet can trust.
+        ("no-state-token", "provider_failed"),
+    ] {
+        let i = intent(&t, &u, &p, "android").await;
+        let r = t
+            .post(
+                "/v1/payments/google",
+                Some(&u.access),
+                json!({"intentId": i, "productId": "coins_100_android", "purchaseToken": token}),
+            )
+            .await;
+        assert_eq!(r.code(), code, "{token}: {:?}", r.body);
+    }
+    assert_eq!(wallet(&t, &u).await["coins"], 0);
+    let i = intent(&t, &u, &p, "android").await;
+    let r = t.post("/v1/payments/google", Some(&u.access), json!({"intentId": i, "productId": "coins_100_android", "purchaseToken": "double-token"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        wallet(&t, &u).await["coins"],
+        240,
+        "two packs bought, two credited"
+    );
+}
+
+#[tokio::test]
+async fn app_store_edge_cases_refund_first_reversal_account_token_and_edited_products() {
+    let c = chain(true);
+    let (t, _dir) = apple_app(&c).await;
+    let admin = t.admin().await;
+    let u = t.user().await;
+    let p = product(&t, &admin).await;
+
+    // Refunded before the app ever posted it: it is never credited.
+    let early = notification(
+        &c,
+        "REFUND",
+        "n-early",
+        &transaction("t-early", "coins_100"),
+    );
+    assert_eq!(
+        t.post("/v1/webhooks/apple", None, json!({"signedPayload": early}))
+            .await
+            .status,
+        204
+    );
+    let i = intent(&t, &u, &p, "ios").await;
+    let late = t.post("/v1/payments/apple", Some(&u.access), json!({"intentId": i, "signedTransaction": sign(&c, &transaction("t-early", "coins_100"))})).await;
+    assert_eq!(late.code(), "invalid_receipt");
+    assert_eq!(wallet(&t, &u).await["coins"], 0);
+
+    // appAccountToken ties a transaction to its intent.
+    let i = intent(&t, &u, &p, "ios").await;
+    let mut other = transaction("t-token", "coins_100");
+    other["appAccountToken"] = json!("00000000-0000-4000-8000-000000000000");
+    let r = t
+        .post(
+            "/v1/payments/apple",
+            Some(&u.access),
+            json!({"intentId": i, "signedTransaction": sign(&c, &other)}),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_receipt");
+    let i = intent(&t, &u, &p, "ios").await;
+    let mut mine = transaction("t-mine", "coins_100");
+    mine["appAccountToken"] = json!(i.to_uppercase());
+    mine["quantity"] = json!(2);
+    // The product changes after the user paid: the intent keeps what it was bought as.
+    let edited = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/products/{p}"),
+            Some(&admin.access),
+            Some(json!({"name": "renamed", "storeProductIds": {"ios": "coins_100_v2"}, "coins": 500, "priceMinor": 199, "currency": "USD"})),
+        )
+        .await;
+    assert_eq!(edited.status, 200);
+    let r = t
+        .post(
+            "/v1/payments/apple",
+            Some(&u.access),
+            json!({"intentId": i, "signedTransaction": sign(&c, &mine)}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        wallet(&t, &u).await["coins"],
+        240,
+        "two packs of 100 + 20, as bought"
+    );
+
+    // A refund, then Apple reverses it.
+    let refund = notification(&c, "REFUND", "n-r", &transaction("t-mine", "coins_100"));
+    t.post("/v1/webhooks/apple", None, json!({"signedPayload": refund}))
+        .await;
+    assert_eq!(wallet(&t, &u).await["coins"], 0);
+    let reversed = notification(
+        &c,
+        "REFUND_REVERSED",
+        "n-rr",
+        &transaction("t-mine", "coins_100"),
+    );
+    assert_eq!(
+        t.post(
+            "/v1/webhooks/apple",
+            None,
+            json!({"signedPayload": reversed})
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(wallet(&t, &u).await["coins"], 240);
+    assert_eq!(
+        t.get(&format!("/v1/payments/intents/{i}"), &u.access)
+            .await
+            .body["state"],
+        "completed"
+    );
+    let store = t.app().ctx.store.clone();
+    let report = store
+        .read(|rtx| duet::domains::balance::verify::verify(rtx, |_, _| {}))
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
 }

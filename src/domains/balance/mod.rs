@@ -85,15 +85,18 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
                     after.insert(account.clone(), b);
                 }
             }
+            let overflow =
+                || AppError::validation("the balance would leave the representable range");
             let debit = after.get_mut(&leg.debit).expect("inserted above");
-            *debit -= leg.amount;
+            *debit = debit.checked_sub(leg.amount).ok_or_else(overflow)?;
             if *debit < 0 && !may_go_negative(&leg.debit, leg.kind) {
                 return Err(AppError::new(
                     Code::InsufficientBalance,
                     format!("{} cannot cover {} coins", describe(&leg.debit), leg.amount),
                 ));
             }
-            *after.get_mut(&leg.credit).expect("inserted above") += leg.amount;
+            let credit = after.get_mut(&leg.credit).expect("inserted above");
+            *credit = credit.checked_add(leg.amount).ok_or_else(overflow)?;
         }
     }
 
@@ -265,7 +268,7 @@ pub fn hold(
         released: 0,
         reference: reference.to_owned(),
         created_at_ms: now,
-        expires_at_ms: now + ttl_ms.unwrap_or(HOLD_TTL_DEFAULT_MS),
+        expires_at_ms: now.saturating_add(ttl_ms.unwrap_or(HOLD_TTL_DEFAULT_MS)),
     };
     post(
         tx,
@@ -299,6 +302,10 @@ pub fn settle(
     reference: &str,
 ) -> AppResult<Hold> {
     let mut h = find_hold(tx, hold_id)?;
+    // Between expiry and the sweeper's next pass the hold still exists; it may not be charged.
+    if tx.now_ms() >= h.expires_at_ms {
+        return Err(AppError::conflict(format!("hold {hold_id} has expired")));
+    }
     if amount <= 0 || amount > h.remaining() {
         return Err(AppError::new(
             Code::InsufficientBalance,
@@ -487,8 +494,10 @@ pub fn history(
 
 /// Adjusts a user's wallet or earnings by an admin (positive credits, negative debits).
 pub fn adjust_legs(user_id: &str, earnings: bool, amount: i64, reason: &str) -> AppResult<Leg> {
-    if amount == 0 {
-        return Err(AppError::validation("amount must not be zero"));
+    if amount == 0 || amount.unsigned_abs() > AMOUNT_MAX as u64 {
+        return Err(AppError::validation(format!(
+            "amount must be non-zero, at most {AMOUNT_MAX} either way"
+        )));
     }
     let user = if earnings {
         Account::earnings(user_id)

@@ -229,7 +229,11 @@ impl Transfer {
         field(&self.amount.to_be_bytes());
         field(self.kind.as_str().as_bytes());
         field(self.reference.as_bytes());
-        field(self.idempotency_key.as_deref().unwrap_or("").as_bytes());
+        // A missing key and an empty key must not hash alike.
+        match &self.idempotency_key {
+            None => field(&[0]),
+            Some(k) => field(&[&[1u8][..], k.as_bytes()].concat()),
+        }
         field(&self.created_at_ms.to_be_bytes());
         crate::core::ids::hex(&h.finalize())
     }

@@ -55,7 +55,8 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
         head_hash: GENESIS_HASH.to_owned(),
         ..Report::default()
     };
-    let mut balances: HashMap<Account, i64> = HashMap::new();
+    // i128: a tampered journal must be reported, not overflow.
+    let mut balances: HashMap<Account, i128> = HashMap::new();
     let mut postings: HashMap<Account, u64> = HashMap::new();
     let mut expected_seq = 1u64;
     for row in journal.iter()? {
@@ -100,7 +101,7 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
             );
         }
         let d = balances.entry(t.debit.clone()).or_default();
-        *d -= t.amount;
+        *d -= i128::from(t.amount);
         if *d < 0 && !may_go_negative(&t.debit, t.kind) {
             problem(
                 &mut r,
@@ -112,7 +113,7 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
                 ),
             );
         }
-        *balances.entry(t.credit.clone()).or_default() += t.amount;
+        *balances.entry(t.credit.clone()).or_default() += i128::from(t.amount);
         // System accounts are listed in the postings index; user accounts by their events.
         *postings.entry(t.debit.clone()).or_default() += 1;
         *postings.entry(t.credit.clone()).or_default() += 1;
@@ -129,10 +130,15 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
     for row in stored.iter()? {
         let (k, v) = row?;
         seen += 1;
-        let account = Account::parse(k.value())
-            .unwrap_or_else(|_| Account::system(SystemAccount::Adjustments));
+        let Ok(account) = Account::parse(k.value()) else {
+            problem(
+                &mut r,
+                format!("{}: a balance row that names no account", k.value()),
+            );
+            continue;
+        };
         let replayed = balances.get(&account).copied().unwrap_or(0);
-        if replayed != v.value() {
+        if replayed != i128::from(v.value()) {
             problem(
                 &mut r,
                 format!(
@@ -155,15 +161,51 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
         }
     }
     r.accounts = seen.max(balances.len());
-    let sum: i128 = balances.values().map(|b| *b as i128).sum();
+    let sum: i128 = balances.values().sum();
     if sum != 0 {
         problem(&mut r, format!("balances sum to {sum}, not zero"));
     }
-    r.wallet_coins = balances
+    let wallets: i128 = balances
         .iter()
         .filter(|(a, _)| a.kind() == AccountKind::Wallet)
         .map(|(_, b)| *b)
         .sum();
+    r.wallet_coins = i64::try_from(wallets).unwrap_or(i64::MAX);
+    // Debt flags: a wallet is flagged exactly while it is below zero.
+    let flags = rtx.open_table(DEBT_FLAGS)?;
+    for (account, b) in balances
+        .iter()
+        .filter(|(a, _)| a.kind() == AccountKind::Wallet)
+    {
+        let flagged = flags.get(account.owner().unwrap_or_default())?.is_some();
+        if (*b < 0) != flagged {
+            let state = if flagged { "set" } else { "missing" };
+            problem(
+                &mut r,
+                format!(
+                    "{}: balance {b} but the debt flag is {state}",
+                    account.as_str()
+                ),
+            );
+        }
+    }
+    for row in flags.iter()? {
+        let (owner, _) = row?;
+        if balances
+            .get(&Account::wallet(owner.value()))
+            .copied()
+            .unwrap_or(0)
+            >= 0
+        {
+            problem(
+                &mut r,
+                format!(
+                    "wallet:{}: flagged in debt but not below zero",
+                    owner.value()
+                ),
+            );
+        }
+    }
     r.wallets_in_debt = balances
         .iter()
         .filter(|(a, b)| a.kind() == AccountKind::Wallet && **b < 0)
@@ -215,7 +257,7 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
         if account.kind() == AccountKind::Held {
             let owner = account.owner().unwrap_or_default();
             let left = open.remove(owner).unwrap_or(0);
-            if left != *b {
+            if i128::from(left) != *b {
                 problem(
                     &mut r,
                     format!(

@@ -20,7 +20,7 @@ use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::domains::user::model::Platform;
 
-use super::{Intent, IntentState, Product, ProductInput};
+use super::{Intent, IntentState, Product, ProductInput, StoreAction};
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -348,13 +348,14 @@ impl PaymentApi {
         Ok(Json(
             super::intent_for(&ctx, &who.user_id, &intent_id)
                 .await?
-                .0
                 .into(),
         ))
     }
 
     /// Complete an intent with an App Store transaction: the JWS and its certificate chain are
-    /// verified, and the coins credited once per transaction id. Any role.
+    /// verified, and the coins credited once per transaction id. Set the StoreKit purchase's
+    /// `appAccountToken` to the intent id: a transaction carrying another token is refused.
+    /// Any role.
     #[oai(
         path = "/v1/payments/apple",
         method = "post",
@@ -373,38 +374,47 @@ impl PaymentApi {
         if body.signed_transaction.len() > STORE_TOKEN_BYTES_MAX {
             return Err(AppError::validation("signedTransaction is too large"));
         }
-        let (intent, store_id) = super::intent_for(&ctx, &who.user_id, &body.intent_id).await?;
+        let intent = super::intent_for(&ctx, &who.user_id, &body.intent_id).await?;
         if intent.platform != Platform::Ios {
             return Err(AppError::validation("this intent is not for the App Store"));
         }
+        super::mark_verifying(&ctx, &intent.id).await?;
         let t = match verifier.transaction(&body.signed_transaction, ctx.store.now_ms()) {
             Ok(t) => t,
             Err(e) => return Err(super::refuse(&ctx, &intent.id, e).await),
         };
-        if t.product_id != store_id {
-            let e = AppError::new(
-                Code::InvalidReceipt,
-                format!("the transaction is for {}, not {store_id}", t.product_id),
+        let refusal = if t.product_id != intent.store_product_id {
+            Some(format!(
+                "the transaction is for {}, not {}",
+                t.product_id, intent.store_product_id
+            ))
+        } else if t.revocation_date.is_some() {
+            Some("the transaction was revoked".to_owned())
+        } else if t
+            .app_account_token
+            .as_deref()
+            .is_some_and(|a| !a.eq_ignore_ascii_case(&intent.id))
+        {
+            Some("the transaction belongs to another payment (appAccountToken)".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return Err(
+                super::refuse(&ctx, &intent.id, AppError::new(Code::InvalidReceipt, why)).await,
             );
-            return Err(super::refuse(&ctx, &intent.id, e).await);
-        }
-        if t.revocation_date.is_some() {
-            let e = AppError::new(Code::InvalidReceipt, "the transaction was revoked");
-            return Err(super::refuse(&ctx, &intent.id, e).await);
         }
         let details = json!({"store": "apple", "transactionId": t.transaction_id, "originalTransactionId": t.original_transaction_id});
-        let done = super::complete(
-            &ctx,
-            &intent.id,
-            &format!("apple:{}", t.transaction_id),
-            details,
-        )
-        .await?;
+        let key = format!("apple:{}", t.transaction_id);
+        let done =
+            super::complete(&ctx, &intent.id, &key, t.quantity.unwrap_or(1), details).await?;
         Ok(Json(done.into()))
     }
 
     /// Complete an intent with a Google Play purchase: verified with the Play Developer API
-    /// (`purchaseState` 0), consumed, and credited once per order id. Any role.
+    /// (`purchaseState` 0; test purchases only where configured), consumed, and credited once
+    /// per order id. Set `obfuscatedAccountId` to the intent id: a purchase carrying another is
+    /// refused. Any role.
     #[oai(
         path = "/v1/payments/google",
         method = "post",
@@ -423,14 +433,17 @@ impl PaymentApi {
         if body.purchase_token.is_empty() || body.purchase_token.len() > STORE_TOKEN_BYTES_MAX {
             return Err(AppError::validation("purchaseToken must be 1–65536 bytes"));
         }
-        let (intent, store_id) = super::intent_for(&ctx, &who.user_id, &body.intent_id).await?;
+        let intent = super::intent_for(&ctx, &who.user_id, &body.intent_id).await?;
         if intent.platform != Platform::Android {
             return Err(AppError::validation("this intent is not for Google Play"));
         }
-        if body.product_id != store_id {
+        if body.product_id != intent.store_product_id {
             let e = AppError::new(
                 Code::InvalidReceipt,
-                format!("the purchase is for {}, not {store_id}", body.product_id),
+                format!(
+                    "the purchase is for {}, not {}",
+                    body.product_id, intent.store_product_id
+                ),
             );
             return Err(super::refuse(&ctx, &intent.id, e).await);
         }
@@ -443,15 +456,26 @@ impl PaymentApi {
             Ok(p) => p,
             Err(e) => return Err(super::refuse(&ctx, &intent.id, e).await),
         };
-        if purchase.purchase_state != 0 || purchase.order_id.is_empty() {
-            let e = AppError::new(
-                Code::InvalidReceipt,
-                format!(
-                    "the purchase is not completed (purchaseState {})",
-                    purchase.purchase_state
-                ),
+        let refusal = if purchase.purchase_state != 0 || purchase.order_id.is_empty() {
+            Some(format!(
+                "the purchase is not completed (purchaseState {})",
+                purchase.purchase_state
+            ))
+        } else if purchase.purchase_type == Some(0) && !play.accepts_test_purchases() {
+            Some("a license-test purchase is not credited on this server".to_owned())
+        } else if purchase
+            .obfuscated_external_account_id
+            .as_deref()
+            .is_some_and(|a| a != intent.id)
+        {
+            Some("the purchase belongs to another payment (obfuscatedAccountId)".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return Err(
+                super::refuse(&ctx, &intent.id, AppError::new(Code::InvalidReceipt, why)).await,
             );
-            return Err(super::refuse(&ctx, &intent.id, e).await);
         }
         // Consume before crediting: if crediting then fails, a retry finds it consumed and
         // credits it; the reverse order could lose a purchase Google would refund after 3 days.
@@ -460,18 +484,20 @@ impl PaymentApi {
                 .await?;
         }
         let details = json!({"store": "google", "orderId": purchase.order_id});
+        let key = format!("google:{}", purchase.order_id);
         let done = super::complete(
             &ctx,
             &intent.id,
-            &format!("google:{}", purchase.order_id),
+            &key,
+            purchase.quantity.unwrap_or(1),
             details,
         )
         .await?;
         Ok(Json(done.into()))
     }
 
-    /// App Store Server Notifications V2. `REFUND` and `REVOKE` take the coins back. Public:
-    /// authenticated by Apple's signature.
+    /// App Store Server Notifications V2. `REFUND` and `REVOKE` take the coins back,
+    /// `REFUND_REVERSED` gives them again. Public: authenticated by Apple's signature.
     #[oai(
         path = "/v1/webhooks/apple",
         method = "post",
@@ -486,14 +512,17 @@ impl PaymentApi {
             AppError::new(Code::Unavailable, "App Store payments are not configured")
         })?;
         let n = verifier.notification(&body.signed_payload, ctx.store.now_ms())?;
-        let refund = match (n.notification_type.as_str(), &n.transaction) {
-            ("REFUND" | "REVOKE", Some(t)) => Some((
-                format!("apple:{}", t.transaction_id),
-                n.notification_type.to_lowercase(),
-            )),
-            _ => None,
+        let action = match (n.notification_type.as_str(), &n.transaction) {
+            ("REFUND" | "REVOKE", Some(t)) => StoreAction::Refund {
+                store_key: format!("apple:{}", t.transaction_id),
+                reason: n.notification_type.to_lowercase(),
+            },
+            ("REFUND_REVERSED", Some(t)) => StoreAction::ReverseRefund {
+                store_key: format!("apple:{}", t.transaction_id),
+            },
+            _ => StoreAction::Nothing,
         };
-        super::handle_notification(&ctx, &format!("apple:{}", n.uuid), refund).await?;
+        super::handle_notification(&ctx, &format!("apple:{}", n.uuid), action).await?;
         Ok(NoContent::Done)
     }
 
@@ -531,10 +560,14 @@ impl PaymentApi {
                 "the notification is for another package",
             ));
         }
-        let refund = n
-            .voided_purchase_notification
-            .map(|v| (format!("google:{}", v.order_id), "voided".to_owned()));
-        super::handle_notification(&ctx, &format!("google:{}", body.message.message_id), refund)
+        let action = match n.voided_purchase_notification {
+            Some(v) => StoreAction::Refund {
+                store_key: format!("google:{}", v.order_id),
+                reason: "voided".to_owned(),
+            },
+            None => StoreAction::Nothing,
+        };
+        super::handle_notification(&ctx, &format!("google:{}", body.message.message_id), action)
             .await?;
         Ok(NoContent::Done)
     }

@@ -68,6 +68,10 @@ pub struct Intent {
     pub bonus_coins: i64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The store's product id at the time the intent was made: a product edited or removed
+    /// after the user paid must not make the payment unverifiable.
+    #[serde(default)]
+    pub store_product_id: String,
     #[serde(default)]
     pub store_key: Option<String>,
     #[serde(default)]
@@ -235,13 +239,13 @@ pub async fn create_intent(
             let p: Product = get(&tx.read(PRODUCTS)?, product_id.as_str())?
                 .filter(|p: &Product| p.active)
                 .ok_or_else(|| AppError::not_found(format!("no active product {product_id}")))?;
-            if !p.store_product_ids.contains_key(platform.as_str()) {
+            let Some(store_product_id) = p.store_product_ids.get(platform.as_str()).cloned() else {
                 return Err(AppError::validation(format!(
                     "{} is not sold on {}",
                     p.name,
                     platform.as_str()
                 )));
-            }
+            };
             let now = tx.now_ms();
             let intent = Intent {
                 id: id.clone(),
@@ -253,6 +257,7 @@ pub async fn create_intent(
                 bonus_coins: p.bonus_coins,
                 created_at_ms: now,
                 updated_at_ms: now,
+                store_product_id: store_product_id.clone(),
                 store_key: None,
                 failure: None,
             };
@@ -262,24 +267,14 @@ pub async fn create_intent(
         .await
 }
 
-/// The caller's intent with the store product id it must be paid with.
-pub async fn intent_for(ctx: &Ctx, user_id: &str, intent_id: &str) -> AppResult<(Intent, String)> {
+/// The caller's intent; its `store_product_id` is what it must be paid with.
+pub async fn intent_for(ctx: &Ctx, user_id: &str, intent_id: &str) -> AppResult<Intent> {
     let (user_id, intent_id) = (user_id.to_owned(), intent_id.to_owned());
     ctx.store
         .read(move |rtx| {
-            let intent: Intent = get(&rtx.open_table(INTENTS)?, intent_id.as_str())?
+            get(&rtx.open_table(INTENTS)?, intent_id.as_str())?
                 .filter(|i: &Intent| i.user_id == user_id)
-                .ok_or_else(|| AppError::not_found("no such payment intent"))?;
-            let product: Product = get(&rtx.open_table(PRODUCTS)?, intent.product_id.as_str())?
-                .ok_or_else(|| AppError::not_found("the intent's product no longer exists"))?;
-            let store_id = product
-                .store_product_ids
-                .get(intent.platform.as_str())
-                .cloned()
-                .ok_or_else(|| {
-                    AppError::validation("the product is no longer sold on this platform")
-                })?;
-            Ok((intent, store_id))
+                .ok_or_else(|| AppError::not_found("no such payment intent"))
         })
         .await
 }
@@ -321,14 +316,24 @@ pub async fn fail(ctx: &Ctx, intent_id: &str, reason: &str) -> AppResult<()> {
         .await
 }
 
+/// Units of a coin pack one store purchase may carry (StoreKit and Play allow a quantity).
+pub const QUANTITY_MAX: u32 = 10;
+
 /// Credits a verified store purchase to the intent's user, once per store transaction.
 /// `store_key` is `apple:<transactionId>` or `google:<orderId>`.
 pub async fn complete(
     ctx: &Ctx,
     intent_id: &str,
     store_key: &str,
+    quantity: u32,
     details: serde_json::Value,
 ) -> AppResult<Intent> {
+    if !(1..=QUANTITY_MAX).contains(&quantity) {
+        return Err(AppError::new(
+            Code::InvalidReceipt,
+            format!("a purchase of {quantity} packs is not accepted"),
+        ));
+    }
     let (intent_id, store_key) = (intent_id.to_owned(), store_key.to_owned());
     ctx.store
         .write(move |tx| {
@@ -344,42 +349,67 @@ pub async fn complete(
                     "this store purchase was already credited to another payment",
                 ));
             }
+            if tx.read(REFUNDED_EARLY)?.get(store_key.as_str())?.is_some() {
+                return Err(AppError::new(
+                    Code::InvalidReceipt,
+                    "the store refunded this purchase before it was credited",
+                ));
+            }
             if intent.state == IntentState::Completed || intent.state == IntentState::Refunded {
                 return Err(AppError::conflict(
                     "this payment intent is already completed with another purchase",
                 ));
             }
-            credit(tx, &mut intent, &store_key, details.clone())?;
+            credit(tx, &mut intent, &store_key, quantity, details.clone())?;
             Ok(intent)
         })
         .await
+}
+
+/// The legs that credit `coins` and `bonus` to a wallet.
+fn credit_legs(user_id: &str, coins: i64, bonus: i64, reference: &str) -> Vec<Leg> {
+    let wallet = Account::wallet(user_id);
+    let mut legs = vec![Leg {
+        debit: Account::system(SystemAccount::StorePurchases),
+        credit: wallet.clone(),
+        amount: coins,
+        kind: TransferKind::Purchase,
+        reference: reference.to_owned(),
+    }];
+    if bonus > 0 {
+        legs.push(Leg {
+            debit: Account::system(SystemAccount::Bonuses),
+            credit: wallet,
+            amount: bonus,
+            kind: TransferKind::PurchaseBonus,
+            reference: reference.to_owned(),
+        });
+    }
+    legs
 }
 
 fn credit(
     tx: &Tx,
     intent: &mut Intent,
     store_key: &str,
+    quantity: u32,
     details: serde_json::Value,
 ) -> AppResult<()> {
-    let wallet = Account::wallet(&intent.user_id);
+    let times = i64::from(quantity);
+    let too_much = || {
+        AppError::new(
+            Code::InvalidReceipt,
+            "the purchase is larger than a wallet can take",
+        )
+    };
+    let coins = intent.coins.checked_mul(times).ok_or_else(too_much)?;
+    let bonus = intent.bonus_coins.checked_mul(times).ok_or_else(too_much)?;
     let reference = format!("payment:{}", intent.id);
-    let mut legs = vec![Leg {
-        debit: Account::system(SystemAccount::StorePurchases),
-        credit: wallet.clone(),
-        amount: intent.coins,
-        kind: TransferKind::Purchase,
-        reference: reference.clone(),
-    }];
-    if intent.bonus_coins > 0 {
-        legs.push(Leg {
-            debit: Account::system(SystemAccount::Bonuses),
-            credit: wallet,
-            amount: intent.bonus_coins,
-            kind: TransferKind::PurchaseBonus,
-            reference,
-        });
-    }
-    balance::post(tx, &legs, Some(store_key))?;
+    balance::post(
+        tx,
+        &credit_legs(&intent.user_id, coins, bonus, &reference),
+        Some(store_key),
+    )?;
     let now = tx.now_ms();
     intent.state = IntentState::Completed;
     intent.store_key = Some(store_key.to_owned());
@@ -391,8 +421,8 @@ fn credit(
         intent_id: intent.id.clone(),
         user_id: intent.user_id.clone(),
         product_id: intent.product_id.clone(),
-        coins: intent.coins,
-        bonus_coins: intent.bonus_coins,
+        coins,
+        bonus_coins: bonus,
         credited_at_ms: now,
         refunded_at_ms: None,
     };
@@ -406,8 +436,9 @@ fn credit(
                 "userId": intent.user_id,
                 "productId": intent.product_id,
                 "platform": intent.platform.as_str(),
-                "coins": intent.coins,
-                "bonusCoins": intent.bonus_coins,
+                "coins": coins,
+                "bonusCoins": bonus,
+                "quantity": quantity,
                 "store": details,
             }),
         )
@@ -416,46 +447,83 @@ fn credit(
     Ok(())
 }
 
-/// Takes back the coins of a refunded or revoked store purchase; false when the purchase is
-/// unknown or already refunded (webhooks are acknowledged either way).
+/// Takes back the coins of a refunded or revoked store purchase; false when the purchase was
+/// already refunded. A refund of a purchase not credited yet leaves a tombstone, so the purchase
+/// can never be credited afterwards.
 pub fn refund_tx(tx: &Tx, store_key: &str, reason: &str) -> AppResult<bool> {
     let Some(mut p) = get::<&str, StorePurchase>(&tx.read(STORE_PURCHASES)?, store_key)? else {
+        tx.table(REFUNDED_EARLY)?.insert(store_key, tx.now_ms())?;
         return Ok(false);
     };
     if p.refunded_at_ms.is_some() {
         return Ok(false);
     }
-    let total = p.coins + p.bonus_coins;
-    balance::post(
-        tx,
-        &[Leg {
-            debit: Account::wallet(&p.user_id),
+    // The mirror of the credit, leg for leg, into the refunds account.
+    let reference = format!("payment:{}:{reason}", p.intent_id);
+    let legs: Vec<Leg> = credit_legs(&p.user_id, p.coins, p.bonus_coins, &reference)
+        .into_iter()
+        .map(|l| Leg {
+            debit: l.credit,
             credit: Account::system(SystemAccount::Refunds),
-            amount: total,
             kind: TransferKind::Refund,
-            reference: format!("payment:{}:{reason}", p.intent_id),
-        }],
-        Some(&format!("refund:{store_key}")),
-    )?;
+            ..l
+        })
+        .collect();
+    balance::post(tx, &legs, Some(&format!("refund:{store_key}")))?;
     let now = tx.now_ms();
     p.refunded_at_ms = Some(now);
     put(&mut tx.table(STORE_PURCHASES)?, store_key, &p)?;
-    // Bound first: a table opened in an `if let` head stays open through its block.
-    let intent = get::<&str, Intent>(&tx.read(INTENTS)?, p.intent_id.as_str())?;
-    if let Some(mut i) = intent {
-        i.state = IntentState::Refunded;
-        i.updated_at_ms = now;
-        put(&mut tx.table(INTENTS)?, i.id.as_str(), &i)?;
-    }
+    set_intent_state(tx, &p.intent_id, IntentState::Refunded)?;
     tx.emit(
         NewEvent::about(
             "purchase_refunded",
             &p.user_id,
-            json!({"intentId": p.intent_id, "userId": p.user_id, "productId": p.product_id, "coins": total, "reason": reason}),
+            json!({"intentId": p.intent_id, "userId": p.user_id, "productId": p.product_id,
+                   "coins": p.coins + p.bonus_coins, "reason": reason}),
         )
         .to("account", Audience::Users(vec![p.user_id.clone()])),
     )?;
     Ok(true)
+}
+
+/// Gives back the coins of a refund the store reversed; false when there was nothing to undo.
+pub fn reverse_refund_tx(tx: &Tx, store_key: &str) -> AppResult<bool> {
+    let Some(mut p) = get::<&str, StorePurchase>(&tx.read(STORE_PURCHASES)?, store_key)? else {
+        let early = tx.read(REFUNDED_EARLY)?.get(store_key)?.is_some();
+        if early {
+            tx.table(REFUNDED_EARLY)?.remove(store_key)?;
+        }
+        return Ok(early);
+    };
+    if p.refunded_at_ms.is_none() {
+        return Ok(false);
+    }
+    let reference = format!("payment:{}:refund_reversed", p.intent_id);
+    balance::post(
+        tx,
+        &credit_legs(&p.user_id, p.coins, p.bonus_coins, &reference),
+        Some(&format!("refund_reversed:{store_key}")),
+    )?;
+    p.refunded_at_ms = None;
+    put(&mut tx.table(STORE_PURCHASES)?, store_key, &p)?;
+    set_intent_state(tx, &p.intent_id, IntentState::Completed)?;
+    tx.emit(NewEvent::about(
+        "purchase_refund_reversed",
+        &p.user_id,
+        json!({"intentId": p.intent_id, "userId": p.user_id, "coins": p.coins + p.bonus_coins}),
+    ))?;
+    Ok(true)
+}
+
+fn set_intent_state(tx: &Tx, intent_id: &str, state: IntentState) -> AppResult<()> {
+    // Bound first: a table opened in an `if let` head stays open through its block.
+    let intent = get::<&str, Intent>(&tx.read(INTENTS)?, intent_id)?;
+    if let Some(mut i) = intent {
+        i.state = state;
+        i.updated_at_ms = tx.now_ms();
+        put(&mut tx.table(INTENTS)?, i.id.as_str(), &i)?;
+    }
+    Ok(())
 }
 
 /// Records a webhook message id; false when it was seen before.
@@ -467,11 +535,26 @@ pub fn first_delivery(tx: &Tx, key: &str) -> AppResult<bool> {
     Ok(true)
 }
 
-/// Applies a store notification once: dedupes by message key, refunds when asked.
+/// What a store notification asks for.
+#[derive(Debug, Clone)]
+pub enum StoreAction {
+    /// Take the coins back (`reason`: refund, revoke, voided).
+    Refund {
+        store_key: String,
+        reason: String,
+    },
+    /// The store reversed a refund: give the coins again.
+    ReverseRefund {
+        store_key: String,
+    },
+    Nothing,
+}
+
+/// Applies a store notification once: dedupes by message key.
 pub async fn handle_notification(
     ctx: &Ctx,
     message_key: &str,
-    refund_of: Option<(String, String)>,
+    action: StoreAction,
 ) -> AppResult<bool> {
     let message_key = message_key.to_owned();
     ctx.store
@@ -479,9 +562,10 @@ pub async fn handle_notification(
             if !first_delivery(tx, &message_key)? {
                 return Ok(false);
             }
-            match &refund_of {
-                Some((store_key, reason)) => refund_tx(tx, store_key, reason),
-                None => Ok(false),
+            match &action {
+                StoreAction::Refund { store_key, reason } => refund_tx(tx, store_key, reason),
+                StoreAction::ReverseRefund { store_key } => reverse_refund_tx(tx, store_key),
+                StoreAction::Nothing => Ok(false),
             }
         })
         .await

@@ -8,6 +8,8 @@ crate::tables! {
     /// `apple:<transactionId>` | `google:<orderId>` → StorePurchase: each store purchase is
     /// credited once.
     STORE_PURCHASES: &str => &[u8] = "payment_store_purchase";
+    /// Store keys refunded before they were credited → when: such a purchase is never credited.
+    REFUNDED_EARLY: &str => i64 = "payment_refunded_early";
     /// `apple:<notificationUUID>` | `google:<messageId>` → received at (ms): webhook dedupe.
     WEBHOOK_MESSAGES: &str => i64 = "payment_webhook_message";
 }
