@@ -5,6 +5,7 @@
 pub mod apple;
 pub mod google;
 pub mod jwks;
+pub mod video;
 
 /// One HTTP client for all adapters: bounded timeouts, rustls.
 pub fn http_client() -> reqwest::Client {
