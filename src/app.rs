@@ -147,6 +147,10 @@ impl App {
             shutdown,
         });
 
+        let seeded = domains::billing::seed_defaults(&ctx).await?;
+        if seeded > 0 {
+            tracing::info!(tariffs = seeded, "installed the default call tariffs");
+        }
         let workers = vec![
             tokio::spawn(api::ws::run_dispatcher(ctx.clone(), ctx.shutdown_signal())),
             tokio::spawn(sweep_presence(ctx.clone())),

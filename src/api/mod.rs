@@ -60,6 +60,8 @@ pub enum ApiTags {
     Payouts,
     /// Coin packs, payment intents, store purchases and store webhooks.
     Payments,
+    /// Call tariffs.
+    Billing,
     /// Admin and moderator tools.
     Admin,
 }
@@ -75,6 +77,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::balance::api::BalanceApi,
             domains::gift::api::GiftApi,
             domains::payment::api::PaymentApi,
+            domains::billing::api::BillingApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,

@@ -2,6 +2,7 @@
 //! other domains reach its tables.
 
 pub mod balance;
+pub mod billing;
 pub mod event_log;
 pub mod gift;
 pub mod mission_control;
@@ -16,6 +17,7 @@ use crate::core::store::TableSpec;
 pub const TABLES: &[&[TableSpec]] = &[
     user::tables::TABLES,
     balance::tables::TABLES,
+    billing::tables::TABLES,
     gift::tables::TABLES,
     payment::tables::TABLES,
     profile::tables::TABLES,

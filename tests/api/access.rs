@@ -132,6 +132,19 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             Who::Public,
             json!({"message": {"data": "", "messageId": "m"}}),
         ),
+        ("tariffs_preview", Who::Any, Value::Null),
+        ("admin_tariffs_list", Who::Admin, Value::Null),
+        (
+            "admin_tariffs_create",
+            Who::Admin,
+            json!({"name": "t", "kind": "direct", "callerRole": "user", "calleeRole": "streamer", "payer": "caller", "scope": {"type": "default"}, "payerSchedule": {"checkpoints": []}, "earnerSchedule": {"checkpoints": []}}),
+        ),
+        (
+            "admin_tariffs_update",
+            Who::Admin,
+            json!({"name": "t", "kind": "direct", "callerRole": "user", "calleeRole": "streamer", "payer": "caller", "scope": {"type": "default"}, "payerSchedule": {"checkpoints": []}, "earnerSchedule": {"checkpoints": []}}),
+        ),
+        ("admin_tariffs_version", Who::Admin, Value::Null),
     ]
 }
 
@@ -164,10 +177,13 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{payout_id}", "p-1")
                 .replace("{account}", "system:payouts")
                 .replace("{product_id}", "p-1")
-                .replace("{intent_id}", "i-1");
+                .replace("{intent_id}", "i-1")
+                .replace("{tariff_id}", "t-1")
+                .replace("{version}", "1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",
+                Some("tariffs_preview") => "?kind=direct&calleeId=u&seconds=1",
                 _ => "",
             };
             out.push(Route {

@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod billing;
 mod coins;
 mod crash;
 mod events;
