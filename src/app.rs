@@ -147,6 +147,13 @@ impl App {
             shutdown,
         });
 
+        let ended = domains::video::recover(&ctx).await?;
+        if ended > 0 {
+            tracing::info!(
+                calls = ended,
+                "ended calls that had not connected before the restart"
+            );
+        }
         let seeded = domains::billing::seed_defaults(&ctx).await?;
         if seeded > 0 {
             tracing::info!(tariffs = seeded, "installed the default call tariffs");
@@ -155,6 +162,7 @@ impl App {
             tokio::spawn(api::ws::run_dispatcher(ctx.clone(), ctx.shutdown_signal())),
             tokio::spawn(sweep_presence(ctx.clone())),
             tokio::spawn(release_expired_holds(ctx.clone())),
+            tokio::spawn(run_call_timers(ctx.clone())),
         ];
 
         let acceptor = TcpListener::bind(listen)
@@ -234,6 +242,24 @@ impl App {
             .is_err()
         {
             tracing::warn!("the store was still in use when shutdown gave up waiting");
+        }
+    }
+}
+
+/// How often call deadlines (ring timeouts, billing checkpoints) are checked.
+const CALL_TIMERS_EVERY: Duration = Duration::from_millis(250);
+
+async fn run_call_timers(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(CALL_TIMERS_EVERY);
+    let mut stop = ctx.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = domains::video::tick(&ctx).await {
+                    tracing::warn!(error = %e, "running call timers failed");
+                }
+            }
+            _ = stop.changed() => return,
         }
     }
 }

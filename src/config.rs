@@ -22,6 +22,25 @@ pub struct Config {
     pub events: EventsConfig,
     pub payouts: PayoutsConfig,
     pub payments: PaymentsConfig,
+    pub calls: CallsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// A call not answered within this many seconds is missed.
+    pub ring_timeout_secs: u64,
+    /// A connected call ends after this many seconds.
+    pub max_duration_secs: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            ring_timeout_secs: 30,
+            max_duration_secs: 4 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -426,6 +445,12 @@ impl Config {
                     "pubsub_audience and pubsub_service_account are required when enabled",
                 ));
             }
+        }
+        if self.calls.ring_timeout_secs == 0 || self.calls.max_duration_secs == 0 {
+            return Err(bad(
+                "calls",
+                "ring_timeout_secs and max_duration_secs must be positive",
+            ));
         }
         if self.payouts.minimum_coins <= 0 {
             return Err(bad("payouts.minimum_coins", "must be positive"));

@@ -62,6 +62,8 @@ pub enum ApiTags {
     Payments,
     /// Call tariffs.
     Billing,
+    /// Direct calls.
+    Calls,
     /// Admin and moderator tools.
     Admin,
 }
@@ -78,6 +80,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::gift::api::GiftApi,
             domains::payment::api::PaymentApi,
             domains::billing::api::BillingApi,
+            domains::video::api::CallApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,

@@ -48,6 +48,10 @@ pub enum Code {
     InvalidReceipt,
     /// An outside provider (store, push, video) failed or is unreachable; retry later.
     ProviderFailed,
+    /// The person is in another call.
+    Busy,
+    /// One of the two blocked the other.
+    Blocked,
     /// The server cannot take the request now (shutting down, overloaded).
     Unavailable,
     /// A bug or a storage failure; details are in the server log only.
@@ -56,7 +60,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 23] = [
         Code::Unauthorized,
         Code::Forbidden,
         Code::AccountBanned,
@@ -76,6 +80,8 @@ impl Code {
         Code::InsufficientBalance,
         Code::InvalidReceipt,
         Code::ProviderFailed,
+        Code::Busy,
+        Code::Blocked,
         Code::Unavailable,
         Code::Internal,
     ];
@@ -101,6 +107,8 @@ impl Code {
             Code::InsufficientBalance => "insufficient_balance",
             Code::InvalidReceipt => "invalid_receipt",
             Code::ProviderFailed => "provider_failed",
+            Code::Busy => "busy",
+            Code::Blocked => "blocked",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -122,7 +130,8 @@ impl Code {
             Code::ProviderFailed => StatusCode::BAD_GATEWAY,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Code::EmailTaken | Code::Conflict => StatusCode::CONFLICT,
+            Code::EmailTaken | Code::Conflict | Code::Busy => StatusCode::CONFLICT,
+            Code::Blocked => StatusCode::FORBIDDEN,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -152,6 +161,8 @@ impl Code {
             Code::InsufficientBalance => "Insufficient balance",
             Code::InvalidReceipt => "Invalid receipt",
             Code::ProviderFailed => "Provider failed",
+            Code::Busy => "Busy",
+            Code::Blocked => "Blocked",
             Code::Unavailable => "Service unavailable",
             Code::Internal => "Internal error",
         }

@@ -10,6 +10,7 @@ pub mod payment;
 pub mod profile;
 pub mod settings;
 pub mod user;
+pub mod video;
 
 use crate::core::store::TableSpec;
 
@@ -20,6 +21,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     billing::tables::TABLES,
     gift::tables::TABLES,
     payment::tables::TABLES,
+    video::tables::TABLES,
     profile::tables::TABLES,
     settings::tables::TABLES,
     mission_control::tables::TABLES,

@@ -145,6 +145,13 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             json!({"name": "t", "kind": "direct", "callerRole": "user", "calleeRole": "streamer", "payer": "caller", "scope": {"type": "default"}, "payerSchedule": {"checkpoints": []}, "earnerSchedule": {"checkpoints": []}}),
         ),
         ("admin_tariffs_version", Who::Admin, Value::Null),
+        ("calls_start", Who::Any, json!({"calleeId": "u"})),
+        ("calls_accept", Who::Any, Value::Null),
+        ("calls_decline", Who::Any, Value::Null),
+        ("calls_hangup", Who::Any, Value::Null),
+        ("calls_joined", Who::Any, Value::Null),
+        ("calls_get", Who::Any, Value::Null),
+        ("me_calls", Who::Any, Value::Null),
     ]
 }
 
@@ -179,7 +186,8 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{product_id}", "p-1")
                 .replace("{intent_id}", "i-1")
                 .replace("{tariff_id}", "t-1")
-                .replace("{version}", "1");
+                .replace("{version}", "1")
+                .replace("{call_id}", "c-1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

@@ -160,7 +160,41 @@ pub fn resolve(
     streamer_id: Option<&str>,
     tags: &[String],
 ) -> AppResult<Option<Tariff>> {
-    let candidates: Vec<Tariff> = list(rtx)?
+    Ok(pick(
+        list(rtx)?,
+        kind,
+        caller_role,
+        callee_role,
+        streamer_id,
+        tags,
+    ))
+}
+
+/// The same, inside a write operation.
+pub fn resolve_tx(
+    tx: &Tx,
+    kind: CallKind,
+    caller_role: Role,
+    callee_role: Role,
+    streamer_id: Option<&str>,
+    tags: &[String],
+) -> AppResult<Option<Tariff>> {
+    let mut all = Vec::new();
+    for row in tx.read(TARIFFS)?.iter()? {
+        all.push(dec(row?.1.value())?);
+    }
+    Ok(pick(all, kind, caller_role, callee_role, streamer_id, tags))
+}
+
+fn pick(
+    all: Vec<Tariff>,
+    kind: CallKind,
+    caller_role: Role,
+    callee_role: Role,
+    streamer_id: Option<&str>,
+    tags: &[String],
+) -> Option<Tariff> {
+    let candidates: Vec<Tariff> = all
         .into_iter()
         .filter(|t| {
             t.active
@@ -181,7 +215,7 @@ pub fn resolve(
         c.first().copied()
     };
     let default = || candidates.iter().find(|t| t.scope == Scope::Default);
-    Ok(by_streamer.or_else(by_cohort).or_else(default).cloned())
+    by_streamer.or_else(by_cohort).or_else(default).cloned()
 }
 
 /// Installs the default tariffs on a store that has none: the seed's schedule for roulette

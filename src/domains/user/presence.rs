@@ -113,6 +113,12 @@ impl Presence {
         }
     }
 
+    /// Whether the user has a live connection (or lost their last one less than the grace
+    /// period ago).
+    pub async fn is_online(&self, user_id: &str) -> bool {
+        self.entries.lock().await.contains_key(user_id)
+    }
+
     async fn send(&self, user_id: &str, online: bool) {
         let change = Change {
             user_id: user_id.to_owned(),

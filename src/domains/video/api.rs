@@ -1,0 +1,241 @@
+//! REST routes of the video domain.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use time::OffsetDateTime;
+
+use crate::api::{ApiTags, BearerAuth};
+use crate::app::Ctx;
+use crate::core::auth::Access;
+use crate::core::clock::to_datetime;
+use crate::core::error::{AppError, AppResult};
+use crate::domains::billing::model::{CallKind, Side};
+
+use super::Action;
+use super::model::{Call, CallState, EndReason};
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct StartCall {
+    pub callee_id: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CallView {
+    pub id: String,
+    pub kind: CallKind,
+    pub caller_id: String,
+    pub callee_id: String,
+    /// Which side pays.
+    pub payer: Side,
+    pub state: CallState,
+    pub tariff_id: String,
+    pub tariff_version: u32,
+    pub created_at: OffsetDateTime,
+    pub connected_at: Option<OffsetDateTime>,
+    pub ended_at: Option<OffsetDateTime>,
+    pub duration_seconds: i64,
+    /// Coins charged to the payer.
+    pub charged: i64,
+    /// Coins credited to the earner.
+    pub earned: i64,
+    pub end_reason: Option<EndReason>,
+}
+
+impl From<Call> for CallView {
+    fn from(c: Call) -> Self {
+        let duration_seconds = c
+            .ended_at_ms
+            .zip(c.connected_at_ms)
+            .map_or(0, |(e, s)| (e - s) / 1000);
+        CallView {
+            payer: c.payer_side(),
+            id: c.id,
+            kind: c.kind,
+            caller_id: c.caller_id,
+            callee_id: c.callee_id,
+            state: c.state,
+            tariff_id: c.tariff_id,
+            tariff_version: c.tariff_version,
+            created_at: to_datetime(c.created_at_ms),
+            connected_at: c.connected_at_ms.map(to_datetime),
+            ended_at: c.ended_at_ms.map(to_datetime),
+            duration_seconds,
+            charged: c.charged,
+            earned: c.earned,
+            end_reason: c.end_reason,
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CallPage {
+    pub items: Vec<CallView>,
+    /// Pass as `before` for the next (older) page.
+    pub next_before: Option<String>,
+}
+
+const PAGE_MAX: u32 = 100;
+
+pub struct CallApi;
+
+impl CallApi {
+    async fn act(
+        ctx: &Ctx,
+        auth: &BearerAuth,
+        id: &str,
+        action: Action,
+    ) -> AppResult<Json<CallView>> {
+        let who = auth.require(ctx, Access::Any).await?;
+        let max_ms = ctx.config.calls.max_duration_secs as i64 * 1000;
+        Ok(Json(
+            super::act(ctx, &who.user_id, id, action, max_ms)
+                .await?
+                .into(),
+        ))
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Calls")]
+impl CallApi {
+    /// Call someone: the call rings until accepted, declined or timed out (`unavailable` when
+    /// they are offline, `busy` when either is in a call, `insufficient_balance` when the
+    /// payer cannot pay the first checkpoint, `forbidden` when no tariff allows it). Any role.
+    #[oai(path = "/v1/calls", method = "post", operation_id = "calls_start")]
+    async fn start(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<StartCall>,
+    ) -> AppResult<Json<CallView>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let ring_ms = ctx.config.calls.ring_timeout_secs as i64 * 1000;
+        Ok(Json(
+            super::start(&ctx, &who, &body.callee_id, ring_ms)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// Answer a ringing call (the callee). Any role.
+    #[oai(
+        path = "/v1/calls/:call_id/accept",
+        method = "post",
+        operation_id = "calls_accept"
+    )]
+    async fn accept(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        call_id: Path<String>,
+    ) -> AppResult<Json<CallView>> {
+        Self::act(&ctx, &auth, &call_id, Action::Accept).await
+    }
+
+    /// Refuse a ringing call (the callee). Any role.
+    #[oai(
+        path = "/v1/calls/:call_id/decline",
+        method = "post",
+        operation_id = "calls_decline"
+    )]
+    async fn decline(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        call_id: Path<String>,
+    ) -> AppResult<Json<CallView>> {
+        Self::act(&ctx, &auth, &call_id, Action::Decline).await
+    }
+
+    /// Hang up (either side; while ringing the caller cancels). Any role.
+    #[oai(
+        path = "/v1/calls/:call_id/hangup",
+        method = "post",
+        operation_id = "calls_hangup"
+    )]
+    async fn hangup(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        call_id: Path<String>,
+    ) -> AppResult<Json<CallView>> {
+        Self::act(&ctx, &auth, &call_id, Action::Hangup).await
+    }
+
+    /// The caller's client has joined the media channel; when both have, the call is connected
+    /// and billing starts. Any role.
+    #[oai(
+        path = "/v1/calls/:call_id/joined",
+        method = "post",
+        operation_id = "calls_joined"
+    )]
+    async fn joined(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        call_id: Path<String>,
+    ) -> AppResult<Json<CallView>> {
+        Self::act(&ctx, &auth, &call_id, Action::Joined).await
+    }
+
+    /// A call record, for its participants and staff. Any role.
+    #[oai(
+        path = "/v1/calls/:call_id",
+        method = "get",
+        operation_id = "calls_get"
+    )]
+    async fn get(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        call_id: Path<String>,
+    ) -> AppResult<Json<CallView>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let id = call_id.0;
+        let call = ctx
+            .store
+            .read(move |rtx| super::find(rtx, &id))
+            .await?
+            .filter(|c| {
+                c.caller_id == who.user_id
+                    || c.callee_id == who.user_id
+                    || Access::Staff.allows(who.role)
+            })
+            .ok_or_else(|| AppError::not_found("no such call"))?;
+        Ok(Json(call.into()))
+    }
+
+    /// The caller's calls, newest first. Any role.
+    #[oai(path = "/v1/me/calls", method = "get", operation_id = "me_calls")]
+    async fn mine(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        before: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<CallPage>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let limit = limit.0.unwrap_or(50);
+        if limit == 0 || limit > PAGE_MAX {
+            return Err(AppError::validation(format!("limit must be 1–{PAGE_MAX}")));
+        }
+        let (uid, before) = (who.user_id.clone(), before.0);
+        let items = ctx
+            .store
+            .read(move |rtx| super::history(rtx, &uid, before.as_deref(), limit as usize))
+            .await?;
+        let next_before = (items.len() == limit as usize)
+            .then(|| items.last().map(|c| c.id.clone()))
+            .flatten();
+        Ok(Json(CallPage {
+            items: items.into_iter().map(Into::into).collect(),
+            next_before,
+        }))
+    }
+}

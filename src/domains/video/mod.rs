@@ -1,0 +1,530 @@
+//! The video domain: direct calls, server-authoritative for state, duration and billing.
+//!
+//! ringing → connecting (accepted) → connected (both joined the media channel) → ended, or
+//! ringing → declined | missed (ring timeout) | cancelled. One call per person at a time
+//! (`call_active`), enforced inside the single writer, so two callers racing for one streamer
+//! cannot both win.
+//!
+//! Billing follows the call's tariff version: at each payer checkpoint the payer's wallet pays
+//! the platform's revenue account, at each earner checkpoint the platform's revenue pays the
+//! earner. Every charge carries the idempotency key `call:<id>:<side>:<second>`, and each call
+//! records how far it was billed, so a checkpoint is billed once even across crashes. Deadlines
+//! (ring timeout, next checkpoint, maximum duration) are rows in `call_timer`; the engine
+//! ([`tick`]) runs the due ones against the injected clock.
+
+pub mod api;
+pub mod model;
+pub mod tables;
+
+use redb::{ReadTransaction, ReadableTable};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::auth::{Principal, Role};
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, get, put};
+use crate::domains::balance::{self, model::*};
+use crate::domains::billing::{self, model::*};
+use crate::domains::user;
+use model::*;
+use tables::*;
+
+/// Checkpoints billed at most in one pass (a call left unbilled for very long is caught up in
+/// several passes).
+const CHECKPOINTS_PER_PASS: usize = 1000;
+/// Due timers handled at most per engine pass.
+const TIMERS_PER_TICK: usize = 500;
+
+fn call_of(tx: &Tx, id: &str) -> AppResult<Call> {
+    get(&tx.read(CALLS)?, id)?.ok_or_else(|| AppError::not_found("no such call"))
+}
+
+fn save(tx: &Tx, call: &Call) -> AppResult<()> {
+    put(&mut tx.table(CALLS)?, call.id.as_str(), call)
+}
+
+fn state_event(call: &Call) -> NewEvent {
+    NewEvent::about(
+        "call_state",
+        &call.caller_id,
+        json!({
+            "callId": call.id, "state": call.state.as_str(), "kind": call.kind,
+            "callerId": call.caller_id, "calleeId": call.callee_id,
+            "charged": call.charged, "earned": call.earned, "endReason": call.end_reason,
+        }),
+    )
+    .to(
+        "calls",
+        Audience::Users(vec![call.caller_id.clone(), call.callee_id.clone()]),
+    )
+}
+
+fn set_timer(tx: &Tx, call: &mut Call, timer: Timer, due_ms: i64) -> AppResult<()> {
+    let key = timer.key(&call.id);
+    tx.table(CALL_TIMERS)?.insert((due_ms, key.as_str()), ())?;
+    call.timers.push((due_ms, key));
+    Ok(())
+}
+
+fn clear_timer(tx: &Tx, call: &mut Call, timer: Timer) -> AppResult<()> {
+    let key = timer.key(&call.id);
+    let mut t = tx.table(CALL_TIMERS)?;
+    for (due, k) in call.timers.iter().filter(|(_, k)| *k == key) {
+        t.remove((*due, k.as_str()))?;
+    }
+    call.timers.retain(|(_, k)| *k != key);
+    Ok(())
+}
+
+/// Starts a direct call; the callee is rung.
+pub async fn start(
+    ctx: &Ctx,
+    caller: &Principal,
+    callee_id: &str,
+    ring_ms: i64,
+) -> AppResult<Call> {
+    if caller.user_id == callee_id {
+        return Err(AppError::validation("you cannot call yourself"));
+    }
+    if !ctx.presence.is_online(callee_id).await {
+        return Err(AppError::new(
+            Code::Unavailable,
+            "the person you are calling is offline",
+        ));
+    }
+    let (caller, callee_id) = (caller.clone(), callee_id.to_owned());
+    let id = new_id();
+    ctx.store
+        .write(move |tx| {
+            let callee = user::find_user_tx(tx, &callee_id)?
+                .filter(|u| u.ban.is_none())
+                .ok_or_else(|| AppError::not_found("no such user"))?;
+            let streamer = [
+                (caller.role, caller.user_id.as_str()),
+                (callee.role, callee_id.as_str()),
+            ]
+            .into_iter()
+            .find(|(r, _)| *r == Role::Streamer)
+            .map(|(_, id)| id.to_owned());
+            let tariff = billing::resolve_tx(
+                tx,
+                CallKind::Direct,
+                caller.role,
+                callee.role,
+                streamer.as_deref(),
+                &[],
+            )?
+            .ok_or_else(|| AppError::forbidden("no tariff allows a call between these roles"))?;
+            {
+                let active = tx.read(ACTIVE_CALLS)?;
+                if active.get(caller.user_id.as_str())?.is_some()
+                    || active.get(callee_id.as_str())?.is_some()
+                {
+                    return Err(AppError::new(Code::Busy, "one of you is in another call"));
+                }
+            }
+            let (payer_id, earner_id) = match tariff.payer {
+                Side::Caller => (caller.user_id.clone(), callee_id.clone()),
+                Side::Callee => (callee_id.clone(), caller.user_id.clone()),
+            };
+            if let Some((_, first)) = tariff.payer_schedule.next_after(None) {
+                let wallet = tx
+                    .read(balance::tables::BALANCES)?
+                    .get(Account::wallet(&payer_id).as_str())?
+                    .map_or(0, |v| v.value());
+                if wallet < first {
+                    return Err(AppError::new(
+                        Code::InsufficientBalance,
+                        format!("the call starts at {first} coins"),
+                    ));
+                }
+            }
+            let now = tx.now_ms();
+            let mut call = Call {
+                id: id.clone(),
+                kind: CallKind::Direct,
+                caller_id: caller.user_id.clone(),
+                callee_id: callee_id.clone(),
+                payer_id,
+                earner_id,
+                state: CallState::Ringing,
+                tariff_id: tariff.id.clone(),
+                tariff_version: tariff.version,
+                payer_schedule: tariff.payer_schedule.clone(),
+                earner_schedule: tariff.earner_schedule.clone(),
+                created_at_ms: now,
+                connected_at_ms: None,
+                ended_at_ms: None,
+                end_reason: None,
+                joined: Vec::new(),
+                charged: 0,
+                earned: 0,
+                payer_billed_upto: None,
+                earner_billed_upto: None,
+                timers: Vec::new(),
+            };
+            let mut active = tx.table(ACTIVE_CALLS)?;
+            active.insert(call.caller_id.as_str(), call.id.as_str())?;
+            active.insert(call.callee_id.as_str(), call.id.as_str())?;
+            drop(active);
+            let mut by_user = tx.table(CALLS_BY_USER)?;
+            by_user.insert((call.caller_id.as_str(), call.id.as_str()), ())?;
+            by_user.insert((call.callee_id.as_str(), call.id.as_str()), ())?;
+            drop(by_user);
+            set_timer(tx, &mut call, Timer::Ring, now + ring_ms)?;
+            save(tx, &call)?;
+            tx.emit(
+                NewEvent::about(
+                    "incoming_call",
+                    &call.callee_id,
+                    json!({"callId": call.id, "callerId": call.caller_id, "kind": call.kind}),
+                )
+                .to("calls", Audience::Users(vec![call.callee_id.clone()])),
+            )?;
+            tx.emit(state_event(&call))?;
+            Ok(call)
+        })
+        .await
+}
+
+/// What a participant does to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Accept,
+    Decline,
+    Hangup,
+    Joined,
+}
+
+pub async fn act(
+    ctx: &Ctx,
+    who: &str,
+    call_id: &str,
+    action: Action,
+    max_ms: i64,
+) -> AppResult<Call> {
+    let (who, call_id) = (who.to_owned(), call_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let mut call = call_of(tx, &call_id)?;
+            if call.caller_id != who && call.callee_id != who {
+                return Err(AppError::not_found("no such call"));
+            }
+            let is_callee = call.callee_id == who;
+            let now = tx.now_ms();
+            match (action, call.state) {
+                (Action::Accept, CallState::Ringing) if is_callee => {
+                    clear_timer(tx, &mut call, Timer::Ring)?;
+                    call.state = CallState::Connecting;
+                    save(tx, &call)?;
+                    tx.emit(state_event(&call))?;
+                }
+                (Action::Decline, CallState::Ringing) if is_callee => {
+                    finish(tx, &mut call, CallState::Declined, None)?
+                }
+                (Action::Hangup, CallState::Ringing) => {
+                    let state = if is_callee {
+                        CallState::Declined
+                    } else {
+                        CallState::Cancelled
+                    };
+                    finish(tx, &mut call, state, None)?;
+                }
+                (Action::Hangup, CallState::Connecting) => {
+                    finish(tx, &mut call, CallState::Ended, Some(EndReason::Hangup))?
+                }
+                (Action::Hangup, CallState::Connected) => {
+                    // Everything due up to the hang-up is billed first, even if the engine lags.
+                    let reason = bill_due(tx, &mut call, now)?.unwrap_or(EndReason::Hangup);
+                    finish(tx, &mut call, CallState::Ended, Some(reason))?;
+                }
+                (Action::Joined, CallState::Connecting) => {
+                    if !call.joined.contains(&who) {
+                        call.joined.push(who.clone());
+                    }
+                    if call.joined.len() == 2 {
+                        call.state = CallState::Connected;
+                        call.connected_at_ms = Some(now);
+                        set_timer(tx, &mut call, Timer::MaxDuration, now + max_ms)?;
+                        match bill_due(tx, &mut call, now)? {
+                            Some(reason) => finish(tx, &mut call, CallState::Ended, Some(reason))?,
+                            None => {
+                                schedule_billing(tx, &mut call)?;
+                                save(tx, &call)?;
+                                tx.emit(state_event(&call))?;
+                            }
+                        }
+                    } else {
+                        save(tx, &call)?;
+                    }
+                }
+                (Action::Joined, CallState::Connected) => {}
+                (_, state) => {
+                    return Err(AppError::conflict(format!(
+                        "a {} call cannot be {action:?}ed by you",
+                        state.as_str()
+                    )));
+                }
+            }
+            Ok(call)
+        })
+        .await
+}
+
+/// Bills every checkpoint due by `now`, in time order; returns a reason to end the call when
+/// the payer cannot pay the next one.
+fn bill_due(tx: &Tx, call: &mut Call, now_ms: i64) -> AppResult<Option<EndReason>> {
+    let seconds = call.seconds_at(now_ms);
+    let revenue = Account::system(SystemAccount::PlatformRevenue);
+    for _ in 0..CHECKPOINTS_PER_PASS {
+        let payer = call
+            .payer_schedule
+            .next_after(call.payer_billed_upto)
+            .filter(|(at, _)| *at <= seconds);
+        let earner = call
+            .earner_schedule
+            .next_after(call.earner_billed_upto)
+            .filter(|(at, _)| *at <= seconds);
+        // The payer's checkpoint comes first when both fall on the same second.
+        match (payer, earner) {
+            (Some((at, coins)), e) if e.is_none_or(|(eat, _)| at <= eat) => {
+                if coins > 0 {
+                    let wallet = Account::wallet(&call.payer_id);
+                    let balance = tx
+                        .read(balance::tables::BALANCES)?
+                        .get(wallet.as_str())?
+                        .map_or(0, |v| v.value());
+                    if balance < coins {
+                        return Ok(Some(EndReason::InsufficientBalance));
+                    }
+                    let leg = Leg {
+                        debit: wallet,
+                        credit: revenue.clone(),
+                        amount: coins,
+                        kind: TransferKind::CallCharge,
+                        reference: format!("call:{}", call.id),
+                    };
+                    balance::post(tx, &[leg], Some(&format!("call:{}:payer:{at}", call.id)))?;
+                    call.charged += coins;
+                }
+                call.payer_billed_upto = Some(at);
+            }
+            (_, Some((at, coins))) => {
+                if coins > 0 {
+                    let leg = Leg {
+                        debit: revenue.clone(),
+                        credit: Account::earnings(&call.earner_id),
+                        amount: coins,
+                        kind: TransferKind::CallEarning,
+                        reference: format!("call:{}", call.id),
+                    };
+                    balance::post(tx, &[leg], Some(&format!("call:{}:earner:{at}", call.id)))?;
+                    call.earned += coins;
+                }
+                call.earner_billed_upto = Some(at);
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Sets the billing timer at the next checkpoint of either side, and warns the payer when the
+/// wallet cannot cover their next charge.
+fn schedule_billing(tx: &Tx, call: &mut Call) -> AppResult<()> {
+    clear_timer(tx, call, Timer::Billing)?;
+    let Some(connected) = call.connected_at_ms else {
+        return Ok(());
+    };
+    let payer = call.payer_schedule.next_after(call.payer_billed_upto);
+    let earner = call.earner_schedule.next_after(call.earner_billed_upto);
+    let next = [payer.map(|p| p.0), earner.map(|e| e.0)]
+        .into_iter()
+        .flatten()
+        .min();
+    if let Some(at) = next {
+        set_timer(tx, call, Timer::Billing, connected + at as i64 * 1000)?;
+    }
+    if let Some((at, coins)) = payer {
+        let wallet = tx
+            .read(balance::tables::BALANCES)?
+            .get(Account::wallet(&call.payer_id).as_str())?
+            .map_or(0, |v| v.value());
+        if wallet < coins {
+            tx.emit(
+                NewEvent::about(
+                    "balance_low",
+                    &call.payer_id,
+                    json!({"callId": call.id, "atSeconds": at, "coins": coins, "balance": wallet}),
+                )
+                .to("calls", Audience::Users(vec![call.payer_id.clone()])),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Closes a call: state, the people free again, its timers gone, and the events.
+fn finish(tx: &Tx, call: &mut Call, state: CallState, reason: Option<EndReason>) -> AppResult<()> {
+    for timer in [Timer::Ring, Timer::Billing, Timer::MaxDuration] {
+        clear_timer(tx, call, timer)?;
+    }
+    call.state = state;
+    call.end_reason = reason;
+    call.ended_at_ms = Some(tx.now_ms());
+    let mut active = tx.table(ACTIVE_CALLS)?;
+    for who in [&call.caller_id, &call.callee_id] {
+        let mine = active
+            .get(who.as_str())?
+            .is_some_and(|v| v.value() == call.id);
+        if mine {
+            active.remove(who.as_str())?;
+        }
+    }
+    drop(active);
+    save(tx, call)?;
+    tx.emit(state_event(call))?;
+    let duration = call
+        .ended_at_ms
+        .zip(call.connected_at_ms)
+        .map_or(0, |(e, c)| (e - c) / 1000);
+    let summary = json!({
+        "callId": call.id, "kind": call.kind, "callerId": call.caller_id, "calleeId": call.callee_id,
+        "state": state.as_str(), "durationSeconds": duration, "charged": call.charged, "earned": call.earned,
+        "reason": reason,
+    });
+    let kind = if state == CallState::Missed {
+        "call_missed"
+    } else {
+        "call_ended"
+    };
+    tx.emit(NewEvent::about(kind, &call.caller_id, summary))?;
+    Ok(())
+}
+
+/// Runs the due timers; returns how many. The engine runs it every 250 ms; tests call it after
+/// moving the clock.
+pub async fn tick(ctx: &Ctx) -> AppResult<usize> {
+    let now = ctx.store.now_ms();
+    let due: Vec<(i64, String)> = ctx
+        .store
+        .read(move |rtx| {
+            let t = rtx.open_table(CALL_TIMERS)?;
+            let mut out = Vec::new();
+            for row in t.range(..(now + 1, ""))?.take(TIMERS_PER_TICK) {
+                let (k, _) = row?;
+                let (due, key) = k.value();
+                out.push((due, key.to_owned()));
+            }
+            Ok(out)
+        })
+        .await?;
+    let n = due.len();
+    for (due_ms, key) in due {
+        ctx.store.write(move |tx| fire(tx, due_ms, &key)).await?;
+    }
+    Ok(n)
+}
+
+fn fire(tx: &Tx, due_ms: i64, key: &str) -> AppResult<()> {
+    // Handled already (by an earlier pass, or a hang-up that cleared it).
+    if tx.read(CALL_TIMERS)?.get((due_ms, key))?.is_none() {
+        return Ok(());
+    }
+    let Some((call_id, timer)) = Timer::parse(key) else {
+        tx.table(CALL_TIMERS)?.remove((due_ms, key))?;
+        return Ok(());
+    };
+    let mut call = call_of(tx, call_id)?;
+    let now = tx.now_ms();
+    match (timer, call.state) {
+        (Timer::Ring, CallState::Ringing) => finish(tx, &mut call, CallState::Missed, None),
+        (Timer::Billing, CallState::Connected) => match bill_due(tx, &mut call, now)? {
+            Some(reason) => finish(tx, &mut call, CallState::Ended, Some(reason)),
+            None => {
+                schedule_billing(tx, &mut call)?;
+                save(tx, &call)
+            }
+        },
+        (Timer::MaxDuration, CallState::Connected) => {
+            let reason = bill_due(tx, &mut call, now)?.unwrap_or(EndReason::MaxDuration);
+            finish(tx, &mut call, CallState::Ended, Some(reason))
+        }
+        _ => {
+            // A timer of a call in another state: drop it.
+            clear_timer(tx, &mut call, timer)?;
+            save(tx, &call)
+        }
+    }
+}
+
+/// After a restart: calls that had not connected are ended (`server_restart`: the people
+/// ringing and answering lost their connections); connected calls go on, and the engine bills
+/// every checkpoint that fell due while the server was down, each once.
+pub async fn recover(ctx: &Ctx) -> AppResult<usize> {
+    let open: Vec<String> = ctx
+        .store
+        .read(|rtx| {
+            let t = rtx.open_table(ACTIVE_CALLS)?;
+            let mut ids = Vec::new();
+            for row in t.iter()? {
+                let id = row?.1.value().to_owned();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            Ok(ids)
+        })
+        .await?;
+    let mut ended = 0;
+    for id in open {
+        let done = ctx
+            .store
+            .write(move |tx| {
+                let mut call = call_of(tx, &id)?;
+                if matches!(call.state, CallState::Ringing | CallState::Connecting) {
+                    finish(
+                        tx,
+                        &mut call,
+                        CallState::Cancelled,
+                        Some(EndReason::ServerRestart),
+                    )?;
+                    return Ok(true);
+                }
+                Ok(false)
+            })
+            .await?;
+        ended += usize::from(done);
+    }
+    Ok(ended)
+}
+
+pub fn find(rtx: &ReadTransaction, id: &str) -> AppResult<Option<Call>> {
+    get(&rtx.open_table(CALLS)?, id)
+}
+
+/// A user's calls, newest first, before call id `before`.
+pub fn history(
+    rtx: &ReadTransaction,
+    user_id: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> AppResult<Vec<Call>> {
+    let idx = rtx.open_table(CALLS_BY_USER)?;
+    let calls = rtx.open_table(CALLS)?;
+    let upper = before.unwrap_or("\u{10ffff}");
+    let mut out = Vec::new();
+    for row in idx
+        .range((user_id, "")..(user_id, upper))?
+        .rev()
+        .take(limit)
+    {
+        let (k, _) = row?;
+        if let Some(c) = get::<&str, Call>(&calls, k.value().1)? {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}

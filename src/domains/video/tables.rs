@@ -1,0 +1,12 @@
+//! The video domain's tables.
+
+crate::tables! {
+    /// call id → Call.
+    CALLS: &str => &[u8] = "call_by_id";
+    /// (user id, call id): a user's calls, for their history.
+    CALLS_BY_USER: (&str, &str) => () = "call_by_user";
+    /// user id → the call they are in: one call per person at a time.
+    ACTIVE_CALLS: &str => &str = "call_active";
+    /// (due at ms, `<call id>:<timer>`): durable deadlines of ringing and connected calls.
+    CALL_TIMERS: (i64, &str) => () = "call_timer";
+}
