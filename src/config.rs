@@ -32,6 +32,8 @@ pub struct CallsConfig {
     pub ring_timeout_secs: u64,
     /// A connected call ends after this many seconds.
     pub max_duration_secs: u64,
+    /// A connected call ends when a participant has had no live WebSocket for this long.
+    pub connection_lost_secs: u64,
 }
 
 impl Default for CallsConfig {
@@ -39,6 +41,7 @@ impl Default for CallsConfig {
         CallsConfig {
             ring_timeout_secs: 30,
             max_duration_secs: 4 * 3600,
+            connection_lost_secs: 15,
         }
     }
 }

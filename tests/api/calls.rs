@@ -8,7 +8,8 @@ use crate::support::*;
 struct Pair {
     user: Tokens,
     streamer: Tokens,
-    _online: Ws,
+    /// Both stay connected: a participant without a live WebSocket loses the call.
+    online: Vec<Ws>,
 }
 
 async fn pair(t: &TestApp, admin: &Tokens, coins: i64) -> Pair {
@@ -17,12 +18,15 @@ async fn pair(t: &TestApp, admin: &Tokens, coins: i64) -> Pair {
     if coins > 0 {
         credit(t, admin, &user.user_id, coins, "wallet").await;
     }
-    let online = t.ws_ready(&streamer.access).await;
+    let online = vec![
+        t.ws_ready(&user.access).await,
+        t.ws_ready(&streamer.access).await,
+    ];
     t.settle().await;
     Pair {
         user,
         streamer,
-        _online: online,
+        online,
     }
 }
 
@@ -299,6 +303,12 @@ async fn a_restart_mid_call_bills_every_due_checkpoint_once() {
     t.clock.advance_ms(30_000);
     run_timers(&t).await;
     t.restart().await;
+    // The apps reconnect to the new server.
+    let _back = (
+        t.ws_ready(&p.user.access).await,
+        t.ws_ready(&p.streamer.access).await,
+    );
+    t.settle().await;
     // Down for a while: the checkpoints at 60 s and 120 s fell due meanwhile.
     t.clock.advance_ms(95_000);
     run_timers(&t).await;
@@ -321,4 +331,63 @@ async fn a_restart_mid_call_bills_every_due_checkpoint_once() {
         .await
         .unwrap();
     assert!(report.ok(), "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn a_lost_connection_or_a_moderator_ends_the_call() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let mut p = pair(&t, &admin, 1000).await;
+    let id = connect(&t, &p).await;
+    // The user's app loses its connection; the streamer's stays.
+    drop(p.online.remove(0));
+    tokio::time::timeout(PATIENCE, async {
+        while t.app().ctx.hub.connection_count() > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    t.clock.advance_ms(14_000);
+    run_timers(&t).await;
+    assert_eq!(
+        t.get(&format!("/v1/calls/{id}"), &p.streamer.access)
+            .await
+            .body["state"],
+        "connected",
+        "within the limit"
+    );
+    t.clock.advance_ms(1_000);
+    run_timers(&t).await;
+    let c = t.get(&format!("/v1/calls/{id}"), &p.streamer.access).await;
+    assert_eq!(
+        (c.body["state"].as_str(), c.body["endReason"].as_str()),
+        (Some("ended"), Some("connection_lost"))
+    );
+    assert_eq!(
+        c.body["charged"], 9,
+        "billed up to 15 s: the connect charge only"
+    );
+
+    p.online.insert(0, t.ws_ready(&p.user.access).await);
+    t.settle().await;
+    let id = connect(&t, &p).await;
+    let ended = duet::domains::video::end_call(
+        &t.app().ctx,
+        &id,
+        duet::domains::video::model::EndReason::Moderation,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ended.end_reason,
+        Some(duet::domains::video::model::EndReason::Moderation)
+    );
+    assert!(
+        call(&t, &p.user, &p.streamer.user_id)
+            .await
+            .status
+            .is_success(),
+        "both are free again"
+    );
 }

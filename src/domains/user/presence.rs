@@ -54,6 +54,8 @@ pub struct Presence {
     clock: SharedClock,
     changes: mpsc::Sender<Queued>,
     metrics: Arc<Metrics>,
+    /// When this tracker started: nobody's connections are known from before.
+    started_ms: i64,
 }
 
 impl Presence {
@@ -67,6 +69,7 @@ impl Presence {
             clock: store.clock().clone(),
             changes: tx,
             metrics,
+            started_ms: store.now_ms(),
         })
     }
 
@@ -110,6 +113,16 @@ impl Presence {
             entries.remove(&id);
             self.metrics.online_users.dec();
             self.send(&id, false).await;
+        }
+    }
+
+    /// How long the user has had no live connection at `now` (`None` while they have one).
+    /// Someone never seen since the server started counts from the start.
+    pub async fn disconnected_for_ms(&self, user_id: &str, now: i64) -> Option<i64> {
+        match self.entries.lock().await.get(user_id) {
+            Some(e) if e.connections > 0 => None,
+            Some(e) => Some(now - e.gone_since_ms.unwrap_or(self.started_ms)),
+            None => Some(now - self.started_ms),
         }
     }
 

@@ -425,7 +425,7 @@ pub async fn tick(ctx: &Ctx) -> AppResult<usize> {
     for (due_ms, key) in due {
         ctx.store.write(move |tx| fire(tx, due_ms, &key)).await?;
     }
-    Ok(n)
+    Ok(n + end_lost_calls(ctx).await?)
 }
 
 fn fire(tx: &Tx, due_ms: i64, key: &str) -> AppResult<()> {
@@ -458,6 +458,76 @@ fn fire(tx: &Tx, due_ms: i64, key: &str) -> AppResult<()> {
             save(tx, &call)
         }
     }
+}
+
+/// Ends a call for a reason decided elsewhere (a moderation decision, a block): what was due is
+/// billed first. A call already over is left as it is.
+pub async fn end_call(ctx: &Ctx, call_id: &str, reason: EndReason) -> AppResult<Call> {
+    let call_id = call_id.to_owned();
+    ctx.store
+        .write(move |tx| {
+            let mut call = call_of(tx, &call_id)?;
+            match call.state {
+                CallState::Connected => {
+                    let reason = bill_due(tx, &mut call, tx.now_ms())?.unwrap_or(reason);
+                    finish(tx, &mut call, CallState::Ended, Some(reason))?;
+                }
+                CallState::Ringing | CallState::Connecting => {
+                    finish(tx, &mut call, CallState::Ended, Some(reason))?
+                }
+                _ => {}
+            }
+            Ok(call)
+        })
+        .await
+}
+
+/// The calls someone is in now.
+async fn open_calls(ctx: &Ctx) -> AppResult<Vec<Call>> {
+    ctx.store
+        .read(|rtx| {
+            let active = rtx.open_table(ACTIVE_CALLS)?;
+            let calls = rtx.open_table(CALLS)?;
+            let mut out: Vec<Call> = Vec::new();
+            for row in active.iter()? {
+                let id = row?.1.value().to_owned();
+                if !out.iter().any(|c| c.id == id)
+                    && let Some(c) = get::<&str, Call>(&calls, id.as_str())?
+                {
+                    out.push(c);
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Ends connected calls one of whose participants has been without a connection too long.
+pub async fn end_lost_calls(ctx: &Ctx) -> AppResult<usize> {
+    let now = ctx.store.now_ms();
+    let limit = ctx.config.calls.connection_lost_secs as i64 * 1000;
+    let mut ended = 0;
+    for call in open_calls(ctx).await? {
+        if call.state != CallState::Connected {
+            continue;
+        }
+        let mut lost = false;
+        for who in [&call.caller_id, &call.callee_id] {
+            if ctx
+                .presence
+                .disconnected_for_ms(who, now)
+                .await
+                .is_some_and(|ms| ms >= limit)
+            {
+                lost = true;
+            }
+        }
+        if lost {
+            end_call(ctx, &call.id, EndReason::ConnectionLost).await?;
+            ended += 1;
+        }
+    }
+    Ok(ended)
 }
 
 /// After a restart: calls that had not connected are ended (`server_restart`: the people

@@ -47,6 +47,12 @@ pub enum EndReason {
     MaxDuration,
     /// The server restarted before the call connected.
     ServerRestart,
+    /// A participant's connection was gone longer than `calls.connection_lost_secs`.
+    ConnectionLost,
+    /// A moderator's decision ended it.
+    Moderation,
+    /// One blocked the other.
+    Blocked,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
