@@ -42,6 +42,7 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     pub presence: Arc<Presence>,
     pub sign_in: domains::user::SignInGuard,
+    pub media: domains::video::media::Media,
     pub hub: Hub,
     shutdown: watch::Sender<bool>,
 }
@@ -127,6 +128,7 @@ impl App {
         );
         let (shutdown, _) = watch::channel(false);
         let listen = config.listen_addr()?;
+        let media = domains::video::media::Media::new(&config.video);
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -143,6 +145,7 @@ impl App {
                     .map(|n| n.get())
                     .unwrap_or(2),
             ),
+            media,
             hub: Hub::default(),
             shutdown,
         });

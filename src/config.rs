@@ -23,6 +23,48 @@ pub struct Config {
     pub payouts: PayoutsConfig,
     pub payments: PaymentsConfig,
     pub calls: CallsConfig,
+    pub video: VideoConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoConfig {
+    /// Lifetime of the media tokens handed to participants.
+    pub token_ttl_secs: u32,
+    /// Failures of one provider reported within the window before new calls use the next one.
+    pub failure_threshold: u32,
+    pub failure_window_secs: u64,
+    pub agora: AgoraConfig,
+    pub twilio: TwilioConfig,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig {
+            token_ttl_secs: 3600,
+            failure_threshold: 3,
+            failure_window_secs: 60,
+            agora: AgoraConfig::default(),
+            twilio: TwilioConfig::default(),
+        }
+    }
+}
+
+/// Agora, the primary provider; used when both values are set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgoraConfig {
+    pub app_id: String,
+    pub app_certificate: String,
+}
+
+/// Twilio Video, the fallback; used when all three values are set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub api_key_sid: String,
+    pub api_key_secret: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -448,6 +490,15 @@ impl Config {
                     "pubsub_audience and pubsub_service_account are required when enabled",
                 ));
             }
+        }
+        if self.video.token_ttl_secs == 0
+            || self.video.failure_threshold == 0
+            || self.video.failure_window_secs == 0
+        {
+            return Err(bad(
+                "video",
+                "token_ttl_secs, failure_threshold and failure_window_secs must be positive",
+            ));
         }
         if self.calls.ring_timeout_secs == 0 || self.calls.max_duration_secs == 0 {
             return Err(bad(

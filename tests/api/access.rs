@@ -152,6 +152,18 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("calls_joined", Who::Any, Value::Null),
         ("calls_get", Who::Any, Value::Null),
         ("me_calls", Who::Any, Value::Null),
+        ("calls_media", Who::Any, Value::Null),
+        (
+            "calls_provider_failure",
+            Who::Any,
+            json!({"provider": "agora"}),
+        ),
+        ("admin_video_providers", Who::Admin, Value::Null),
+        (
+            "admin_video_provider_switch",
+            Who::Admin,
+            json!({"enabled": true}),
+        ),
     ]
 }
 
@@ -187,7 +199,8 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{intent_id}", "i-1")
                 .replace("{tariff_id}", "t-1")
                 .replace("{version}", "1")
-                .replace("{call_id}", "c-1");
+                .replace("{call_id}", "c-1")
+                .replace("{name}", "agora");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

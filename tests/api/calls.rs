@@ -391,3 +391,114 @@ async fn a_lost_connection_or_a_moderator_ends_the_call() {
         "both are free again"
     );
 }
+
+async fn media_app() -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.video.agora.app_id = "970CA35de60c44645bbae8a215061b33".into();
+        c.video.agora.app_certificate = "5CFd2fd1755d40ecb72977518be15d3b".into();
+        c.video.twilio.account_sid = "ACtest".into();
+        c.video.twilio.api_key_sid = "SKtest".into();
+        c.video.twilio.api_key_secret = "twilio-secret".into();
+    })
+    .await
+}
+
+async fn media(t: &TestApp, who: &Tokens, id: &str) -> Reply {
+    t.get(&format!("/v1/calls/{id}/media"), &who.access).await
+}
+
+#[tokio::test]
+async fn participants_get_provider_tokens_and_failures_fail_over_to_twilio() {
+    let t = media_app().await;
+    let admin = t.admin().await;
+    let p = pair(&t, &admin, 5000).await;
+    let id = connect(&t, &p).await;
+    let m = media(&t, &p.user, &id).await;
+    assert_eq!(
+        (
+            m.body["provider"].as_str(),
+            m.body["channel"].as_str(),
+            m.body["uid"].as_str()
+        ),
+        (Some("agora"), Some(id.as_str()), Some("1"))
+    );
+    assert!(m.body["token"].as_str().unwrap().starts_with("007"));
+    assert_eq!(media(&t, &p.streamer, &id).await.body["uid"], "2");
+    let stranger = t.user().await;
+    assert_eq!(media(&t, &stranger, &id).await.code(), "not_found");
+
+    // The user's client cannot reach Agora: this call moves to Twilio at once.
+    let r = t
+        .post(
+            &format!("/v1/calls/{id}/provider-failure"),
+            Some(&p.user.access),
+            json!({"provider": "agora"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let m = media(&t, &p.streamer, &id).await;
+    assert_eq!(m.body["provider"], "twilio");
+    assert_eq!(
+        m.body["token"].as_str().unwrap().split('.').count(),
+        3,
+        "a JWT"
+    );
+    act(&t, &p.user, &id, "hangup").await;
+
+    // Two more failures within the window: new calls start on Twilio.
+    for _ in 0..2 {
+        let id = connect(&t, &p).await;
+        t.post(
+            &format!("/v1/calls/{id}/provider-failure"),
+            Some(&p.user.access),
+            json!({"provider": "agora"}),
+        )
+        .await;
+        act(&t, &p.user, &id, "hangup").await;
+    }
+    let id = connect(&t, &p).await;
+    assert_eq!(media(&t, &p.user, &id).await.body["provider"], "twilio");
+    act(&t, &p.user, &id, "hangup").await;
+    let list = t.get("/v1/admin/video/providers", &admin.access).await;
+    assert_eq!(
+        list.body["items"][0],
+        json!({"name": "agora", "enabled": true, "failing": true})
+    );
+
+    // After the window Agora is back; an admin can still switch it off.
+    t.clock.advance_ms(61_000);
+    let r = t
+        .call(
+            reqwest::Method::PUT,
+            "/v1/admin/video/providers/agora",
+            Some(&admin.access),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let id = connect(&t, &p).await;
+    assert_eq!(media(&t, &p.user, &id).await.body["provider"], "twilio");
+    act(&t, &p.user, &id, "hangup").await;
+    t.call(
+        reqwest::Method::PUT,
+        "/v1/admin/video/providers/twilio",
+        Some(&admin.access),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let id = connect(&t, &p).await;
+    assert_eq!(
+        media(&t, &p.user, &id).await.code(),
+        "unavailable",
+        "every provider off"
+    );
+    let unknown = t
+        .call(
+            reqwest::Method::PUT,
+            "/v1/admin/video/providers/zoom",
+            Some(&admin.access),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(unknown.code(), "not_found");
+}

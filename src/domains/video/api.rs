@@ -83,11 +83,51 @@ pub struct CallPage {
 
 const PAGE_MAX: u32 = 100;
 
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct MediaView {
+    /// `agora` or `twilio`.
+    pub provider: String,
+    pub channel: String,
+    pub uid: String,
+    pub token: String,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ProviderFailure {
+    /// The provider that failed for this client.
+    pub provider: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ProviderView {
+    pub name: String,
+    pub enabled: bool,
+    /// Too many failures lately: new calls skip it until the window passes.
+    pub failing: bool,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ProviderList {
+    /// In the order they are tried.
+    pub items: Vec<ProviderView>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ProviderSwitch {
+    pub enabled: bool,
+}
+
 pub struct CallApi;
 
 impl CallApi {
     async fn act(
-        ctx: &Ctx,
+        ctx: &Arc<Ctx>,
         auth: &BearerAuth,
         id: &str,
         action: Action,
@@ -135,7 +175,7 @@ impl CallApi {
         auth: BearerAuth,
         call_id: Path<String>,
     ) -> AppResult<Json<CallView>> {
-        Self::act(&ctx, &auth, &call_id, Action::Accept).await
+        Self::act(ctx.0, &auth, &call_id, Action::Accept).await
     }
 
     /// Refuse a ringing call (the callee). Any role.
@@ -150,7 +190,7 @@ impl CallApi {
         auth: BearerAuth,
         call_id: Path<String>,
     ) -> AppResult<Json<CallView>> {
-        Self::act(&ctx, &auth, &call_id, Action::Decline).await
+        Self::act(ctx.0, &auth, &call_id, Action::Decline).await
     }
 
     /// Hang up (either side; while ringing the caller cancels). Any role.
@@ -165,7 +205,7 @@ impl CallApi {
         auth: BearerAuth,
         call_id: Path<String>,
     ) -> AppResult<Json<CallView>> {
-        Self::act(&ctx, &auth, &call_id, Action::Hangup).await
+        Self::act(ctx.0, &auth, &call_id, Action::Hangup).await
     }
 
     /// The caller's client has joined the media channel; when both have, the call is connected
@@ -181,7 +221,7 @@ impl CallApi {
         auth: BearerAuth,
         call_id: Path<String>,
     ) -> AppResult<Json<CallView>> {
-        Self::act(&ctx, &auth, &call_id, Action::Joined).await
+        Self::act(ctx.0, &auth, &call_id, Action::Joined).await
     }
 
     /// A call record, for its participants and staff. Any role.
@@ -237,5 +277,104 @@ impl CallApi {
             items: items.into_iter().map(Into::into).collect(),
             next_before,
         }))
+    }
+
+    /// The caller's media credentials for a connecting or connected call:
+    /// `{provider, channel, uid, token, expiresAt}`. Fetch again after a `call_state` event
+    /// that changes the provider. Any role.
+    #[oai(
+        path = "/v1/calls/:call_id/media",
+        method = "get",
+        operation_id = "calls_media"
+    )]
+    async fn media(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        call_id: Path<String>,
+    ) -> AppResult<Json<MediaView>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let t = super::media_for(&ctx, &who.user_id, &call_id).await?;
+        Ok(Json(MediaView {
+            provider: t.provider.to_owned(),
+            channel: t.channel,
+            uid: t.uid,
+            token: t.token,
+            expires_at: to_datetime(t.expires_at * 1000),
+        }))
+    }
+
+    /// This client could not use the call's provider: the call moves to the next provider
+    /// (fetch `/media` again), and enough failures switch new calls over too. Any role.
+    #[oai(
+        path = "/v1/calls/:call_id/provider-failure",
+        method = "post",
+        operation_id = "calls_provider_failure"
+    )]
+    async fn provider_failure(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        call_id: Path<String>,
+        body: Json<ProviderFailure>,
+    ) -> AppResult<Json<CallView>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        Ok(Json(
+            super::provider_failed(ctx.0, &who.user_id, &call_id, &body.provider)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// The configured video providers, in the order they are tried. Admin.
+    #[oai(
+        path = "/v1/admin/video/providers",
+        method = "get",
+        operation_id = "admin_video_providers"
+    )]
+    async fn providers(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<ProviderList>> {
+        auth.require(&ctx, Access::Admin).await?;
+        let owner = ctx.0.clone();
+        let now = ctx.store.now_ms();
+        let items = ctx
+            .store
+            .read(move |rtx| {
+                owner
+                    .media
+                    .status(&rtx.open_table(super::tables::PROVIDER_SWITCHES)?, now)
+            })
+            .await?;
+        Ok(Json(ProviderList {
+            items: items
+                .into_iter()
+                .map(|p| ProviderView {
+                    name: p.name.to_owned(),
+                    enabled: p.enabled,
+                    failing: p.failing,
+                })
+                .collect(),
+        }))
+    }
+
+    /// Switch a provider on or off for new calls. Admin; audited.
+    #[oai(
+        path = "/v1/admin/video/providers/:name",
+        method = "put",
+        operation_id = "admin_video_provider_switch"
+    )]
+    async fn switch(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        name: Path<String>,
+        body: Json<ProviderSwitch>,
+    ) -> AppResult<crate::api::NoContent> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        super::switch_provider(&ctx, &who.user_id, &name, body.enabled).await?;
+        Ok(crate::api::NoContent::Done)
     }
 }

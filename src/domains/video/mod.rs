@@ -13,8 +13,11 @@
 //! ([`tick`]) runs the due ones against the injected clock.
 
 pub mod api;
+pub mod media;
 pub mod model;
 pub mod tables;
+
+use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable};
 use serde_json::json;
@@ -163,6 +166,7 @@ pub async fn start(
                 earned: 0,
                 payer_billed_upto: None,
                 earner_billed_upto: None,
+                provider: None,
                 timers: Vec::new(),
             };
             let mut active = tx.table(ACTIVE_CALLS)?;
@@ -199,15 +203,17 @@ pub enum Action {
 }
 
 pub async fn act(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     who: &str,
     call_id: &str,
     action: Action,
     max_ms: i64,
 ) -> AppResult<Call> {
     let (who, call_id) = (who.to_owned(), call_id.to_owned());
+    let owner = ctx.clone();
     ctx.store
         .write(move |tx| {
+            let media = &owner.media;
             let mut call = call_of(tx, &call_id)?;
             if call.caller_id != who && call.callee_id != who {
                 return Err(AppError::not_found("no such call"));
@@ -217,6 +223,7 @@ pub async fn act(
             match (action, call.state) {
                 (Action::Accept, CallState::Ringing) if is_callee => {
                     clear_timer(tx, &mut call, Timer::Ring)?;
+                    call.provider = media.choose(tx, now, None)?.map(str::to_owned);
                     call.state = CallState::Connecting;
                     save(tx, &call)?;
                     tx.emit(state_event(&call))?;
@@ -597,4 +604,107 @@ pub fn history(
         }
     }
     Ok(out)
+}
+
+/// The media credentials of participant `who` in a call that is connecting or connected.
+pub async fn media_for(
+    ctx: &Ctx,
+    who: &str,
+    call_id: &str,
+) -> AppResult<crate::providers::video::ProviderToken> {
+    let (w, id) = (who.to_owned(), call_id.to_owned());
+    let call = ctx
+        .store
+        .read(move |rtx| find(rtx, &id))
+        .await?
+        .filter(|c| c.caller_id == w || c.callee_id == w)
+        .ok_or_else(|| AppError::not_found("no such call"))?;
+    if !matches!(call.state, CallState::Connecting | CallState::Connected) {
+        return Err(AppError::conflict(
+            "the call is not connecting or connected",
+        ));
+    }
+    let provider = call.provider.ok_or_else(|| {
+        AppError::new(
+            Code::Unavailable,
+            "no video provider is available for this call",
+        )
+    })?;
+    let uid = if call.caller_id == who { 1 } else { 2 };
+    ctx.media
+        .token(&provider, &call.id, uid, who, ctx.store.now_ms() / 1000)
+        .ok_or_else(|| {
+            AppError::new(
+                Code::Unavailable,
+                "the call's video provider is no longer configured",
+            )
+        })
+}
+
+/// A participant could not use the call's provider: the failure is counted (enough of them
+/// switch new calls to the next provider) and this call moves to another provider at once.
+pub async fn provider_failed(
+    ctx: &Arc<Ctx>,
+    who: &str,
+    call_id: &str,
+    provider: &str,
+) -> AppResult<Call> {
+    let now = ctx.store.now_ms();
+    ctx.media.report_failure(provider, now);
+    let (w, id, failed, owner) = (
+        who.to_owned(),
+        call_id.to_owned(),
+        provider.to_owned(),
+        ctx.clone(),
+    );
+    ctx.store
+        .write(move |tx| {
+            let mut call = call_of(tx, &id)?;
+            if call.caller_id != w && call.callee_id != w {
+                return Err(AppError::not_found("no such call"));
+            }
+            if !matches!(call.state, CallState::Connecting | CallState::Connected) {
+                return Err(AppError::conflict(
+                    "the call is not connecting or connected",
+                ));
+            }
+            if call.provider.as_deref() == Some(failed.as_str()) {
+                let next = owner.media.choose(tx, tx.now_ms(), Some(&failed))?;
+                let Some(next) = next else {
+                    return Err(AppError::new(
+                        Code::Unavailable,
+                        "no other video provider is available",
+                    ));
+                };
+                call.provider = Some(next.to_owned());
+                save(tx, &call)?;
+                // Both sides fetch their new credentials.
+                tx.emit(state_event(&call))?;
+            }
+            Ok(call)
+        })
+        .await
+}
+
+/// An admin switches a provider on or off for new calls.
+pub async fn switch_provider(ctx: &Ctx, actor: &str, name: &str, enabled: bool) -> AppResult<()> {
+    if !ctx.media.names().contains(&name) {
+        return Err(AppError::not_found(format!(
+            "no configured video provider `{name}`"
+        )));
+    }
+    let (actor, name) = (actor.to_owned(), name.to_owned());
+    ctx.store
+        .write(move |tx| {
+            tx.table(PROVIDER_SWITCHES)?
+                .insert(name.as_str(), enabled)?;
+            crate::domains::mission_control::audit_tx(
+                tx,
+                &actor,
+                "video.provider",
+                &name,
+                json!({"enabled": enabled}),
+            )
+        })
+        .await
 }

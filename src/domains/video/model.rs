@@ -88,6 +88,9 @@ pub struct Call {
     pub payer_billed_upto: Option<u64>,
     #[serde(default)]
     pub earner_billed_upto: Option<u64>,
+    /// The video provider it uses, chosen when it is accepted.
+    #[serde(default)]
+    pub provider: Option<String>,
     /// The call's scheduled deadlines: (due at ms, timer key in `call_timer`).
     #[serde(default)]
     pub timers: Vec<(i64, String)>,

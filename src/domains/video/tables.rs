@@ -7,6 +7,8 @@ crate::tables! {
     CALLS_BY_USER: (&str, &str) => () = "call_by_user";
     /// user id → the call they are in: one call per person at a time.
     ACTIVE_CALLS: &str => &str = "call_active";
+    /// provider name → enabled: the admin's switches (absent = enabled).
+    PROVIDER_SWITCHES: &str => bool = "video_provider_switch";
     /// (due at ms, `<call id>:<timer>`): durable deadlines of ringing and connected calls.
     CALL_TIMERS: (i64, &str) => () = "call_timer";
 }
