@@ -51,6 +51,8 @@ impl Role {
 pub enum Access {
     /// Any signed-in, unbanned account.
     Any,
+    /// Users (the paying side) only.
+    User,
     /// Streamers only.
     Streamer,
     /// Moderators and admins.
@@ -63,6 +65,7 @@ impl Access {
     pub fn allows(self, role: Role) -> bool {
         match self {
             Access::Any => true,
+            Access::User => role == Role::User,
             Access::Streamer => role == Role::Streamer,
             Access::Staff => matches!(role, Role::Moderator | Role::Admin),
             Access::Admin => role == Role::Admin,

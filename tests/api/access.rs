@@ -10,6 +10,7 @@ use crate::support::*;
 enum Who {
     Public,
     Any,
+    User,
     Streamer,
     Staff,
     Admin,
@@ -164,6 +165,14 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             Who::Admin,
             json!({"enabled": true}),
         ),
+        ("roulette_join", Who::User, json!({})),
+        ("roulette_leave", Who::User, Value::Null),
+        ("roulette_next", Who::User, Value::Null),
+        (
+            "roulette_availability",
+            Who::Streamer,
+            json!({"available": true}),
+        ),
     ]
 }
 
@@ -274,6 +283,11 @@ async fn every_protected_route_refuses_missing_bad_and_wrong_role_tokens() {
             Who::Staff => vec![("user", &user), ("streamer", &streamer)],
             Who::Streamer => vec![
                 ("user", &user),
+                ("moderator", &moderator),
+                ("admin", &admin),
+            ],
+            Who::User => vec![
+                ("streamer", &streamer),
                 ("moderator", &moderator),
                 ("admin", &admin),
             ],

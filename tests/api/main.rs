@@ -12,6 +12,7 @@ mod ledger;
 mod ops;
 mod payments;
 mod profile;
+mod roulette;
 mod settings;
 mod support;
 mod ws;

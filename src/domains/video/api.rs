@@ -123,6 +123,42 @@ pub struct ProviderSwitch {
     pub enabled: bool,
 }
 
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RouletteJoin {
+    /// BCP 47 tags the user speaks, for matching (informational for now).
+    #[oai(default)]
+    pub languages: Vec<String>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RouletteStatus {
+    /// `waiting` or `matched`.
+    pub status: String,
+    /// The roulette call, when matched: connecting, fetch `/media` and report `/joined`.
+    pub call: Option<CallView>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Availability {
+    pub available: bool,
+}
+
+fn roulette_status(o: super::roulette::Outcome) -> RouletteStatus {
+    match o {
+        super::roulette::Outcome::Waiting => RouletteStatus {
+            status: "waiting".into(),
+            call: None,
+        },
+        super::roulette::Outcome::Matched(c) => RouletteStatus {
+            status: "matched".into(),
+            call: Some(c.into()),
+        },
+    }
+}
+
 pub struct CallApi;
 
 impl CallApi {
@@ -375,6 +411,91 @@ impl CallApi {
     ) -> AppResult<crate::api::NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::switch_provider(&ctx, &who.user_id, &name, body.enabled).await?;
+        Ok(crate::api::NoContent::Done)
+    }
+
+    /// Wait for a roulette partner (matched at once when a streamer is free). Users.
+    #[oai(
+        path = "/v1/roulette/join",
+        method = "post",
+        operation_id = "roulette_join"
+    )]
+    async fn roulette_join(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<RouletteJoin>,
+    ) -> AppResult<Json<RouletteStatus>> {
+        let who = auth.require(&ctx, Access::User).await?;
+        if body.languages.len() > 10 {
+            return Err(AppError::validation("at most 10 languages"));
+        }
+        Ok(Json(roulette_status(
+            super::roulette::join(ctx.0, &who.user_id, body.0.languages).await?,
+        )))
+    }
+
+    /// Stop waiting. Users.
+    #[oai(
+        path = "/v1/roulette/leave",
+        method = "post",
+        operation_id = "roulette_leave"
+    )]
+    async fn roulette_leave(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<crate::api::NoContent> {
+        let who = auth.require(&ctx, Access::User).await?;
+        super::roulette::leave(&ctx, &who.user_id).await?;
+        Ok(crate::api::NoContent::Done)
+    }
+
+    /// End the current roulette call, if any, and wait for the next partner. Users.
+    #[oai(
+        path = "/v1/roulette/next",
+        method = "post",
+        operation_id = "roulette_next"
+    )]
+    async fn roulette_next(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<RouletteStatus>> {
+        let who = auth.require(&ctx, Access::User).await?;
+        let uid = who.user_id.clone();
+        let current = ctx
+            .store
+            .read(move |rtx| {
+                Ok(rtx
+                    .open_table(super::tables::ACTIVE_CALLS)?
+                    .get(uid.as_str())?
+                    .map(|v| v.value().to_owned()))
+            })
+            .await?;
+        if let Some(call_id) = current {
+            let max_ms = ctx.config.calls.max_duration_secs as i64 * 1000;
+            super::act(ctx.0, &who.user_id, &call_id, Action::Hangup, max_ms).await?;
+        }
+        Ok(Json(roulette_status(
+            super::roulette::join(ctx.0, &who.user_id, vec![]).await?,
+        )))
+    }
+
+    /// Switch oneself available (or not) for roulette. Streamers.
+    #[oai(
+        path = "/v1/roulette/availability",
+        method = "put",
+        operation_id = "roulette_availability"
+    )]
+    async fn roulette_availability(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<Availability>,
+    ) -> AppResult<crate::api::NoContent> {
+        let who = auth.require(&ctx, Access::Streamer).await?;
+        super::roulette::set_available(ctx.0, &who.user_id, body.available).await?;
         Ok(crate::api::NoContent::Done)
     }
 }

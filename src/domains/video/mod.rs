@@ -15,6 +15,7 @@
 pub mod api;
 pub mod media;
 pub mod model;
+pub mod roulette;
 pub mod tables;
 
 use std::sync::Arc;
@@ -128,55 +129,17 @@ pub async fn start(
                     return Err(AppError::new(Code::Busy, "one of you is in another call"));
                 }
             }
-            let (payer_id, earner_id) = match tariff.payer {
-                Side::Caller => (caller.user_id.clone(), callee_id.clone()),
-                Side::Callee => (callee_id.clone(), caller.user_id.clone()),
-            };
-            if let Some((_, first)) = tariff.payer_schedule.next_after(None) {
-                let wallet = tx
-                    .read(balance::tables::BALANCES)?
-                    .get(Account::wallet(&payer_id).as_str())?
-                    .map_or(0, |v| v.value());
-                if wallet < first {
-                    return Err(AppError::new(
-                        Code::InsufficientBalance,
-                        format!("the call starts at {first} coins"),
-                    ));
-                }
-            }
+            check_first_charge(tx, &tariff, &caller.user_id, &callee_id)?;
             let now = tx.now_ms();
-            let mut call = Call {
-                id: id.clone(),
-                kind: CallKind::Direct,
-                caller_id: caller.user_id.clone(),
-                callee_id: callee_id.clone(),
-                payer_id,
-                earner_id,
-                state: CallState::Ringing,
-                tariff_id: tariff.id.clone(),
-                tariff_version: tariff.version,
-                payer_schedule: tariff.payer_schedule.clone(),
-                earner_schedule: tariff.earner_schedule.clone(),
-                created_at_ms: now,
-                connected_at_ms: None,
-                ended_at_ms: None,
-                end_reason: None,
-                joined: Vec::new(),
-                charged: 0,
-                earned: 0,
-                payer_billed_upto: None,
-                earner_billed_upto: None,
-                provider: None,
-                timers: Vec::new(),
-            };
-            let mut active = tx.table(ACTIVE_CALLS)?;
-            active.insert(call.caller_id.as_str(), call.id.as_str())?;
-            active.insert(call.callee_id.as_str(), call.id.as_str())?;
-            drop(active);
-            let mut by_user = tx.table(CALLS_BY_USER)?;
-            by_user.insert((call.caller_id.as_str(), call.id.as_str()), ())?;
-            by_user.insert((call.callee_id.as_str(), call.id.as_str()), ())?;
-            drop(by_user);
+            let mut call = open_call(
+                tx,
+                &id,
+                CallKind::Direct,
+                &caller.user_id,
+                &callee_id,
+                &tariff,
+                CallState::Ringing,
+            )?;
             set_timer(tx, &mut call, Timer::Ring, now + ring_ms)?;
             save(tx, &call)?;
             tx.emit(
@@ -191,6 +154,78 @@ pub async fn start(
             Ok(call)
         })
         .await
+}
+
+/// Refuses a call whose payer cannot pay its first checkpoint.
+fn check_first_charge(tx: &Tx, tariff: &Tariff, caller: &str, callee: &str) -> AppResult<()> {
+    let payer = if tariff.payer == Side::Caller {
+        caller
+    } else {
+        callee
+    };
+    if let Some((_, first)) = tariff.payer_schedule.next_after(None) {
+        let wallet = tx
+            .read(balance::tables::BALANCES)?
+            .get(Account::wallet(payer).as_str())?
+            .map_or(0, |v| v.value());
+        if wallet < first {
+            return Err(AppError::new(
+                Code::InsufficientBalance,
+                format!("the call starts at {first} coins"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new call, marks both people busy and lists it in their histories.
+fn open_call(
+    tx: &Tx,
+    id: &str,
+    kind: CallKind,
+    caller: &str,
+    callee: &str,
+    tariff: &Tariff,
+    state: CallState,
+) -> AppResult<Call> {
+    let (payer_id, earner_id) = match tariff.payer {
+        Side::Caller => (caller.to_owned(), callee.to_owned()),
+        Side::Callee => (callee.to_owned(), caller.to_owned()),
+    };
+    let call = Call {
+        id: id.to_owned(),
+        kind,
+        caller_id: caller.to_owned(),
+        callee_id: callee.to_owned(),
+        payer_id,
+        earner_id,
+        state,
+        tariff_id: tariff.id.clone(),
+        tariff_version: tariff.version,
+        payer_schedule: tariff.payer_schedule.clone(),
+        earner_schedule: tariff.earner_schedule.clone(),
+        created_at_ms: tx.now_ms(),
+        connected_at_ms: None,
+        ended_at_ms: None,
+        end_reason: None,
+        joined: Vec::new(),
+        charged: 0,
+        earned: 0,
+        payer_billed_upto: None,
+        earner_billed_upto: None,
+        provider: None,
+        timers: Vec::new(),
+    };
+    let mut active = tx.table(ACTIVE_CALLS)?;
+    active.insert(caller, id)?;
+    active.insert(callee, id)?;
+    drop(active);
+    let mut by_user = tx.table(CALLS_BY_USER)?;
+    by_user.insert((caller, id), ())?;
+    by_user.insert((callee, id), ())?;
+    drop(by_user);
+    save(tx, &call)?;
+    Ok(call)
 }
 
 /// What a participant does to a call.

@@ -7,6 +7,10 @@ crate::tables! {
     CALLS_BY_USER: (&str, &str) => () = "call_by_user";
     /// user id → the call they are in: one call per person at a time.
     ACTIVE_CALLS: &str => &str = "call_active";
+    /// user id → Waiting: users waiting for a roulette partner.
+    ROULETTE_USERS: &str => &[u8] = "roulette_user";
+    /// streamer id → Waiting: streamers available for roulette, and since when.
+    ROULETTE_STREAMERS: &str => &[u8] = "roulette_streamer";
     /// provider name → enabled: the admin's switches (absent = enabled).
     PROVIDER_SWITCHES: &str => bool = "video_provider_switch";
     /// (due at ms, `<call id>:<timer>`): durable deadlines of ringing and connected calls.

@@ -1,0 +1,215 @@
+//! Roulette: users wait for a partner; streamers switch themselves available. The matcher
+//! pairs the longest-waiting user with the streamer who has been available longest, skipping a
+//! streamer who is in a call or was one of the user's last few partners, and starts a
+//! `roulette` call at once (connecting, no ringing) under the roulette tariff. It runs inside
+//! the single writer, so a streamer is never booked twice.
+
+use std::sync::Arc;
+
+use redb::{ReadTransaction, ReadableTable};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::auth::Role;
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, dec, get, put};
+use crate::domains::billing::{self, model::CallKind};
+
+use super::model::{Call, CallState};
+use super::tables::{ACTIVE_CALLS, CALLS, CALLS_BY_USER, ROULETTE_STREAMERS, ROULETTE_USERS};
+use super::{check_first_charge, open_call, save, state_event};
+
+/// How many of a user's last roulette partners they are not matched with again.
+pub const RECENT_PARTNERS: usize = 3;
+/// People one matcher pass looks at, at most.
+const MATCH_SCAN_MAX: usize = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Waiting {
+    pub since_ms: i64,
+    #[serde(default)]
+    pub languages: Vec<String>,
+}
+
+/// What `join` and `next` tell the user.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Waiting,
+    Matched(Call),
+}
+
+/// The partners of `user_id`'s last few roulette calls.
+fn recent_partners(tx: &Tx, user_id: &str) -> AppResult<Vec<String>> {
+    let idx = tx.read(CALLS_BY_USER)?;
+    let calls = tx.read(CALLS)?;
+    let mut out = Vec::new();
+    for row in idx
+        .range((user_id, "")..(user_id, "\u{10ffff}"))?
+        .rev()
+        .take(50)
+    {
+        let (k, _) = row?;
+        if let Some(c) = get::<&str, Call>(&calls, k.value().1)?
+            && c.kind == CallKind::Roulette
+        {
+            out.push(c.other(user_id).to_owned());
+            if out.len() >= RECENT_PARTNERS {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Pairs waiting users with available streamers; returns the calls started.
+pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call>> {
+    let mut users: Vec<(String, Waiting)> = Vec::new();
+    for row in tx.read(ROULETTE_USERS)?.iter()?.take(MATCH_SCAN_MAX) {
+        let (k, v) = row?;
+        users.push((k.value().to_owned(), dec(v.value())?));
+    }
+    users.sort_by_key(|(_, w)| w.since_ms);
+    let mut streamers: Vec<(String, Waiting)> = Vec::new();
+    for row in tx.read(ROULETTE_STREAMERS)?.iter()?.take(MATCH_SCAN_MAX) {
+        let (k, v) = row?;
+        streamers.push((k.value().to_owned(), dec(v.value())?));
+    }
+    streamers.sort_by_key(|(_, w)| w.since_ms);
+    let mut started = Vec::new();
+    for (user_id, _) in users {
+        let busy = |id: &str| -> AppResult<bool> { Ok(tx.read(ACTIVE_CALLS)?.get(id)?.is_some()) };
+        if busy(&user_id)? {
+            continue;
+        }
+        let recent = recent_partners(tx, &user_id)?;
+        let mut chosen = None;
+        for (i, (streamer_id, _)) in streamers.iter().enumerate() {
+            if !recent.contains(streamer_id) && !busy(streamer_id)? {
+                chosen = Some(i);
+                break;
+            }
+        }
+        let Some(i) = chosen else { continue };
+        let streamer_id = streamers[i].0.clone();
+        let Some(tariff) = billing::resolve_tx(
+            tx,
+            CallKind::Roulette,
+            Role::User,
+            Role::Streamer,
+            Some(&streamer_id),
+            &[],
+        )?
+        else {
+            return Ok(started);
+        };
+        if check_first_charge(tx, &tariff, &user_id, &streamer_id).is_err() {
+            // The user can no longer pay: they leave the queue; the streamer stays available.
+            tx.table(ROULETTE_USERS)?.remove(user_id.as_str())?;
+            continue;
+        }
+        streamers.remove(i);
+        let mut call = open_call(
+            tx,
+            &new_id(),
+            CallKind::Roulette,
+            &user_id,
+            &streamer_id,
+            &tariff,
+            CallState::Connecting,
+        )?;
+        call.provider = media.choose(tx, tx.now_ms(), None)?.map(str::to_owned);
+        save(tx, &call)?;
+        tx.table(ROULETTE_USERS)?.remove(user_id.as_str())?;
+        tx.emit(
+            NewEvent::about(
+                "roulette_matched",
+                &user_id,
+                json!({"callId": call.id, "userId": user_id, "streamerId": streamer_id}),
+            )
+            .to(
+                "calls",
+                Audience::Users(vec![user_id.clone(), streamer_id.clone()]),
+            ),
+        )?;
+        tx.emit(state_event(&call))?;
+        started.push(call);
+    }
+    Ok(started)
+}
+
+/// A user joins the queue (or is matched at once).
+pub async fn join(ctx: &Arc<Ctx>, user_id: &str, languages: Vec<String>) -> AppResult<Outcome> {
+    let user_id = user_id.to_owned();
+    let owner = ctx.clone();
+    ctx.store
+        .write(move |tx| {
+            if tx.read(ACTIVE_CALLS)?.get(user_id.as_str())?.is_some() {
+                return Err(AppError::new(Code::Busy, "you are in a call"));
+            }
+            let tariff = billing::resolve_tx(
+                tx,
+                CallKind::Roulette,
+                Role::User,
+                Role::Streamer,
+                None,
+                &[],
+            )?
+            .ok_or_else(|| AppError::forbidden("roulette has no tariff"))?;
+            check_first_charge(tx, &tariff, &user_id, "")?;
+            let waiting = Waiting {
+                since_ms: tx.now_ms(),
+                languages: languages.clone(),
+            };
+            put(&mut tx.table(ROULETTE_USERS)?, user_id.as_str(), &waiting)?;
+            let started = match_waiting(tx, &owner.media)?;
+            Ok(match started.into_iter().find(|c| c.caller_id == user_id) {
+                Some(c) => Outcome::Matched(c),
+                None => Outcome::Waiting,
+            })
+        })
+        .await
+}
+
+pub async fn leave(ctx: &Ctx, user_id: &str) -> AppResult<()> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .write(move |tx| {
+            tx.table(ROULETTE_USERS)?.remove(user_id.as_str())?;
+            Ok(())
+        })
+        .await
+}
+
+/// A streamer switches roulette availability; becoming available may match waiting users.
+pub async fn set_available(ctx: &Arc<Ctx>, streamer_id: &str, available: bool) -> AppResult<()> {
+    let streamer_id = streamer_id.to_owned();
+    let owner = ctx.clone();
+    ctx.store
+        .write(move |tx| {
+            if available {
+                let w = Waiting {
+                    since_ms: tx.now_ms(),
+                    languages: vec![],
+                };
+                let exists = tx
+                    .read(ROULETTE_STREAMERS)?
+                    .get(streamer_id.as_str())?
+                    .is_some();
+                if !exists {
+                    put(&mut tx.table(ROULETTE_STREAMERS)?, streamer_id.as_str(), &w)?;
+                }
+                match_waiting(tx, &owner.media)?;
+            } else {
+                tx.table(ROULETTE_STREAMERS)?.remove(streamer_id.as_str())?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub fn is_waiting(rtx: &ReadTransaction, user_id: &str) -> AppResult<bool> {
+    Ok(rtx.open_table(ROULETTE_USERS)?.get(user_id)?.is_some())
+}

@@ -1,0 +1,148 @@
+//! Roulette: matching order, recent partners, no double booking, refusals.
+
+use serde_json::json;
+
+use crate::coins::credit;
+use crate::support::*;
+
+async fn available(t: &TestApp, s: &Tokens) {
+    let r = t
+        .call(
+            reqwest::Method::PUT,
+            "/v1/roulette/availability",
+            Some(&s.access),
+            Some(json!({"available": true})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+}
+
+async fn join(t: &TestApp, u: &Tokens) -> Reply {
+    t.post("/v1/roulette/join", Some(&u.access), json!({}))
+        .await
+}
+
+async fn funded(t: &TestApp, admin: &Tokens) -> Tokens {
+    let u = t.user().await;
+    credit(t, admin, &u.user_id, 1000, "wallet").await;
+    u
+}
+
+#[tokio::test]
+async fn the_longest_waiting_streamer_is_matched_and_recent_partners_are_skipped() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let first = t.with_role(&admin, "streamer").await;
+    let second = t.with_role(&admin, "streamer").await;
+    available(&t, &first).await;
+    t.clock.advance_ms(1000);
+    available(&t, &second).await;
+    let u = funded(&t, &admin).await;
+    let r = join(&t, &u).await;
+    assert_eq!(r.body["status"], "matched", "{:?}", r.body);
+    let call = &r.body["call"];
+    assert_eq!(
+        (call["kind"].as_str(), call["state"].as_str()),
+        (Some("roulette"), Some("connecting"))
+    );
+    assert_eq!(call["calleeId"], first.user_id.as_str(), "waited longest");
+    let id = call["id"].as_str().unwrap().to_owned();
+    t.post(
+        &format!("/v1/calls/{id}/joined"),
+        Some(&u.access),
+        json!({}),
+    )
+    .await;
+    let c = t
+        .post(
+            &format!("/v1/calls/{id}/joined"),
+            Some(&first.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (c.body["state"].as_str(), c.body["charged"].as_i64()),
+        (Some("connected"), Some(9))
+    );
+    let log = t
+        .get("/v1/admin/events?type=roulette_matched", &admin.access)
+        .await;
+    assert_eq!(
+        log.body["items"][0]["data"]["streamerId"],
+        first.user_id.as_str()
+    );
+
+    // `next` ends this call; the same streamer is skipped as a recent partner.
+    let r = t
+        .post("/v1/roulette/next", Some(&u.access), json!({}))
+        .await;
+    assert_eq!(r.body["status"], "matched", "{:?}", r.body);
+    assert_eq!(r.body["call"]["calleeId"], second.user_id.as_str());
+    let ended = t.get(&format!("/v1/calls/{id}"), &u.access).await;
+    assert_eq!(ended.body["state"], "ended");
+}
+
+#[tokio::test]
+async fn concurrent_joins_never_double_book_a_streamer() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let s1 = t.with_role(&admin, "streamer").await;
+    let s2 = t.with_role(&admin, "streamer").await;
+    available(&t, &s1).await;
+    available(&t, &s2).await;
+    let mut users = Vec::new();
+    for _ in 0..5 {
+        users.push(funded(&t, &admin).await);
+    }
+    let joins: Vec<_> = users.iter().map(|u| join(&t, u)).collect();
+    let results = futures_util::future::join_all(joins).await;
+    let matched: Vec<String> = results
+        .iter()
+        .filter(|r| r.body["status"] == "matched")
+        .map(|r| r.body["call"]["calleeId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(matched.len(), 2, "two streamers, two matches");
+    assert_ne!(matched[0], matched[1], "never the same streamer twice");
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.body["status"] == "waiting")
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn roulette_is_refused_with_clear_codes() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let s = t.with_role(&admin, "streamer").await;
+    let broke = t.user().await;
+    assert_eq!(join(&t, &broke).await.code(), "insufficient_balance");
+    assert_eq!(
+        join(&t, &s).await.code(),
+        "forbidden",
+        "streamers do not join the queue"
+    );
+    let u = funded(&t, &admin).await;
+    let r = t
+        .call(
+            reqwest::Method::PUT,
+            "/v1/roulette/availability",
+            Some(&u.access),
+            Some(json!({"available": true})),
+        )
+        .await;
+    assert_eq!(r.code(), "forbidden");
+    assert_eq!(join(&t, &u).await.body["status"], "waiting");
+    assert_eq!(
+        t.post("/v1/roulette/leave", Some(&u.access), json!({}))
+            .await
+            .status,
+        204
+    );
+    // Having left, a streamer becoming available matches nobody.
+    available(&t, &s).await;
+    let c = t.get("/v1/me/calls", &u.access).await;
+    assert_eq!(c.body["items"], json!([]));
+}
