@@ -154,7 +154,7 @@ fn roulette_status(o: super::roulette::Outcome) -> RouletteStatus {
         },
         super::roulette::Outcome::Matched(c) => RouletteStatus {
             status: "matched".into(),
-            call: Some(c.into()),
+            call: Some((*c).into()),
         },
     }
 }

@@ -38,7 +38,7 @@ pub struct Waiting {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Waiting,
-    Matched(Call),
+    Matched(Box<Call>),
 }
 
 /// The partners of `user_id`'s last few roulette calls.
@@ -166,7 +166,7 @@ pub async fn join(ctx: &Arc<Ctx>, user_id: &str, languages: Vec<String>) -> AppR
             put(&mut tx.table(ROULETTE_USERS)?, user_id.as_str(), &waiting)?;
             let started = match_waiting(tx, &owner.media)?;
             Ok(match started.into_iter().find(|c| c.caller_id == user_id) {
-                Some(c) => Outcome::Matched(c),
+                Some(c) => Outcome::Matched(Box::new(c)),
                 None => Outcome::Waiting,
             })
         })
