@@ -249,19 +249,34 @@ impl App {
     }
 }
 
-/// How often call deadlines (ring timeouts, billing checkpoints) are checked.
-const CALL_TIMERS_EVERY: Duration = Duration::from_millis(250);
+/// The longest the call engine sleeps: connection losses are checked at least this often.
+const CALL_TIMERS_EVERY: Duration = Duration::from_millis(1000);
 
+/// Runs call deadlines as they fall due: it sleeps until the earliest timer (waking early when
+/// a commit may have added an earlier one), and at least every `CALL_TIMERS_EVERY` for the
+/// connection-loss check.
 async fn run_call_timers(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(CALL_TIMERS_EVERY);
     let mut stop = ctx.shutdown_signal();
+    let mut head = ctx.store.bus().head();
+    let mut last_tick = std::time::Instant::now();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = domains::video::tick(&ctx).await {
-                    tracing::warn!(error = %e, "running call timers failed");
-                }
+        let now = ctx.store.now_ms();
+        let next = domains::video::next_due(&ctx).await.unwrap_or(None);
+        if next.is_some_and(|due| due <= now) || last_tick.elapsed() >= CALL_TIMERS_EVERY {
+            last_tick = std::time::Instant::now();
+            if let Err(e) = domains::video::tick(&ctx).await {
+                tracing::warn!(error = %e, "running call timers failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            continue;
+        }
+        let until_due = next.map_or(CALL_TIMERS_EVERY, |due| {
+            Duration::from_millis((due - now) as u64)
+        });
+        let wait = until_due.min(CALL_TIMERS_EVERY.saturating_sub(last_tick.elapsed()));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = head.changed() => {}
             _ = stop.changed() => return,
         }
     }

@@ -446,7 +446,19 @@ fn finish(tx: &Tx, call: &mut Call, state: CallState, reason: Option<EndReason>)
     Ok(())
 }
 
-/// Runs the due timers; returns how many. The engine runs it every 250 ms; tests call it after
+/// When the earliest timer falls due.
+pub async fn next_due(ctx: &Ctx) -> AppResult<Option<i64>> {
+    ctx.store
+        .read(|rtx| {
+            Ok(rtx
+                .open_table(CALL_TIMERS)?
+                .first()?
+                .map(|(k, _)| k.value().0))
+        })
+        .await
+}
+
+/// Runs the due timers and the connection-loss check; returns how many timers ran. The engine runs it as timers fall due; tests call it after
 /// moving the clock.
 pub async fn tick(ctx: &Ctx) -> AppResult<usize> {
     let now = ctx.store.now_ms();
