@@ -72,7 +72,7 @@ async fn the_longest_waiting_streamer_is_matched_and_recent_partners_are_skipped
         first.user_id.as_str()
     );
 
-    // `next` ends this call; the same streamer is skipped as a recent partner.
+    // `next` ends this call; the second streamer (waiting) is the next partner.
     let r = t
         .post("/v1/roulette/next", Some(&u.access), json!({}))
         .await;
@@ -80,6 +80,37 @@ async fn the_longest_waiting_streamer_is_matched_and_recent_partners_are_skipped
     assert_eq!(r.body["call"]["calleeId"], second.user_id.as_str());
     let ended = t.get(&format!("/v1/calls/{id}"), &u.access).await;
     assert_eq!(ended.body["state"], "ended");
+    assert_eq!(ended.body["endReason"], "hangup");
+}
+
+#[tokio::test]
+async fn a_recent_partner_is_not_matched_again() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let first = t.with_role(&admin, "streamer").await;
+    let second = t.with_role(&admin, "streamer").await;
+    available(&t, &first).await;
+    let u = funded(&t, &admin).await;
+    let r = join(&t, &u).await;
+    assert_eq!(r.body["call"]["calleeId"], first.user_id.as_str());
+    // The call ends; the first streamer is free again but was this user's last partner.
+    let r = t
+        .post("/v1/roulette/next", Some(&u.access), json!({}))
+        .await;
+    assert_eq!(r.body["status"], "waiting", "{:?}", r.body);
+    available(&t, &second).await;
+    let calls = t.get("/v1/me/calls?limit=1", &u.access).await;
+    assert_eq!(
+        calls.body["items"][0]["calleeId"],
+        second.user_id.as_str(),
+        "matched as soon as another streamer was free"
+    );
+    // Another user is matched with the first streamer, who is back in the queue.
+    let other = funded(&t, &admin).await;
+    assert_eq!(
+        join(&t, &other).await.body["call"]["calleeId"],
+        first.user_id.as_str()
+    );
 }
 
 #[tokio::test]

@@ -427,6 +427,7 @@ fn finish(tx: &Tx, call: &mut Call, state: CallState, reason: Option<EndReason>)
     }
     drop(active);
     save(tx, call)?;
+    roulette::requeue(tx, call)?;
     tx.emit(state_event(call))?;
     let duration = call
         .ended_at_ms

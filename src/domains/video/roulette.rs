@@ -19,7 +19,9 @@ use crate::core::store::{Tx, dec, get, put};
 use crate::domains::billing::{self, model::CallKind};
 
 use super::model::{Call, CallState};
-use super::tables::{ACTIVE_CALLS, CALLS, CALLS_BY_USER, ROULETTE_STREAMERS, ROULETTE_USERS};
+use super::tables::{
+    ACTIVE_CALLS, CALLS, CALLS_BY_USER, ROULETTE_AVAILABLE, ROULETTE_STREAMERS, ROULETTE_USERS,
+};
 use super::{check_first_charge, open_call, save, state_event};
 
 /// How many of a user's last roulette partners they are not matched with again.
@@ -80,6 +82,9 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
     streamers.sort_by_key(|(_, w)| w.since_ms);
     let mut started = Vec::new();
     for (user_id, _) in users {
+        if streamers.is_empty() {
+            break;
+        }
         let busy = |id: &str| -> AppResult<bool> { Ok(tx.read(ACTIVE_CALLS)?.get(id)?.is_some()) };
         if busy(&user_id)? {
             continue;
@@ -111,6 +116,8 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
             continue;
         }
         streamers.remove(i);
+        // Out of the queue while in the call; `requeue` puts them back when it ends.
+        tx.table(ROULETTE_STREAMERS)?.remove(streamer_id.as_str())?;
         let mut call = open_call(
             tx,
             &new_id(),
@@ -190,19 +197,25 @@ pub async fn set_available(ctx: &Arc<Ctx>, streamer_id: &str, available: bool) -
     ctx.store
         .write(move |tx| {
             if available {
-                let w = Waiting {
-                    since_ms: tx.now_ms(),
-                    languages: vec![],
-                };
-                let exists = tx
-                    .read(ROULETTE_STREAMERS)?
+                let already = tx
+                    .read(ROULETTE_AVAILABLE)?
                     .get(streamer_id.as_str())?
                     .is_some();
-                if !exists {
-                    put(&mut tx.table(ROULETTE_STREAMERS)?, streamer_id.as_str(), &w)?;
+                if !already {
+                    tx.table(ROULETTE_AVAILABLE)?
+                        .insert(streamer_id.as_str(), ())?;
+                    let in_call = tx.read(ACTIVE_CALLS)?.get(streamer_id.as_str())?.is_some();
+                    if !in_call {
+                        let w = Waiting {
+                            since_ms: tx.now_ms(),
+                            languages: vec![],
+                        };
+                        put(&mut tx.table(ROULETTE_STREAMERS)?, streamer_id.as_str(), &w)?;
+                    }
                 }
                 match_waiting(tx, &owner.media)?;
             } else {
+                tx.table(ROULETTE_AVAILABLE)?.remove(streamer_id.as_str())?;
                 tx.table(ROULETTE_STREAMERS)?.remove(streamer_id.as_str())?;
             }
             Ok(())
@@ -212,4 +225,18 @@ pub async fn set_available(ctx: &Arc<Ctx>, streamer_id: &str, available: bool) -
 
 pub fn is_waiting(rtx: &ReadTransaction, user_id: &str) -> AppResult<bool> {
     Ok(rtx.open_table(ROULETTE_USERS)?.get(user_id)?.is_some())
+}
+
+/// A call ended: a streamer still switched on for roulette goes back to the end of the queue.
+pub fn requeue(tx: &Tx, call: &Call) -> AppResult<()> {
+    for who in [&call.caller_id, &call.callee_id] {
+        if tx.read(ROULETTE_AVAILABLE)?.get(who.as_str())?.is_some() {
+            let w = Waiting {
+                since_ms: tx.now_ms(),
+                languages: vec![],
+            };
+            put(&mut tx.table(ROULETTE_STREAMERS)?, who.as_str(), &w)?;
+        }
+    }
+    Ok(())
 }

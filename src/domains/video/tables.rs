@@ -9,8 +9,11 @@ crate::tables! {
     ACTIVE_CALLS: &str => &str = "call_active";
     /// user id → Waiting: users waiting for a roulette partner.
     ROULETTE_USERS: &str => &[u8] = "roulette_user";
-    /// streamer id → Waiting: streamers available for roulette, and since when.
+    /// streamer id → Waiting: available streamers not in a call, and since when (the queue).
     ROULETTE_STREAMERS: &str => &[u8] = "roulette_streamer";
+    /// streamer id → (): streamers who switched roulette on; they rejoin the queue after each
+    /// roulette call.
+    ROULETTE_AVAILABLE: &str => () = "roulette_available";
     /// provider name → enabled: the admin's switches (absent = enabled).
     PROVIDER_SWITCHES: &str => bool = "video_provider_switch";
     /// (due at ms, `<call id>:<timer>`): durable deadlines of ringing and connected calls.
