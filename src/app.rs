@@ -262,9 +262,15 @@ async fn run_call_timers(ctx: Arc<Ctx>) {
     loop {
         let now = ctx.store.now_ms();
         let next = domains::video::next_due(&ctx).await.unwrap_or(None);
-        if next.is_some_and(|due| due <= now) || last_tick.elapsed() >= CALL_TIMERS_EVERY {
+        // The connection-loss check scans every open call: once a second, off the hot path.
+        if last_tick.elapsed() >= CALL_TIMERS_EVERY {
             last_tick = std::time::Instant::now();
-            if let Err(e) = domains::video::tick(&ctx).await {
+            if let Err(e) = domains::video::end_lost_calls(&ctx).await {
+                tracing::warn!(error = %e, "checking calls for lost connections failed");
+            }
+        }
+        if next.is_some_and(|due| due <= now) {
+            if let Err(e) = domains::video::run_due(&ctx).await {
                 tracing::warn!(error = %e, "running call timers failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
