@@ -4,7 +4,9 @@
 //! say are owed for the calls' durations (they must be equal).
 //!
 //! The calls use a bench tariff with a checkpoint every 2 s on both sides (installed as the
-//! roulette default), so a short run bills many checkpoints. `cargo bench --bench calls` runs
+//! roulette default), so a short run bills many checkpoints: 30 times the seed tariff's rate
+//! once calls pass their first minute. Calls connect spread over one 2 s period, as real calls
+//! start at different moments. `cargo bench --bench calls` runs
 //! 10,000 calls for 12 s; under `cargo test` it runs 20 calls for 3 s.
 
 use std::sync::Arc;
@@ -195,19 +197,29 @@ async fn run(calls: usize, seconds: u64) {
     };
     let max_ms = 3_600_000;
     let started = std::time::Instant::now();
+    // Calls connect spread over one checkpoint period, as real calls start at different
+    // moments: all are connected at once afterwards, and their checkpoints fall due evenly
+    // rather than in one synchronised wave.
     let c = ctx.clone();
+    let spread_ms = 2000u64;
+    let n = open.len().max(1) as u64;
     let joins: Vec<_> = open
         .iter()
-        .flat_map(|call| {
-            [
-                (call.caller_id.clone(), call.id.clone()),
-                (call.callee_id.clone(), call.id.clone()),
-            ]
-        })
-        .map(|(who, id)| {
-            let c = c.clone();
+        .enumerate()
+        .map(|(i, call)| {
+            let (c, caller, callee, id) = (
+                c.clone(),
+                call.caller_id.clone(),
+                call.callee_id.clone(),
+                call.id.clone(),
+            );
+            let delay = Duration::from_millis(i as u64 * spread_ms / n);
             tokio::spawn(async move {
-                video::act(&c, &who, &id, Action::Joined, max_ms)
+                tokio::time::sleep(delay).await;
+                video::act(&c, &caller, &id, Action::Joined, max_ms)
+                    .await
+                    .unwrap();
+                video::act(&c, &callee, &id, Action::Joined, max_ms)
                     .await
                     .unwrap()
             })
