@@ -76,6 +76,8 @@ pub struct CallsConfig {
     pub max_duration_secs: u64,
     /// A connected call ends when a participant has had no live WebSocket for this long.
     pub connection_lost_secs: u64,
+    /// A roulette user waiting this long without a match is offered a prerecorded clip.
+    pub clip_after_secs: u64,
 }
 
 impl Default for CallsConfig {
@@ -84,6 +86,7 @@ impl Default for CallsConfig {
             ring_timeout_secs: 30,
             max_duration_secs: 4 * 3600,
             connection_lost_secs: 15,
+            clip_after_secs: 10,
         }
     }
 }

@@ -173,6 +173,17 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             Who::Streamer,
             json!({"available": true}),
         ),
+        (
+            "clips_add",
+            Who::Streamer,
+            json!({"mediaId": "01900000-0000-7000-8000-000000000001", "durationSeconds": 5}),
+        ),
+        (
+            "admin_clip_moderate",
+            Who::Staff,
+            json!({"state": "approved"}),
+        ),
+        ("roulette_clip", Who::User, Value::Null),
     ]
 }
 
@@ -209,7 +220,8 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{tariff_id}", "t-1")
                 .replace("{version}", "1")
                 .replace("{call_id}", "c-1")
-                .replace("{name}", "agora");
+                .replace("{name}", "agora")
+                .replace("{clip_id}", "clip-1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

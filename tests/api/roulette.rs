@@ -177,3 +177,74 @@ async fn roulette_is_refused_with_clear_codes() {
     let c = t.get("/v1/me/calls", &u.access).await;
     assert_eq!(c.body["items"], json!([]));
 }
+
+#[tokio::test]
+async fn a_user_left_waiting_is_offered_an_approved_clip_of_an_online_streamer() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let s = t.with_role(&admin, "streamer").await;
+    let media = "01900000-0000-7000-8000-000000000001";
+    let bad = t
+        .post(
+            "/v1/me/clips",
+            Some(&s.access),
+            json!({"mediaId": media, "durationSeconds": 0}),
+        )
+        .await;
+    assert_eq!(bad.code(), "validation_failed");
+    let bad = t
+        .post(
+            "/v1/me/clips",
+            Some(&s.access),
+            json!({"mediaId": "x", "durationSeconds": 30}),
+        )
+        .await;
+    assert_eq!(bad.code(), "validation_failed");
+    let clip = t
+        .post(
+            "/v1/me/clips",
+            Some(&s.access),
+            json!({"mediaId": media, "durationSeconds": 30}),
+        )
+        .await;
+    assert_eq!(clip.body["state"], "pending");
+    let clip_id = clip.body["id"].as_str().unwrap().to_owned();
+    let _online = t.ws_ready(&s.access).await;
+    t.settle().await;
+
+    let u = funded(&t, &admin).await;
+    assert_eq!(
+        join(&t, &u).await.body["status"],
+        "waiting",
+        "the streamer is online but not in roulette"
+    );
+    t.clock.advance_ms(10_000);
+    assert_eq!(
+        t.get("/v1/roulette/clip", &u.access).await.body["clip"],
+        serde_json::Value::Null,
+        "not approved yet"
+    );
+    let r = t
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/admin/clips/{clip_id}/moderation"),
+            Some(&admin.access),
+            Some(json!({"state": "approved"})),
+        )
+        .await;
+    assert_eq!(r.body["state"], "approved");
+    let offer = t.get("/v1/roulette/clip", &u.access).await;
+    assert_eq!(offer.body["clip"]["streamerId"], s.user_id.as_str());
+    assert_eq!(offer.body["clip"]["mediaId"], media);
+    // The user calls that streamer directly.
+    let call = t
+        .post("/v1/calls", Some(&u.access), json!({"calleeId": s.user_id}))
+        .await;
+    assert_eq!(call.body["state"], "ringing");
+    let other = funded(&t, &admin).await;
+    assert_eq!(
+        t.get("/v1/roulette/clip", &other.access).await.code(),
+        "conflict",
+        "only for users waiting in roulette"
+    );
+}

@@ -159,6 +159,50 @@ fn roulette_status(o: super::roulette::Outcome) -> RouletteStatus {
     }
 }
 
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ClipRequest {
+    /// The uploaded video.
+    pub media_id: String,
+    pub duration_seconds: u32,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ClipView {
+    pub id: String,
+    pub streamer_id: String,
+    pub media_id: String,
+    pub duration_seconds: u32,
+    pub state: super::roulette::ClipState,
+}
+
+impl From<super::roulette::Clip> for ClipView {
+    fn from(c: super::roulette::Clip) -> Self {
+        ClipView {
+            id: c.id,
+            streamer_id: c.streamer_id,
+            media_id: c.media_id,
+            duration_seconds: c.duration_seconds,
+            state: c.state,
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ClipModeration {
+    pub state: super::roulette::ClipState,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ClipOffer {
+    /// An approved clip of an online, free streamer; absent while the user should keep
+    /// waiting. The user can call `clip.streamerId` directly.
+    pub clip: Option<ClipView>,
+}
+
 pub struct CallApi;
 
 impl CallApi {
@@ -497,5 +541,62 @@ impl CallApi {
         let who = auth.require(&ctx, Access::Streamer).await?;
         super::roulette::set_available(ctx.0, &who.user_id, body.available).await?;
         Ok(crate::api::NoContent::Done)
+    }
+
+    /// Register a prerecorded clip (pending moderation). Streamers.
+    #[oai(path = "/v1/me/clips", method = "post", operation_id = "clips_add")]
+    async fn add_clip(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<ClipRequest>,
+    ) -> AppResult<Json<ClipView>> {
+        let who = auth.require(&ctx, Access::Streamer).await?;
+        Ok(Json(
+            super::roulette::add_clip(&ctx, &who.user_id, &body.media_id, body.duration_seconds)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// Approve or reject a clip. Moderators and admins; audited.
+    #[oai(
+        path = "/v1/admin/clips/:clip_id/moderation",
+        method = "put",
+        operation_id = "admin_clip_moderate"
+    )]
+    async fn moderate_clip(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        clip_id: Path<String>,
+        body: Json<ClipModeration>,
+    ) -> AppResult<Json<ClipView>> {
+        let who = auth.require(&ctx, Access::Staff).await?;
+        Ok(Json(
+            super::roulette::moderate_clip(&ctx, &who.user_id, &clip_id, body.state)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// For a waiting roulette user: after `calls.clip_after_secs` without a match, an approved
+    /// clip of an online streamer who is free. Users.
+    #[oai(
+        path = "/v1/roulette/clip",
+        method = "get",
+        operation_id = "roulette_clip"
+    )]
+    async fn roulette_clip(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<ClipOffer>> {
+        let who = auth.require(&ctx, Access::User).await?;
+        let wait_ms = ctx.config.calls.clip_after_secs as i64 * 1000;
+        let clip = super::roulette::clip_for(&ctx, &who.user_id, wait_ms).await?;
+        Ok(Json(ClipOffer {
+            clip: clip.map(Into::into),
+        }))
     }
 }

@@ -240,3 +240,145 @@ pub fn requeue(tx: &Tx, call: &Call) -> AppResult<()> {
     }
     Ok(())
 }
+
+/// A streamer's prerecorded clip, shown to a waiting user when no streamer frees up in time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Clip {
+    pub id: String,
+    pub streamer_id: String,
+    pub media_id: String,
+    pub duration_seconds: u32,
+    pub state: ClipState,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum ClipState {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+/// Clips one streamer may have.
+pub const CLIPS_PER_STREAMER_MAX: usize = 20;
+/// Longest clip, in seconds.
+pub const CLIP_SECONDS_MAX: u32 = 600;
+
+pub async fn add_clip(
+    ctx: &Ctx,
+    streamer_id: &str,
+    media_id: &str,
+    duration_seconds: u32,
+) -> AppResult<Clip> {
+    if !crate::core::ids::is_valid_id(media_id) {
+        return Err(AppError::validation("mediaId is not a media id"));
+    }
+    if duration_seconds == 0 || duration_seconds > CLIP_SECONDS_MAX {
+        return Err(AppError::validation(format!(
+            "durationSeconds must be 1–{CLIP_SECONDS_MAX}"
+        )));
+    }
+    let (streamer_id, media_id) = (streamer_id.to_owned(), media_id.to_owned());
+    let id = new_id();
+    ctx.store
+        .write(move |tx| {
+            let mine = tx
+                .read(super::tables::CLIPS)?
+                .iter()?
+                .filter_map(|r| r.ok())
+                .filter_map(|(_, v)| dec::<Clip>(v.value()).ok())
+                .filter(|c| c.streamer_id == streamer_id)
+                .count();
+            if mine >= CLIPS_PER_STREAMER_MAX {
+                return Err(AppError::conflict(format!(
+                    "at most {CLIPS_PER_STREAMER_MAX} clips"
+                )));
+            }
+            let clip = Clip {
+                id: id.clone(),
+                streamer_id: streamer_id.clone(),
+                media_id: media_id.clone(),
+                duration_seconds,
+                state: ClipState::Pending,
+                created_at_ms: tx.now_ms(),
+            };
+            put(
+                &mut tx.table(super::tables::CLIPS)?,
+                clip.id.as_str(),
+                &clip,
+            )?;
+            Ok(clip)
+        })
+        .await
+}
+
+pub async fn moderate_clip(
+    ctx: &Ctx,
+    actor: &str,
+    clip_id: &str,
+    state: ClipState,
+) -> AppResult<Clip> {
+    let (actor, clip_id) = (actor.to_owned(), clip_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let mut clip: Clip = get(&tx.read(super::tables::CLIPS)?, clip_id.as_str())?
+                .ok_or_else(|| AppError::not_found("no such clip"))?;
+            clip.state = state;
+            put(
+                &mut tx.table(super::tables::CLIPS)?,
+                clip.id.as_str(),
+                &clip,
+            )?;
+            crate::domains::mission_control::audit_tx(
+                tx,
+                &actor,
+                "clip.moderate",
+                &clip.id,
+                json!({"state": state}),
+            )?;
+            Ok(clip)
+        })
+        .await
+}
+
+/// For a user who has waited at least `wait_ms`: an approved clip of an online streamer who is
+/// not in a call (the user can call them directly). `None` while they should keep waiting.
+pub async fn clip_for(ctx: &Ctx, user_id: &str, wait_ms: i64) -> AppResult<Option<Clip>> {
+    let now = ctx.store.now_ms();
+    let uid = user_id.to_owned();
+    let (waiting, clips, busy) = ctx
+        .store
+        .read(move |rtx| {
+            let waiting: Option<Waiting> = get(&rtx.open_table(ROULETTE_USERS)?, uid.as_str())?;
+            let mut clips: Vec<Clip> = Vec::new();
+            for row in rtx.open_table(super::tables::CLIPS)?.iter()? {
+                let c: Clip = dec(row?.1.value())?;
+                if c.state == ClipState::Approved {
+                    clips.push(c);
+                }
+            }
+            let active = rtx.open_table(ACTIVE_CALLS)?;
+            let mut busy = Vec::new();
+            for c in &clips {
+                if active.get(c.streamer_id.as_str())?.is_some() {
+                    busy.push(c.streamer_id.clone());
+                }
+            }
+            Ok((waiting, clips, busy))
+        })
+        .await?;
+    let Some(w) = waiting else {
+        return Err(AppError::conflict("join roulette first"));
+    };
+    if now - w.since_ms < wait_ms {
+        return Ok(None);
+    }
+    for clip in clips {
+        if !busy.contains(&clip.streamer_id) && ctx.presence.is_online(&clip.streamer_id).await {
+            return Ok(Some(clip));
+        }
+    }
+    Ok(None)
+}

@@ -14,6 +14,8 @@ crate::tables! {
     /// streamer id → (): streamers who switched roulette on; they rejoin the queue after each
     /// roulette call.
     ROULETTE_AVAILABLE: &str => () = "roulette_available";
+    /// clip id → Clip: streamers' prerecorded videos.
+    CLIPS: &str => &[u8] = "video_clip";
     /// provider name → enabled: the admin's switches (absent = enabled).
     PROVIDER_SWITCHES: &str => bool = "video_provider_switch";
     /// (due at ms, `<call id>:<timer>`): durable deadlines of ringing and connected calls.
