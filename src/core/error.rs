@@ -245,3 +245,26 @@ storage_error_into_internal!(
     rmp_serde::encode::Error,
     rmp_serde::decode::Error,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::Code;
+
+    #[test]
+    fn codes_are_distinct_snake_case_and_map_to_error_statuses() {
+        let mut names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len(), "every code is spelled once");
+        assert!(
+            Code::ALL
+                .iter()
+                .all(|c| c.status().is_client_error() || c.status().is_server_error())
+        );
+    }
+}

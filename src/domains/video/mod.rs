@@ -600,20 +600,7 @@ pub async fn end_lost_calls(ctx: &Ctx) -> AppResult<usize> {
 /// ringing and answering lost their connections); connected calls go on, and the engine bills
 /// every checkpoint that fell due while the server was down, each once.
 pub async fn recover(ctx: &Ctx) -> AppResult<usize> {
-    let open: Vec<String> = ctx
-        .store
-        .read(|rtx| {
-            let t = rtx.open_table(ACTIVE_CALLS)?;
-            let mut ids = Vec::new();
-            for row in t.iter()? {
-                let id = row?.1.value().to_owned();
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-            Ok(ids)
-        })
-        .await?;
+    let open: Vec<String> = open_calls(ctx).await?.into_iter().map(|c| c.id).collect();
     let mut ended = 0;
     for id in open {
         let done = ctx

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use redb::{ReadTransaction, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -221,10 +221,6 @@ pub async fn set_available(ctx: &Arc<Ctx>, streamer_id: &str, available: bool) -
             Ok(())
         })
         .await
-}
-
-pub fn is_waiting(rtx: &ReadTransaction, user_id: &str) -> AppResult<bool> {
-    Ok(rtx.open_table(ROULETTE_USERS)?.get(user_id)?.is_some())
 }
 
 /// A call ended: a streamer still switched on for roulette goes back to the end of the queue.
