@@ -24,6 +24,25 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub calls: CallsConfig,
     pub video: VideoConfig,
+    pub blocks: BlocksConfig,
+}
+
+/// The moderation rules fed by blocks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlocksConfig {
+    /// This many `harassment` blocks against one person within the window ban them.
+    pub harassment_ban_threshold: u32,
+    pub harassment_window_secs: u64,
+}
+
+impl Default for BlocksConfig {
+    fn default() -> Self {
+        BlocksConfig {
+            harassment_ban_threshold: 5,
+            harassment_window_secs: 7 * 86_400,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -463,6 +482,9 @@ impl Config {
         }
         if w.heartbeat_timeout_secs == 0 || w.auth_deadline_secs == 0 {
             return Err(bad("ws", "deadlines must be positive"));
+        }
+        if self.blocks.harassment_ban_threshold == 0 || self.blocks.harassment_window_secs == 0 {
+            return Err(bad("blocks", "threshold and window must be positive"));
         }
         let a = &self.payments.apple;
         if a.enabled {

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::app::Ctx;
 use crate::core::auth::{Access, Principal};
-use crate::core::error::AppResult;
+use crate::core::error::{AppError, AppResult};
 use crate::core::metrics::{RequestLabels, RouteLabels};
 use crate::domains;
 use crate::domains::user::ClientMeta;
@@ -64,6 +64,8 @@ pub enum ApiTags {
     Billing,
     /// Direct calls.
     Calls,
+    /// Chat, favorites, blocks, interactions and notifications.
+    Social,
     /// Admin and moderator tools.
     Admin,
 }
@@ -81,6 +83,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::payment::api::PaymentApi,
             domains::billing::api::BillingApi,
             domains::video::api::CallApi,
+            domains::blocklist::api::BlocklistApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,
@@ -261,4 +264,14 @@ fn readyz(ctx: Data<&Arc<Ctx>>) -> Response {
     } else {
         Response::builder().body("ready")
     }
+}
+
+/// A page size from a `limit` query parameter: `default` when absent, `validation_failed`
+/// outside 1–`max`.
+pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> AppResult<usize> {
+    let limit = limit.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(AppError::validation(format!("limit must be 1–{max}")));
+    }
+    Ok(limit as usize)
 }

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod billing;
+pub mod blocklist;
 pub mod event_log;
 pub mod gift;
 pub mod mission_control;
@@ -22,6 +23,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     gift::tables::TABLES,
     payment::tables::TABLES,
     video::tables::TABLES,
+    blocklist::tables::TABLES,
     profile::tables::TABLES,
     settings::tables::TABLES,
     mission_control::tables::TABLES,

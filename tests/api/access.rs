@@ -184,6 +184,14 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             json!({"state": "approved"}),
         ),
         ("roulette_clip", Who::User, Value::Null),
+        (
+            "blocks_create",
+            Who::Any,
+            json!({"userId": "u-1", "reason": "spam"}),
+        ),
+        ("blocks_delete", Who::Any, Value::Null),
+        ("blocks_list", Who::Any, Value::Null),
+        ("admin_penalties_list", Who::Staff, Value::Null),
     ]
 }
 

@@ -5,14 +5,14 @@ use serde_json::{Value, json};
 use crate::coins::credit;
 use crate::support::*;
 
-struct Pair {
-    user: Tokens,
-    streamer: Tokens,
+pub struct Pair {
+    pub user: Tokens,
+    pub streamer: Tokens,
     /// Both stay connected: a participant without a live WebSocket loses the call.
-    online: Vec<Ws>,
+    pub online: Vec<Ws>,
 }
 
-async fn pair(t: &TestApp, admin: &Tokens, coins: i64) -> Pair {
+pub async fn pair(t: &TestApp, admin: &Tokens, coins: i64) -> Pair {
     let user = t.user().await;
     let streamer = t.with_role(admin, "streamer").await;
     if coins > 0 {
@@ -30,12 +30,12 @@ async fn pair(t: &TestApp, admin: &Tokens, coins: i64) -> Pair {
     }
 }
 
-async fn call(t: &TestApp, from: &Tokens, to: &str) -> Reply {
+pub async fn call(t: &TestApp, from: &Tokens, to: &str) -> Reply {
     t.post("/v1/calls", Some(&from.access), json!({"calleeId": to}))
         .await
 }
 
-async fn act(t: &TestApp, who: &Tokens, id: &str, action: &str) -> Reply {
+pub async fn act(t: &TestApp, who: &Tokens, id: &str, action: &str) -> Reply {
     t.post(
         &format!("/v1/calls/{id}/{action}"),
         Some(&who.access),
@@ -45,7 +45,7 @@ async fn act(t: &TestApp, who: &Tokens, id: &str, action: &str) -> Reply {
 }
 
 /// Rings, accepts and connects a call; returns its id.
-async fn connect(t: &TestApp, p: &Pair) -> String {
+pub async fn connect(t: &TestApp, p: &Pair) -> String {
     let r = call(t, &p.user, &p.streamer.user_id).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["state"], "ringing");
@@ -64,7 +64,7 @@ async fn connect(t: &TestApp, p: &Pair) -> String {
     id
 }
 
-async fn run_timers(t: &TestApp) {
+pub async fn run_timers(t: &TestApp) {
     duet::domains::video::tick(&t.app().ctx).await.unwrap();
 }
 

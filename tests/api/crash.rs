@@ -166,7 +166,13 @@ fn sigkill_under_a_transfer_storm_loses_and_duplicates_nothing() {
                     })
                 })
                 .collect();
-            let delay = rand::rng().random_range(150..900);
+            // Kill at a random moment once this round's storm is under way (some transfers of
+            // the round acknowledged), however slow the machine is today.
+            let before = acked.lock().len();
+            while acked.lock().len() < before + CLIENTS {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let delay = rand::rng().random_range(50..600);
             tokio::time::sleep(Duration::from_millis(delay)).await;
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();

@@ -4,6 +4,7 @@
 mod access;
 mod auth;
 mod billing;
+mod blocks;
 mod calls;
 mod coins;
 mod crash;

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::coins::credit;
 use crate::support::*;
 
-async fn available(t: &TestApp, s: &Tokens) {
+pub async fn available(t: &TestApp, s: &Tokens) {
     let r = t
         .call(
             reqwest::Method::PUT,
@@ -17,7 +17,7 @@ async fn available(t: &TestApp, s: &Tokens) {
     assert_eq!(r.status, 204, "{:?}", r.body);
 }
 
-async fn join(t: &TestApp, u: &Tokens) -> Reply {
+pub async fn join(t: &TestApp, u: &Tokens) -> Reply {
     t.post("/v1/roulette/join", Some(&u.access), json!({}))
         .await
 }

@@ -152,11 +152,10 @@ pub fn page_args(cursor: Option<String>, limit: Option<u32>) -> AppResult<(Optio
         ),
         None => None,
     };
-    let limit = limit.unwrap_or(PAGE_DEFAULT);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(AppError::validation(format!("limit must be 1–{PAGE_MAX}")));
-    }
-    Ok((before, limit as usize))
+    Ok((
+        before,
+        crate::api::page_limit(limit, PAGE_DEFAULT, PAGE_MAX)?,
+    ))
 }
 
 async fn transactions(

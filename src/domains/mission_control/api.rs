@@ -119,14 +119,9 @@ impl AdminApi {
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<AuditPage>> {
         auth.require(&ctx, Access::Admin).await?;
-        let limit = limit.0.unwrap_or(50);
-        if limit == 0 || limit > AUDIT_PAGE_MAX {
-            return Err(AppError::validation(format!(
-                "limit must be 1–{AUDIT_PAGE_MAX}"
-            )));
-        }
-        let items = super::audit_page(&ctx, before.0, limit as usize).await?;
-        let next_before = (items.len() == limit as usize)
+        let limit = crate::api::page_limit(limit.0, 50, AUDIT_PAGE_MAX)?;
+        let items = super::audit_page(&ctx, before.0, limit).await?;
+        let next_before = (items.len() == limit)
             .then(|| items.last().map(|a| a.id.clone()))
             .flatten();
         Ok(Json(AuditPage {
@@ -257,16 +252,11 @@ impl PayoutApi {
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<PayoutList>> {
         auth.require(&ctx, Access::Admin).await?;
-        let limit = limit.0.unwrap_or(100);
-        if limit == 0 || limit > PAYOUT_PAGE_MAX {
-            return Err(AppError::validation(format!(
-                "limit must be 1–{PAYOUT_PAGE_MAX}"
-            )));
-        }
+        let limit = crate::api::page_limit(limit.0, 100, PAYOUT_PAGE_MAX)?;
         let state = state.0.unwrap_or(PayoutState::Requested);
         let items = ctx
             .store
-            .read(move |rtx| payouts::by_state(rtx, state, limit as usize))
+            .read(move |rtx| payouts::by_state(rtx, state, limit))
             .await?;
         Ok(Json(PayoutList {
             items: items.into_iter().map(Into::into).collect(),

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, NewEvent};
-use crate::core::store::{get, put};
+use crate::core::store::{Tx, get, put};
 use crate::domains::user::{self, model::PresenceRecord, model::UserRecord};
 use api::PublicProfile;
 use model::*;
@@ -27,6 +27,13 @@ pub struct OwnProfile {
 
 pub fn profile_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<ProfileRecord> {
     Ok(get(&rtx.open_table(PROFILES)?, user_id)?.unwrap_or_default())
+}
+
+/// The languages someone speaks (BCP 47 tags), inside a write.
+pub fn languages_tx(tx: &Tx, user_id: &str) -> AppResult<Vec<String>> {
+    Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?
+        .map(|p| p.languages)
+        .unwrap_or_default())
 }
 
 pub async fn own(ctx: &Ctx, user_id: &str) -> AppResult<OwnProfile> {

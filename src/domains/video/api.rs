@@ -341,16 +341,13 @@ impl CallApi {
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<CallPage>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let limit = limit.0.unwrap_or(50);
-        if limit == 0 || limit > PAGE_MAX {
-            return Err(AppError::validation(format!("limit must be 1–{PAGE_MAX}")));
-        }
+        let limit = crate::api::page_limit(limit.0, 50, PAGE_MAX)?;
         let (uid, before) = (who.user_id.clone(), before.0);
         let items = ctx
             .store
-            .read(move |rtx| super::history(rtx, &uid, before.as_deref(), limit as usize))
+            .read(move |rtx| super::history(rtx, &uid, before.as_deref(), limit))
             .await?;
-        let next_before = (items.len() == limit as usize)
+        let next_before = (items.len() == limit)
             .then(|| items.last().map(|c| c.id.clone()))
             .flatten();
         Ok(Json(CallPage {

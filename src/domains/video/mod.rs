@@ -31,7 +31,7 @@ use crate::core::ids::new_id;
 use crate::core::store::{Tx, get, put};
 use crate::domains::balance::{self, model::*};
 use crate::domains::billing::{self, model::*};
-use crate::domains::user;
+use crate::domains::{blocklist, user};
 use model::*;
 use tables::*;
 
@@ -121,6 +121,12 @@ pub async fn start(
                 &[],
             )?
             .ok_or_else(|| AppError::forbidden("no tariff allows a call between these roles"))?;
+            if blocklist::is_blocked_tx(tx, &caller.user_id, &callee_id)? {
+                return Err(AppError::new(
+                    Code::Blocked,
+                    "one of you has blocked the other",
+                ));
+            }
             {
                 let active = tx.read(ACTIVE_CALLS)?;
                 if active.get(caller.user_id.as_str())?.is_some()
@@ -544,6 +550,23 @@ pub async fn end_call(ctx: &Ctx, call_id: &str, reason: EndReason) -> AppResult<
                 _ => {}
             }
             Ok(call)
+        })
+        .await
+}
+
+/// The call `user_id` is in now, if any.
+pub async fn active_call_of(ctx: &Ctx, user_id: &str) -> AppResult<Option<Call>> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            let Some(id) = rtx
+                .open_table(ACTIVE_CALLS)?
+                .get(user_id.as_str())?
+                .map(|v| v.value().to_owned())
+            else {
+                return Ok(None);
+            };
+            find(rtx, &id)
         })
         .await
 }

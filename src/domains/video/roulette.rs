@@ -17,6 +17,7 @@ use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
 use crate::domains::billing::{self, model::CallKind};
+use crate::domains::{blocklist, profile};
 
 use super::model::{Call, CallState};
 use super::tables::{
@@ -66,6 +67,12 @@ fn recent_partners(tx: &Tx, user_id: &str) -> AppResult<Vec<String>> {
     Ok(out)
 }
 
+/// Whether two lists of BCP 47 tags share a language (by primary subtag: `en-US` matches `en`).
+fn shares_language(a: &[String], b: &[String]) -> bool {
+    let primary = |t: &String| t.split('-').next().unwrap_or("").to_ascii_lowercase();
+    a.iter().any(|x| b.iter().any(|y| primary(x) == primary(y)))
+}
+
 /// Pairs waiting users with available streamers; returns the calls started.
 pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call>> {
     let mut users: Vec<(String, Waiting)> = Vec::new();
@@ -81,7 +88,7 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
     }
     streamers.sort_by_key(|(_, w)| w.since_ms);
     let mut started = Vec::new();
-    for (user_id, _) in users {
+    for (user_id, waiting) in users {
         if streamers.is_empty() {
             break;
         }
@@ -90,14 +97,29 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
             continue;
         }
         let recent = recent_partners(tx, &user_id)?;
-        let mut chosen = None;
-        for (i, (streamer_id, _)) in streamers.iter().enumerate() {
-            if !recent.contains(streamer_id) && !busy(streamer_id)? {
-                chosen = Some(i);
+        // The longest-waiting eligible streamer who speaks one of the user's languages; when
+        // none does (or the user named none), the longest-waiting eligible streamer.
+        let mut first_eligible = None;
+        let mut speaks = None;
+        for (i, (streamer_id, s)) in streamers.iter().enumerate() {
+            if recent.contains(streamer_id)
+                || busy(streamer_id)?
+                || blocklist::is_blocked_tx(tx, &user_id, streamer_id)?
+            {
+                continue;
+            }
+            first_eligible.get_or_insert(i);
+            if shares_language(&waiting.languages, &s.languages) {
+                speaks = Some(i);
+                break;
+            }
+            if waiting.languages.is_empty() {
                 break;
             }
         }
-        let Some(i) = chosen else { continue };
+        let Some(i) = speaks.or(first_eligible) else {
+            continue;
+        };
         let streamer_id = streamers[i].0.clone();
         let Some(tariff) = billing::resolve_tx(
             tx,
@@ -208,7 +230,7 @@ pub async fn set_available(ctx: &Arc<Ctx>, streamer_id: &str, available: bool) -
                     if !in_call {
                         let w = Waiting {
                             since_ms: tx.now_ms(),
-                            languages: vec![],
+                            languages: profile::languages_tx(tx, &streamer_id)?,
                         };
                         put(&mut tx.table(ROULETTE_STREAMERS)?, streamer_id.as_str(), &w)?;
                     }
@@ -229,7 +251,7 @@ pub fn requeue(tx: &Tx, call: &Call) -> AppResult<()> {
         if tx.read(ROULETTE_AVAILABLE)?.get(who.as_str())?.is_some() {
             let w = Waiting {
                 since_ms: tx.now_ms(),
-                languages: vec![],
+                languages: profile::languages_tx(tx, who)?,
             };
             put(&mut tx.table(ROULETTE_STREAMERS)?, who.as_str(), &w)?;
         }
@@ -358,7 +380,9 @@ pub async fn clip_for(ctx: &Ctx, user_id: &str, wait_ms: i64) -> AppResult<Optio
             let active = rtx.open_table(ACTIVE_CALLS)?;
             let mut busy = Vec::new();
             for c in &clips {
-                if active.get(c.streamer_id.as_str())?.is_some() {
+                if active.get(c.streamer_id.as_str())?.is_some()
+                    || blocklist::is_blocked(rtx, &uid, &c.streamer_id)?
+                {
                     busy.push(c.streamer_id.clone());
                 }
             }

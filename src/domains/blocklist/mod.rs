@@ -1,0 +1,283 @@
+//! blocklist: people block each other with a reason. A block takes effect at once — an ongoing
+//! call between the two ends (`blocked`), chat between them is refused, and neither is matched
+//! with or shown to the other — and feeds the moderation rules: a `nudity` block against a
+//! streamer records a penalty, and enough `harassment` blocks against one person within a
+//! window ban them automatically. Other domains ask `is_blocked` / `is_blocked_tx`.
+
+pub mod api;
+pub mod tables;
+
+use redb::{ReadTransaction, ReadableTable};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::auth::Role;
+use crate::core::error::{AppError, AppResult};
+use crate::core::events::NewEvent;
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, dec, get, put};
+use crate::domains::{mission_control, user, video};
+use tables::*;
+
+/// Longest comment on a block, in characters.
+pub const COMMENT_CHARS_MAX: usize = 500;
+/// The actor named on automatic bans in the audit log.
+pub const AUTO_BAN_ACTOR: &str = "system:blocklist";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum BlockReason {
+    Nudity,
+    Harassment,
+    Spam,
+    Fake,
+    Underage,
+    Other,
+}
+
+impl BlockReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockReason::Nudity => "nudity",
+            BlockReason::Harassment => "harassment",
+            BlockReason::Spam => "spam",
+            BlockReason::Fake => "fake",
+            BlockReason::Underage => "underage",
+            BlockReason::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Block {
+    pub blocker_id: String,
+    pub blocked_id: String,
+    pub reason: BlockReason,
+    #[serde(default)]
+    pub comment: Option<String>,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Penalty {
+    pub id: String,
+    pub user_id: String,
+    pub reason: BlockReason,
+    /// Who blocked them.
+    pub by_user_id: String,
+    pub at_ms: i64,
+}
+
+fn blocked_in<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
+    blocks: &T,
+    a: &str,
+    b: &str,
+) -> AppResult<bool> {
+    Ok(blocks.get((a, b))?.is_some() || blocks.get((b, a))?.is_some())
+}
+
+/// Whether either of the two blocked the other, inside a write.
+pub fn is_blocked_tx(tx: &Tx, a: &str, b: &str) -> AppResult<bool> {
+    blocked_in(&tx.read(BLOCKS)?, a, b)
+}
+
+/// Whether either of the two blocked the other.
+pub fn is_blocked(rtx: &ReadTransaction, a: &str, b: &str) -> AppResult<bool> {
+    blocked_in(&rtx.open_table(BLOCKS)?, a, b)
+}
+
+/// Blocks `blocked_id` for `blocker_id` (again: the reason and comment are replaced), applies
+/// the moderation rules, and ends a call between the two.
+pub async fn block(
+    ctx: &Ctx,
+    blocker_id: &str,
+    blocked_id: &str,
+    reason: BlockReason,
+    comment: Option<String>,
+) -> AppResult<Block> {
+    if blocker_id == blocked_id {
+        return Err(AppError::validation("you cannot block yourself"));
+    }
+    let comment = comment
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > COMMENT_CHARS_MAX)
+    {
+        return Err(AppError::validation(format!(
+            "comment must be at most {COMMENT_CHARS_MAX} characters"
+        )));
+    }
+    let rules = ctx.config.blocks.clone();
+    let (blocker, blocked) = (blocker_id.to_owned(), blocked_id.to_owned());
+    let block = ctx
+        .store
+        .write(move |tx| {
+            let target = user::find_user_tx(tx, &blocked)?
+                .ok_or_else(|| AppError::not_found("no such user"))?;
+            let block = Block {
+                blocker_id: blocker.clone(),
+                blocked_id: blocked.clone(),
+                reason,
+                comment: comment.clone(),
+                at_ms: tx.now_ms(),
+            };
+            put(&mut tx.table(BLOCKS)?, (blocker.as_str(), blocked.as_str()), &block)?;
+            put(&mut tx.table(BLOCKED_BY)?, (blocked.as_str(), blocker.as_str()), &block)?;
+            tx.emit(NewEvent::about(
+                "user_blocked",
+                &blocker,
+                json!({"blockerId": blocker, "blockedId": blocked, "reason": reason.as_str()}),
+            ))?;
+            if reason == BlockReason::Nudity && target.role == Role::Streamer {
+                let penalty = Penalty {
+                    id: new_id(),
+                    user_id: blocked.clone(),
+                    reason,
+                    by_user_id: blocker.clone(),
+                    at_ms: tx.now_ms(),
+                };
+                put(&mut tx.table(PENALTIES)?, penalty.id.as_str(), &penalty)?;
+                tx.table(PENALTIES_BY_USER)?
+                    .insert((blocked.as_str(), penalty.id.as_str()), ())?;
+                tx.emit(NewEvent::about(
+                    "block_penalty",
+                    &blocked,
+                    json!({"penaltyId": penalty.id, "userId": blocked, "reason": reason.as_str(), "byUserId": blocker}),
+                ))?;
+            }
+            if reason == BlockReason::Harassment
+                && target.ban.is_none()
+                && matches!(target.role, Role::User | Role::Streamer)
+            {
+                let since = tx.now_ms() - rules.harassment_window_secs as i64 * 1000;
+                let mut count = 0u32;
+                for row in tx
+                    .read(BLOCKED_BY)?
+                    .range((blocked.as_str(), "")..(blocked.as_str(), "\u{10ffff}"))?
+                {
+                    let b: Block = dec(row?.1.value())?;
+                    count += u32::from(b.reason == BlockReason::Harassment && b.at_ms >= since);
+                }
+                if count >= rules.harassment_ban_threshold {
+                    let why = format!(
+                        "automatic: blocked for harassment by {count} people within {} s",
+                        rules.harassment_window_secs
+                    );
+                    user::ban_tx(tx, &blocked, &why, AUTO_BAN_ACTOR)?;
+                    mission_control::audit_tx(
+                        tx,
+                        AUTO_BAN_ACTOR,
+                        "user.auto_ban",
+                        &blocked,
+                        json!({"reason": "harassment", "blocks": count, "windowSecs": rules.harassment_window_secs}),
+                    )?;
+                }
+            }
+            Ok(block)
+        })
+        .await?;
+    // A call between the two ends now; billing settles what was due.
+    if let Some(call) = video::active_call_of(ctx, blocker_id).await?
+        && call.other(blocker_id) == blocked_id
+    {
+        video::end_call(ctx, &call.id, video::model::EndReason::Blocked).await?;
+    }
+    Ok(block)
+}
+
+/// Lifts a block; `not_found` when there was none.
+pub async fn unblock(ctx: &Ctx, blocker_id: &str, blocked_id: &str) -> AppResult<()> {
+    let (blocker, blocked) = (blocker_id.to_owned(), blocked_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let gone = tx
+                .table(BLOCKS)?
+                .remove((blocker.as_str(), blocked.as_str()))?
+                .is_some();
+            if !gone {
+                return Err(AppError::not_found("you have not blocked this user"));
+            }
+            tx.table(BLOCKED_BY)?
+                .remove((blocked.as_str(), blocker.as_str()))?;
+            tx.emit(NewEvent::about(
+                "user_unblocked",
+                &blocker,
+                json!({"blockerId": blocker, "blockedId": blocked}),
+            ))?;
+            Ok(())
+        })
+        .await
+}
+
+/// The people `blocker_id` blocked, in id order after `after`.
+pub async fn list(
+    ctx: &Ctx,
+    blocker_id: &str,
+    after: Option<String>,
+    limit: usize,
+) -> AppResult<Vec<Block>> {
+    let blocker = blocker_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            let t = rtx.open_table(BLOCKS)?;
+            let from = after.unwrap_or_default();
+            let mut out = Vec::new();
+            for row in
+                t.range((blocker.as_str(), from.as_str())..(blocker.as_str(), "\u{10ffff}"))?
+            {
+                let (k, v) = row?;
+                if k.value().1 == from {
+                    continue;
+                }
+                out.push(dec(v.value())?);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Penalties, newest first: one user's, or everyone's.
+pub async fn penalties(
+    ctx: &Ctx,
+    user_id: Option<String>,
+    limit: usize,
+) -> AppResult<Vec<Penalty>> {
+    ctx.store
+        .read(move |rtx| {
+            let all = rtx.open_table(PENALTIES)?;
+            let mut out: Vec<Penalty> = Vec::new();
+            match user_id {
+                Some(u) => {
+                    let mine = rtx.open_table(PENALTIES_BY_USER)?;
+                    for row in mine
+                        .range((u.as_str(), "")..(u.as_str(), "\u{10ffff}"))?
+                        .rev()
+                    {
+                        out.extend(get::<&str, Penalty>(&all, row?.0.value().1)?);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    for row in all.iter()?.rev().take(limit) {
+                        out.push(dec(row?.1.value())?);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// One block, if `blocker_id` blocked `blocked_id`.
+pub fn find(rtx: &ReadTransaction, blocker_id: &str, blocked_id: &str) -> AppResult<Option<Block>> {
+    get(&rtx.open_table(BLOCKS)?, (blocker_id, blocked_id))
+}
