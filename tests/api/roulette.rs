@@ -248,3 +248,41 @@ async fn a_user_left_waiting_is_offered_an_approved_clip_of_an_online_streamer()
         "only for users waiting in roulette"
     );
 }
+
+#[tokio::test]
+async fn a_streamer_who_speaks_the_users_language_is_preferred() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let english = t.with_role(&admin, "streamer").await;
+    let german = t.with_role(&admin, "streamer").await;
+    for (s, lang) in [(&english, "en-US"), (&german, "de")] {
+        let r = t
+            .call(
+                reqwest::Method::PATCH,
+                "/v1/me/profile",
+                Some(&s.access),
+                Some(json!({"languages": [lang]})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    available(&t, &english).await;
+    t.clock.advance_ms(1000);
+    available(&t, &german).await;
+
+    let u = funded(&t, &admin).await;
+    let r = t
+        .post(
+            "/v1/roulette/join",
+            Some(&u.access),
+            json!({"languages": ["de-AT"]}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "matched", "{:?}", r.body);
+    assert_eq!(r.body["call"]["calleeId"], german.user_id.as_str());
+
+    // A user who names no language gets the longest-waiting streamer.
+    let v = funded(&t, &admin).await;
+    let r = join(&t, &v).await;
+    assert_eq!(r.body["call"]["calleeId"], english.user_id.as_str());
+}
