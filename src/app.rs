@@ -167,6 +167,14 @@ impl App {
             tokio::spawn(release_expired_holds(ctx.clone())),
             tokio::spawn(run_call_timers(ctx.clone())),
             tokio::spawn(end_lost_calls(ctx.clone())),
+            tokio::spawn(run_consumer(
+                ctx.store.clone(),
+                Arc::new(domains::chat::records::ChatRecords {
+                    store: ctx.store.clone(),
+                    config: ctx.config.chat.clone(),
+                }),
+                ctx.shutdown_signal(),
+            )),
         ];
 
         let acceptor = TcpListener::bind(listen)

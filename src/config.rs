@@ -25,6 +25,28 @@ pub struct Config {
     pub calls: CallsConfig,
     pub video: VideoConfig,
     pub blocks: BlocksConfig,
+    pub chat: ChatConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Messages one sender may send per minute (sliding window); past it, `rate_limited`.
+    pub messages_per_minute: u32,
+    /// Chats started with online streamers when someone signs up (0: none).
+    pub auto_add_streamers: u32,
+    /// The first message of those chats, from the streamer.
+    pub greeting: String,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            messages_per_minute: 30,
+            auto_add_streamers: 3,
+            greeting: "Hi! Nice to meet you. Say hello any time.".into(),
+        }
+    }
 }
 
 /// The moderation rules fed by blocks.
@@ -485,6 +507,12 @@ impl Config {
         }
         if self.blocks.harassment_ban_threshold == 0 || self.blocks.harassment_window_secs == 0 {
             return Err(bad("blocks", "threshold and window must be positive"));
+        }
+        if self.chat.messages_per_minute == 0 {
+            return Err(bad("chat.messages_per_minute", "must be positive"));
+        }
+        if self.chat.greeting.trim().is_empty() || self.chat.greeting.chars().count() > 2000 {
+            return Err(bad("chat.greeting", "must be 1–2000 characters"));
         }
         let a = &self.payments.apple;
         if a.enabled {

@@ -84,6 +84,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::billing::api::BillingApi,
             domains::video::api::CallApi,
             domains::blocklist::api::BlocklistApi,
+            domains::chat::api::ChatApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,

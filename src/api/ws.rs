@@ -27,7 +27,7 @@ use crate::app::Ctx;
 use crate::core::auth::{Access, Principal};
 use crate::core::error::{AppError, Code};
 use crate::core::events::{self, Audience, Event};
-use crate::domains::user;
+use crate::domains::{self, user};
 
 /// Topics a client may subscribe to, and who may.
 pub const TOPICS: &[(&str, Access)] = &[
@@ -74,6 +74,11 @@ enum ClientFrame {
     Ack {
         seq: u64,
     },
+    /// The sender is typing in a chat: relayed to the other member, never stored.
+    Typing {
+        #[serde(rename = "chatId")]
+        chat_id: String,
+    },
     Ping {
         #[serde(default)]
         nonce: Option<u64>,
@@ -114,11 +119,21 @@ enum ServerFrame<'a> {
     Pong {
         nonce: Option<u64>,
     },
+    /// The other member of a chat is typing (ephemeral: no `seq`).
+    Typing {
+        #[serde(rename = "chatId")]
+        chat_id: &'a str,
+        #[serde(rename = "userId")]
+        user_id: &'a str,
+    },
     Error {
         code: &'a str,
         message: &'a str,
     },
 }
+
+/// The seq of ephemeral signals: below every logged event, never stored or replayed.
+const EPHEMERAL_SEQ: u64 = 0;
 
 fn encode(frame: &ServerFrame) -> Message {
     // Serialising these plain structs cannot fail.
@@ -228,6 +243,27 @@ impl Hub {
 
     pub fn connection_count(&self) -> usize {
         self.by_user.read().values().map(Vec::len).sum()
+    }
+
+    /// Offers an ephemeral signal (seq 0, not in the log: typing indicators) to the
+    /// connections of its audience that read its topic.
+    pub fn relay(&self, signal: Event) {
+        let signal = Arc::new(Event {
+            seq: EPHEMERAL_SEQ,
+            ..signal
+        });
+        let Some(topic) = signal.topic.as_deref() else {
+            return;
+        };
+        let Audience::Users(ids) = &signal.audience else {
+            return;
+        };
+        let map = self.by_user.read();
+        for c in ids.iter().filter_map(|id| map.get(id)).flatten() {
+            if c.wants(topic) {
+                c.offer(&signal);
+            }
+        }
     }
 
     fn dispatch(&self, event: &Arc<Event>) {
@@ -523,6 +559,17 @@ impl Session {
         let Some(conn) = self.conn.clone() else {
             return true;
         };
+        if event.seq == EPHEMERAL_SEQ {
+            let frame = match event.kind.as_str() {
+                "typing" => ServerFrame::Typing {
+                    chat_id: event.data["chatId"].as_str().unwrap_or_default(),
+                    user_id: event.data["userId"].as_str().unwrap_or_default(),
+                },
+                _ => return true,
+            };
+            self.ctx.metrics.ws_frames_out.inc();
+            return sink.feed(encode(&frame)).await.is_ok();
+        }
         let own = event
             .topic
             .as_deref()
@@ -620,6 +667,25 @@ impl Session {
             ClientFrame::Ack { seq } => {
                 tracing::trace!(seq, "ack");
                 Ok(true)
+            }
+            ClientFrame::Typing { chat_id } => {
+                let me = self.principal.as_ref().map(|p| p.user_id.clone());
+                let me = me.unwrap_or_default();
+                match domains::chat::peer(&self.ctx, &me, &chat_id).await {
+                    Ok(peer) => {
+                        self.ctx.hub.relay(Event {
+                            seq: EPHEMERAL_SEQ,
+                            kind: "typing".into(),
+                            at_ms: self.ctx.store.now_ms(),
+                            subject: Some(me.clone()),
+                            topic: Some("chat".into()),
+                            audience: Audience::Users(vec![peer]),
+                            data: serde_json::json!({"chatId": chat_id, "userId": me}),
+                        });
+                        Ok(true)
+                    }
+                    Err(e) => self.send_error(sink, &e).await,
+                }
             }
             ClientFrame::Ping { nonce } => Ok(self.send(sink, &ServerFrame::Pong { nonce }).await),
         }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use super::error::AppResult;
-use super::store::{Store, dec, get, put};
+use super::store::{Store, Tx, dec, get, put};
 
 crate::tables! {
     /// seq → Event.
@@ -339,6 +339,24 @@ pub trait Consumer: Send + Sync + 'static {
     /// idempotent. An error retries the same batch after a back-off.
     fn handle(&self, events: Vec<Event>)
     -> impl std::future::Future<Output = AppResult<()>> + Send;
+}
+
+/// Inside a consumer's write: the events of `batch` the consumer has not applied yet, and its
+/// cursor moved past the batch in the same transaction. A consumer whose effects are writes
+/// uses it to apply each event exactly once, even when the process dies between those writes
+/// and `run_consumer`'s own cursor update.
+pub fn take_unapplied<'e>(
+    tx: &Tx,
+    name: &'static str,
+    batch: &'e [Event],
+) -> AppResult<Vec<&'e Event>> {
+    let mut t = tx.table(CONSUMER_CURSOR)?;
+    let applied = t.get(name)?.map(|v| v.value()).unwrap_or(0);
+    let fresh: Vec<&Event> = batch.iter().filter(|e| e.seq > applied).collect();
+    if let Some(last) = fresh.last() {
+        t.insert(name, last.seq)?;
+    }
+    Ok(fresh)
 }
 
 /// How many events a consumer reads at once.

@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod billing;
 pub mod blocklist;
+pub mod chat;
 pub mod event_log;
 pub mod gift;
 pub mod mission_control;
@@ -24,6 +25,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     payment::tables::TABLES,
     video::tables::TABLES,
     blocklist::tables::TABLES,
+    chat::tables::TABLES,
     profile::tables::TABLES,
     settings::tables::TABLES,
     mission_control::tables::TABLES,

@@ -192,6 +192,15 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("blocks_delete", Who::Any, Value::Null),
         ("blocks_list", Who::Any, Value::Null),
         ("admin_penalties_list", Who::Staff, Value::Null),
+        ("chats_list", Who::Any, Value::Null),
+        ("chats_messages", Who::Any, Value::Null),
+        (
+            "chats_send",
+            Who::Any,
+            json!({"clientMessageId": "c", "text": "hi"}),
+        ),
+        ("chats_read", Who::Any, json!({"upToSeq": 1})),
+        ("chats_delete_message", Who::Any, Value::Null),
     ]
 }
 
@@ -229,7 +238,9 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{version}", "1")
                 .replace("{call_id}", "c-1")
                 .replace("{name}", "agora")
-                .replace("{clip_id}", "clip-1");
+                .replace("{clip_id}", "clip-1")
+                .replace("{chat_id}", "chat-1")
+                .replace("{seq}", "1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

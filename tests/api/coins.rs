@@ -199,7 +199,7 @@ async fn adjustments_are_idempotent_streamed_and_never_overdraw() {
     );
 }
 
-async fn make_gift(t: &TestApp, admin: &Tokens, price: i64, share: u8) -> String {
+pub async fn make_gift(t: &TestApp, admin: &Tokens, price: i64, share: u8) -> String {
     let r = t
         .post("/v1/admin/gifts", Some(&admin.access), json!({"name": "Rose", "price": price, "streamerSharePercent": share, "platforms": ["ios", "android"]}))
         .await;

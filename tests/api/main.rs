@@ -6,6 +6,7 @@ mod auth;
 mod billing;
 mod blocks;
 mod calls;
+mod chat;
 mod coins;
 mod crash;
 mod events;

@@ -325,3 +325,23 @@ impl Ws {
         );
     }
 }
+
+/// Polls `check` until it returns `Some`, for work done by background consumers; fails after
+/// `PATIENCE`. Polling for an outcome, not sleeping for a guessed time.
+pub async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -29,6 +29,12 @@ pub fn profile_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<ProfileReco
     Ok(get(&rtx.open_table(PROFILES)?, user_id)?.unwrap_or_default())
 }
 
+/// Whether two lists of BCP 47 tags share a language (by primary subtag: `en-US` matches `en`).
+pub fn shares_language(a: &[String], b: &[String]) -> bool {
+    let primary = |t: &String| t.split('-').next().unwrap_or("").to_ascii_lowercase();
+    a.iter().any(|x| b.iter().any(|y| primary(x) == primary(y)))
+}
+
 /// The languages someone speaks (BCP 47 tags), inside a write.
 pub fn languages_tx(tx: &Tx, user_id: &str) -> AppResult<Vec<String>> {
     Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?

@@ -19,7 +19,7 @@ use crate::core::metrics::Metrics;
 use crate::core::store::{Store, get, put};
 
 use super::model::PresenceRecord;
-use super::tables::PRESENCE;
+use super::tables::{ONLINE_USERS, PRESENCE};
 
 /// Transitions queued for the presence writer before `connected` waits.
 const PRESENCE_QUEUE_LEN: usize = 65_536;
@@ -210,6 +210,11 @@ fn apply(tx: &crate::core::store::Tx, changes: &[Change]) -> AppResult<()> {
         }
         rec.last_seen_ms = Some(c.at_ms);
         put(&mut t, c.user_id.as_str(), &rec)?;
+        if c.online {
+            tx.table(ONLINE_USERS)?.insert(c.user_id.as_str(), ())?;
+        } else {
+            tx.table(ONLINE_USERS)?.remove(c.user_id.as_str())?;
+        }
         emitted.push(c.clone());
     }
     drop(t);
@@ -254,4 +259,14 @@ pub async fn reset_after_restart(store: &Store) -> AppResult<usize> {
         store.write(move |tx| apply(tx, &changes)).await?;
     }
     Ok(n)
+}
+
+/// Up to `limit` of the people online now, in id order, inside a write.
+pub fn online_users_tx(tx: &crate::core::store::Tx, limit: usize) -> AppResult<Vec<String>> {
+    use redb::ReadableTable;
+    let mut out = Vec::new();
+    for row in tx.read(ONLINE_USERS)?.iter()?.take(limit) {
+        out.push(row?.0.value().to_owned());
+    }
+    Ok(out)
 }

@@ -17,6 +17,8 @@ crate::tables! {
     PUSH_TOKEN_OWNERS: &str => &[u8] = "push_token_owner";
     /// user id → PresenceRecord.
     PRESENCE: &str => &[u8] = "user_presence";
+    /// user id → (): who is online now (the index behind "online streamers" lists).
+    ONLINE_USERS: &str => () = "user_online";
     /// attempt id (time-ordered) → LoginAttempt.
     LOGIN_ATTEMPTS: &str => &[u8] = "login_attempt";
     /// `account:<key>` | `address:<ip>` → Throttle.

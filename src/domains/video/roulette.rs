@@ -67,12 +67,6 @@ fn recent_partners(tx: &Tx, user_id: &str) -> AppResult<Vec<String>> {
     Ok(out)
 }
 
-/// Whether two lists of BCP 47 tags share a language (by primary subtag: `en-US` matches `en`).
-fn shares_language(a: &[String], b: &[String]) -> bool {
-    let primary = |t: &String| t.split('-').next().unwrap_or("").to_ascii_lowercase();
-    a.iter().any(|x| b.iter().any(|y| primary(x) == primary(y)))
-}
-
 /// Pairs waiting users with available streamers; returns the calls started.
 pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call>> {
     let mut users: Vec<(String, Waiting)> = Vec::new();
@@ -109,7 +103,7 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
                 continue;
             }
             first_eligible.get_or_insert(i);
-            if shares_language(&waiting.languages, &s.languages) {
+            if profile::shares_language(&waiting.languages, &s.languages) {
                 speaks = Some(i);
                 break;
             }

@@ -1,0 +1,394 @@
+//! chat: one conversation per pair of people, a timeline of text, gift, call and system
+//! messages with a per-conversation sequence, read positions and unread counts, idempotent
+//! sends (a client message id), typing indicators relayed over the WebSocket (never stored),
+//! and live delivery on the `chat` topic. Gift and call records are written by the
+//! `chat_records` consumer from the event log, exactly once per event; new users get chats
+//! started with online streamers (`records::auto_add`).
+
+pub mod api;
+pub mod model;
+pub mod records;
+pub mod tables;
+
+use redb::{ReadTransaction, ReadableTable};
+use serde_json::{Value, json};
+
+use crate::app::Ctx;
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, dec, get, put};
+use crate::domains::blocklist;
+use crate::domains::user::{self, model::Throttle};
+use model::*;
+use tables::*;
+
+/// Longest text message, in characters.
+pub const TEXT_CHARS_MAX: usize = 2000;
+/// Longest client message id.
+pub const CLIENT_ID_CHARS_MAX: usize = 100;
+/// Messages one `read` recounts at most; older unread ones are counted as read.
+const RECOUNT_MAX: usize = 10_000;
+
+/// The pair's key in `CONVERSATION_BY_PAIR`: lower id first.
+fn pair<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+pub fn conversation_tx(tx: &Tx, id: &str) -> AppResult<Conversation> {
+    get(&tx.read(CONVERSATIONS)?, id)?.ok_or_else(|| AppError::not_found("no such chat"))
+}
+
+/// The conversation between two people, started if there is none.
+pub fn open_tx(tx: &Tx, a: &str, b: &str) -> AppResult<Conversation> {
+    let key = pair(a, b);
+    let existing = tx
+        .read(CONVERSATION_BY_PAIR)?
+        .get(key)?
+        .map(|v| v.value().to_owned());
+    if let Some(id) = existing {
+        return conversation_tx(tx, &id);
+    }
+    let conv = Conversation {
+        id: new_id(),
+        members: [key.0.to_owned(), key.1.to_owned()],
+        created_at_ms: tx.now_ms(),
+        last_seq: 0,
+        last_at_ms: tx.now_ms(),
+    };
+    put(&mut tx.table(CONVERSATIONS)?, conv.id.as_str(), &conv)?;
+    tx.table(CONVERSATION_BY_PAIR)?
+        .insert(key, conv.id.as_str())?;
+    for m in &conv.members {
+        let membership = Membership {
+            inbox_ms: conv.last_at_ms,
+            ..Membership::default()
+        };
+        put(
+            &mut tx.table(MEMBERSHIPS)?,
+            (m.as_str(), conv.id.as_str()),
+            &membership,
+        )?;
+        tx.table(INBOX)?
+            .insert((m.as_str(), conv.last_at_ms, conv.id.as_str()), ())?;
+    }
+    Ok(conv)
+}
+
+/// What a new message holds besides its place in the timeline.
+pub struct Draft {
+    pub sender_id: String,
+    pub kind: MessageKind,
+    pub text: Option<String>,
+    pub gift: Option<GiftRecord>,
+    pub call: Option<CallRecord>,
+    pub client_message_id: Option<String>,
+}
+
+/// A message as events and the WebSocket carry it (times in unix ms).
+pub fn message_json(m: &Message) -> Value {
+    json!({
+        "chatId": m.chat_id, "seq": m.seq, "senderId": m.sender_id, "kind": m.kind,
+        "text": m.text, "gift": m.gift, "call": m.call, "clientMessageId": m.client_message_id,
+        "at": m.at_ms, "deleted": m.deleted_at_ms.is_some(),
+    })
+}
+
+/// Appends a message to the conversation: the next seq, both members' inbox order, the other
+/// member's unread count, and a `chat_message` event to both on `chat`.
+pub fn append_tx(tx: &Tx, conv: &mut Conversation, draft: Draft) -> AppResult<Message> {
+    let now = tx.now_ms();
+    conv.last_seq += 1;
+    conv.last_at_ms = now;
+    let msg = Message {
+        chat_id: conv.id.clone(),
+        seq: conv.last_seq,
+        sender_id: draft.sender_id,
+        kind: draft.kind,
+        text: draft.text,
+        gift: draft.gift,
+        call: draft.call,
+        client_message_id: draft.client_message_id,
+        at_ms: now,
+        deleted_at_ms: None,
+    };
+    put(&mut tx.table(MESSAGES)?, (conv.id.as_str(), msg.seq), &msg)?;
+    put(&mut tx.table(CONVERSATIONS)?, conv.id.as_str(), &*conv)?;
+    for m in &conv.members {
+        let key = (m.as_str(), conv.id.as_str());
+        let mut membership: Membership = get(&tx.read(MEMBERSHIPS)?, key)?.unwrap_or_default();
+        let mut inbox = tx.table(INBOX)?;
+        inbox.remove((m.as_str(), membership.inbox_ms, conv.id.as_str()))?;
+        inbox.insert((m.as_str(), now, conv.id.as_str()), ())?;
+        membership.inbox_ms = now;
+        if *m == msg.sender_id {
+            // Sending reads everything before it.
+            membership.read_upto = msg.seq;
+            membership.unread = 0;
+        } else {
+            membership.unread += 1;
+        }
+        put(&mut tx.table(MEMBERSHIPS)?, key, &membership)?;
+    }
+    tx.emit(
+        NewEvent::about("chat_message", &msg.sender_id, message_json(&msg))
+            .to("chat", Audience::Users(conv.members.to_vec())),
+    )?;
+    Ok(msg)
+}
+
+/// Sends a text message from `sender_id` to `to`; a retry with the same client message id
+/// returns the first message.
+pub async fn send_text(
+    ctx: &Ctx,
+    sender_id: &str,
+    to: &str,
+    client_message_id: &str,
+    text: &str,
+) -> AppResult<Message> {
+    if sender_id == to {
+        return Err(AppError::validation("you cannot message yourself"));
+    }
+    let chars = text.chars().count();
+    if text.trim().is_empty() || chars > TEXT_CHARS_MAX {
+        return Err(AppError::validation(format!(
+            "text must be 1–{TEXT_CHARS_MAX} characters and not only spaces"
+        )));
+    }
+    let client_id = client_message_id.trim();
+    if client_id.is_empty() || client_id.chars().count() > CLIENT_ID_CHARS_MAX {
+        return Err(AppError::validation(format!(
+            "clientMessageId must be 1–{CLIENT_ID_CHARS_MAX} characters"
+        )));
+    }
+    let per_minute = u64::from(ctx.config.chat.messages_per_minute);
+    let (sender, to, client_id, text) = (
+        sender_id.to_owned(),
+        to.to_owned(),
+        client_id.to_owned(),
+        text.to_owned(),
+    );
+    ctx.store
+        .write(move |tx| {
+            let done = tx
+                .read(CLIENT_MESSAGE_IDS)?
+                .get((sender.as_str(), client_id.as_str()))?
+                .map(|v| {
+                    let (c, s) = v.value();
+                    (c.to_owned(), s)
+                });
+            if let Some((chat, seq)) = done {
+                return get(&tx.read(MESSAGES)?, (chat.as_str(), seq))?.ok_or_else(|| {
+                    AppError::internal("a recorded client message id has no message")
+                });
+            }
+            let receiver = user::find_user_tx(tx, &to)?
+                .filter(|u| u.ban.is_none())
+                .ok_or_else(|| AppError::not_found("no such user"))?;
+            if blocklist::is_blocked_tx(tx, &sender, &receiver.id)? {
+                return Err(AppError::new(
+                    Code::Blocked,
+                    "one of you has blocked the other",
+                ));
+            }
+            let now = tx.now_ms();
+            let mut throttle: Throttle =
+                get(&tx.read(SEND_THROTTLE)?, sender.as_str())?.unwrap_or_default();
+            if let Some(wait) = throttle.wait_ms(now, 60_000, per_minute) {
+                return Err(AppError::rate_limited((wait as u64).div_ceil(1000)));
+            }
+            throttle.record(now, 60_000);
+            put(&mut tx.table(SEND_THROTTLE)?, sender.as_str(), &throttle)?;
+            let mut conv = open_tx(tx, &sender, &to)?;
+            let msg = append_tx(
+                tx,
+                &mut conv,
+                Draft {
+                    sender_id: sender.clone(),
+                    kind: MessageKind::Text,
+                    text: Some(text.clone()),
+                    gift: None,
+                    call: None,
+                    client_message_id: Some(client_id.clone()),
+                },
+            )?;
+            tx.table(CLIENT_MESSAGE_IDS)?.insert(
+                (sender.as_str(), client_id.as_str()),
+                (conv.id.as_str(), msg.seq),
+            )?;
+            Ok(msg)
+        })
+        .await
+}
+
+/// Marks the conversation read up to `upto_seq` for `user_id` (never backwards) and tells both
+/// members (`chat_read`, the other side's read receipt).
+pub async fn mark_read(
+    ctx: &Ctx,
+    user_id: &str,
+    chat_id: &str,
+    upto_seq: u64,
+) -> AppResult<Membership> {
+    let (user_id, chat_id) = (user_id.to_owned(), chat_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let conv = conversation_tx(tx, &chat_id)?;
+            if !conv.has(&user_id) {
+                return Err(AppError::not_found("no such chat"));
+            }
+            let key = (user_id.as_str(), chat_id.as_str());
+            let mut m: Membership = get(&tx.read(MEMBERSHIPS)?, key)?.unwrap_or_default();
+            let upto = upto_seq.min(conv.last_seq);
+            if upto <= m.read_upto {
+                return Ok(m);
+            }
+            m.read_upto = upto;
+            let mut unread = 0;
+            for row in tx
+                .read(MESSAGES)?
+                .range((chat_id.as_str(), upto + 1)..=(chat_id.as_str(), u64::MAX))?
+                .take(RECOUNT_MAX)
+            {
+                let msg: Message = dec(row?.1.value())?;
+                unread += u64::from(msg.sender_id != user_id && msg.deleted_at_ms.is_none());
+            }
+            m.unread = unread;
+            put(&mut tx.table(MEMBERSHIPS)?, key, &m)?;
+            tx.emit(
+                NewEvent::about(
+                    "chat_read",
+                    &user_id,
+                    json!({"chatId": chat_id, "userId": user_id, "upToSeq": upto}),
+                )
+                .to("chat", Audience::Users(conv.members.to_vec())),
+            )?;
+            Ok(m)
+        })
+        .await
+}
+
+/// Deletes one's own text message: its text is gone, its place in the timeline stays.
+pub async fn delete_message(ctx: &Ctx, user_id: &str, chat_id: &str, seq: u64) -> AppResult<()> {
+    let (user_id, chat_id) = (user_id.to_owned(), chat_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let conv = conversation_tx(tx, &chat_id)?;
+            if !conv.has(&user_id) {
+                return Err(AppError::not_found("no such chat"));
+            }
+            let mut msg: Message = get(&tx.read(MESSAGES)?, (chat_id.as_str(), seq))?
+                .ok_or_else(|| AppError::not_found("no such message"))?;
+            if msg.sender_id != user_id || msg.kind != MessageKind::Text {
+                return Err(AppError::forbidden(
+                    "you can delete only your own text messages",
+                ));
+            }
+            if msg.deleted_at_ms.is_some() {
+                return Ok(());
+            }
+            msg.deleted_at_ms = Some(tx.now_ms());
+            msg.text = None;
+            put(&mut tx.table(MESSAGES)?, (chat_id.as_str(), seq), &msg)?;
+            // It no longer counts as unread for the other member.
+            let other = conv.other(&user_id).to_owned();
+            let key = (other.as_str(), chat_id.as_str());
+            let mut m: Membership = get(&tx.read(MEMBERSHIPS)?, key)?.unwrap_or_default();
+            if seq > m.read_upto && m.unread > 0 {
+                m.unread -= 1;
+                put(&mut tx.table(MEMBERSHIPS)?, key, &m)?;
+            }
+            tx.emit(
+                NewEvent::about(
+                    "chat_message_deleted",
+                    &user_id,
+                    json!({"chatId": chat_id, "seq": seq}),
+                )
+                .to("chat", Audience::Users(conv.members.to_vec())),
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+/// One line of a user's chat list.
+pub struct Summary {
+    pub conversation: Conversation,
+    pub membership: Membership,
+    pub last_message: Option<Message>,
+}
+
+/// A user's conversations, most recent activity first, before the `(ms, id)` cursor.
+pub fn list(
+    rtx: &ReadTransaction,
+    user_id: &str,
+    before: Option<(i64, String)>,
+    limit: usize,
+) -> AppResult<Vec<Summary>> {
+    let inbox = rtx.open_table(INBOX)?;
+    let convs = rtx.open_table(CONVERSATIONS)?;
+    let members = rtx.open_table(MEMBERSHIPS)?;
+    let messages = rtx.open_table(MESSAGES)?;
+    let (ms, id) = before.unwrap_or((i64::MAX, String::new()));
+    let mut out = Vec::new();
+    for row in inbox
+        .range((user_id, i64::MIN, "")..=(user_id, ms, id.as_str()))?
+        .rev()
+    {
+        let (k, _) = row?;
+        let (_, at, chat) = k.value();
+        if (at, chat) == (ms, id.as_str()) {
+            continue;
+        }
+        let Some(conversation) = get::<&str, Conversation>(&convs, chat)? else {
+            continue;
+        };
+        let membership = get(&members, (user_id, chat))?.unwrap_or_default();
+        let last_message = get(&messages, (chat, conversation.last_seq))?;
+        out.push(Summary {
+            conversation,
+            membership,
+            last_message,
+        });
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A conversation's messages, newest first, before `before` (a seq).
+pub fn history(
+    rtx: &ReadTransaction,
+    user_id: &str,
+    chat_id: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> AppResult<Vec<Message>> {
+    let conv: Conversation = get(&rtx.open_table(CONVERSATIONS)?, chat_id)?
+        .filter(|c: &Conversation| c.has(user_id))
+        .ok_or_else(|| AppError::not_found("no such chat"))?;
+    let end = before.unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    for row in rtx
+        .open_table(MESSAGES)?
+        .range((conv.id.as_str(), 0)..(conv.id.as_str(), end))?
+        .rev()
+        .take(limit)
+    {
+        out.push(dec(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// The other member of a chat `user_id` is in (for typing indicators).
+pub async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> {
+    let (user_id, chat_id) = (user_id.to_owned(), chat_id.to_owned());
+    ctx.store
+        .read(move |rtx| {
+            let conv: Conversation = get(&rtx.open_table(CONVERSATIONS)?, chat_id.as_str())?
+                .filter(|c: &Conversation| c.has(&user_id))
+                .ok_or_else(|| AppError::not_found("no such chat"))?;
+            Ok(conv.other(&user_id).to_owned())
+        })
+        .await
+}
