@@ -43,6 +43,8 @@ pub struct Ctx {
     pub presence: Arc<Presence>,
     pub sign_in: domains::user::SignInGuard,
     pub media: domains::video::media::Media,
+    /// Profile views, written in batches.
+    pub views: domains::interaction::ProfileViews,
     pub hub: Hub,
     shutdown: watch::Sender<bool>,
 }
@@ -129,6 +131,7 @@ impl App {
         let (shutdown, _) = watch::channel(false);
         let listen = config.listen_addr()?;
         let media = domains::video::media::Media::new(&config.video);
+        let views = domains::interaction::ProfileViews::start(store.clone());
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -146,6 +149,7 @@ impl App {
                     .unwrap_or(2),
             ),
             media,
+            views,
             hub: Hub::default(),
             shutdown,
         });
@@ -172,6 +176,13 @@ impl App {
                 Arc::new(domains::chat::records::ChatRecords {
                     store: ctx.store.clone(),
                     config: ctx.config.chat.clone(),
+                }),
+                ctx.shutdown_signal(),
+            )),
+            tokio::spawn(run_consumer(
+                ctx.store.clone(),
+                Arc::new(domains::interaction::Interactions {
+                    store: ctx.store.clone(),
                 }),
                 ctx.shutdown_signal(),
             )),

@@ -85,6 +85,8 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::video::api::CallApi,
             domains::blocklist::api::BlocklistApi,
             domains::chat::api::ChatApi,
+            domains::favorites::api::FavoriteApi,
+            domains::interaction::api::InteractionApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,
@@ -275,4 +277,21 @@ pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> AppResult<usize
         return Err(AppError::validation(format!("limit must be 1–{max}")));
     }
     Ok(limit as usize)
+}
+
+/// A newest-first cursor `<ms>:<id>` as issued in `nextBefore`.
+pub fn parse_time_cursor(cursor: Option<String>) -> AppResult<Option<(i64, String)>> {
+    cursor
+        .map(|c| {
+            c.split_once(':')
+                .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
+                .ok_or_else(|| AppError::validation("cursor is not one we issued"))
+        })
+        .transpose()
+}
+
+/// The `nextBefore` of a full page whose last row is `(ms, id)`.
+pub fn time_cursor(full: bool, last: Option<(i64, &str)>) -> Option<String> {
+    full.then(|| last.map(|(ms, id)| format!("{ms}:{id}")))
+        .flatten()
 }

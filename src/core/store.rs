@@ -48,6 +48,30 @@ pub fn dec<T: DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
     Ok(rmp_serde::from_slice(bytes)?)
 }
 
+/// One page of an `(owner, ms, id) → ()` index, newest first, strictly before the `(ms, id)`
+/// cursor (the last row of the previous page); `None` starts at the newest.
+pub fn newest_first(
+    t: &impl ReadableTable<(&'static str, i64, &'static str), ()>,
+    owner: &str,
+    before: Option<&(i64, String)>,
+    limit: usize,
+) -> AppResult<Vec<(i64, String)>> {
+    let (ms, id) = before.map_or((i64::MAX, ""), |(ms, id)| (*ms, id.as_str()));
+    let mut out = Vec::new();
+    for row in t.range((owner, i64::MIN, "")..=(owner, ms, id))?.rev() {
+        let (k, _) = row?;
+        let (_, at, other) = k.value();
+        if before.is_some() && (at, other) == (ms, id) {
+            continue;
+        }
+        out.push((at, other.to_owned()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Reads and decodes one record.
 pub fn get<K, T>(
     table: &impl ReadableTable<K, &'static [u8]>,

@@ -6,7 +6,9 @@ pub mod billing;
 pub mod blocklist;
 pub mod chat;
 pub mod event_log;
+pub mod favorites;
 pub mod gift;
+pub mod interaction;
 pub mod mission_control;
 pub mod payment;
 pub mod profile;
@@ -26,6 +28,8 @@ pub const TABLES: &[&[TableSpec]] = &[
     video::tables::TABLES,
     blocklist::tables::TABLES,
     chat::tables::TABLES,
+    favorites::tables::TABLES,
+    interaction::tables::TABLES,
     profile::tables::TABLES,
     settings::tables::TABLES,
     mission_control::tables::TABLES,

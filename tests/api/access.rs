@@ -201,6 +201,11 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ),
         ("chats_read", Who::Any, json!({"upToSeq": 1})),
         ("chats_delete_message", Who::Any, Value::Null),
+        ("favorites_put", Who::Any, Value::Null),
+        ("favorites_delete", Who::Any, Value::Null),
+        ("favorites_list", Who::Any, Value::Null),
+        ("me_followers", Who::Streamer, Value::Null),
+        ("me_interactions", Who::Any, Value::Null),
     ]
 }
 

@@ -16,5 +16,6 @@ mod payments;
 mod profile;
 mod roulette;
 mod settings;
+mod social;
 mod support;
 mod ws;

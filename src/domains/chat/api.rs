@@ -8,11 +8,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth, NoContent, page_limit};
+use crate::api::{ApiTags, BearerAuth, NoContent, page_limit, parse_time_cursor, time_cursor};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
-use crate::core::error::{AppError, AppResult};
+use crate::core::error::AppResult;
 
 use super::Summary;
 use super::model::*;
@@ -119,16 +119,6 @@ fn chat_view(user_id: &str, s: Summary) -> ChatView {
     }
 }
 
-/// The chat list cursor: `<ms>:<chat id>`.
-fn parse_cursor(c: Option<String>) -> AppResult<Option<(i64, String)>> {
-    c.map(|c| {
-        c.split_once(':')
-            .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
-            .ok_or_else(|| AppError::validation("cursor is not one we issued"))
-    })
-    .transpose()
-}
-
 pub struct ChatApi;
 
 #[OpenApi(tag = "ApiTags::Social")]
@@ -145,19 +135,18 @@ impl ChatApi {
     ) -> AppResult<Json<ChatPage>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 30, CHATS_PAGE_MAX)?;
-        let before = parse_cursor(before.0)?;
+        let before = parse_time_cursor(before.0)?;
         let uid = who.user_id.clone();
         let items = ctx
             .store
             .read(move |rtx| super::list(rtx, &uid, before, limit))
             .await?;
-        let next_before = (items.len() == limit)
-            .then(|| {
-                items
-                    .last()
-                    .map(|s| format!("{}:{}", s.membership.inbox_ms, s.conversation.id))
-            })
-            .flatten();
+        let next_before = time_cursor(
+            items.len() == limit,
+            items
+                .last()
+                .map(|s| (s.membership.inbox_ms, s.conversation.id.as_str())),
+        );
         Ok(Json(ChatPage {
             items: items
                 .into_iter()

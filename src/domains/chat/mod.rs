@@ -17,7 +17,7 @@ use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::new_id;
-use crate::core::store::{Tx, dec, get, put};
+use crate::core::store::{Tx, dec, get, newest_first, put};
 use crate::domains::blocklist;
 use crate::domains::user::{self, model::Throttle};
 use model::*;
@@ -328,30 +328,18 @@ pub fn list(
     let convs = rtx.open_table(CONVERSATIONS)?;
     let members = rtx.open_table(MEMBERSHIPS)?;
     let messages = rtx.open_table(MESSAGES)?;
-    let (ms, id) = before.unwrap_or((i64::MAX, String::new()));
     let mut out = Vec::new();
-    for row in inbox
-        .range((user_id, i64::MIN, "")..=(user_id, ms, id.as_str()))?
-        .rev()
-    {
-        let (k, _) = row?;
-        let (_, at, chat) = k.value();
-        if (at, chat) == (ms, id.as_str()) {
-            continue;
-        }
-        let Some(conversation) = get::<&str, Conversation>(&convs, chat)? else {
+    for (_, chat) in newest_first(&inbox, user_id, before.as_ref(), limit)? {
+        let Some(conversation) = get::<&str, Conversation>(&convs, chat.as_str())? else {
             continue;
         };
-        let membership = get(&members, (user_id, chat))?.unwrap_or_default();
-        let last_message = get(&messages, (chat, conversation.last_seq))?;
+        let membership = get(&members, (user_id, chat.as_str()))?.unwrap_or_default();
+        let last_message = get(&messages, (chat.as_str(), conversation.last_seq))?;
         out.push(Summary {
             conversation,
             membership,
             last_message,
         });
-        if out.len() >= limit {
-            break;
-        }
     }
     Ok(out)
 }

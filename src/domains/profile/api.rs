@@ -16,6 +16,7 @@ use crate::core::auth::{Access, Role};
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
 use crate::core::ids::is_valid_id;
+use crate::domains::favorites::Counts;
 use crate::domains::user::model::{PresenceRecord, UserRecord};
 
 use super::model::*;
@@ -42,6 +43,10 @@ pub struct PublicProfile {
     pub online_since: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen: Option<OffsetDateTime>,
+    /// How many people have them among their favorites.
+    pub followers_count: u64,
+    /// How many favorites they have.
+    pub following_count: u64,
 }
 
 impl PublicProfile {
@@ -49,6 +54,7 @@ impl PublicProfile {
         user: &UserRecord,
         p: &ProfileRecord,
         presence: &PresenceRecord,
+        counts: Counts,
         today: Date,
     ) -> Self {
         PublicProfile {
@@ -68,6 +74,8 @@ impl PublicProfile {
             online: presence.online,
             online_since: presence.online_since_ms.map(to_datetime),
             last_seen: presence.last_seen_ms.map(to_datetime),
+            followers_count: counts.followers,
+            following_count: counts.following,
         }
     }
 }
@@ -162,7 +170,7 @@ impl ProfilePatchBody {
 fn my_profile(own: OwnProfile, today: Date) -> MyProfile {
     let p = &own.profile;
     MyProfile {
-        public: PublicProfile::build(&own.user, p, &own.presence, today),
+        public: PublicProfile::build(&own.user, p, &own.presence, own.counts, today),
         private: PrivateProfile {
             email: own.user.email.clone(),
             phone: p.phone.clone(),
@@ -224,7 +232,9 @@ impl ProfileApi {
         auth: BearerAuth,
         user_id: Path<String>,
     ) -> AppResult<Json<PublicProfile>> {
-        auth.require(&ctx, Access::Any).await?;
-        Ok(Json(super::public(&ctx, &user_id).await?))
+        let who = auth.require(&ctx, Access::Any).await?;
+        let profile = super::public(&ctx, &user_id).await?;
+        ctx.views.viewed(&who.user_id, &user_id);
+        Ok(Json(profile))
     }
 }

@@ -13,6 +13,7 @@ use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::store::{Tx, get, put};
+use crate::domains::favorites;
 use crate::domains::user::{self, model::PresenceRecord, model::UserRecord};
 use api::PublicProfile;
 use model::*;
@@ -23,6 +24,7 @@ pub struct OwnProfile {
     pub user: UserRecord,
     pub profile: ProfileRecord,
     pub presence: PresenceRecord,
+    pub counts: favorites::Counts,
 }
 
 pub fn profile_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<ProfileRecord> {
@@ -51,6 +53,7 @@ pub async fn own(ctx: &Ctx, user_id: &str) -> AppResult<OwnProfile> {
             Ok(OwnProfile {
                 profile: profile_of(rtx, &user_id)?,
                 presence: user::presence_of(rtx, &user_id)?,
+                counts: favorites::counts(rtx, &user_id)?,
                 user,
             })
         })
@@ -68,7 +71,10 @@ pub async fn public(ctx: &Ctx, user_id: &str) -> AppResult<PublicProfile> {
                 .ok_or_else(|| AppError::not_found("no such profile"))?;
             let profile = profile_of(rtx, &user_id)?;
             let presence = user::presence_of(rtx, &user_id)?;
-            Ok(PublicProfile::build(&user, &profile, &presence, today))
+            let counts = favorites::counts(rtx, &user_id)?;
+            Ok(PublicProfile::build(
+                &user, &profile, &presence, counts, today,
+            ))
         })
         .await
 }
@@ -135,8 +141,9 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
             drop(t);
             let presence: PresenceRecord =
                 get(&tx.read(crate::domains::user::tables::PRESENCE)?, user_id.as_str())?.unwrap_or_default();
+            let counts = favorites::counts_tx(tx, &user_id)?;
             if p != p0 {
-                let public = PublicProfile::build(&user, &p, &presence, today);
+                let public = PublicProfile::build(&user, &p, &presence, counts, today);
                 tx.emit(
                     NewEvent::about(
                         "profile_updated",
@@ -146,7 +153,12 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
                     .to("account", Audience::Users(vec![user_id.clone()])),
                 )?;
             }
-            Ok(OwnProfile { user, profile: p, presence })
+            Ok(OwnProfile {
+                user,
+                profile: p,
+                presence,
+                counts,
+            })
         })
         .await
 }

@@ -1,0 +1,145 @@
+//! favorites: people mark others as favorites (users follow streamers, mostly). Streamers list
+//! their followers, public profiles show both counts, and `favorite_added` / `favorite_removed`
+//! feed interactions; when a favorite comes online, the notification domain tells followers.
+
+pub mod api;
+pub mod tables;
+
+use redb::{ReadTransaction, ReadableTable};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::core::error::{AppError, AppResult};
+use crate::core::events::NewEvent;
+use crate::core::store::Tx;
+use crate::domains::user;
+use tables::*;
+
+/// Favorites one person may have.
+pub const FAVORITES_MAX: u64 = 5000;
+
+/// Followers and following of someone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub followers: u64,
+    pub following: u64,
+}
+
+fn counts_in(t: &impl ReadableTable<&'static str, (u64, u64)>, user_id: &str) -> AppResult<Counts> {
+    Ok(t.get(user_id)?
+        .map(|v| {
+            let (followers, following) = v.value();
+            Counts {
+                followers,
+                following,
+            }
+        })
+        .unwrap_or_default())
+}
+
+pub fn counts(rtx: &ReadTransaction, user_id: &str) -> AppResult<Counts> {
+    counts_in(&rtx.open_table(FAVORITE_COUNTS)?, user_id)
+}
+
+pub fn counts_tx(tx: &Tx, user_id: &str) -> AppResult<Counts> {
+    counts_in(&tx.read(FAVORITE_COUNTS)?, user_id)
+}
+
+fn bump(tx: &Tx, user_id: &str, followers: i64, following: i64) -> AppResult<()> {
+    let c = counts_tx(tx, user_id)?;
+    let value = (
+        c.followers.saturating_add_signed(followers),
+        c.following.saturating_add_signed(following),
+    );
+    tx.table(FAVORITE_COUNTS)?.insert(user_id, value)?;
+    Ok(())
+}
+
+/// Adds a favorite; adding one again changes nothing.
+pub async fn add(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
+    if user_id == favorite_id {
+        return Err(AppError::validation("you cannot favorite yourself"));
+    }
+    let (me, them) = (user_id.to_owned(), favorite_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            user::find_user_tx(tx, &them)?
+                .filter(|u| u.ban.is_none())
+                .ok_or_else(|| AppError::not_found("no such user"))?;
+            if tx
+                .read(FAVORITES)?
+                .get((me.as_str(), them.as_str()))?
+                .is_some()
+            {
+                return Ok(());
+            }
+            if counts_tx(tx, &me)?.following >= FAVORITES_MAX {
+                return Err(AppError::conflict(format!(
+                    "at most {FAVORITES_MAX} favorites"
+                )));
+            }
+            let now = tx.now_ms();
+            tx.table(FAVORITES)?
+                .insert((me.as_str(), them.as_str()), now)?;
+            tx.table(FAVORITES_BY_TIME)?
+                .insert((me.as_str(), now, them.as_str()), ())?;
+            tx.table(FOLLOWERS_BY_TIME)?
+                .insert((them.as_str(), now, me.as_str()), ())?;
+            bump(tx, &me, 0, 1)?;
+            bump(tx, &them, 1, 0)?;
+            tx.emit(NewEvent::about(
+                "favorite_added",
+                &me,
+                json!({"userId": me, "favoriteId": them}),
+            ))?;
+            Ok(())
+        })
+        .await
+}
+
+/// Removes a favorite; removing one that is not there changes nothing.
+pub async fn remove(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
+    let (me, them) = (user_id.to_owned(), favorite_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let Some(since) = tx
+                .table(FAVORITES)?
+                .remove((me.as_str(), them.as_str()))?
+                .map(|v| v.value())
+            else {
+                return Ok(());
+            };
+            tx.table(FAVORITES_BY_TIME)?
+                .remove((me.as_str(), since, them.as_str()))?;
+            tx.table(FOLLOWERS_BY_TIME)?
+                .remove((them.as_str(), since, me.as_str()))?;
+            bump(tx, &me, 0, -1)?;
+            bump(tx, &them, -1, 0)?;
+            tx.emit(NewEvent::about(
+                "favorite_removed",
+                &me,
+                json!({"userId": me, "favoriteId": them}),
+            ))?;
+            Ok(())
+        })
+        .await
+}
+
+/// Whether `user_id` has `other` among their favorites.
+pub fn is_favorite(rtx: &ReadTransaction, user_id: &str, other: &str) -> AppResult<bool> {
+    Ok(rtx.open_table(FAVORITES)?.get((user_id, other))?.is_some())
+}
+
+/// Up to `limit` followers of `user_id`, newest first (for notifications).
+pub fn followers_tx(tx: &Tx, user_id: &str, limit: usize) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for row in tx
+        .read(FOLLOWERS_BY_TIME)?
+        .range((user_id, i64::MIN, "")..=(user_id, i64::MAX, "\u{10ffff}"))?
+        .rev()
+        .take(limit)
+    {
+        out.push(row?.0.value().2.to_owned());
+    }
+    Ok(out)
+}

@@ -1,0 +1,204 @@
+//! interaction: per pair of people, what each did toward the other — profile views, calls and
+//! call seconds, text messages, gift coins, favorite state — and when they last interacted.
+//! Fed by the event log through the `interactions` consumer, exactly once per event;
+//! `between` is the function other domains use. Profile views are collected in memory and
+//! written in batches (`ProfileViews`), so reading a profile never waits for a write.
+
+pub mod api;
+pub mod tables;
+
+use std::collections::HashMap;
+
+use redb::ReadTransaction;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::core::error::AppResult;
+use crate::core::events::{Audience, Consumer, Event, NewEvent, take_unapplied};
+use crate::core::store::{Store, Tx, get, put};
+use tables::*;
+
+/// What one person did toward another.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub profile_views: u64,
+    /// Calls they made that connected, and their seconds.
+    pub calls: u64,
+    pub call_seconds: u64,
+    /// Text messages they sent.
+    pub messages: u64,
+    /// Coins they spent on gifts to the other.
+    pub gift_coins: u64,
+    /// Whether the other is among their favorites.
+    pub favorite: bool,
+    /// The pair's last interaction (either way), unix ms; 0 for never.
+    pub last_at_ms: i64,
+}
+
+/// What `a` did toward `b`, and what `b` did toward `a`.
+pub fn between(rtx: &ReadTransaction, a: &str, b: &str) -> AppResult<(Stats, Stats)> {
+    let t = rtx.open_table(INTERACTIONS)?;
+    Ok((
+        get(&t, (a, b))?.unwrap_or_default(),
+        get(&t, (b, a))?.unwrap_or_default(),
+    ))
+}
+
+/// Moves the pair to `at_ms` in `me`'s recent list and returns what `me` did toward `them`.
+fn touch(tx: &Tx, me: &str, them: &str, at_ms: i64) -> AppResult<Stats> {
+    let mut s: Stats = get(&tx.read(INTERACTIONS)?, (me, them))?.unwrap_or_default();
+    if at_ms > s.last_at_ms {
+        let mut index = tx.table(INTERACTIONS_BY_TIME)?;
+        if s.last_at_ms > 0 {
+            index.remove((me, s.last_at_ms, them))?;
+        }
+        index.insert((me, at_ms, them), ())?;
+        s.last_at_ms = at_ms;
+    }
+    Ok(s)
+}
+
+/// Applies `change` to what `actor` did toward `other` at `at_ms`, and moves the pair up both
+/// people's recent lists.
+fn record(
+    tx: &Tx,
+    actor: &str,
+    other: &str,
+    at_ms: i64,
+    change: impl FnOnce(&mut Stats),
+) -> AppResult<()> {
+    if actor == other {
+        return Ok(());
+    }
+    let mut mine = touch(tx, actor, other, at_ms)?;
+    change(&mut mine);
+    put(&mut tx.table(INTERACTIONS)?, (actor, other), &mine)?;
+    let theirs = touch(tx, other, actor, at_ms)?;
+    put(&mut tx.table(INTERACTIONS)?, (other, actor), &theirs)?;
+    Ok(())
+}
+
+fn text<'a>(e: &'a Event, key: &str) -> Option<&'a str> {
+    e.data[key].as_str()
+}
+
+/// Applies one event of the log; events it does not know change nothing.
+fn apply(tx: &Tx, e: &Event) -> AppResult<()> {
+    let at = e.at_ms;
+    match e.kind.as_str() {
+        "profile_viewed" => {
+            if let (Some(viewer), Some(viewed)) = (text(e, "viewerId"), text(e, "userId")) {
+                let n = e.data["count"].as_u64().unwrap_or(1);
+                record(tx, viewer, viewed, at, |s| s.profile_views += n)?;
+            }
+        }
+        "chat_message" if text(e, "kind") == Some("text") => {
+            let Some(sender) = text(e, "senderId") else {
+                return Ok(());
+            };
+            if let Audience::Users(members) = &e.audience
+                && let Some(other) = members.iter().find(|m| *m != sender)
+            {
+                record(tx, sender, other, at, |s| s.messages += 1)?;
+            }
+        }
+        "call_ended" if text(e, "state") == Some("ended") => {
+            if let (Some(caller), Some(callee)) = (text(e, "callerId"), text(e, "calleeId")) {
+                let secs = e.data["durationSeconds"].as_u64().unwrap_or(0);
+                record(tx, caller, callee, at, |s| {
+                    s.calls += 1;
+                    s.call_seconds += secs;
+                })?;
+            }
+        }
+        "gift_sent" => {
+            if let (Some(from), Some(to)) = (text(e, "fromUserId"), text(e, "toUserId")) {
+                let coins = e.data["price"].as_u64().unwrap_or(0);
+                record(tx, from, to, at, |s| s.gift_coins += coins)?;
+            }
+        }
+        "favorite_added" | "favorite_removed" => {
+            if let (Some(me), Some(fav)) = (text(e, "userId"), text(e, "favoriteId")) {
+                let on = e.kind == "favorite_added";
+                record(tx, me, fav, at, |s| s.favorite = on)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+const NAME: &str = "interactions";
+
+/// The `interactions` consumer.
+pub struct Interactions {
+    pub store: Store,
+}
+
+impl Consumer for Interactions {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
+        self.store
+            .write(move |tx| {
+                for e in take_unapplied(tx, NAME, &events)? {
+                    apply(tx, e)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Views queued before the recorder writes them, at most; past it, views are dropped (they
+/// are statistics, and reading a profile must not wait).
+const VIEWS_QUEUE_MAX: usize = 65_536;
+const VIEWS_BATCH_MAX: usize = 4096;
+
+/// Collects profile views and writes them as `profile_viewed` events, one per pair per batch.
+pub struct ProfileViews {
+    queue: mpsc::Sender<(String, String)>,
+}
+
+impl ProfileViews {
+    pub fn start(store: Store) -> ProfileViews {
+        let (queue, rx) = mpsc::channel(VIEWS_QUEUE_MAX);
+        tokio::spawn(write_views(store, rx));
+        ProfileViews { queue }
+    }
+
+    /// `viewer` looked at `viewed`'s profile.
+    pub fn viewed(&self, viewer: &str, viewed: &str) {
+        if viewer != viewed {
+            let _ = self.queue.try_send((viewer.to_owned(), viewed.to_owned()));
+        }
+    }
+}
+
+async fn write_views(store: Store, mut rx: mpsc::Receiver<(String, String)>) {
+    let mut batch = Vec::with_capacity(VIEWS_BATCH_MAX);
+    while rx.recv_many(&mut batch, VIEWS_BATCH_MAX).await > 0 {
+        let mut counts: HashMap<(String, String), u64> = HashMap::new();
+        for pair in batch.drain(..) {
+            *counts.entry(pair).or_default() += 1;
+        }
+        let written = store
+            .write(move |tx| {
+                for ((viewer, viewed), count) in &counts {
+                    tx.emit(NewEvent::about(
+                        "profile_viewed",
+                        viewed,
+                        json!({"viewerId": viewer, "userId": viewed, "count": count}),
+                    ))?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "writing profile views failed");
+        }
+    }
+}
