@@ -3,38 +3,18 @@
 //! Developer Notifications pushed by Pub/Sub (an RS256 OIDC token signed by Google).
 //! Base URLs are configurable so tests run against a local fake that speaks Google's format.
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
-use serde_json::json;
-use tokio::sync::Mutex;
 
+use super::google_oauth::ServiceAccount;
 use super::jwks::JwksCache;
 use crate::config::GoogleConfig;
 use crate::core::error::{AppError, AppResult, Code};
 
-const SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
-/// A cached access token is renewed this long before it expires.
-const TOKEN_MARGIN_MS: i64 = 60_000;
+const SCOPE: &'static str = "https://www.googleapis.com/auth/androidpublisher";
 
 fn failed(why: impl std::fmt::Display) -> AppError {
     AppError::new(Code::ProviderFailed, format!("Google Play: {why}"))
-}
-
-#[derive(Deserialize)]
-struct ServiceAccount {
-    client_email: String,
-    private_key: String,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default = "default_expiry")]
-    expires_in: i64,
-}
-
-fn default_expiry() -> i64 {
-    3600
 }
 
 /// `purchases.products` resource, the fields Duet uses.
@@ -60,32 +40,25 @@ pub struct ProductPurchase {
 
 pub struct GooglePlay {
     package_name: String,
-    token_url: String,
     api_base: String,
-    client_email: String,
-    key: EncodingKey,
+    account: ServiceAccount,
     http: reqwest::Client,
-    token: Mutex<Option<(String, i64)>>,
     accept_test_purchases: bool,
 }
 
 impl GooglePlay {
     pub fn new(cfg: &GoogleConfig) -> anyhow::Result<GooglePlay> {
-        let raw = std::fs::read(&cfg.service_account_file)
-            .map_err(|e| anyhow::anyhow!("payments.google.service_account_file: {e}"))?;
-        let sa: ServiceAccount = serde_json::from_slice(&raw)
-            .map_err(|e| anyhow::anyhow!("payments.google.service_account_file: {e}"))?;
-        let key = EncodingKey::from_rsa_pem(sa.private_key.as_bytes()).map_err(|e| {
-            anyhow::anyhow!("payments.google.service_account_file: private_key: {e}")
-        })?;
+        let account = ServiceAccount::from_file(
+            &cfg.service_account_file,
+            "payments.google.service_account_file",
+            &cfg.token_url,
+            SCOPE,
+        )?;
         Ok(GooglePlay {
             package_name: cfg.package_name.clone(),
-            token_url: cfg.token_url.clone(),
             api_base: cfg.api_base_url.trim_end_matches('/').to_owned(),
-            client_email: sa.client_email,
-            key,
+            account,
             http: super::http_client(),
-            token: Mutex::new(None),
             accept_test_purchases: cfg.accept_test_purchases,
         })
     }
@@ -96,38 +69,7 @@ impl GooglePlay {
     }
 
     async fn access_token(&self, now_ms: i64) -> AppResult<String> {
-        let mut cached = self.token.lock().await;
-        if let Some((t, expires)) = cached.as_ref()
-            && *expires - TOKEN_MARGIN_MS > now_ms
-        {
-            return Ok(t.clone());
-        }
-        let iat = now_ms / 1000;
-        let assertion = jsonwebtoken::encode(
-            &Header::new(Algorithm::RS256),
-            &json!({"iss": self.client_email, "scope": SCOPE, "aud": self.token_url, "iat": iat, "exp": iat + 3600}),
-            &self.key,
-        )
-        .map_err(AppError::internal)?;
-        let resp = self
-            .http
-            .post(&self.token_url)
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("assertion", assertion.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| failed(format!("token exchange: {e}")))?;
-        if !resp.status().is_success() {
-            return Err(failed(format!("token exchange: HTTP {}", resp.status())));
-        }
-        let t: TokenResponse = resp
-            .json()
-            .await
-            .map_err(|e| failed(format!("token exchange: {e}")))?;
-        *cached = Some((t.access_token.clone(), now_ms + t.expires_in * 1000));
-        Ok(t.access_token)
+        self.account.access_token(now_ms).await.map_err(failed)
     }
 
     fn url(&self, product_id: &str, purchase_token: &str, suffix: &str) -> AppResult<reqwest::Url> {

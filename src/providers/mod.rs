@@ -4,6 +4,7 @@
 
 pub mod apple;
 pub mod google;
+pub mod google_oauth;
 pub mod jwks;
 pub mod video;
 
