@@ -43,6 +43,8 @@ pub struct Ctx {
     pub presence: Arc<Presence>,
     pub sign_in: domains::user::SignInGuard,
     pub media: domains::video::media::Media,
+    /// Push and email providers and the delivery rules.
+    pub delivery: Arc<domains::notification::delivery::Delivery>,
     /// Profile views, written in batches.
     pub views: domains::interaction::ProfileViews,
     pub hub: Hub,
@@ -132,6 +134,9 @@ impl App {
         let listen = config.listen_addr()?;
         let media = domains::video::media::Media::new(&config.video);
         let views = domains::interaction::ProfileViews::start(store.clone());
+        let delivery = Arc::new(domains::notification::delivery::Delivery::from_config(
+            &config.notifications,
+        )?);
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -150,6 +155,7 @@ impl App {
             ),
             media,
             views,
+            delivery,
             hub: Hub::default(),
             shutdown,
         });
@@ -159,6 +165,13 @@ impl App {
             tracing::info!(
                 calls = ended,
                 "ended calls that had not connected before the restart"
+            );
+        }
+        let interrupted = domains::notification::delivery::recover(&ctx).await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                sends = interrupted,
+                "dead-lettered sends that were with a provider when the server stopped"
             );
         }
         let seeded = domains::billing::seed_defaults(&ctx).await?;
@@ -179,6 +192,13 @@ impl App {
                 }),
                 ctx.shutdown_signal(),
             )),
+            tokio::spawn(run_consumer(
+                ctx.store.clone(),
+                Arc::new(domains::notification::notifier::Notifier { ctx: ctx.clone() }),
+                ctx.shutdown_signal(),
+            )),
+            tokio::spawn(run_deliveries(ctx.clone())),
+            tokio::spawn(run_digest(ctx.clone())),
             tokio::spawn(run_consumer(
                 ctx.store.clone(),
                 Arc::new(domains::interaction::Interactions {
@@ -272,17 +292,24 @@ impl App {
 /// The longest the call engine sleeps, and how often calls are checked for lost connections.
 const CALL_TIMERS_EVERY: Duration = Duration::from_millis(1000);
 
-/// Runs call deadlines as they fall due: it sleeps until the earliest timer, waking early when
-/// a commit may have added an earlier one.
-async fn run_call_timers(ctx: Arc<Ctx>) {
+/// Runs durable deadlines as they fall due: sleeps until the earliest (`next_due`), waking
+/// early when a commit may have added an earlier one and at least every `CALL_TIMERS_EVERY`,
+/// and calls `run_due` once one has passed on the injected clock.
+async fn run_deadlines<N, NF, R, RF>(ctx: Arc<Ctx>, what: &'static str, next_due: N, run_due: R)
+where
+    N: Fn(Arc<Ctx>) -> NF,
+    NF: std::future::Future<Output = crate::core::error::AppResult<Option<i64>>>,
+    R: Fn(Arc<Ctx>) -> RF,
+    RF: std::future::Future<Output = crate::core::error::AppResult<usize>>,
+{
     let mut stop = ctx.shutdown_signal();
     let mut head = ctx.store.bus().head();
     loop {
         let now = ctx.store.now_ms();
-        let next = domains::video::next_due(&ctx).await.unwrap_or(None);
+        let next = next_due(ctx.clone()).await.unwrap_or(None);
         if next.is_some_and(|due| due <= now) {
-            if let Err(e) = domains::video::run_due(&ctx).await {
-                tracing::warn!(error = %e, "running call timers failed");
+            if let Err(e) = run_due(ctx.clone()).await {
+                tracing::warn!(error = %e, "running {what} failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             continue;
@@ -293,6 +320,45 @@ async fn run_call_timers(ctx: Arc<Ctx>) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = head.changed() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn run_call_timers(ctx: Arc<Ctx>) {
+    run_deadlines(
+        ctx,
+        "call timers",
+        |c| async move { domains::video::next_due(&c).await },
+        |c| async move { domains::video::run_due(&c).await },
+    )
+    .await
+}
+
+/// Push fallbacks and outbox sends.
+async fn run_deliveries(ctx: Arc<Ctx>) {
+    run_deadlines(
+        ctx,
+        "notification deliveries",
+        |c| async move { domains::notification::delivery::next_due(&c).await },
+        |c| async move { domains::notification::delivery::tick(&c).await },
+    )
+    .await
+}
+
+/// How often the digest checks whether its period has passed.
+const DIGEST_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+async fn run_digest(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(DIGEST_CHECK_EVERY);
+    let mut stop = ctx.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = domains::notification::digest::run_if_due(&ctx).await {
+                    tracing::warn!(error = %e, "the missed-call digest failed");
+                }
+            }
             _ = stop.changed() => return,
         }
     }

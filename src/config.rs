@@ -26,6 +26,135 @@ pub struct Config {
     pub video: VideoConfig,
     pub blocks: BlocksConfig,
     pub chat: ChatConfig,
+    pub notifications: NotificationsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// An in-app notification not acknowledged within this many seconds goes out as a push.
+    pub ack_timeout_secs: u64,
+    /// Retries of a failed send wait `retry_base_secs · 2^attempt`, at most `retry_max_secs`.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// Attempts before a send is dead-lettered.
+    pub attempts_max: u32,
+    /// A follower hears that a favorite came online at most once per this period.
+    pub favorite_online_period_secs: u64,
+    /// How often the missed-call email digest runs.
+    pub digest_every_secs: u64,
+    /// Where this server is reached from outside: the base of unsubscribe links in emails.
+    pub public_base_url: String,
+    pub fcm: FcmConfig,
+    pub apns: ApnsConfig,
+    pub onesignal: OneSignalConfig,
+    pub sendgrid: SendGridConfig,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            ack_timeout_secs: 10,
+            retry_base_secs: 5,
+            retry_max_secs: 3600,
+            attempts_max: 8,
+            favorite_online_period_secs: 6 * 3600,
+            digest_every_secs: 86_400,
+            public_base_url: "http://127.0.0.1:8080".into(),
+            fcm: FcmConfig::default(),
+            apns: ApnsConfig::default(),
+            onesignal: OneSignalConfig::default(),
+            sendgrid: SendGridConfig::default(),
+        }
+    }
+}
+
+/// Firebase Cloud Messaging (HTTP v1); used when `project_id` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FcmConfig {
+    pub project_id: String,
+    /// A service-account JSON key with the Firebase Cloud Messaging role.
+    pub service_account_file: String,
+    pub token_url: String,
+    pub base_url: String,
+}
+
+impl Default for FcmConfig {
+    fn default() -> Self {
+        FcmConfig {
+            project_id: String::new(),
+            service_account_file: String::new(),
+            token_url: "https://oauth2.googleapis.com/token".into(),
+            base_url: "https://fcm.googleapis.com".into(),
+        }
+    }
+}
+
+/// Apple Push Notification service (token auth); used when `team_id` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApnsConfig {
+    pub team_id: String,
+    pub key_id: String,
+    /// The `.p8` signing key (PKCS#8 PEM, P-256).
+    pub private_key_file: String,
+    /// The app's bundle id: the topic of alerts; VoIP pushes go to `<bundle_id>.voip`.
+    pub bundle_id: String,
+    /// `https://api.push.apple.com`, or `https://api.sandbox.push.apple.com` for development builds.
+    pub base_url: String,
+}
+
+impl Default for ApnsConfig {
+    fn default() -> Self {
+        ApnsConfig {
+            team_id: String::new(),
+            key_id: String::new(),
+            private_key_file: String::new(),
+            bundle_id: String::new(),
+            base_url: "https://api.push.apple.com".into(),
+        }
+    }
+}
+
+/// OneSignal; used when `app_id` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OneSignalConfig {
+    pub app_id: String,
+    pub api_key: String,
+    pub base_url: String,
+}
+
+impl Default for OneSignalConfig {
+    fn default() -> Self {
+        OneSignalConfig {
+            app_id: String::new(),
+            api_key: String::new(),
+            base_url: "https://api.onesignal.com".into(),
+        }
+    }
+}
+
+/// SendGrid for email; used when `api_key` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendGridConfig {
+    pub api_key: String,
+    pub from_email: String,
+    pub from_name: String,
+    pub base_url: String,
+}
+
+impl Default for SendGridConfig {
+    fn default() -> Self {
+        SendGridConfig {
+            api_key: String::new(),
+            from_email: "no-reply@duet.example".into(),
+            from_name: "Duet".into(),
+            base_url: "https://api.sendgrid.com".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -513,6 +642,45 @@ impl Config {
         }
         if self.chat.greeting.trim().is_empty() || self.chat.greeting.chars().count() > 2000 {
             return Err(bad("chat.greeting", "must be 1–2000 characters"));
+        }
+        let n = &self.notifications;
+        if n.ack_timeout_secs == 0
+            || n.retry_base_secs == 0
+            || n.attempts_max == 0
+            || n.digest_every_secs == 0
+        {
+            return Err(bad(
+                "notifications",
+                "timeouts, retries and periods must be positive",
+            ));
+        }
+        if n.retry_max_secs < n.retry_base_secs {
+            return Err(bad(
+                "notifications.retry_max_secs",
+                "must be at least retry_base_secs",
+            ));
+        }
+        if !n.fcm.project_id.is_empty() && n.fcm.service_account_file.is_empty() {
+            return Err(bad(
+                "notifications.fcm.service_account_file",
+                "required when project_id is set",
+            ));
+        }
+        if !n.apns.team_id.is_empty()
+            && (n.apns.key_id.is_empty()
+                || n.apns.private_key_file.is_empty()
+                || n.apns.bundle_id.is_empty())
+        {
+            return Err(bad(
+                "notifications.apns",
+                "key_id, private_key_file and bundle_id are required when team_id is set",
+            ));
+        }
+        if !n.onesignal.app_id.is_empty() && n.onesignal.api_key.is_empty() {
+            return Err(bad(
+                "notifications.onesignal.api_key",
+                "required when app_id is set",
+            ));
         }
         let a = &self.payments.apple;
         if a.enabled {

@@ -241,6 +241,11 @@ impl Hub {
         }
     }
 
+    /// Whether the user has a live, authenticated connection now.
+    pub fn is_connected(&self, user_id: &str) -> bool {
+        self.by_user.read().contains_key(user_id)
+    }
+
     pub fn connection_count(&self) -> usize {
         self.by_user.read().values().map(Vec::len).sum()
     }
@@ -662,11 +667,14 @@ impl Session {
                     .send(sink, &ServerFrame::Unsubscribed { topic: name })
                     .await)
             }
-            // Acks confirm in-app delivery of notifications; nothing is owed back to the
-            // client. The notification domain's push fallback will consume them.
+            // Acks confirm in-app delivery of a notification: its push fallback is cancelled.
+            // Nothing is owed back to the client; an ack of anything else changes nothing.
             ClientFrame::Ack { seq } => {
-                tracing::trace!(seq, "ack");
-                Ok(true)
+                let me = self.principal.as_ref().map(|p| p.user_id.clone());
+                match domains::notification::ack(&self.ctx, &me.unwrap_or_default(), seq).await {
+                    Ok(_) => Ok(true),
+                    Err(e) => self.send_error(sink, &e).await,
+                }
             }
             ClientFrame::Typing { chat_id } => {
                 let me = self.principal.as_ref().map(|p| p.user_id.clone());

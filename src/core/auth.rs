@@ -150,6 +150,30 @@ impl TokenIssuer {
             .map_err(AppError::internal)
     }
 
+    /// A long-lived token that proves only `purpose` for `user_id` (an unsubscribe link): it
+    /// carries an audience, so it is never accepted as an access token, nor one as it.
+    pub fn issue_for(&self, purpose: &str, user_id: &str) -> AppResult<String> {
+        let claims = serde_json::json!({"iss": self.issuer, "sub": user_id, "aud": purpose});
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(AppError::internal)
+    }
+
+    /// The user a `purpose` token was issued for.
+    pub fn verify_for(&self, purpose: &str, token: &str) -> AppResult<String> {
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[purpose]);
+        v.validate_exp = false;
+        v.set_required_spec_claims(&["sub", "iss", "aud"]);
+        #[derive(Deserialize)]
+        struct Claims {
+            sub: String,
+        }
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+            .map(|d| d.claims.sub)
+            .map_err(|_| AppError::unauthorized("the link is not valid"))
+    }
+
     /// Checks signature, issuer and expiry against the injected clock.
     pub fn verify(&self, token: &str, now_ms: i64) -> AppResult<AccessClaims> {
         let mut v = Validation::new(Algorithm::EdDSA);

@@ -10,6 +10,7 @@ pub mod favorites;
 pub mod gift;
 pub mod interaction;
 pub mod mission_control;
+pub mod notification;
 pub mod payment;
 pub mod profile;
 pub mod settings;
@@ -30,6 +31,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     chat::tables::TABLES,
     favorites::tables::TABLES,
     interaction::tables::TABLES,
+    notification::tables::TABLES,
     profile::tables::TABLES,
     settings::tables::TABLES,
     mission_control::tables::TABLES,

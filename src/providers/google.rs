@@ -11,7 +11,7 @@ use super::jwks::JwksCache;
 use crate::config::GoogleConfig;
 use crate::core::error::{AppError, AppResult, Code};
 
-const SCOPE: &'static str = "https://www.googleapis.com/auth/androidpublisher";
+const SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
 
 fn failed(why: impl std::fmt::Display) -> AppError {
     AppError::new(Code::ProviderFailed, format!("Google Play: {why}"))

@@ -6,6 +6,7 @@ pub mod apple;
 pub mod google;
 pub mod google_oauth;
 pub mod jwks;
+pub mod notify;
 pub mod video;
 
 /// One HTTP client for all adapters: bounded timeouts, rustls.

@@ -206,6 +206,19 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("favorites_list", Who::Any, Value::Null),
         ("me_followers", Who::Streamer, Value::Null),
         ("me_interactions", Who::Any, Value::Null),
+        ("me_notifications", Who::Any, Value::Null),
+        ("me_notifications_read", Who::Any, json!({})),
+        ("me_notification_preferences_get", Who::Any, Value::Null),
+        ("me_notification_preferences_put", Who::Any, json!({})),
+        ("email_unsubscribe", Who::Public, Value::Null),
+        ("email_unsubscribe_post", Who::Public, Value::Null),
+        (
+            "admin_notifications_send",
+            Who::Admin,
+            json!({"userId": "u-1", "title": "t", "body": "b"}),
+        ),
+        ("admin_dead_letters", Who::Admin, Value::Null),
+        ("admin_dead_letter_retry", Who::Admin, Value::Null),
     ]
 }
 
@@ -245,7 +258,8 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{name}", "agora")
                 .replace("{clip_id}", "clip-1")
                 .replace("{chat_id}", "chat-1")
-                .replace("{seq}", "1");
+                .replace("{seq}", "1")
+                .replace("{send_id}", "s-1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

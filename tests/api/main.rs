@@ -11,6 +11,7 @@ mod coins;
 mod crash;
 mod events;
 mod ledger;
+mod notifications;
 mod ops;
 mod payments;
 mod profile;

@@ -37,6 +37,13 @@ pub fn shares_language(a: &[String], b: &[String]) -> bool {
     a.iter().any(|x| b.iter().any(|y| primary(x) == primary(y)))
 }
 
+/// The name to show for someone in a notification or email, inside a write.
+pub fn display_name_tx(tx: &Tx, user_id: &str) -> AppResult<String> {
+    Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?
+        .and_then(|p| p.display_name)
+        .unwrap_or_else(|| "Someone".to_owned()))
+}
+
 /// The languages someone speaks (BCP 47 tags), inside a write.
 pub fn languages_tx(tx: &Tx, user_id: &str) -> AppResult<Vec<String>> {
     Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?

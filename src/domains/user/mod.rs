@@ -577,22 +577,45 @@ pub async fn delete_device(ctx: &Ctx, user_id: &str, device_id: &str) -> AppResu
         .await
 }
 
+fn devices_in(
+    t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    user_id: &str,
+) -> AppResult<Vec<PushDevice>> {
+    let mut out = Vec::new();
+    for row in t.range((user_id, "")..(user_id, "\u{10ffff}"))? {
+        out.push(crate::core::store::dec(row?.1.value())?);
+    }
+    Ok(out)
+}
+
 pub async fn list_devices(ctx: &Ctx, user_id: &str) -> AppResult<Vec<PushDevice>> {
     let user_id = user_id.to_owned();
     ctx.store
-        .read(move |rtx| {
-            let t = rtx.open_table(PUSH_DEVICES)?;
-            let mut out = Vec::new();
-            for row in t.range((user_id.as_str(), "")..)? {
-                let (k, v) = row?;
-                if k.value().0 != user_id {
-                    break;
-                }
-                out.push(crate::core::store::dec(v.value())?);
-            }
-            Ok(out)
-        })
+        .read(move |rtx| devices_in(&rtx.open_table(PUSH_DEVICES)?, &user_id))
         .await
+}
+
+/// A user's push devices, inside a write.
+pub fn devices_tx(tx: &Tx, user_id: &str) -> AppResult<Vec<PushDevice>> {
+    devices_in(&tx.read(PUSH_DEVICES)?, user_id)
+}
+
+/// Removes a device whose token a push provider reported as unregistered, if it still has
+/// that token (the app may have registered a new one since). Returns whether it was removed.
+pub fn forget_token_tx(tx: &Tx, user_id: &str, device_id: &str, token: &str) -> AppResult<bool> {
+    let current: Option<PushDevice> = get(&tx.read(PUSH_DEVICES)?, (user_id, device_id))?;
+    if current.is_none_or(|d| d.token != token) {
+        return Ok(false);
+    }
+    tx.table(PUSH_DEVICES)?.remove((user_id, device_id))?;
+    tx.table(PUSH_TOKEN_OWNERS)?
+        .remove(secret_hash(token).as_str())?;
+    tx.emit(NewEvent::about(
+        "push_token_removed",
+        user_id,
+        json!({"userId": user_id, "deviceId": device_id, "reason": "unregistered"}),
+    ))?;
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,336 @@
+//! REST routes of notifications. Live delivery is the WebSocket topic `notifications`; the
+//! app answers each with `{type: "ack", seq}`.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use time::OffsetDateTime;
+
+use crate::api::{ApiTags, BearerAuth, page_limit};
+use crate::app::Ctx;
+use crate::core::auth::Access;
+use crate::core::clock::to_datetime;
+use crate::core::error::AppResult;
+
+use super::delivery;
+use super::model::*;
+
+const PAGE_MAX: u32 = 200;
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct NotificationView {
+    pub id: String,
+    pub kind: Kind,
+    pub title: String,
+    pub body: String,
+    /// What to open: `callId`, `chatId`, `userId`, …
+    pub data: serde_json::Value,
+    pub created_at: OffsetDateTime,
+    pub read: bool,
+    /// The event seq it was delivered with on `notifications` (what `ack` names).
+    pub seq: u64,
+}
+
+impl From<Notification> for NotificationView {
+    fn from(n: Notification) -> Self {
+        NotificationView {
+            data: serde_json::from_str(&n.data).unwrap_or_default(),
+            id: n.id,
+            kind: n.kind,
+            title: n.title,
+            body: n.body,
+            created_at: to_datetime(n.created_at_ms),
+            read: n.read_at_ms.is_some(),
+            seq: n.seq,
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct NotificationPage {
+    /// Newest first.
+    pub items: Vec<NotificationView>,
+    /// Pass as `before` for older ones; absent on the last page.
+    pub next_before: Option<String>,
+    pub unread_count: u64,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReadNotifications {
+    /// The notifications to mark read; all of them when absent.
+    pub ids: Option<Vec<String>>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UnreadCount {
+    pub unread_count: u64,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PreferencesView {
+    /// Kinds never pushed (still stored in-app).
+    #[oai(default)]
+    pub muted_push: Vec<Kind>,
+    /// Kinds never emailed.
+    #[oai(default)]
+    pub muted_email: Vec<Kind>,
+    /// No email at all (the link in every email sets it).
+    #[oai(default)]
+    pub email_unsubscribed: bool,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Unsubscribed {
+    pub unsubscribed: bool,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SystemNotificationRequest {
+    pub user_id: String,
+    /// 1–100 characters.
+    pub title: String,
+    /// Up to 1000 characters.
+    pub body: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SendView {
+    pub id: String,
+    pub notification_id: String,
+    pub user_id: String,
+    pub channel: Channel,
+    pub provider: String,
+    pub device_id: Option<String>,
+    pub kind: Kind,
+    pub state: SendState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Send> for SendView {
+    fn from(s: Send) -> Self {
+        SendView {
+            id: s.id,
+            notification_id: s.notification_id,
+            user_id: s.user_id,
+            channel: s.channel,
+            provider: s.provider,
+            device_id: s.device_id,
+            kind: s.kind,
+            state: s.state,
+            attempts: s.attempts,
+            last_error: s.last_error,
+            created_at: to_datetime(s.created_at_ms),
+            updated_at: to_datetime(s.updated_at_ms),
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SendList {
+    pub items: Vec<SendView>,
+}
+
+pub struct NotificationApi;
+
+#[OpenApi(tag = "ApiTags::Social")]
+impl NotificationApi {
+    /// Your notifications, newest first, with the unread count. Any role.
+    #[oai(
+        path = "/v1/me/notifications",
+        method = "get",
+        operation_id = "me_notifications"
+    )]
+    async fn list(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        before: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<NotificationPage>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let limit = page_limit(limit.0, 50, PAGE_MAX)?;
+        let uid = who.user_id.clone();
+        let (items, unread) = ctx
+            .store
+            .read(move |rtx| super::list(rtx, &uid, before.0.as_deref(), limit))
+            .await?;
+        let next_before = (items.len() == limit)
+            .then(|| items.last().map(|n| n.id.clone()))
+            .flatten();
+        Ok(Json(NotificationPage {
+            items: items.into_iter().map(Into::into).collect(),
+            next_before,
+            unread_count: unread,
+        }))
+    }
+
+    /// Mark notifications read (the `ids`, or all); a read notification is never pushed.
+    /// Any role.
+    #[oai(
+        path = "/v1/me/notifications/read",
+        method = "post",
+        operation_id = "me_notifications_read"
+    )]
+    async fn read(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<ReadNotifications>,
+    ) -> AppResult<Json<UnreadCount>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let unread = super::mark_read(&ctx, &who.user_id, body.0.ids).await?;
+        Ok(Json(UnreadCount {
+            unread_count: unread,
+        }))
+    }
+
+    /// What you muted, per channel. Any role.
+    #[oai(
+        path = "/v1/me/notification-preferences",
+        method = "get",
+        operation_id = "me_notification_preferences_get"
+    )]
+    async fn preferences(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<PreferencesView>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let uid = who.user_id.clone();
+        let p = ctx
+            .store
+            .read(move |rtx| super::preferences(rtx, &uid))
+            .await?;
+        Ok(Json(PreferencesView {
+            muted_push: p.muted_push,
+            muted_email: p.muted_email,
+            email_unsubscribed: p.email_unsubscribed,
+        }))
+    }
+
+    /// Replace what you muted, per channel. Any role.
+    #[oai(
+        path = "/v1/me/notification-preferences",
+        method = "put",
+        operation_id = "me_notification_preferences_put"
+    )]
+    async fn set_preferences(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<PreferencesView>,
+    ) -> AppResult<Json<PreferencesView>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let mut b = body.0;
+        for list in [&mut b.muted_push, &mut b.muted_email] {
+            list.sort_by_key(|k| k.as_str());
+            list.dedup();
+        }
+        let prefs = Preferences {
+            muted_push: b.muted_push.clone(),
+            muted_email: b.muted_email.clone(),
+            email_unsubscribed: b.email_unsubscribed,
+        };
+        super::set_preferences(&ctx, &who.user_id, prefs).await?;
+        Ok(Json(b))
+    }
+
+    /// The unsubscribe link of every email (no sign-in: the token is the proof).
+    #[oai(
+        path = "/v1/email/unsubscribe",
+        method = "get",
+        operation_id = "email_unsubscribe"
+    )]
+    async fn unsubscribe(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        token: Query<String>,
+    ) -> AppResult<Json<Unsubscribed>> {
+        super::unsubscribe(&ctx, &token.0).await?;
+        Ok(Json(Unsubscribed { unsubscribed: true }))
+    }
+
+    /// One-click unsubscribe (RFC 8058 `List-Unsubscribe-Post`), same token.
+    #[oai(
+        path = "/v1/email/unsubscribe",
+        method = "post",
+        operation_id = "email_unsubscribe_post"
+    )]
+    async fn unsubscribe_post(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        token: Query<String>,
+    ) -> AppResult<Json<Unsubscribed>> {
+        super::unsubscribe(&ctx, &token.0).await?;
+        Ok(Json(Unsubscribed { unsubscribed: true }))
+    }
+
+    /// Send a `system` notification to one person (in-app, then push). Admin; audited.
+    #[oai(
+        path = "/v1/admin/notifications",
+        method = "post",
+        operation_id = "admin_notifications_send"
+    )]
+    async fn send_system(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: Json<SystemNotificationRequest>,
+    ) -> AppResult<Json<NotificationView>> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        let b = body.0;
+        let n = super::send_system(&ctx, &who.user_id, &b.user_id, &b.title, &b.body).await?;
+        Ok(Json(n.into()))
+    }
+
+    /// Pushes and emails that could not be delivered, newest first. Admin.
+    #[oai(
+        path = "/v1/admin/notifications/dead-letters",
+        method = "get",
+        operation_id = "admin_dead_letters"
+    )]
+    async fn dead_letters(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<SendList>> {
+        auth.require(&ctx, Access::Admin).await?;
+        let limit = page_limit(limit.0, 50, PAGE_MAX)?;
+        let items = delivery::dead_letters(&ctx, limit).await?;
+        Ok(Json(SendList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Give a dead letter a new round of attempts. Admin.
+    #[oai(
+        path = "/v1/admin/notifications/dead-letters/:send_id/retry",
+        method = "post",
+        operation_id = "admin_dead_letter_retry"
+    )]
+    async fn retry(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        send_id: Path<String>,
+    ) -> AppResult<Json<SendView>> {
+        auth.require(&ctx, Access::Admin).await?;
+        Ok(Json(delivery::retry_dead(&ctx, &send_id.0).await?.into()))
+    }
+}

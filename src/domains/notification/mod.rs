@@ -1,0 +1,316 @@
+//! notification: stored in-app notifications with an unread count, delivered live on the
+//! `notifications` topic; the app answers with an `ack` frame. Without a live connection, or
+//! without an ack within `ack_timeout_secs`, the notification goes out as a push to each of the
+//! user's devices (incoming calls to iOS VoIP tokens at once), through a durable outbox with
+//! retries, backoff and dead letters (`delivery`). Missed calls are also mailed in a periodic
+//! digest (`digest`). The `notifier` consumer turns domain events into notifications.
+
+pub mod api;
+pub mod delivery;
+pub mod digest;
+pub mod model;
+pub mod notifier;
+pub mod tables;
+
+use redb::{ReadTransaction, ReadableTable};
+use serde_json::{Value, json};
+
+use crate::app::Ctx;
+use crate::core::error::{AppError, AppResult};
+use crate::core::events::{Audience, NewEvent};
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, dec, get, put};
+use crate::domains::user::{self, model::PushProvider};
+use delivery::Delivery;
+use model::*;
+use tables::*;
+
+/// What a new notification says.
+pub struct Draft {
+    pub user_id: String,
+    pub kind: Kind,
+    pub title: String,
+    pub body: String,
+    pub data: Value,
+}
+
+pub fn preferences_tx(tx: &Tx, user_id: &str) -> AppResult<Preferences> {
+    Ok(get(&tx.read(PREFERENCES)?, user_id)?.unwrap_or_default())
+}
+
+pub fn preferences(rtx: &ReadTransaction, user_id: &str) -> AppResult<Preferences> {
+    Ok(get(&rtx.open_table(PREFERENCES)?, user_id)?.unwrap_or_default())
+}
+
+fn bump_unread(tx: &Tx, user_id: &str, by: i64) -> AppResult<u64> {
+    let mut t = tx.table(UNREAD)?;
+    let n = t
+        .get(user_id)?
+        .map_or(0, |v| v.value())
+        .saturating_add_signed(by);
+    t.insert(user_id, n)?;
+    Ok(n)
+}
+
+fn save(tx: &Tx, n: &Notification) -> AppResult<()> {
+    put(
+        &mut tx.table(NOTIFICATIONS)?,
+        (n.user_id.as_str(), n.id.as_str()),
+        n,
+    )
+}
+
+/// Stores a notification, delivers it in-app, and decides its push: at once when the user has
+/// no live connection (`live` false), after `ack_timeout_secs` unless acknowledged otherwise;
+/// an incoming call also goes to iOS VoIP tokens at once. Muted kinds are stored but not
+/// pushed.
+pub fn notify_tx(
+    tx: &Tx,
+    delivery: &Delivery,
+    draft: Draft,
+    live: bool,
+) -> AppResult<Notification> {
+    let now = tx.now_ms();
+    let mut n = Notification {
+        id: new_id(),
+        user_id: draft.user_id,
+        kind: draft.kind,
+        title: draft.title,
+        body: draft.body,
+        data: draft.data.to_string(),
+        created_at_ms: now,
+        read_at_ms: None,
+        acked_at_ms: None,
+        seq: 0,
+        fallback_due_ms: None,
+    };
+    n.seq = tx.emit(
+        NewEvent::about(
+            "notification",
+            &n.user_id,
+            json!({"id": n.id, "kind": n.kind, "title": n.title, "body": n.body, "data": draft.data, "at": now}),
+        )
+        .to("notifications", Audience::Users(vec![n.user_id.clone()])),
+    )?;
+    tx.table(BY_SEQ)?
+        .insert(n.seq, (n.user_id.as_str(), n.id.as_str()))?;
+    bump_unread(tx, &n.user_id, 1)?;
+    if preferences_tx(tx, &n.user_id)?.wants(Channel::Push, n.kind) {
+        if n.kind == Kind::IncomingCall {
+            delivery::queue_pushes_tx(tx, delivery, &n, true)?;
+        }
+        if live {
+            let due = now + delivery.ack_timeout_ms();
+            tx.table(FALLBACK_DUE)?
+                .insert((due, n.user_id.as_str(), n.id.as_str()), ())?;
+            n.fallback_due_ms = Some(due);
+        } else {
+            delivery::queue_pushes_tx(tx, delivery, &n, false)?;
+        }
+    }
+    if n.kind == Kind::MissedCall {
+        tx.table(DIGEST_PENDING)?
+            .insert((n.user_id.as_str(), n.id.as_str()), ())?;
+    }
+    save(tx, &n)?;
+    Ok(n)
+}
+
+/// The push of a notification is no longer owed (acknowledged or read).
+fn settle_fallback(tx: &Tx, n: &mut Notification) -> AppResult<()> {
+    if let Some(due) = n.fallback_due_ms.take() {
+        tx.table(FALLBACK_DUE)?
+            .remove((due, n.user_id.as_str(), n.id.as_str()))?;
+    }
+    Ok(())
+}
+
+/// The app showed the notification delivered with event `seq`: no push. An ack of another
+/// user's event, or of an event that is no notification, changes nothing.
+pub async fn ack(ctx: &Ctx, user_id: &str, seq: u64) -> AppResult<bool> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .write(move |tx| {
+            let Some((owner, id)) = tx.read(BY_SEQ)?.get(seq)?.map(|v| {
+                let (u, i) = v.value();
+                (u.to_owned(), i.to_owned())
+            }) else {
+                return Ok(false);
+            };
+            if owner != user_id {
+                return Ok(false);
+            }
+            let Some(mut n): Option<Notification> =
+                get(&tx.read(NOTIFICATIONS)?, (owner.as_str(), id.as_str()))?
+            else {
+                return Ok(false);
+            };
+            if n.acked_at_ms.is_some() {
+                return Ok(true);
+            }
+            n.acked_at_ms = Some(tx.now_ms());
+            settle_fallback(tx, &mut n)?;
+            save(tx, &n)?;
+            Ok(true)
+        })
+        .await
+}
+
+/// Marks notifications read (the given ids, or all); returns the unread count.
+pub async fn mark_read(ctx: &Ctx, user_id: &str, ids: Option<Vec<String>>) -> AppResult<u64> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .write(move |tx| {
+            let now = tx.now_ms();
+            let targets: Vec<Notification> = match ids.clone() {
+                Some(ids) => {
+                    let t = tx.read(NOTIFICATIONS)?;
+                    let mut out = Vec::new();
+                    for id in ids {
+                        out.extend(get::<(&str, &str), Notification>(
+                            &t,
+                            (user_id.as_str(), id.as_str()),
+                        )?);
+                    }
+                    out
+                }
+                None => {
+                    let mut out = Vec::new();
+                    for row in tx
+                        .read(NOTIFICATIONS)?
+                        .range((user_id.as_str(), "")..(user_id.as_str(), "\u{10ffff}"))?
+                    {
+                        let n: Notification = dec(row?.1.value())?;
+                        if n.read_at_ms.is_none() {
+                            out.push(n);
+                        }
+                    }
+                    out
+                }
+            };
+            let mut read = 0;
+            for mut n in targets.into_iter().filter(|n| n.read_at_ms.is_none()) {
+                n.read_at_ms = Some(now);
+                settle_fallback(tx, &mut n)?;
+                save(tx, &n)?;
+                read += 1;
+            }
+            bump_unread(tx, &user_id, -read)
+        })
+        .await
+}
+
+/// A user's notifications, newest first, before the id `before`.
+pub fn list(
+    rtx: &ReadTransaction,
+    user_id: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> AppResult<(Vec<Notification>, u64)> {
+    let t = rtx.open_table(NOTIFICATIONS)?;
+    let end = before.unwrap_or("\u{10ffff}");
+    let mut out = Vec::new();
+    for row in t.range((user_id, "")..(user_id, end))?.rev().take(limit) {
+        out.push(dec(row?.1.value())?);
+    }
+    let unread = rtx
+        .open_table(UNREAD)?
+        .get(user_id)?
+        .map_or(0, |v| v.value());
+    Ok((out, unread))
+}
+
+pub async fn set_preferences(ctx: &Ctx, user_id: &str, prefs: Preferences) -> AppResult<()> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .write(move |tx| put(&mut tx.table(PREFERENCES)?, user_id.as_str(), &prefs))
+        .await
+}
+
+/// The unsubscribe link of `user_id`'s emails.
+pub fn unsubscribe_url(ctx: &Ctx, user_id: &str) -> AppResult<String> {
+    let token = ctx.tokens.issue_for(UNSUBSCRIBE, user_id)?;
+    Ok(format!(
+        "{}/v1/email/unsubscribe?token={token}",
+        ctx.config
+            .notifications
+            .public_base_url
+            .trim_end_matches('/')
+    ))
+}
+
+/// The audience of unsubscribe tokens.
+pub const UNSUBSCRIBE: &str = "email-unsubscribe";
+
+/// Unsubscribes the holder of an unsubscribe link from every email.
+pub async fn unsubscribe(ctx: &Ctx, token: &str) -> AppResult<()> {
+    let user_id = ctx.tokens.verify_for(UNSUBSCRIBE, token)?;
+    ctx.store
+        .write(move |tx| {
+            let mut prefs = preferences_tx(tx, &user_id)?;
+            if !prefs.email_unsubscribed {
+                prefs.email_unsubscribed = true;
+                put(&mut tx.table(PREFERENCES)?, user_id.as_str(), &prefs)?;
+                tx.emit(NewEvent::about(
+                    "email_unsubscribed",
+                    &user_id,
+                    json!({"userId": user_id}),
+                ))?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// An admin's message to one person (audited by the caller).
+pub async fn send_system(
+    ctx: &std::sync::Arc<Ctx>,
+    actor: &str,
+    user_id: &str,
+    title: &str,
+    body: &str,
+) -> AppResult<Notification> {
+    if title.trim().is_empty() || title.chars().count() > 100 || body.chars().count() > 1000 {
+        return Err(AppError::validation(
+            "title must be 1–100 characters and body at most 1000",
+        ));
+    }
+    let live = ctx.hub.is_connected(user_id);
+    let owner = ctx.clone();
+    let (actor, user_id, title, body) = (
+        actor.to_owned(),
+        user_id.to_owned(),
+        title.to_owned(),
+        body.to_owned(),
+    );
+    ctx.store
+        .write(move |tx| {
+            user::find_user_tx(tx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            let n = notify_tx(
+                tx,
+                &owner.delivery,
+                Draft {
+                    user_id: user_id.clone(),
+                    kind: Kind::System,
+                    title: title.clone(),
+                    body: body.clone(),
+                    data: json!({}),
+                },
+                live,
+            )?;
+            crate::domains::mission_control::audit_tx(
+                tx,
+                &actor,
+                "notification.send",
+                &user_id,
+                json!({"notificationId": n.id, "title": title}),
+            )?;
+            Ok(n)
+        })
+        .await
+}
+
+/// Whether a device's provider takes VoIP pushes.
+pub fn is_voip(provider: PushProvider) -> bool {
+    provider == PushProvider::ApnsVoip
+}
