@@ -756,7 +756,6 @@ async fn favorite_online_count(t: &TestApp, fan: &Tokens) -> usize {
 
 /// Closes the connection and waits until presence has marked the user offline.
 async fn go_offline(t: &TestApp, mut ws: Ws, user_id: &str) {
-    use futures_util::SinkExt;
     ws.stream.close(None).await.unwrap();
     let ctx = t.app().ctx.clone();
     until("the server to see the close", || async {
