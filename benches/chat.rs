@@ -3,7 +3,9 @@
 //! (`POST /v1/chats/{userId}/messages`), each waiting for the previous one's answer, and the
 //! other side receives them live. Prints messages per second end to end (sent until the last
 //! one is received) and the delivery latency (send started → received on the other side's
-//! socket) at p50/p99. Clients and server share the machine's cores.
+//! socket) at p50/p99, twice: saturated (each sender sends as soon as its previous message is
+//! answered: the throughput) and paced at one message a second per sender (the latency a
+//! realistic load sees). Clients and server share the machine's cores.
 //!
 //! `cargo bench --bench chat` runs 1,000 pairs × 20 messages; under `cargo test` it runs
 //! 10 pairs × 3 messages, so CI proves the benchmark still works.
@@ -41,6 +43,8 @@ struct Client {
     user_id: String,
     token: String,
     ws: Socket,
+    /// The other member of the pair.
+    peer: String,
 }
 
 async fn client(http: &reqwest::Client, base: &str, device: String) -> Client {
@@ -76,6 +80,7 @@ async fn client(http: &reqwest::Client, base: &str, device: String) -> Client {
         user_id: r["userId"].as_str().unwrap().to_owned(),
         token,
         ws,
+        peer: String::new(),
     }
 }
 
@@ -109,8 +114,10 @@ async fn run(pairs: usize, messages: usize) {
     for i in 0..pairs {
         let (http, base) = (http.clone(), base.clone());
         joins.push(tokio::spawn(async move {
-            let a = client(&http, &base, format!("chat-a-{i}")).await;
-            let b = client(&http, &base, format!("chat-b-{i}")).await;
+            let mut a = client(&http, &base, format!("chat-a-{i}")).await;
+            let mut b = client(&http, &base, format!("chat-b-{i}")).await;
+            a.peer = b.user_id.clone();
+            b.peer = a.user_id.clone();
             (a, b)
         }));
     }
@@ -124,68 +131,126 @@ async fn run(pairs: usize, messages: usize) {
         setup.elapsed().as_secs_f64()
     );
 
+    let (clients, saturated) = phase(clients, &http, &base, messages, None).await;
+    report(
+        "saturated (each sender sends as soon as its last message is answered)",
+        pairs,
+        &saturated,
+    );
+    // Realistic load: every sender sends one message a second, so the latency is the service
+    // time rather than the queue a closed loop of 1,000 senders builds up.
+    let (_clients, paced) = phase(
+        clients,
+        &http,
+        &base,
+        messages.min(5),
+        // A tenth of the period under `cargo test`, to keep CI quick.
+        Some(std::time::Duration::from_millis(if pairs >= 1000 {
+            1000
+        } else {
+            100
+        })),
+    )
+    .await;
+    report("paced (one message a second per sender)", pairs, &paced);
+    app.shutdown().await;
+}
+
+struct Phase {
+    latencies_us: Vec<u128>,
+    elapsed_s: f64,
+}
+
+fn report(what: &str, pairs: usize, p: &Phase) {
+    let lat = &p.latencies_us;
+    let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+    println!(
+        "{what}: {} messages between {} pairs in {:.2} s: {:.0} messages/s end to end, delivery latency p50 {:.1} ms, p99 {:.1} ms",
+        lat.len(),
+        pairs,
+        p.elapsed_s,
+        lat.len() as f64 / p.elapsed_s,
+        pct(0.50),
+        pct(0.99)
+    );
+}
+
+/// Every pair's sender sends `messages` messages (waiting `pace` between them, or for each
+/// answer only); returns the clients for the next phase and what was measured.
+async fn phase(
+    clients: Vec<(Client, Client)>,
+    http: &reqwest::Client,
+    base: &str,
+    messages: usize,
+    pace: Option<std::time::Duration>,
+) -> (Vec<(Client, Client)>, Phase) {
     let epoch = Instant::now();
     let started = Instant::now();
+    let pairs = clients.len();
     let mut tasks = Vec::new();
     for (i, (a, b)) in clients.into_iter().enumerate() {
-        let (http, base) = (http.clone(), base.clone());
-        let receiver = b.user_id.clone();
+        let (http, base) = (http.clone(), base.to_owned());
         // The receiving side: every message from its peer, with its latency.
-        let mut b_ws = b.ws;
         let recv = tokio::spawn(async move {
+            let mut b = b;
             let mut lat = Vec::with_capacity(messages);
             while lat.len() < messages {
-                let Some(Ok(Message::Binary(bytes))) = b_ws.next().await else {
+                let Some(Ok(Message::Binary(bytes))) = b.ws.next().await else {
                     continue;
                 };
                 let f: Value = rmp_serde::from_slice(&bytes).unwrap();
-                if f["eventType"] == "chat_message" {
+                if f["eventType"] == "chat_message" && f["data"]["senderId"] != b.user_id.as_str() {
                     let sent: u128 = f["data"]["text"].as_str().unwrap().parse().unwrap();
                     lat.push(epoch.elapsed().as_micros() - sent);
                 }
             }
-            lat
+            (b, lat)
         });
-        // The sending side's socket stays open (and drained) so it counts as online.
-        let mut a_ws = a.ws;
-        let drain = tokio::spawn(async move { while let Some(Ok(_)) = a_ws.next().await {} });
+        // The sender's own socket gets an echo of each message: it stays drained and online.
         let send = tokio::spawn(async move {
+            let mut a = a;
+            let receiver_id = a.peer.clone();
             for m in 0..messages {
+                if let Some(p) = pace {
+                    // Spread the senders over the period instead of starting in one wave.
+                    let offset = p.mul_f64(i as f64 / pairs as f64);
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(
+                        started + offset + p * m as u32,
+                    ))
+                    .await;
+                }
                 let text = epoch.elapsed().as_micros().to_string();
                 let r = http
-                    .post(format!("{base}/v1/chats/{receiver}/messages"))
+                    .post(format!("{base}/v1/chats/{receiver_id}/messages"))
                     .bearer_auth(&a.token)
-                    .json(&json!({"clientMessageId": format!("{i}-{m}"), "text": text}))
+                    .json(&json!({"clientMessageId": format!("{}-{i}-{m}", epoch.elapsed().as_nanos()), "text": text}))
                     .send()
                     .await
                     .unwrap();
                 assert!(r.status().is_success(), "{}", r.status());
+                // Drain the echo without waiting on it.
+                while let Some(Some(Ok(_))) = futures_util::FutureExt::now_or_never(a.ws.next()) {}
             }
+            a
         });
-        tasks.push((send, recv, drain));
+        tasks.push((send, recv));
     }
     let mut lat: Vec<u128> = Vec::with_capacity(pairs * messages);
-    let mut drains = Vec::new();
-    for (send, recv, drain) in tasks {
-        send.await.unwrap();
-        lat.extend(recv.await.unwrap());
-        drains.push(drain);
+    let mut back = Vec::with_capacity(pairs);
+    for (send, recv) in tasks {
+        let a = send.await.unwrap();
+        let (b, l) = recv.await.unwrap();
+        lat.extend(l);
+        back.push((a, b));
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
-    println!(
-        "{} messages between {} pairs in {:.2} s: {:.0} messages/s end to end, delivery latency p50 {:.1} ms, p99 {:.1} ms",
-        lat.len(),
-        pairs,
-        elapsed,
-        lat.len() as f64 / elapsed,
-        pct(0.50),
-        pct(0.99)
-    );
+    let elapsed_s = started.elapsed().as_secs_f64();
     assert_eq!(lat.len(), pairs * messages, "every message was delivered");
-    for d in drains {
-        d.abort();
-    }
-    app.shutdown().await;
+    lat.sort_unstable();
+    (
+        back,
+        Phase {
+            latencies_us: lat,
+            elapsed_s,
+        },
+    )
 }
