@@ -132,6 +132,11 @@ enum ServerFrame<'a> {
     },
 }
 
+/// At most one typing signal per chat per connection this often.
+const TYPING_EVERY: Duration = Duration::from_secs(1);
+/// Chats a connection remembers typing in before forgetting the stale ones.
+const TYPING_CHATS_MAX: usize = 64;
+
 /// The seq of ephemeral signals: below every logged event, never stored or replayed.
 const EPHEMERAL_SEQ: u64 = 0;
 
@@ -185,6 +190,12 @@ impl Conn {
         if self.queue.try_send(event.clone()).is_err() {
             self.close.send_replace(Some(CloseReason::SlowConsumer));
         }
+    }
+
+    /// Queues an ephemeral signal if there is room; a full queue drops it (a typing
+    /// indicator is not worth a connection, and a flood of them must not close one).
+    fn offer_signal(&self, signal: &Arc<Event>) {
+        let _ = self.queue.try_send(signal.clone());
     }
 
     fn wants(&self, topic: &str) -> bool {
@@ -266,7 +277,7 @@ impl Hub {
         let map = self.by_user.read();
         for c in ids.iter().filter_map(|id| map.get(id)).flatten() {
             if c.wants(topic) {
-                c.offer(&signal);
+                c.offer_signal(&signal);
             }
         }
     }
@@ -411,6 +422,8 @@ struct Session {
     sent_upto: HashMap<&'static str, u64>,
     bad_frames: u32,
     last_heard: Instant,
+    /// When this connection last relayed a typing signal, per chat (at most one a second).
+    typing_sent: HashMap<String, Instant>,
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream, Message>;
@@ -429,6 +442,7 @@ async fn run_session(ctx: Arc<Ctx>, socket: WebSocketStream, bearer: Option<Stri
         sent_upto: HashMap::new(),
         bad_frames: 0,
         last_heard: Instant::now(),
+        typing_sent: HashMap::new(),
     };
     let mut pending = Some((queue_tx, close_tx));
     let auth_deadline = Instant::now() + Duration::from_secs(ctx.config.ws.auth_deadline_secs);
@@ -677,6 +691,19 @@ impl Session {
                 }
             }
             ClientFrame::Typing { chat_id } => {
+                // Apps send typing every few seconds while the user types; more than one a
+                // second per chat is dropped, so a flood costs the other side nothing.
+                if self
+                    .typing_sent
+                    .get(&chat_id)
+                    .is_some_and(|at| at.elapsed() < TYPING_EVERY)
+                {
+                    return Ok(true);
+                }
+                if self.typing_sent.len() >= TYPING_CHATS_MAX {
+                    self.typing_sent.retain(|_, at| at.elapsed() < TYPING_EVERY);
+                }
+                self.typing_sent.insert(chat_id.clone(), Instant::now());
                 let me = self.principal.as_ref().map(|p| p.user_id.clone());
                 let me = me.unwrap_or_default();
                 match domains::chat::peer(&self.ctx, &me, &chat_id).await {

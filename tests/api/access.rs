@@ -209,7 +209,7 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("me_notifications", Who::Any, Value::Null),
         ("me_notifications_read", Who::Any, json!({})),
         ("me_notification_preferences_get", Who::Any, Value::Null),
-        ("me_notification_preferences_put", Who::Any, json!({})),
+        ("me_notification_preferences_patch", Who::Any, json!({})),
         ("email_unsubscribe", Who::Public, Value::Null),
         ("email_unsubscribe_post", Who::Public, Value::Null),
         (

@@ -182,3 +182,59 @@ async fn bad_blocks_are_refused_with_codes() {
     let r = t.get("/v1/blocks?limit=0", &a.access).await;
     assert_eq!((r.status.as_u16(), r.code()), (400, "validation_failed"));
 }
+
+#[tokio::test]
+async fn a_block_removes_favorites_and_refuses_gifts_and_new_favorites() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let streamer = t.with_role(&admin, "streamer").await;
+    let fan = t.user().await;
+    credit(&t, &admin, &fan.user_id, 1000, "wallet").await;
+    let fav = format!("/v1/favorites/{}", streamer.user_id);
+    assert_eq!(
+        t.call(Method::PUT, &fav, Some(&fan.access), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(block(&t, &streamer, &fan.user_id, "spam").await.status, 200);
+    let p = t
+        .get(&format!("/v1/profiles/{}", streamer.user_id), &fan.access)
+        .await;
+    assert_eq!(
+        p.body["followersCount"], 0,
+        "the block removed the favorite"
+    );
+    let r = t.call(Method::PUT, &fav, Some(&fan.access), None).await;
+    assert_eq!((r.status.as_u16(), r.code()), (403, "blocked"));
+    let gift = crate::coins::make_gift(&t, &admin, 10, 50).await;
+    let r = crate::coins::post_idem(
+        &t,
+        "/v1/gifts/send",
+        &fan.access,
+        Some("g"),
+        json!({"giftId": gift, "toUserId": streamer.user_id}),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (403, "blocked"));
+    assert_eq!(
+        t.get("/v1/me/balance", &fan.access).await.body["coins"],
+        1000,
+        "nothing was charged"
+    );
+
+    // Blocking again for the same reason records no second penalty.
+    for _ in 0..2 {
+        assert_eq!(
+            block(&t, &fan, &streamer.user_id, "nudity").await.status,
+            200
+        );
+    }
+    let p = t
+        .get(
+            &format!("/v1/admin/penalties?userId={}", streamer.user_id),
+            &admin.access,
+        )
+        .await;
+    assert_eq!(p.body["items"].as_array().unwrap().len(), 1);
+}

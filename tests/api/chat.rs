@@ -79,6 +79,10 @@ async fn a_conversation_with_receipts_unread_counts_and_typing_between_two_clien
         (Some(1), Some(chat.as_str()))
     );
     wb.expect_quiet().await;
+    // The same client id for a message to someone else is a mistake, not a retry.
+    let other = t.user().await;
+    let r = send(&t, &a, &other.user_id, "m-1", "hello there").await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, "conflict"));
 
     assert_eq!(
         send(&t, &a, &b.user_id, "m-2", "how are you?").await.body["seq"],

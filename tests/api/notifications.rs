@@ -590,9 +590,21 @@ async fn missed_calls_are_mailed_in_a_digest_until_unsubscribed() {
         0
     );
 
-    // The link unsubscribes without signing in; a forged one is refused.
+    // The link shows a confirmation (a mail scanner opening it changes nothing); the
+    // confirmation, or a one-click POST, unsubscribes without signing in.
     let path = link.strip_prefix("https://duet.example").unwrap();
     let r = t.call(Method::GET, path, None, None).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.as_str().unwrap().contains("<form method=\"post\""),
+        "{:?}",
+        r.body
+    );
+    let prefs = t
+        .get("/v1/me/notification-preferences", &streamer.access)
+        .await;
+    assert_eq!(prefs.body["emailUnsubscribed"], false);
+    let r = t.call(Method::POST, path, None, None).await;
     assert_eq!(
         (r.status.as_u16(), r.body["unsubscribed"].as_bool()),
         (200, Some(true))
@@ -608,7 +620,16 @@ async fn missed_calls_are_mailed_in_a_digest_until_unsubscribed() {
     assert_eq!(r.status, 401);
     let r = t
         .call(
-            Method::GET,
+            Method::POST,
+            "/v1/email/unsubscribe?token=forged",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let r = t
+        .call(
+            Method::POST,
             &format!("/v1/email/unsubscribe?token={}", streamer.access),
             None,
             None,
@@ -657,22 +678,35 @@ async fn muted_kinds_are_not_pushed_and_reading_cancels_the_push() {
     device(&t, &u, "phone", "android", "fcm", "fcm-token-1").await;
     let r = t
         .call(
-            Method::PUT,
+            Method::PATCH,
             "/v1/me/notification-preferences",
             Some(&u.access),
-            Some(json!({"mutedPush": ["system"]})),
+            Some(json!({"mutedPush": ["system"], "emailUnsubscribed": true})),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+    // What a change leaves out stays as it was.
+    let r = t
+        .call(
+            Method::PATCH,
+            "/v1/me/notification-preferences",
+            Some(&u.access),
+            Some(json!({"mutedEmail": ["missed_call"]})),
+        )
+        .await;
+    assert_eq!(
+        r.body,
+        json!({"mutedPush": ["system"], "mutedEmail": ["missed_call"], "emailUnsubscribed": true})
+    );
     system(&t, &admin, &u.user_id, "Muted").await;
     deliver(&t).await;
     assert!(p.fcm.sends().is_empty());
     let r = t
         .call(
-            Method::PUT,
+            Method::PATCH,
             "/v1/me/notification-preferences",
             Some(&u.access),
-            Some(json!({})),
+            Some(json!({"mutedPush": []})),
         )
         .await;
     assert_eq!(r.body["mutedPush"], json!([]));

@@ -17,7 +17,7 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::events::NewEvent;
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
-use crate::domains::{mission_control, user, video};
+use crate::domains::{favorites, mission_control, user, video};
 use tables::*;
 
 /// Longest comment on a block, in characters.
@@ -118,6 +118,9 @@ pub async fn block(
         .write(move |tx| {
             let target = user::find_user_tx(tx, &blocked)?
                 .ok_or_else(|| AppError::not_found("no such user"))?;
+            let before: Option<Block> =
+                get(&tx.read(BLOCKS)?, (blocker.as_str(), blocked.as_str()))?;
+            let was = before.map(|b| b.reason);
             let block = Block {
                 blocker_id: blocker.clone(),
                 blocked_id: blocked.clone(),
@@ -126,13 +129,20 @@ pub async fn block(
                 at_ms: tx.now_ms(),
             };
             put(&mut tx.table(BLOCKS)?, (blocker.as_str(), blocked.as_str()), &block)?;
+            // Neither keeps the other as a favorite (nor hears when they come online).
+            favorites::remove_tx(tx, &blocker, &blocked)?;
+            favorites::remove_tx(tx, &blocked, &blocker)?;
             put(&mut tx.table(BLOCKED_BY)?, (blocked.as_str(), blocker.as_str()), &block)?;
             tx.emit(NewEvent::about(
                 "user_blocked",
                 &blocker,
                 json!({"blockerId": blocker, "blockedId": blocked, "reason": reason.as_str()}),
             ))?;
-            if reason == BlockReason::Nudity && target.role == Role::Streamer {
+            // Rules count each blocker once per reason: blocking again changes nothing.
+            if reason == BlockReason::Nudity
+                && was != Some(BlockReason::Nudity)
+                && target.role == Role::Streamer
+            {
                 let penalty = Penalty {
                     id: new_id(),
                     user_id: blocked.clone(),
@@ -150,6 +160,7 @@ pub async fn block(
                 ))?;
             }
             if reason == BlockReason::Harassment
+                && was != Some(BlockReason::Harassment)
                 && target.ban.is_none()
                 && matches!(target.role, Role::User | Role::Streamer)
             {
@@ -180,11 +191,16 @@ pub async fn block(
             Ok(block)
         })
         .await?;
-    // A call between the two ends now; billing settles what was due.
-    if let Some(call) = video::active_call_of(ctx, blocker_id).await?
-        && call.other(blocker_id) == blocked_id
-    {
-        video::end_call(ctx, &call.id, video::model::EndReason::Blocked).await?;
+    // A call between the two ends now; billing settles what was due. The block stands even
+    // if this fails (the call engine's own checks end the call at its next deadline at worst).
+    match video::active_call_of(ctx, blocker_id).await {
+        Ok(Some(call)) if call.other(blocker_id) == blocked_id => {
+            if let Err(e) = video::end_call(ctx, &call.id, video::model::EndReason::Blocked).await {
+                tracing::warn!(call = %call.id, error = %e, "ending a call after a block failed");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "looking up a call after a block failed"),
     }
     Ok(block)
 }
@@ -194,13 +210,16 @@ pub async fn unblock(ctx: &Ctx, blocker_id: &str, blocked_id: &str) -> AppResult
     let (blocker, blocked) = (blocker_id.to_owned(), blocked_id.to_owned());
     ctx.store
         .write(move |tx| {
-            let gone = tx
-                .table(BLOCKS)?
-                .remove((blocker.as_str(), blocked.as_str()))?
-                .is_some();
-            if !gone {
+            // Checked before any write: a refused request must not cost the group a re-run.
+            if tx
+                .read(BLOCKS)?
+                .get((blocker.as_str(), blocked.as_str()))?
+                .is_none()
+            {
                 return Err(AppError::not_found("you have not blocked this user"));
             }
+            tx.table(BLOCKS)?
+                .remove((blocker.as_str(), blocked.as_str()))?;
             tx.table(BLOCKED_BY)?
                 .remove((blocked.as_str(), blocker.as_str()))?;
             tx.emit(NewEvent::about(

@@ -178,6 +178,11 @@ pub async fn send_text(
                     (c.to_owned(), s)
                 });
             if let Some((chat, seq)) = done {
+                if conversation_tx(tx, &chat)?.other(&sender) != to {
+                    return Err(AppError::conflict(
+                        "this clientMessageId was used for a message to someone else",
+                    ));
+                }
                 return get(&tx.read(MESSAGES)?, (chat.as_str(), seq))?.ok_or_else(|| {
                     AppError::internal("a recorded client message id has no message")
                 });
@@ -368,7 +373,8 @@ pub fn history(
     Ok(out)
 }
 
-/// The other member of a chat `user_id` is in (for typing indicators).
+/// The other member of a chat `user_id` is in (for typing indicators); `blocked` when either
+/// blocked the other.
 pub async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> {
     let (user_id, chat_id) = (user_id.to_owned(), chat_id.to_owned());
     ctx.store
@@ -376,7 +382,14 @@ pub async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> 
             let conv: Conversation = get(&rtx.open_table(CONVERSATIONS)?, chat_id.as_str())?
                 .filter(|c: &Conversation| c.has(&user_id))
                 .ok_or_else(|| AppError::not_found("no such chat"))?;
-            Ok(conv.other(&user_id).to_owned())
+            let other = conv.other(&user_id).to_owned();
+            if blocklist::is_blocked(rtx, &user_id, &other)? {
+                return Err(AppError::new(
+                    Code::Blocked,
+                    "one of you has blocked the other",
+                ));
+            }
+            Ok(other)
         })
         .await
 }

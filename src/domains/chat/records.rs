@@ -16,8 +16,8 @@ use crate::domains::{profile, user};
 use super::model::*;
 use super::{Draft, append_tx, open_tx};
 
-/// Online people the auto-add rule looks at, at most.
-const ONLINE_SCAN_MAX: usize = 5000;
+/// Online streamers the auto-add rule looks at, at most.
+const ONLINE_SCAN_MAX: usize = 1000;
 
 pub struct ChatRecords {
     pub store: Store,
@@ -90,6 +90,8 @@ fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
         })(),
         "call_ended" | "call_missed" => (|| {
             let outcome = match d["state"].as_str()? {
+                // Ended before it connected (a block, a moderation decision): it never happened.
+                "ended" if d["connected"] == false => CallOutcome::Cancelled,
                 "ended" => CallOutcome::Ended,
                 "missed" => CallOutcome::Missed,
                 "declined" => CallOutcome::Declined,
@@ -151,7 +153,7 @@ fn auto_add(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
     }
     let languages = profile::languages_tx(tx, &new_user)?;
     let mut candidates: Vec<(bool, u64, String)> = Vec::new();
-    for id in user::presence::online_users_tx(tx, ONLINE_SCAN_MAX)? {
+    for id in user::presence::online_streamers_tx(tx, ONLINE_SCAN_MAX)? {
         let Some(u) = user::find_user_tx(tx, &id)? else {
             continue;
         };

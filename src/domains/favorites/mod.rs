@@ -9,10 +9,10 @@ use redb::{ReadTransaction, ReadableTable};
 use serde_json::json;
 
 use crate::app::Ctx;
-use crate::core::error::{AppError, AppResult};
+use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
 use crate::core::store::Tx;
-use crate::domains::user;
+use crate::domains::{blocklist, user};
 use tables::*;
 
 /// Favorites one person may have.
@@ -73,6 +73,12 @@ pub async fn add(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
             {
                 return Ok(());
             }
+            if blocklist::is_blocked_tx(tx, &me, &them)? {
+                return Err(AppError::new(
+                    Code::Blocked,
+                    "one of you has blocked the other",
+                ));
+            }
             if counts_tx(tx, &me)?.following >= FAVORITES_MAX {
                 return Err(AppError::conflict(format!(
                     "at most {FAVORITES_MAX} favorites"
@@ -100,29 +106,25 @@ pub async fn add(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
 /// Removes a favorite; removing one that is not there changes nothing.
 pub async fn remove(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
     let (me, them) = (user_id.to_owned(), favorite_id.to_owned());
-    ctx.store
-        .write(move |tx| {
-            let Some(since) = tx
-                .table(FAVORITES)?
-                .remove((me.as_str(), them.as_str()))?
-                .map(|v| v.value())
-            else {
-                return Ok(());
-            };
-            tx.table(FAVORITES_BY_TIME)?
-                .remove((me.as_str(), since, them.as_str()))?;
-            tx.table(FOLLOWERS_BY_TIME)?
-                .remove((them.as_str(), since, me.as_str()))?;
-            bump(tx, &me, 0, -1)?;
-            bump(tx, &them, -1, 0)?;
-            tx.emit(NewEvent::about(
-                "favorite_removed",
-                &me,
-                json!({"userId": me, "favoriteId": them}),
-            ))?;
-            Ok(())
-        })
-        .await
+    ctx.store.write(move |tx| remove_tx(tx, &me, &them)).await
+}
+
+/// Removes a favorite inside a write (a block removes them both ways).
+pub fn remove_tx(tx: &Tx, me: &str, them: &str) -> AppResult<()> {
+    let Some(since) = tx.read(FAVORITES)?.get((me, them))?.map(|v| v.value()) else {
+        return Ok(());
+    };
+    tx.table(FAVORITES)?.remove((me, them))?;
+    tx.table(FAVORITES_BY_TIME)?.remove((me, since, them))?;
+    tx.table(FOLLOWERS_BY_TIME)?.remove((them, since, me))?;
+    bump(tx, me, 0, -1)?;
+    bump(tx, them, -1, 0)?;
+    tx.emit(NewEvent::about(
+        "favorite_removed",
+        me,
+        json!({"userId": me, "favoriteId": them}),
+    ))?;
+    Ok(())
 }
 
 /// Whether `user_id` has `other` among their favorites.

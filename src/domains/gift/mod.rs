@@ -17,6 +17,7 @@ use crate::core::idempotency::Idempotency;
 use crate::core::ids::new_id;
 use crate::core::store::{dec, get, put};
 use crate::domains::balance::{self, model::*};
+use crate::domains::blocklist;
 use crate::domains::user::{self, model::Platform};
 use tables::*;
 
@@ -203,6 +204,12 @@ pub async fn send(
                 let receiver = user::find_user_tx(tx, &to)?
                     .filter(|u| u.ban.is_none())
                     .ok_or_else(|| AppError::not_found("no such user"))?;
+                if blocklist::is_blocked_tx(tx, &from, &to)? {
+                    return Err(AppError::new(
+                        Code::Blocked,
+                        "one of you has blocked the other",
+                    ));
+                }
                 if receiver.role != Role::Streamer {
                     return Err(AppError::new(
                         Code::Forbidden,

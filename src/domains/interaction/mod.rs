@@ -103,7 +103,7 @@ fn apply(tx: &Tx, e: &Event) -> AppResult<()> {
                 record(tx, sender, other, at, |s| s.messages += 1)?;
             }
         }
-        "call_ended" if text(e, "state") == Some("ended") => {
+        "call_ended" if text(e, "state") == Some("ended") && e.data["connected"] == true => {
             if let (Some(caller), Some(callee)) = (text(e, "callerId"), text(e, "calleeId")) {
                 let secs = e.data["durationSeconds"].as_u64().unwrap_or(0);
                 record(tx, caller, callee, at, |s| {

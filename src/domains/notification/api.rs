@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Html, Json};
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
@@ -85,6 +85,15 @@ pub struct PreferencesView {
     /// No email at all (the link in every email sets it).
     #[oai(default)]
     pub email_unsubscribed: bool,
+}
+
+/// A change of preferences: what is absent stays as it is.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PreferencesPatch {
+    pub muted_push: Option<Vec<Kind>>,
+    pub muted_email: Option<Vec<Kind>>,
+    pub email_unsubscribed: Option<bool>,
 }
 
 #[derive(Object)]
@@ -223,49 +232,66 @@ impl NotificationApi {
         }))
     }
 
-    /// Replace what you muted, per channel. Any role.
+    /// Change what you muted, per channel; fields left out stay as they are. Any role.
     #[oai(
         path = "/v1/me/notification-preferences",
-        method = "put",
-        operation_id = "me_notification_preferences_put"
+        method = "patch",
+        operation_id = "me_notification_preferences_patch"
     )]
     async fn set_preferences(
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<PreferencesView>,
+        body: Json<PreferencesPatch>,
     ) -> AppResult<Json<PreferencesView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let mut b = body.0;
-        for list in [&mut b.muted_push, &mut b.muted_email] {
-            list.sort_by_key(|k| k.as_str());
-            list.dedup();
-        }
-        let prefs = Preferences {
-            muted_push: b.muted_push.clone(),
-            muted_email: b.muted_email.clone(),
-            email_unsubscribed: b.email_unsubscribed,
+        let tidy = |list: Option<Vec<Kind>>| {
+            list.map(|mut l| {
+                l.sort_by_key(|k| k.as_str());
+                l.dedup();
+                l
+            })
         };
-        super::set_preferences(&ctx, &who.user_id, prefs).await?;
-        Ok(Json(b))
+        let b = body.0;
+        let p = super::update_preferences(
+            &ctx,
+            &who.user_id,
+            tidy(b.muted_push),
+            tidy(b.muted_email),
+            b.email_unsubscribed,
+        )
+        .await?;
+        Ok(Json(PreferencesView {
+            muted_push: p.muted_push,
+            muted_email: p.muted_email,
+            email_unsubscribed: p.email_unsubscribed,
+        }))
     }
 
-    /// The unsubscribe link of every email (no sign-in: the token is the proof).
+    /// The unsubscribe link of every email: a page asking to confirm (mail scanners open
+    /// links; only the confirmation, a POST, unsubscribes). No sign-in: the token is the proof.
     #[oai(
         path = "/v1/email/unsubscribe",
         method = "get",
         operation_id = "email_unsubscribe"
     )]
-    async fn unsubscribe(
+    async fn unsubscribe_page(
         &self,
         ctx: Data<&Arc<Ctx>>,
         token: Query<String>,
-    ) -> AppResult<Json<Unsubscribed>> {
-        super::unsubscribe(&ctx, &token.0).await?;
-        Ok(Json(Unsubscribed { unsubscribed: true }))
+    ) -> AppResult<Html<String>> {
+        // A bad link is refused here already, not after the click.
+        ctx.tokens.verify_for(super::UNSUBSCRIBE, &token.0)?;
+        let action = format!("/v1/email/unsubscribe?token={}", token.0);
+        Ok(Html(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head>\
+             <body><p>Stop all emails from Duet?</p><form method=\"post\" action=\"{action}\">\
+             <button type=\"submit\">Unsubscribe</button></form></body></html>"
+        )))
     }
 
-    /// One-click unsubscribe (RFC 8058 `List-Unsubscribe-Post`), same token.
+    /// Unsubscribe from every email: the confirmation of the page above, and RFC 8058
+    /// one-click unsubscribe (`List-Unsubscribe-Post`).
     #[oai(
         path = "/v1/email/unsubscribe",
         method = "post",

@@ -16,6 +16,7 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
 use crate::domains::user::{self, model::PushProvider};
+use crate::domains::video;
 use crate::providers::notify::apns::Apns;
 use crate::providers::notify::fcm::Fcm;
 use crate::providers::notify::onesignal::OneSignal;
@@ -113,6 +114,7 @@ impl Delivery {
             body: s.body.clone(),
             data: serde_json::from_str(&s.data).unwrap_or(Value::Null),
             voip: s.provider == "apns_voip",
+            created_at_ms: s.created_at_ms,
         };
         match s.provider.as_str() {
             "fcm" => match &self.fcm {
@@ -271,7 +273,13 @@ async fn run_fallbacks(ctx: &Ctx) -> AppResult<usize> {
                     continue;
                 };
                 note.fallback_due_ms = None;
-                if note.acked_at_ms.is_none() && note.read_at_ms.is_none() {
+                // An incoming call answered, declined or missed meanwhile needs no push.
+                let stale_call = note.kind == Kind::IncomingCall
+                    && !serde_json::from_str::<Value>(&note.data)
+                        .ok()
+                        .and_then(|d| d["callId"].as_str().map(str::to_owned))
+                        .is_some_and(|call| video::is_ringing_tx(tx, &call).unwrap_or(false));
+                if note.acked_at_ms.is_none() && note.read_at_ms.is_none() && !stale_call {
                     queue_pushes_tx(tx, &owner, &note, false)?;
                 }
                 save(tx, &note)?;
@@ -305,6 +313,8 @@ async fn run_sends(ctx: &Ctx) -> AppResult<usize> {
     }
     // Claim: out of the due index and marked `sending` in one commit, so two passes never
     // send the same row and a crash before the answer is known afterwards.
+    let ring_ms = ctx.config.calls.ring_timeout_secs as i64 * 1000;
+    let owner = ctx.delivery.clone();
     let claimed: Vec<Send> = ctx
         .store
         .write(move |tx| {
@@ -316,6 +326,18 @@ async fn run_sends(ctx: &Ctx) -> AppResult<usize> {
                 let Some(mut s): Option<Send> = get(&tx.read(OUTBOX)?, id.as_str())? else {
                     continue;
                 };
+                // A call rings for a while only: a late push would ring a call that is over.
+                if s.kind == Kind::IncomingCall && tx.now_ms() - s.created_at_ms > ring_ms {
+                    settle(
+                        tx,
+                        &owner,
+                        &mut s,
+                        Outcome::Failed(
+                            "expired: the call stopped ringing before it could be sent".into(),
+                        ),
+                    )?;
+                    continue;
+                }
                 s.state = SendState::Sending;
                 s.attempts += 1;
                 s.updated_at_ms = tx.now_ms();

@@ -2,8 +2,6 @@
 //! have not read since the last digest gets one email listing them — if they have an email
 //! address, have not unsubscribed or muted missed-call emails, and SendGrid is configured.
 
-use redb::ReadableTable;
-
 use crate::app::Ctx;
 use crate::core::error::AppResult;
 use crate::core::store::{Tx, get};
@@ -13,8 +11,8 @@ use super::model::{Channel, Kind, Notification};
 use super::tables::{DIGEST_PENDING, NOTIFICATIONS, NOTIFY_META};
 use super::{delivery, preferences_tx, unsubscribe_url};
 
-/// Pending rows one run reads, at most; the rest wait for the next run.
-const DIGEST_SCAN_MAX: usize = 50_000;
+/// People one write handles.
+const PEOPLE_PER_WRITE: usize = 200;
 /// Calls listed in one email, at most.
 const CALLS_LISTED_MAX: usize = 20;
 const LAST_RUN: &str = "digest_last_run_ms";
@@ -46,43 +44,61 @@ pub async fn run_if_due(ctx: &Ctx) -> AppResult<usize> {
     }
 }
 
-/// Runs the digest now.
+/// Runs the digest now, a few hundred people per write so the writer is never held long;
+/// returns how many emails were queued.
 pub async fn run(ctx: &Ctx) -> AppResult<usize> {
-    let pending: Vec<(String, String)> = ctx
-        .store
-        .read(|rtx| {
-            let mut out = Vec::new();
-            for row in rtx
-                .open_table(DIGEST_PENDING)?
-                .iter()?
-                .take(DIGEST_SCAN_MAX)
-            {
-                let row = row?;
-                let (u, id) = row.0.value();
-                out.push((u.to_owned(), id.to_owned()));
-            }
-            Ok(out)
+    let mut queued = 0;
+    let mut after = String::new();
+    loop {
+        let from = after.clone();
+        // Whole people only: their rows are contiguous, (user, notification id) ordered.
+        let by_user: Vec<(String, Vec<String>)> = ctx
+            .store
+            .read(move |rtx| {
+                let mut out: Vec<(String, Vec<String>)> = Vec::new();
+                let t = rtx.open_table(DIGEST_PENDING)?;
+                for row in t.range((from.as_str(), "\u{10ffff}")..)? {
+                    let row = row?;
+                    let (u, id) = row.0.value();
+                    let people = out.len();
+                    match out.last_mut() {
+                        Some((last, ids)) if last == u => ids.push(id.to_owned()),
+                        _ if people >= PEOPLE_PER_WRITE => break,
+                        _ => out.push((u.to_owned(), vec![id.to_owned()])),
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let Some((last, _)) = by_user.last() else {
+            break;
+        };
+        after = last.clone();
+        let links: Vec<String> = by_user
+            .iter()
+            .map(|(u, _)| unsubscribe_url(ctx, u))
+            .collect::<AppResult<_>>()?;
+        let can_email = ctx.delivery.has("sendgrid");
+        queued += ctx
+            .store
+            .write(move |tx| {
+                let mut queued = 0;
+                for ((user_id, ids), link) in by_user.iter().zip(&links) {
+                    queued += usize::from(digest_one(tx, user_id, ids, link, can_email)?);
+                }
+                Ok(queued)
+            })
+            .await?;
+    }
+    ctx.store
+        .write(|tx| {
+            Ok(tx
+                .table(NOTIFY_META)?
+                .insert(LAST_RUN, tx.now_ms())
+                .map(|_| ())?)
         })
         .await?;
-    let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (u, id) in pending {
-        by_user.entry(u).or_default().push(id);
-    }
-    let links: Vec<(String, String)> = by_user
-        .keys()
-        .map(|u| Ok((u.clone(), unsubscribe_url(ctx, u)?)))
-        .collect::<AppResult<_>>()?;
-    let can_email = ctx.delivery.has("sendgrid");
-    ctx.store
-        .write(move |tx| {
-            let mut queued = 0;
-            for ((user_id, ids), (_, link)) in by_user.iter().zip(&links) {
-                queued += usize::from(digest_one(tx, user_id, ids, link, can_email)?);
-            }
-            tx.table(NOTIFY_META)?.insert(LAST_RUN, tx.now_ms())?;
-            Ok(queued)
-        })
-        .await
+    Ok(queued)
 }
 
 fn digest_one(

@@ -95,6 +95,8 @@ pub fn notify_tx(
     tx.table(BY_SEQ)?
         .insert(n.seq, (n.user_id.as_str(), n.id.as_str()))?;
     bump_unread(tx, &n.user_id, 1)?;
+    tx.table(UNREAD_IDS)?
+        .insert((n.user_id.as_str(), n.id.as_str()), ())?;
     if preferences_tx(tx, &n.user_id)?.wants(Channel::Push, n.kind) {
         if n.kind == Kind::IncomingCall {
             delivery::queue_pushes_tx(tx, delivery, &n, true)?;
@@ -156,8 +158,21 @@ pub async fn ack(ctx: &Ctx, user_id: &str, seq: u64) -> AppResult<bool> {
         .await
 }
 
+/// Ids one `read` may name, at most.
+pub const READ_IDS_MAX: usize = 500;
+
 /// Marks notifications read (the given ids, or all); returns the unread count.
 pub async fn mark_read(ctx: &Ctx, user_id: &str, ids: Option<Vec<String>>) -> AppResult<u64> {
+    let ids = ids.map(|mut ids| {
+        ids.sort();
+        ids.dedup();
+        ids
+    });
+    if ids.as_ref().is_some_and(|ids| ids.len() > READ_IDS_MAX) {
+        return Err(AppError::validation(format!(
+            "at most {READ_IDS_MAX} ids at once"
+        )));
+    }
     let user_id = user_id.to_owned();
     ctx.store
         .write(move |tx| {
@@ -175,15 +190,15 @@ pub async fn mark_read(ctx: &Ctx, user_id: &str, ids: Option<Vec<String>>) -> Ap
                     out
                 }
                 None => {
+                    let unread = tx.read(UNREAD_IDS)?;
+                    let all = tx.read(NOTIFICATIONS)?;
                     let mut out = Vec::new();
-                    for row in tx
-                        .read(NOTIFICATIONS)?
-                        .range((user_id.as_str(), "")..(user_id.as_str(), "\u{10ffff}"))?
+                    for row in
+                        unread.range((user_id.as_str(), "")..(user_id.as_str(), "\u{10ffff}"))?
                     {
-                        let n: Notification = dec(row?.1.value())?;
-                        if n.read_at_ms.is_none() {
-                            out.push(n);
-                        }
+                        let row = row?;
+                        let key = row.0.value();
+                        out.extend(get::<(&str, &str), Notification>(&all, key)?);
                     }
                     out
                 }
@@ -193,6 +208,8 @@ pub async fn mark_read(ctx: &Ctx, user_id: &str, ids: Option<Vec<String>>) -> Ap
                 n.read_at_ms = Some(now);
                 settle_fallback(tx, &mut n)?;
                 save(tx, &n)?;
+                tx.table(UNREAD_IDS)?
+                    .remove((n.user_id.as_str(), n.id.as_str()))?;
                 read += 1;
             }
             bump_unread(tx, &user_id, -read)
@@ -220,10 +237,30 @@ pub fn list(
     Ok((out, unread))
 }
 
-pub async fn set_preferences(ctx: &Ctx, user_id: &str, prefs: Preferences) -> AppResult<()> {
+/// Changes preferences; `None` leaves a field as it is. Returns the result.
+pub async fn update_preferences(
+    ctx: &Ctx,
+    user_id: &str,
+    muted_push: Option<Vec<Kind>>,
+    muted_email: Option<Vec<Kind>>,
+    email_unsubscribed: Option<bool>,
+) -> AppResult<Preferences> {
     let user_id = user_id.to_owned();
     ctx.store
-        .write(move |tx| put(&mut tx.table(PREFERENCES)?, user_id.as_str(), &prefs))
+        .write(move |tx| {
+            let mut p = preferences_tx(tx, &user_id)?;
+            if let Some(v) = &muted_push {
+                p.muted_push = v.clone();
+            }
+            if let Some(v) = &muted_email {
+                p.muted_email = v.clone();
+            }
+            if let Some(v) = email_unsubscribed {
+                p.email_unsubscribed = v;
+            }
+            put(&mut tx.table(PREFERENCES)?, user_id.as_str(), &p)?;
+            Ok(p)
+        })
         .await
 }
 

@@ -5,6 +5,8 @@ crate::tables! {
     NOTIFICATIONS: (&str, &str) => &[u8] = "notification";
     /// user → unread notifications.
     UNREAD: &str => u64 = "notification_unread";
+    /// (user, notification id): the unread ones, so "read all" touches only those.
+    UNREAD_IDS: (&str, &str) => () = "notification_unread_id";
     /// event seq of the in-app delivery → (user, notification id): what an `ack` confirms.
     BY_SEQ: u64 => (&str, &str) = "notification_by_seq";
     /// (due ms, user, notification id): in-app deliveries that become pushes unless acked.

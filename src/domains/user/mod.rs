@@ -621,11 +621,24 @@ pub fn forget_token_tx(tx: &Tx, user_id: &str, device_id: &str, token: &str) -> 
 // ---------------------------------------------------------------------------------------------
 // Roles and bans (called by mission_control, which audits them).
 
+/// Keeps `user_online_streamer` true to the user's presence and role.
+fn index_online_streamer(tx: &Tx, user_id: &str) -> AppResult<()> {
+    let online = tx.read(ONLINE_USERS)?.get(user_id)?.is_some();
+    let streamer = find_user_tx(tx, user_id)?.is_some_and(|u| u.role == Role::Streamer);
+    if online && streamer {
+        tx.table(ONLINE_STREAMERS)?.insert(user_id, ())?;
+    } else {
+        tx.table(ONLINE_STREAMERS)?.remove(user_id)?;
+    }
+    Ok(())
+}
+
 pub fn set_role_tx(tx: &Tx, user_id: &str, role: Role) -> AppResult<Role> {
     let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
     let before = user.role;
     user.role = role;
     put(&mut tx.table(USERS)?, user_id, &user)?;
+    index_online_streamer(tx, user_id)?;
     tx.emit(NewEvent::about(
         "user_role_changed",
         user_id,

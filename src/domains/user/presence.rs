@@ -19,7 +19,7 @@ use crate::core::metrics::Metrics;
 use crate::core::store::{Store, get, put};
 
 use super::model::PresenceRecord;
-use super::tables::{ONLINE_USERS, PRESENCE};
+use super::tables::{ONLINE_STREAMERS, ONLINE_USERS, PRESENCE};
 
 /// Transitions queued for the presence writer before `connected` waits.
 const PRESENCE_QUEUE_LEN: usize = 65_536;
@@ -215,6 +215,7 @@ fn apply(tx: &crate::core::store::Tx, changes: &[Change]) -> AppResult<()> {
         } else {
             tx.table(ONLINE_USERS)?.remove(c.user_id.as_str())?;
         }
+        super::index_online_streamer(tx, &c.user_id)?;
         emitted.push(c.clone());
     }
     drop(t);
@@ -261,11 +262,11 @@ pub async fn reset_after_restart(store: &Store) -> AppResult<usize> {
     Ok(n)
 }
 
-/// Up to `limit` of the people online now, in id order, inside a write.
-pub fn online_users_tx(tx: &crate::core::store::Tx, limit: usize) -> AppResult<Vec<String>> {
+/// Up to `limit` of the streamers online now, in id order, inside a write.
+pub fn online_streamers_tx(tx: &crate::core::store::Tx, limit: usize) -> AppResult<Vec<String>> {
     use redb::ReadableTable;
     let mut out = Vec::new();
-    for row in tx.read(ONLINE_USERS)?.iter()?.take(limit) {
+    for row in tx.read(ONLINE_STREAMERS)?.iter()?.take(limit) {
         out.push(row?.0.value().to_owned());
     }
     Ok(out)

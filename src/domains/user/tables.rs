@@ -19,6 +19,8 @@ crate::tables! {
     PRESENCE: &str => &[u8] = "user_presence";
     /// user id → (): who is online now (the index behind "online streamers" lists).
     ONLINE_USERS: &str => () = "user_online";
+    /// streamer id → (): the streamers among them (chats auto-added for newcomers).
+    ONLINE_STREAMERS: &str => () = "user_online_streamer";
     /// attempt id (time-ordered) → LoginAttempt.
     LOGIN_ATTEMPTS: &str => &[u8] = "login_attempt";
     /// `account:<key>` | `address:<ip>` → Throttle.

@@ -442,7 +442,7 @@ fn finish(tx: &Tx, call: &mut Call, state: CallState, reason: Option<EndReason>)
     let summary = json!({
         "callId": call.id, "kind": call.kind, "callerId": call.caller_id, "calleeId": call.callee_id,
         "state": state.as_str(), "durationSeconds": duration, "charged": call.charged, "earned": call.earned,
-        "reason": reason,
+        "reason": reason, "connected": call.connected_at_ms.is_some(),
     });
     let kind = if state == CallState::Missed {
         "call_missed"
@@ -552,6 +552,14 @@ pub async fn end_call(ctx: &Ctx, call_id: &str, reason: EndReason) -> AppResult<
             Ok(call)
         })
         .await
+}
+
+/// Whether the call is still ringing, inside a write.
+pub fn is_ringing_tx(tx: &Tx, call_id: &str) -> AppResult<bool> {
+    Ok(
+        get::<&str, Call>(&tx.read(CALLS)?, call_id)?
+            .is_some_and(|c| c.state == CallState::Ringing),
+    )
 }
 
 /// The call `user_id` is in now, if any.

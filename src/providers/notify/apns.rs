@@ -13,6 +13,8 @@ use crate::config::ApnsConfig;
 const PROVIDER_TOKEN_TTL_MS: i64 = 50 * 60 * 1000;
 /// A VoIP push for a call is useless after the ring would have ended.
 const VOIP_EXPIRY_SECS: i64 = 30;
+/// How long Apple keeps trying to reach an offline device with an alert.
+const ALERT_EXPIRY_SECS: i64 = 86_400;
 
 pub struct Apns {
     base: String,
@@ -88,7 +90,11 @@ impl Apns {
                     "aps".into(),
                     json!({"alert": {"title": msg.title, "body": msg.body}, "sound": "default"}),
                 );
-                ("alert", self.bundle_id.clone(), 0)
+                (
+                    "alert",
+                    self.bundle_id.clone(),
+                    now_ms / 1000 + ALERT_EXPIRY_SECS,
+                )
             };
             let resp = match self
                 .http

@@ -20,6 +20,8 @@ pub struct PushMessage {
     pub data: Value,
     /// A VoIP push (incoming call on iOS): no alert, delivered at once or not at all.
     pub voip: bool,
+    /// When the notification was made: VoIP pushes expire counted from it, not from a retry.
+    pub created_at_ms: i64,
 }
 
 impl PushMessage {
@@ -68,7 +70,13 @@ pub fn by_status(status: reqwest::StatusCode, body: &str) -> Outcome {
     }
 }
 
-/// A transport error: nothing reached the provider, or no answer came back.
+/// A transport error. When the connection could not even be made, nothing reached the
+/// provider: retry. Otherwise the request may have arrived (a timeout waiting for the answer),
+/// and sending again could deliver it twice: it fails for good, as a crash mid-send does.
 pub fn unreachable(e: reqwest::Error) -> Outcome {
-    Outcome::Retry(format!("unreachable: {e}"))
+    if e.is_connect() {
+        Outcome::Retry(format!("unreachable: {e}"))
+    } else {
+        Outcome::Failed(format!("no answer, delivery unknown: {e}"))
+    }
 }
