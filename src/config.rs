@@ -41,6 +41,8 @@ pub struct NotificationsConfig {
     pub attempts_max: u32,
     /// A follower hears that a favorite came online at most once per this period.
     pub favorite_online_period_secs: u64,
+    /// Followers told per write when a favorite comes online (a big fan-out is chunked).
+    pub fanout_chunk: u32,
     /// How often the missed-call email digest runs.
     pub digest_every_secs: u64,
     /// Where this server is reached from outside: the base of unsubscribe links in emails.
@@ -59,6 +61,7 @@ impl Default for NotificationsConfig {
             retry_max_secs: 3600,
             attempts_max: 8,
             favorite_online_period_secs: 6 * 3600,
+            fanout_chunk: 500,
             digest_every_secs: 86_400,
             public_base_url: "http://127.0.0.1:8080".into(),
             fcm: FcmConfig::default(),

@@ -734,7 +734,12 @@ async fn muted_kinds_are_not_pushed_and_reading_cancels_the_push() {
 
 #[tokio::test]
 async fn followers_hear_a_favorite_came_online_once_per_period() {
-    let (t, _p) = app_with_providers(|c| c.notifications.favorite_online_period_secs = 3600).await;
+    let (t, _p) = app_with_providers(|c| {
+        c.notifications.favorite_online_period_secs = 3600;
+        // Followers are told two per write: five followers take three chunks.
+        c.notifications.fanout_chunk = 2;
+    })
+    .await;
     let admin = t.admin().await;
     let streamer = t.with_role(&admin, "streamer").await;
     let fan = t.user().await;
@@ -747,19 +752,39 @@ async fn followers_hear_a_favorite_came_online_once_per_period() {
         )
         .await;
     assert_eq!(r.status, 204);
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        let f = t.user().await;
+        let r = t
+            .call(
+                Method::PUT,
+                &format!("/v1/favorites/{}", streamer.user_id),
+                Some(&f.access),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204);
+        others.push(f);
+    }
     for round in 0..3 {
         let ws = t.ws_ready(&streamer.access).await;
         t.settle().await;
+        fanned_out(&t).await;
         if round == 0 {
-            until("favorite_online", || async {
-                (favorite_online_count(&t, &fan).await == 1).then_some(())
-            })
-            .await;
+            for f in others.iter().chain([&fan]) {
+                assert_eq!(
+                    favorite_online_count(&t, f).await,
+                    1,
+                    "every follower, over three chunks"
+                );
+            }
         }
         go_offline(&t, ws, &streamer.user_id).await;
     }
     // Three times online within the hour: told once. After the period, told again.
-    assert_eq!(favorite_online_count(&t, &fan).await, 1);
+    for f in others.iter().chain([&fan]) {
+        assert_eq!(favorite_online_count(&t, f).await, 1);
+    }
     t.clock.advance_ms(3_600_000);
     let refresh = |who: &Tokens| {
         t.post(
@@ -824,4 +849,30 @@ async fn a_push_is_sent_once_per_device_across_a_restart() {
     t.clock.advance_ms(60_000);
     deliver(&t).await;
     assert_eq!(p.fcm.sends().len(), 1, "and never again");
+}
+
+/// Waits until the notifier consumer has seen every event so far and the delivery worker has
+/// no fan-out left.
+async fn fanned_out(t: &TestApp) {
+    let ctx = t.app().ctx.clone();
+    until("the notifier and the fan-out to finish", || async {
+        let head = ctx.store.head_seq();
+        let seen = duet::core::events::cursor(&ctx.store, "notifier")
+            .await
+            .unwrap();
+        deliver(t).await;
+        let idle = ctx
+            .store
+            .read(|rtx| {
+                use redb::ReadableTableMetadata;
+                Ok(rtx
+                    .open_table(duet::domains::notification::tables::FANOUTS)?
+                    .len()?
+                    == 0)
+            })
+            .await
+            .unwrap();
+        (seen >= head && idle).then_some(())
+    })
+    .await;
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
-use crate::core::store::Tx;
+use crate::core::store::{Tx, newest_first};
 use crate::domains::{blocklist, user};
 use tables::*;
 
@@ -132,16 +132,12 @@ pub fn is_favorite(rtx: &ReadTransaction, user_id: &str, other: &str) -> AppResu
     Ok(rtx.open_table(FAVORITES)?.get((user_id, other))?.is_some())
 }
 
-/// Up to `limit` followers of `user_id`, newest first (for notifications).
-pub fn followers_tx(tx: &Tx, user_id: &str, limit: usize) -> AppResult<Vec<String>> {
-    let mut out = Vec::new();
-    for row in tx
-        .read(FOLLOWERS_BY_TIME)?
-        .range((user_id, i64::MIN, "")..=(user_id, i64::MAX, "\u{10ffff}"))?
-        .rev()
-        .take(limit)
-    {
-        out.push(row?.0.value().2.to_owned());
-    }
-    Ok(out)
+/// One page of `user_id`'s followers, newest first, after the `(since, follower)` cursor.
+pub fn followers_page(
+    rtx: &ReadTransaction,
+    user_id: &str,
+    before: Option<&(i64, String)>,
+    limit: usize,
+) -> AppResult<Vec<(i64, String)>> {
+    newest_first(&rtx.open_table(FOLLOWERS_BY_TIME)?, user_id, before, limit)
 }

@@ -16,7 +16,7 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
 use crate::domains::user::{self, model::PushProvider};
-use crate::domains::video;
+use crate::domains::{favorites, profile, video};
 use crate::providers::notify::apns::Apns;
 use crate::providers::notify::fcm::Fcm;
 use crate::providers::notify::onesignal::OneSignal;
@@ -25,7 +25,7 @@ use crate::providers::notify::{Outcome, PushMessage};
 
 use super::model::*;
 use super::tables::*;
-use super::{is_voip, save};
+use super::{is_voip, notifier, save};
 
 /// Sends handed to providers in one pass, at most.
 const SENDS_PER_TICK: usize = 256;
@@ -220,7 +220,8 @@ pub async fn next_due(ctx: &Ctx) -> AppResult<Option<i64>> {
                 .open_table(OUTBOX_DUE)?
                 .first()?
                 .map(|(k, _)| k.value().0);
-            Ok([fallback, send].into_iter().flatten().min())
+            let fanout = rtx.open_table(FANOUTS)?.first()?.map(|(k, _)| k.value().0);
+            Ok([fallback, send, fanout].into_iter().flatten().min())
         })
         .await
 }
@@ -230,7 +231,69 @@ pub async fn next_due(ctx: &Ctx) -> AppResult<Option<i64>> {
 /// tests call it after moving the clock.
 pub async fn tick(ctx: &Ctx) -> AppResult<usize> {
     let _pass = ctx.delivery.pass.lock().await;
-    Ok(run_fallbacks(ctx).await? + run_sends(ctx).await?)
+    Ok(run_fanouts(ctx).await? + run_fallbacks(ctx).await? + run_sends(ctx).await?)
+}
+
+/// Fan-out writes one pass makes, at most (the rest waits for the next pass).
+const FANOUT_CHUNKS_PER_TICK: usize = 20;
+
+/// Works through "a favorite came online" jobs, a chunk of followers per write; returns how
+/// many followers were considered.
+async fn run_fanouts(ctx: &Ctx) -> AppResult<usize> {
+    let now = ctx.store.now_ms();
+    let period = ctx.config.notifications.favorite_online_period_secs as i64 * 1000;
+    let chunk = ctx.config.notifications.fanout_chunk as usize;
+    let mut done = 0;
+    for _ in 0..FANOUT_CHUNKS_PER_TICK {
+        let next = ctx
+            .store
+            .read(move |rtx| {
+                let jobs = rtx.open_table(FANOUTS)?;
+                let Some(row) = jobs.first()? else {
+                    return Ok(None);
+                };
+                let due = row.0.value().0;
+                if due > now {
+                    return Ok(None);
+                }
+                let job: Fanout = dec(row.1.value())?;
+                let page =
+                    favorites::followers_page(rtx, &job.streamer_id, job.after.as_ref(), chunk)?;
+                Ok(Some((due, job, page)))
+            })
+            .await?;
+        let Some((due, job, page)) = next else {
+            break;
+        };
+        // Who has a live connection is known here, outside the write.
+        let live: Vec<bool> = page.iter().map(|(_, f)| ctx.hub.is_connected(f)).collect();
+        done += page.len();
+        let owner = ctx.delivery.clone();
+        ctx.store
+            .write(move |tx| {
+                // Another pass moved this job on meanwhile: nothing to do with this page.
+                let current: Option<Fanout> = get(&tx.read(FANOUTS)?, (due, job.id.as_str()))?;
+                if current.as_ref() != Some(&job) {
+                    return Ok(());
+                }
+                let name = profile::display_name_tx(tx, &job.streamer_id)?;
+                for ((_, follower), live) in page.iter().zip(&live) {
+                    notifier::tell_follower_tx(tx, &owner, &job, &name, period, follower, *live)?;
+                }
+                let mut t = tx.table(FANOUTS)?;
+                t.remove((due, job.id.as_str()))?;
+                if page.len() == chunk {
+                    let next = Fanout {
+                        after: page.last().cloned(),
+                        ..job.clone()
+                    };
+                    put(&mut t, (due, job.id.as_str()), &next)?;
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(done)
 }
 
 async fn run_fallbacks(ctx: &Ctx) -> AppResult<usize> {

@@ -118,3 +118,15 @@ impl Preferences {
         }
     }
 }
+
+/// Telling a streamer's followers that they came online, a chunk per write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fanout {
+    pub id: String,
+    pub streamer_id: String,
+    /// When they came online.
+    pub at_ms: i64,
+    /// The last follower handled (newest first): `(since, follower)`.
+    #[serde(default)]
+    pub after: Option<(i64, String)>,
+}

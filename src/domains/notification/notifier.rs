@@ -10,16 +10,16 @@ use crate::app::Ctx;
 use crate::core::auth::Role;
 use crate::core::error::AppResult;
 use crate::core::events::{Audience, Consumer, Event, take_unapplied};
-use crate::core::store::Tx;
-use crate::domains::{favorites, profile, user};
+use crate::core::ids::new_id;
+use crate::core::store::{Tx, put};
+use crate::domains::{profile, user};
 
-use super::model::Kind;
-use super::tables::FAVORITE_ONLINE_TOLD;
+use super::delivery::Delivery;
+use super::model::{Fanout, Kind};
+use super::tables::{FANOUTS, FAVORITE_ONLINE_TOLD};
 use super::{Draft, notify_tx};
 
 const NAME: &str = "notifier";
-/// Followers told about one favorite coming online, at most.
-const FOLLOWERS_TOLD_MAX: usize = 10_000;
 /// Characters of a message shown in its notification.
 const PREVIEW_CHARS: usize = 100;
 
@@ -119,7 +119,10 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
                 None => vec![],
             }
         }
-        "presence_changed" => favorite_online(tx, ctx, s(d, "userId"), e.at_ms)?,
+        "presence_changed" => {
+            favorite_online(tx, s(d, "userId"), e.at_ms)?;
+            vec![]
+        }
         _ => vec![],
     };
     for draft in drafts {
@@ -132,30 +135,56 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
     Ok(())
 }
 
-/// A streamer came online: each follower not told within the period hears of it.
-fn favorite_online(tx: &Tx, ctx: &Ctx, streamer: &str, at_ms: i64) -> AppResult<Vec<Draft>> {
+/// A streamer came online: a fan-out job tells their followers, in chunks, so a streamer
+/// with many followers never holds the writer for long (`delivery::tick` runs it).
+fn favorite_online(tx: &Tx, streamer: &str, at_ms: i64) -> AppResult<()> {
     let is_streamer = user::find_user_tx(tx, streamer)?
         .is_some_and(|u| u.role == Role::Streamer && u.ban.is_none());
-    if !is_streamer {
-        return Ok(vec![]);
+    if is_streamer {
+        let job = Fanout {
+            id: new_id(),
+            streamer_id: streamer.to_owned(),
+            at_ms,
+            after: None,
+        };
+        put(
+            &mut tx.table(FANOUTS)?,
+            (tx.now_ms(), job.id.as_str()),
+            &job,
+        )?;
     }
-    let period = ctx.config.notifications.favorite_online_period_secs as i64 * 1000;
-    let name = profile::display_name_tx(tx, streamer)?;
-    let mut out = Vec::new();
-    for follower in favorites::followers_tx(tx, streamer, FOLLOWERS_TOLD_MAX)? {
-        let key = (follower.as_str(), streamer);
-        let last = tx.read(FAVORITE_ONLINE_TOLD)?.get(key)?.map(|v| v.value());
-        if last.is_some_and(|l| at_ms - l < period) {
-            continue;
-        }
-        tx.table(FAVORITE_ONLINE_TOLD)?.insert(key, at_ms)?;
-        out.push(Draft {
-            user_id: follower.clone(),
+    Ok(())
+}
+
+/// Tells one follower that the job's streamer (called `name`) came online, unless they were
+/// told within `period_ms`.
+pub fn tell_follower_tx(
+    tx: &Tx,
+    delivery: &Delivery,
+    job: &Fanout,
+    name: &str,
+    period_ms: i64,
+    follower: &str,
+    live: bool,
+) -> AppResult<()> {
+    let (streamer, at_ms) = (job.streamer_id.as_str(), job.at_ms);
+    let key = (follower, streamer);
+    let last = tx.read(FAVORITE_ONLINE_TOLD)?.get(key)?.map(|v| v.value());
+    if last.is_some_and(|l| at_ms - l < period_ms) {
+        return Ok(());
+    }
+    tx.table(FAVORITE_ONLINE_TOLD)?.insert(key, at_ms)?;
+    notify_tx(
+        tx,
+        delivery,
+        Draft {
+            user_id: follower.to_owned(),
             kind: Kind::FavoriteOnline,
             title: format!("{name} is online"),
             body: format!("{name}, one of your favorites, is online now"),
             data: json!({"userId": streamer}),
-        });
-    }
-    Ok(out)
+        },
+        live,
+    )?;
+    Ok(())
 }

@@ -25,6 +25,8 @@ crate::tables! {
     PREFERENCES: &str => &[u8] = "notification_preference";
     /// (follower, favorite) → ms of the last `favorite_online` told.
     FAVORITE_ONLINE_TOLD: (&str, &str) => i64 = "notification_favorite_online";
+    /// (due ms, job id) → Fanout: a favorite came online; followers are told in chunks.
+    FANOUTS: (i64, &str) => &[u8] = "notification_fanout";
     /// (user, notification id): missed calls not yet in an email digest.
     DIGEST_PENDING: (&str, &str) => () = "notification_digest_pending";
     /// `digest` → ms of the last digest run.
