@@ -238,3 +238,58 @@ async fn a_block_removes_favorites_and_refuses_gifts_and_new_favorites() {
         .await;
     assert_eq!(p.body["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn both_clients_see_a_block_end_their_call_and_their_chat_is_closed() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let p = crate::calls::pair(&t, &admin, 1000).await;
+    let mut sockets = Vec::new();
+    for who in [&p.user, &p.streamer] {
+        let mut ws = t.ws_ready(&who.access).await;
+        ws.send(json!({"type": "subscribe", "topic": "calls"}))
+            .await;
+        ws.recv_type("subscribed").await;
+        sockets.push(ws);
+    }
+    let chat = t
+        .post(
+            &format!("/v1/chats/{}/messages", p.user.user_id),
+            Some(&p.streamer.access),
+            json!({"clientMessageId": "hi", "text": "hi!"}),
+        )
+        .await;
+    assert_eq!(chat.status, 200);
+    let id = connect(&t, &p).await;
+    assert_eq!(
+        block(&t, &p.user, &p.streamer.user_id, "harassment")
+            .await
+            .status,
+        200
+    );
+    for ws in &mut sockets {
+        let ended = loop {
+            let e = ws.recv_type("event").await;
+            if e["eventType"] == "call_state" && e["data"]["state"] == "ended" {
+                break e;
+            }
+        };
+        assert_eq!(
+            (
+                ended["data"]["callId"].as_str(),
+                ended["data"]["endReason"].as_str()
+            ),
+            (Some(id.as_str()), Some("blocked"))
+        );
+    }
+    for (from, to) in [(&p.user, &p.streamer), (&p.streamer, &p.user)] {
+        let r = t
+            .post(
+                &format!("/v1/chats/{}/messages", to.user_id),
+                Some(&from.access),
+                json!({"clientMessageId": "after", "text": "hello?"}),
+            )
+            .await;
+        assert_eq!((r.status.as_u16(), r.code()), (403, "blocked"));
+    }
+}
