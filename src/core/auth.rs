@@ -250,15 +250,26 @@ mod tests {
         assert_eq!(issuer.verify(&token, t0).unwrap().sub, "u-1");
         // The second check is served from the cache, with the same answer.
         assert_eq!(issuer.verify(&token, t0 + 1000).unwrap().sid, "s-1");
-        assert!(issuer.verify(&token, t0 + 900_000).is_err(), "expired, cached or not");
+        assert!(
+            issuer.verify(&token, t0 + 900_000).is_err(),
+            "expired, cached or not"
+        );
         // A token with a tampered payload has a different hash and a bad signature.
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = parts[1].chars().rev().collect();
         let forged = parts.join(".");
         assert!(issuer.verify(&forged, t0).is_err());
-        assert!(issuer.verify(&forged, t0).is_err(), "a failure is not remembered as a success");
+        assert!(
+            issuer.verify(&forged, t0).is_err(),
+            "a failure is not remembered as a success"
+        );
         // Another server's key: refused although its claims look fine.
-        let other = TokenIssuer::load_or_create(&dir.path().join("other.pem"), "duet", 900).unwrap();
-        assert!(issuer.verify(&other.issue("u-1", "s-1", t0).unwrap(), t0).is_err());
+        let other =
+            TokenIssuer::load_or_create(&dir.path().join("other.pem"), "duet", 900).unwrap();
+        assert!(
+            issuer
+                .verify(&other.issue("u-1", "s-1", t0).unwrap(), t0)
+                .is_err()
+        );
     }
 }
