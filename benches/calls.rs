@@ -9,6 +9,8 @@
 //! start at different moments. `cargo bench --bench calls` runs
 //! 10,000 calls for 12 s; under `cargo test` it runs 20 calls for 3 s.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,20 +23,10 @@ use duet::domains::billing::{self, TariffInput, model::*};
 use duet::domains::user::{self, ClientMeta, model::Platform};
 use duet::domains::video::{self, Action, roulette};
 
-// The same allocator as the `duet` binary, so figures match production.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = common::full();
     let (calls, seconds) = if full { (10_000, 12) } else { (20, 3) };
-    duet::cli::tune_process();
-    duet::cli::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(calls, seconds));
+    common::run(run(calls, seconds));
 }
 
 async fn people(ctx: &Arc<duet::app::Ctx>, prefix: &str, n: usize) -> Vec<String> {

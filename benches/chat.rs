@@ -10,6 +10,8 @@
 //! `cargo bench --bench chat` runs 1,000 pairs × 20 messages; under `cargo test` it runs
 //! 10 pairs × 3 messages, so CI proves the benchmark still works.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,20 +22,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-// The same allocator as the `duet` binary, so figures match production.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = common::full();
     let (pairs, messages) = if full { (1_000, 20) } else { (10, 3) };
-    duet::cli::tune_process();
-    duet::cli::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(pairs, messages));
+    common::run(run(pairs, messages));
 }
 
 type Socket =

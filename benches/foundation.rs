@@ -8,6 +8,8 @@
 //! `cargo bench --bench foundation` runs the full sizes; under `cargo test` (no `--bench`) it
 //! runs tiny sizes, so CI proves the benchmark still works without spending minutes on it.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,12 +30,8 @@ struct Sizes {
     events: usize,
 }
 
-// The same allocator as the `duet` binary, so figures match production.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = common::full();
     let sizes = if full {
         Sizes {
             http_requests: 20_000,
@@ -51,13 +49,7 @@ fn main() {
             events: 5,
         }
     };
-    duet::cli::tune_process();
-    duet::cli::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(sizes));
+    common::run(run(sizes));
 }
 
 async fn run(s: Sizes) {

@@ -11,6 +11,8 @@
 //! its `balance_changed` event, as in production. `cargo bench --bench ledger` runs full sizes;
 //! under `cargo test` it runs tiny ones.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,12 +37,8 @@ struct Sizes {
     accounts: usize,
 }
 
-// The same allocator as the `duet` binary, so figures match production.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = common::full();
     let s = if full {
         Sizes {
             grouped: 150_000,
@@ -60,13 +58,7 @@ fn main() {
             accounts: 20,
         }
     };
-    duet::cli::tune_process();
-    duet::cli::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(s));
+    common::run(run(s));
 }
 
 fn leg(i: usize, accounts: usize) -> Leg {

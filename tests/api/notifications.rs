@@ -540,13 +540,7 @@ async fn missed_calls_are_mailed_in_a_digest_until_unsubscribed() {
         crate::calls::run_timers(&t).await;
     }
     until("two missed-call notifications", || async {
-        let r = t.get("/v1/me/notifications", &streamer.access).await;
-        let n = r.body["items"]
-            .as_array()?
-            .iter()
-            .filter(|n| n["kind"] == "missed_call")
-            .count();
-        (n == 2).then_some(())
+        (count_of(&t, &streamer, "missed_call").await == 2).then_some(())
     })
     .await;
     let ctx = t.app().ctx.clone();
@@ -651,13 +645,7 @@ async fn missed_calls_are_mailed_in_a_digest_until_unsubscribed() {
     t.clock.advance_ms(31_000);
     crate::calls::run_timers(&t).await;
     until("the third missed call", || async {
-        let r = t.get("/v1/me/notifications", &streamer.access).await;
-        let n = r.body["items"]
-            .as_array()?
-            .iter()
-            .filter(|n| n["kind"] == "missed_call")
-            .count();
-        (n == 3).then_some(())
+        (count_of(&t, &streamer, "missed_call").await == 3).then_some(())
     })
     .await;
     assert_eq!(
@@ -773,7 +761,7 @@ async fn followers_hear_a_favorite_came_online_once_per_period() {
         if round == 0 {
             for f in others.iter().chain([&fan]) {
                 assert_eq!(
-                    favorite_online_count(&t, f).await,
+                    count_of(&t, f, "favorite_online").await,
                     1,
                     "every follower, over three chunks"
                 );
@@ -783,7 +771,7 @@ async fn followers_hear_a_favorite_came_online_once_per_period() {
     }
     // Three times online within the hour: told once. After the period, told again.
     for f in others.iter().chain([&fan]) {
-        assert_eq!(favorite_online_count(&t, f).await, 1);
+        assert_eq!(count_of(&t, f, "favorite_online").await, 1);
     }
     t.clock.advance_ms(3_600_000);
     let refresh = |who: &Tokens| {
@@ -798,18 +786,19 @@ async fn followers_hear_a_favorite_came_online_once_per_period() {
     let _ws = t.ws_ready(&streamer.access).await;
     t.settle().await;
     until("a second favorite_online", || async {
-        (favorite_online_count(&t, &fan).await == 2).then_some(())
+        (count_of(&t, &fan, "favorite_online").await == 2).then_some(())
     })
     .await;
 }
 
-async fn favorite_online_count(t: &TestApp, fan: &Tokens) -> usize {
-    let r = t.get("/v1/me/notifications", &fan.access).await;
+/// How many of `who`'s notifications are of `kind`.
+async fn count_of(t: &TestApp, who: &Tokens, kind: &str) -> usize {
+    let r = t.get("/v1/me/notifications", &who.access).await;
     r.body["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["kind"] == "favorite_online")
+        .filter(|n| n["kind"] == kind)
         .count()
 }
 
