@@ -130,6 +130,13 @@ async fn a_conversation_with_receipts_unread_counts_and_typing_between_two_clien
         (typing["chatId"].as_str(), typing["userId"].as_str()),
         (Some(chat.as_str()), Some(a.user_id.as_str()))
     );
+    // A flood of typing frames (at most one a second is relayed) never costs the other side
+    // its connection: it still answers a ping afterwards.
+    for _ in 0..50 {
+        wa.send(json!({"type": "typing", "chatId": chat})).await;
+    }
+    wb.send(json!({"type": "ping", "nonce": 7})).await;
+    assert_eq!(wb.recv_type("pong").await["nonce"], 7);
     wa.send(json!({"type": "typing", "chatId": "not-a-chat"}))
         .await;
     assert_eq!(wa.recv_type("error").await["code"], "not_found");
