@@ -403,6 +403,28 @@ async fn an_incoming_call_to_ios_gets_a_voip_push_at_once() {
     assert_eq!(claims.claims["iss"], "TEAM123");
     // The streamer is online: the alert device waits for the ack timeout.
     assert_eq!(p.apns.sends().len(), 1);
+    assert_eq!(unread_count(&t, &streamer).await, Some(1));
+    // Answered in time: the notification is read and the alert push is not sent.
+    let id = r.body["id"].as_str().unwrap();
+    let a = t
+        .post(
+            &format!("/v1/calls/{id}/accept"),
+            Some(&streamer.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    until("the incoming call to be read", || async {
+        (unread_count(&t, &streamer).await == Some(0)).then_some(())
+    })
+    .await;
+    t.clock.advance_ms(10_000);
+    deliver(&t).await;
+    assert_eq!(
+        p.apns.sends().len(),
+        1,
+        "no alert for a call already answered"
+    );
 }
 
 #[tokio::test]
@@ -864,4 +886,8 @@ async fn fanned_out(t: &TestApp) {
         (seen >= head && idle).then_some(())
     })
     .await;
+}
+
+async fn unread_count(t: &TestApp, who: &Tokens) -> Option<u64> {
+    t.get("/v1/me/notifications", &who.access).await.body["unreadCount"].as_u64()
 }

@@ -110,6 +110,12 @@ pub fn notify_tx(
             delivery::queue_pushes_tx(tx, delivery, &n, false)?;
         }
     }
+    if n.kind == Kind::IncomingCall
+        && let Some(call) = draft.data["callId"].as_str()
+    {
+        tx.table(CALL_NOTIFICATIONS)?
+            .insert(call, (n.user_id.as_str(), n.id.as_str()))?;
+    }
     if n.kind == Kind::MissedCall {
         tx.table(DIGEST_PENDING)?
             .insert((n.user_id.as_str(), n.id.as_str()), ())?;
@@ -158,6 +164,40 @@ pub async fn ack(ctx: &Ctx, user_id: &str, seq: u64) -> AppResult<bool> {
         .await
 }
 
+/// Marks one notification read (its push no longer owed); false if it already was. The caller
+/// adjusts the unread count.
+fn read_one_tx(tx: &Tx, n: &mut Notification, now: i64) -> AppResult<bool> {
+    if n.read_at_ms.is_some() {
+        return Ok(false);
+    }
+    n.read_at_ms = Some(now);
+    settle_fallback(tx, n)?;
+    save(tx, n)?;
+    tx.table(UNREAD_IDS)?
+        .remove((n.user_id.as_str(), n.id.as_str()))?;
+    Ok(true)
+}
+
+/// A call's `incoming_call` notification is read once the call stops ringing (answered,
+/// declined, missed or cancelled): the call itself told the callee; only `missed_call` stays
+/// unread.
+pub fn call_stopped_ringing_tx(tx: &Tx, call_id: &str) -> AppResult<()> {
+    let Some((user_id, id)) = tx.table(CALL_NOTIFICATIONS)?.remove(call_id)?.map(|v| {
+        let (u, i) = v.value();
+        (u.to_owned(), i.to_owned())
+    }) else {
+        return Ok(());
+    };
+    let found: Option<Notification> =
+        get(&tx.read(NOTIFICATIONS)?, (user_id.as_str(), id.as_str()))?;
+    if let Some(mut n) = found
+        && read_one_tx(tx, &mut n, tx.now_ms())?
+    {
+        bump_unread(tx, &user_id, -1)?;
+    }
+    Ok(())
+}
+
 /// Ids one `read` may name, at most.
 pub const READ_IDS_MAX: usize = 500;
 
@@ -204,13 +244,8 @@ pub async fn mark_read(ctx: &Ctx, user_id: &str, ids: Option<Vec<String>>) -> Ap
                 }
             };
             let mut read = 0;
-            for mut n in targets.into_iter().filter(|n| n.read_at_ms.is_none()) {
-                n.read_at_ms = Some(now);
-                settle_fallback(tx, &mut n)?;
-                save(tx, &n)?;
-                tx.table(UNREAD_IDS)?
-                    .remove((n.user_id.as_str(), n.id.as_str()))?;
-                read += 1;
+            for mut n in targets {
+                read += i64::from(read_one_tx(tx, &mut n, now)?);
             }
             bump_unread(tx, &user_id, -read)
         })

@@ -32,6 +32,7 @@ fn handles(e: &Event) -> bool {
         "incoming_call" | "call_missed" | "gift_sent" | "payout_status" => true,
         "chat_message" => e.data["kind"] == "text",
         "presence_changed" => e.data["online"] == true,
+        "call_state" => e.data["state"] != "ringing",
         _ => false,
     }
 }
@@ -118,6 +119,10 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
                 }],
                 None => vec![],
             }
+        }
+        "call_state" => {
+            super::call_stopped_ringing_tx(tx, s(d, "callId"))?;
+            vec![]
         }
         "presence_changed" => {
             favorite_online(tx, s(d, "userId"), e.at_ms)?;

@@ -27,6 +27,8 @@ crate::tables! {
     FAVORITE_ONLINE_TOLD: (&str, &str) => i64 = "notification_favorite_online";
     /// (due ms, job id) → Fanout: a favorite came online; followers are told in chunks.
     FANOUTS: (i64, &str) => &[u8] = "notification_fanout";
+    /// call id → (callee, notification id): the `incoming_call` notification of a ringing call.
+    CALL_NOTIFICATIONS: &str => (&str, &str) = "notification_by_call";
     /// (user, notification id): missed calls not yet in an email digest.
     DIGEST_PENDING: (&str, &str) => () = "notification_digest_pending";
     /// `digest` → ms of the last digest run.
