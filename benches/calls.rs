@@ -166,7 +166,8 @@ async fn run(calls: usize, seconds: u64) {
     each(&users, move |id| {
         let (c, m) = (c.clone(), m.clone());
         async move {
-            if let roulette::Outcome::Matched(call) = roulette::join(&c, &id, vec![]).await.unwrap()
+            if let roulette::Outcome::Matched(call) =
+                roulette::join(&c, &id, Some(vec![])).await.unwrap()
             {
                 m.lock().push(*call);
             }

@@ -651,6 +651,7 @@ impl Config {
             || n.retry_base_secs == 0
             || n.attempts_max == 0
             || n.digest_every_secs == 0
+            || n.fanout_chunk == 0
         {
             return Err(bad(
                 "notifications",

@@ -256,15 +256,7 @@ async fn a_streamer_who_speaks_the_users_language_is_preferred() {
     let english = t.with_role(&admin, "streamer").await;
     let german = t.with_role(&admin, "streamer").await;
     for (s, lang) in [(&english, "en-US"), (&german, "de")] {
-        let r = t
-            .call(
-                reqwest::Method::PATCH,
-                "/v1/me/profile",
-                Some(&s.access),
-                Some(json!({"languages": [lang]})),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
+        speaks(&t, s, lang).await;
     }
     available(&t, &english).await;
     t.clock.advance_ms(1000);
@@ -285,4 +277,85 @@ async fn a_streamer_who_speaks_the_users_language_is_preferred() {
     let v = funded(&t, &admin).await;
     let r = join(&t, &v).await;
     assert_eq!(r.body["call"]["calleeId"], english.user_id.as_str());
+}
+
+async fn speaks(t: &TestApp, s: &Tokens, lang: &str) {
+    let r = t
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/me/profile",
+            Some(&s.access),
+            Some(json!({"languages": [lang]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn next_keeps_the_languages_asked_for_at_join() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let english = t.with_role(&admin, "streamer").await;
+    let german = t.with_role(&admin, "streamer").await;
+    let german2 = t.with_role(&admin, "streamer").await;
+    for (s, lang) in [(&english, "en"), (&german, "de"), (&german2, "de")] {
+        speaks(&t, s, lang).await;
+        available(&t, s).await;
+        t.clock.advance_ms(1000);
+    }
+    let u = funded(&t, &admin).await;
+    let r = t
+        .post(
+            "/v1/roulette/join",
+            Some(&u.access),
+            json!({"languages": ["de"]}),
+        )
+        .await;
+    assert_eq!(r.body["call"]["calleeId"], german.user_id.as_str());
+    let r = t
+        .post("/v1/roulette/next", Some(&u.access), json!({}))
+        .await;
+    assert_eq!(r.body["status"], "matched", "{:?}", r.body);
+    assert_eq!(
+        r.body["call"]["calleeId"],
+        german2.user_id.as_str(),
+        "the other German speaker, not the longest-waiting English one"
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_user_is_matched_as_soon_as_a_streamer_frees_up() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let s = t.with_role(&admin, "streamer").await;
+    available(&t, &s).await;
+    let first = funded(&t, &admin).await;
+    let r = join(&t, &first).await;
+    assert_eq!(r.body["status"], "matched");
+    let call = r.body["call"]["id"].as_str().unwrap().to_owned();
+    let second = funded(&t, &admin).await;
+    assert_eq!(join(&t, &second).await.body["status"], "waiting");
+    // The first call ends; nobody else joins or switches availability.
+    let r = t
+        .post(
+            &format!("/v1/calls/{call}/hangup"),
+            Some(&first.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    duet::domains::video::tick(&t.app().ctx).await.unwrap();
+    let log = t
+        .get("/v1/admin/events?type=roulette_matched", &admin.access)
+        .await;
+    let matched: Vec<&str> = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["userId"].as_str().unwrap())
+        .collect();
+    assert!(
+        matched.contains(&second.user_id.as_str()),
+        "the waiting user got the freed streamer: {matched:?}"
+    );
 }

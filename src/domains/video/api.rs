@@ -126,7 +126,8 @@ pub struct ProviderSwitch {
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct RouletteJoin {
-    /// BCP 47 tags the user speaks, for matching (informational for now).
+    /// BCP 47 tags the user speaks: a streamer who speaks one is preferred. Remembered for
+    /// `next`.
     #[oai(default)]
     pub languages: Vec<String>,
 }
@@ -472,7 +473,7 @@ impl CallApi {
             return Err(AppError::validation("at most 10 languages"));
         }
         Ok(Json(roulette_status(
-            super::roulette::join(ctx.0, &who.user_id, body.0.languages).await?,
+            super::roulette::join(ctx.0, &who.user_id, Some(body.0.languages)).await?,
         )))
     }
 
@@ -519,7 +520,7 @@ impl CallApi {
             super::act(ctx.0, &who.user_id, &call_id, Action::Hangup, max_ms).await?;
         }
         Ok(Json(roulette_status(
-            super::roulette::join(ctx.0, &who.user_id, vec![]).await?,
+            super::roulette::join(ctx.0, &who.user_id, None).await?,
         )))
     }
 

@@ -467,12 +467,12 @@ pub async fn next_due(ctx: &Ctx) -> AppResult<Option<i64>> {
 
 /// Runs the due timers and the connection-loss check; returns how many timers ran. The engine runs it as timers fall due; tests call it after
 /// moving the clock.
-pub async fn tick(ctx: &Ctx) -> AppResult<usize> {
+pub async fn tick(ctx: &Arc<Ctx>) -> AppResult<usize> {
     Ok(run_due(ctx).await? + end_lost_calls(ctx).await?)
 }
 
 /// Runs the timers that are due; returns how many.
-pub async fn run_due(ctx: &Ctx) -> AppResult<usize> {
+pub async fn run_due(ctx: &Arc<Ctx>) -> AppResult<usize> {
     let now = ctx.store.now_ms();
     let due: Vec<(i64, String)> = ctx
         .store
@@ -489,10 +489,11 @@ pub async fn run_due(ctx: &Ctx) -> AppResult<usize> {
         .await?;
     let n = due.len();
     // All at once: the writer groups them into a few commits instead of one each.
-    let fired = futures_util::future::join_all(
-        due.into_iter()
-            .map(|(due_ms, key)| ctx.store.write(move |tx| fire(tx, due_ms, &key))),
-    )
+    let fired = futures_util::future::join_all(due.into_iter().map(|(due_ms, key)| {
+        let owner = ctx.clone();
+        ctx.store
+            .write(move |tx| fire(tx, &owner.media, due_ms, &key))
+    }))
     .await;
     for r in fired {
         r?;
@@ -500,9 +501,14 @@ pub async fn run_due(ctx: &Ctx) -> AppResult<usize> {
     Ok(n)
 }
 
-fn fire(tx: &Tx, due_ms: i64, key: &str) -> AppResult<()> {
+fn fire(tx: &Tx, media: &media::Media, due_ms: i64, key: &str) -> AppResult<()> {
     // Handled already (by an earlier pass, or a hang-up that cleared it).
     if tx.read(CALL_TIMERS)?.get((due_ms, key))?.is_none() {
+        return Ok(());
+    }
+    if key == roulette::MATCH_TIMER {
+        tx.table(CALL_TIMERS)?.remove((due_ms, key))?;
+        roulette::match_waiting(tx, media)?;
         return Ok(());
     }
     let Some((call_id, timer)) = Timer::parse(key) else {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -21,7 +21,8 @@ use crate::domains::{blocklist, profile};
 
 use super::model::{Call, CallState};
 use super::tables::{
-    ACTIVE_CALLS, CALLS, CALLS_BY_USER, ROULETTE_AVAILABLE, ROULETTE_STREAMERS, ROULETTE_USERS,
+    ACTIVE_CALLS, CALLS, CALLS_BY_USER, ROULETTE_AVAILABLE, ROULETTE_LANGUAGES, ROULETTE_STREAMERS,
+    ROULETTE_USERS,
 };
 use super::{check_first_charge, open_call, save, state_event};
 
@@ -164,7 +165,13 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
 }
 
 /// A user joins the queue (or is matched at once).
-pub async fn join(ctx: &Arc<Ctx>, user_id: &str, languages: Vec<String>) -> AppResult<Outcome> {
+/// Joins the queue. `languages` are remembered for later joins (`next`); `None` uses the
+/// remembered ones.
+pub async fn join(
+    ctx: &Arc<Ctx>,
+    user_id: &str,
+    languages: Option<Vec<String>>,
+) -> AppResult<Outcome> {
     let user_id = user_id.to_owned();
     let owner = ctx.clone();
     ctx.store
@@ -182,9 +189,16 @@ pub async fn join(ctx: &Arc<Ctx>, user_id: &str, languages: Vec<String>) -> AppR
             )?
             .ok_or_else(|| AppError::forbidden("roulette has no tariff"))?;
             check_first_charge(tx, &tariff, &user_id, "")?;
+            let languages = match &languages {
+                Some(l) => {
+                    put(&mut tx.table(ROULETTE_LANGUAGES)?, user_id.as_str(), l)?;
+                    l.clone()
+                }
+                None => get(&tx.read(ROULETTE_LANGUAGES)?, user_id.as_str())?.unwrap_or_default(),
+            };
             let waiting = Waiting {
                 since_ms: tx.now_ms(),
-                languages: languages.clone(),
+                languages,
             };
             put(&mut tx.table(ROULETTE_USERS)?, user_id.as_str(), &waiting)?;
             let started = match_waiting(tx, &owner.media)?;
@@ -240,7 +254,12 @@ pub async fn set_available(ctx: &Arc<Ctx>, streamer_id: &str, available: bool) -
 }
 
 /// A call ended: a streamer still switched on for roulette goes back to the end of the queue.
+/// When a streamer rejoins the queue while users wait, the matcher runs at once, through this
+/// call-engine timer (a call can end inside a write that has no media providers to hand).
+pub const MATCH_TIMER: &str = "roulette:match";
+
 pub fn requeue(tx: &Tx, call: &Call) -> AppResult<()> {
+    let mut rejoined = false;
     for who in [&call.caller_id, &call.callee_id] {
         if tx.read(ROULETTE_AVAILABLE)?.get(who.as_str())?.is_some() {
             let w = Waiting {
@@ -248,7 +267,12 @@ pub fn requeue(tx: &Tx, call: &Call) -> AppResult<()> {
                 languages: profile::languages_tx(tx, who)?,
             };
             put(&mut tx.table(ROULETTE_STREAMERS)?, who.as_str(), &w)?;
+            rejoined = true;
         }
+    }
+    if rejoined && !tx.read(ROULETTE_USERS)?.is_empty()? {
+        tx.table(super::tables::CALL_TIMERS)?
+            .insert((tx.now_ms(), MATCH_TIMER), ())?;
     }
     Ok(())
 }

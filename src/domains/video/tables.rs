@@ -7,6 +7,8 @@ crate::tables! {
     CALLS_BY_USER: (&str, &str) => () = "call_by_user";
     /// user id → the call they are in: one call per person at a time.
     ACTIVE_CALLS: &str => &str = "call_active";
+    /// user id → the languages they last asked roulette for (reused by `next`).
+    ROULETTE_LANGUAGES: &str => &[u8] = "roulette_language";
     /// user id → Waiting: users waiting for a roulette partner.
     ROULETTE_USERS: &str => &[u8] = "roulette_user";
     /// streamer id → Waiting: available streamers not in a call, and since when (the queue).
