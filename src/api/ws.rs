@@ -702,6 +702,10 @@ impl Session {
                 }
                 if self.typing_sent.len() >= TYPING_CHATS_MAX {
                     self.typing_sent.retain(|_, at| at.elapsed() < TYPING_EVERY);
+                    // Typing in this many chats within a second is no person: ignore it.
+                    if self.typing_sent.len() >= TYPING_CHATS_MAX {
+                        return Ok(true);
+                    }
                 }
                 self.typing_sent.insert(chat_id.clone(), Instant::now());
                 let me = self.principal.as_ref().map(|p| p.user_id.clone());
