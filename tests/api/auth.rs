@@ -673,15 +673,7 @@ async fn external_keys_come_from_a_jwks_url() {
             }
         })),
     );
-    let acceptor =
-        poem::listener::Listener::into_acceptor(poem::listener::TcpListener::bind("127.0.0.1:0"))
-            .await
-            .unwrap();
-    let addr = poem::listener::Acceptor::local_addr(&acceptor)[0]
-        .as_socket_addr()
-        .copied()
-        .unwrap();
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    let addr = serve_fake(app).await;
 
     let t = external_app(|c| c.auth.external.jwks_url = format!("http://{addr}/jwks")).await;
     assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched at start");

@@ -508,15 +508,7 @@ async fn fake_google() -> (Arc<FakeGoogle>, String) {
             poem::get(purchase).post(purchase),
         )
         .data(state.clone());
-    let acceptor =
-        poem::listener::Listener::into_acceptor(poem::listener::TcpListener::bind("127.0.0.1:0"))
-            .await
-            .unwrap();
-    let addr = poem::listener::Acceptor::local_addr(&acceptor)[0]
-        .as_socket_addr()
-        .copied()
-        .unwrap();
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    let addr = serve_fake(app).await;
     (state, format!("http://{addr}"))
 }
 

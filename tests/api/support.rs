@@ -345,3 +345,17 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Serves `app` (a fake outside provider) on a free local port; returns its address.
+pub async fn serve_fake(app: impl poem::Endpoint + 'static) -> std::net::SocketAddr {
+    let acceptor =
+        poem::listener::Listener::into_acceptor(poem::listener::TcpListener::bind("127.0.0.1:0"))
+            .await
+            .unwrap();
+    let addr = poem::listener::Acceptor::local_addr(&acceptor)[0]
+        .as_socket_addr()
+        .copied()
+        .unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    addr
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::app::Ctx;
 use crate::core::auth::Role;
-use crate::core::error::{AppError, AppResult};
+use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
@@ -86,6 +86,27 @@ pub fn is_blocked_tx(tx: &Tx, a: &str, b: &str) -> AppResult<bool> {
 /// Whether either of the two blocked the other.
 pub fn is_blocked(rtx: &ReadTransaction, a: &str, b: &str) -> AppResult<bool> {
     blocked_in(&rtx.open_table(BLOCKS)?, a, b)
+}
+
+/// `blocked` when either of the two blocked the other, inside a write: the refusal every
+/// domain gives (calls, chat, gifts, favorites).
+pub fn refuse_if_blocked_tx(tx: &Tx, a: &str, b: &str) -> AppResult<()> {
+    refusal(is_blocked_tx(tx, a, b)?)
+}
+
+/// `blocked` when either of the two blocked the other.
+pub fn refuse_if_blocked(rtx: &ReadTransaction, a: &str, b: &str) -> AppResult<()> {
+    refusal(is_blocked(rtx, a, b)?)
+}
+
+fn refusal(blocked: bool) -> AppResult<()> {
+    if blocked {
+        return Err(AppError::new(
+            Code::Blocked,
+            "one of you has blocked the other",
+        ));
+    }
+    Ok(())
 }
 
 /// Blocks `blocked_id` for `blocker_id` (again: the reason and comment are replaced), applies

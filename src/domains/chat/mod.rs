@@ -14,7 +14,7 @@ use redb::{ReadTransaction, ReadableTable};
 use serde_json::{Value, json};
 
 use crate::app::Ctx;
-use crate::core::error::{AppError, AppResult, Code};
+use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, newest_first, put};
@@ -190,12 +190,7 @@ pub async fn send_text(
             let receiver = user::find_user_tx(tx, &to)?
                 .filter(|u| u.ban.is_none())
                 .ok_or_else(|| AppError::not_found("no such user"))?;
-            if blocklist::is_blocked_tx(tx, &sender, &receiver.id)? {
-                return Err(AppError::new(
-                    Code::Blocked,
-                    "one of you has blocked the other",
-                ));
-            }
+            blocklist::refuse_if_blocked_tx(tx, &sender, &receiver.id)?;
             let now = tx.now_ms();
             let mut throttle: Throttle =
                 get(&tx.read(SEND_THROTTLE)?, sender.as_str())?.unwrap_or_default();
@@ -383,12 +378,7 @@ pub async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> 
                 .filter(|c: &Conversation| c.has(&user_id))
                 .ok_or_else(|| AppError::not_found("no such chat"))?;
             let other = conv.other(&user_id).to_owned();
-            if blocklist::is_blocked(rtx, &user_id, &other)? {
-                return Err(AppError::new(
-                    Code::Blocked,
-                    "one of you has blocked the other",
-                ));
-            }
+            blocklist::refuse_if_blocked(rtx, &user_id, &other)?;
             Ok(other)
         })
         .await

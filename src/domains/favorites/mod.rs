@@ -9,7 +9,7 @@ use redb::{ReadTransaction, ReadableTable};
 use serde_json::json;
 
 use crate::app::Ctx;
-use crate::core::error::{AppError, AppResult, Code};
+use crate::core::error::{AppError, AppResult};
 use crate::core::events::NewEvent;
 use crate::core::store::{Tx, newest_first};
 use crate::domains::{blocklist, user};
@@ -73,12 +73,7 @@ pub async fn add(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
             {
                 return Ok(());
             }
-            if blocklist::is_blocked_tx(tx, &me, &them)? {
-                return Err(AppError::new(
-                    Code::Blocked,
-                    "one of you has blocked the other",
-                ));
-            }
+            blocklist::refuse_if_blocked_tx(tx, &me, &them)?;
             if counts_tx(tx, &me)?.following >= FAVORITES_MAX {
                 return Err(AppError::conflict(format!(
                     "at most {FAVORITES_MAX} favorites"

@@ -204,12 +204,7 @@ pub async fn send(
                 let receiver = user::find_user_tx(tx, &to)?
                     .filter(|u| u.ban.is_none())
                     .ok_or_else(|| AppError::not_found("no such user"))?;
-                if blocklist::is_blocked_tx(tx, &from, &to)? {
-                    return Err(AppError::new(
-                        Code::Blocked,
-                        "one of you has blocked the other",
-                    ));
-                }
+                blocklist::refuse_if_blocked_tx(tx, &from, &to)?;
                 if receiver.role != Role::Streamer {
                     return Err(AppError::new(
                         Code::Forbidden,

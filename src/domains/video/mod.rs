@@ -121,12 +121,7 @@ pub async fn start(
                 &[],
             )?
             .ok_or_else(|| AppError::forbidden("no tariff allows a call between these roles"))?;
-            if blocklist::is_blocked_tx(tx, &caller.user_id, &callee_id)? {
-                return Err(AppError::new(
-                    Code::Blocked,
-                    "one of you has blocked the other",
-                ));
-            }
+            blocklist::refuse_if_blocked_tx(tx, &caller.user_id, &callee_id)?;
             {
                 let active = tx.read(ACTIVE_CALLS)?;
                 if active.get(caller.user_id.as_str())?.is_some()
