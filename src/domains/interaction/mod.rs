@@ -83,6 +83,19 @@ fn text<'a>(e: &'a Event, key: &str) -> Option<&'a str> {
     e.data[key].as_str()
 }
 
+/// The event kinds interactions are made of.
+fn feeds(kind: &str) -> bool {
+    matches!(
+        kind,
+        "profile_viewed"
+            | "chat_message"
+            | "call_ended"
+            | "gift_sent"
+            | "favorite_added"
+            | "favorite_removed"
+    )
+}
+
 /// Applies one event of the log; events it does not know change nothing.
 fn apply(tx: &Tx, e: &Event) -> AppResult<()> {
     let at = e.at_ms;
@@ -142,6 +155,11 @@ impl Consumer for Interactions {
     }
 
     async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
+        // Most of the log (ledger postings, presence) is not about interactions: a batch with
+        // nothing to apply costs no write; `run_consumer` moves the cursor past it.
+        if !events.iter().any(|e| feeds(&e.kind)) {
+            return Ok(());
+        }
         self.store
             .write(move |tx| {
                 for e in take_unapplied(tx, NAME, &events)? {
