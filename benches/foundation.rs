@@ -30,6 +30,17 @@ struct Sizes {
     events: usize,
 }
 
+duet::domain_events! {
+    /// The fan-out benchmark's own event: a settings-topic broadcast stamped with its send time.
+    pub enum BenchEvent in "bench" {
+        Tick = "bench_tick" on "settings" to "everyone" {
+            key: String,
+            /// Microseconds since the Unix epoch when it was committed.
+            t: i64,
+        }
+    }
+}
+
 fn main() {
     let full = common::full();
     let sizes = if full {
@@ -289,13 +300,13 @@ async fn fan_out(app: &App, base: &str, http: &reqwest::Client, subscribers: usi
         app.ctx
             .store
             .write(move |tx| {
-                tx.emit(NewEvent {
-                    kind: "settings_changed",
-                    subject: None,
-                    topic: Some("settings"),
-                    audience: Audience::Everyone,
-                    data: json!({"what": "bench", "key": format!("k{i}"), "t": now_micros()}),
-                })
+                tx.emit(
+                    NewEvent::new(BenchEvent::Tick {
+                        key: format!("k{i}"),
+                        t: now_micros(),
+                    })
+                    .to(Audience::Everyone),
+                )
             })
             .await
             .unwrap();

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::core::auth::TokenIssuer;
 use crate::core::clock::SharedClock;
 use crate::core::events::{Consumer, run_consumer};
+use crate::core::live::LiveConnections;
 use crate::core::metrics::Metrics;
 use crate::core::store::Store;
 use crate::domains;
@@ -47,7 +48,10 @@ pub struct Ctx {
     pub delivery: Arc<domains::notification::delivery::Delivery>,
     /// Profile views, written in batches.
     pub views: domains::interaction::ProfileViews,
-    pub hub: Hub,
+    /// The WebSocket hub: the API layer's alone (domains ask `live`).
+    pub hub: Arc<Hub>,
+    /// Who has a live connection now, for domains.
+    pub live: Arc<dyn LiveConnections>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -81,6 +85,8 @@ pub struct App {
     pub addr: SocketAddr,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
+    /// The names of the running event-log consumers.
+    consumers: Vec<&'static str>,
     stop_listening: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -137,6 +143,7 @@ impl App {
         let delivery = Arc::new(domains::notification::delivery::Delivery::from_config(
             &config.notifications,
         )?);
+        let hub = Arc::new(Hub::default());
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -156,7 +163,8 @@ impl App {
             media,
             views,
             delivery,
-            hub: Hub::default(),
+            hub: hub.clone(),
+            live: hub,
             shutdown,
         });
 
@@ -178,35 +186,57 @@ impl App {
         if seeded > 0 {
             tracing::info!(tariffs = seeded, "installed the default call tariffs");
         }
-        let workers = vec![
+        let mut workers = vec![
             tokio::spawn(api::ws::run_dispatcher(ctx.clone(), ctx.shutdown_signal())),
             tokio::spawn(sweep_presence(ctx.clone())),
             tokio::spawn(release_expired_holds(ctx.clone())),
             tokio::spawn(run_call_timers(ctx.clone())),
             tokio::spawn(end_lost_calls(ctx.clone())),
-            tokio::spawn(run_consumer(
-                ctx.store.clone(),
-                Arc::new(domains::chat::records::ChatRecords {
-                    store: ctx.store.clone(),
-                    config: ctx.config.chat.clone(),
-                }),
-                ctx.shutdown_signal(),
-            )),
-            tokio::spawn(run_consumer(
-                ctx.store.clone(),
-                Arc::new(domains::notification::notifier::Notifier { ctx: ctx.clone() }),
-                ctx.shutdown_signal(),
-            )),
             tokio::spawn(run_deliveries(ctx.clone())),
             tokio::spawn(run_digest(ctx.clone())),
-            tokio::spawn(run_consumer(
-                ctx.store.clone(),
-                Arc::new(domains::interaction::Interactions {
-                    store: ctx.store.clone(),
-                }),
-                ctx.shutdown_signal(),
-            )),
         ];
+        // The durable event-log consumers: each domain's reactions to other domains' events.
+        let mut consumers = Vec::new();
+        let store = &ctx.store;
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::chat::records::ChatRecords {
+                store: store.clone(),
+                config: ctx.config.chat.clone(),
+            }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::notification::notifier::Notifier { ctx: ctx.clone() }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::video::BlockedCalls {
+                store: store.clone(),
+            }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::favorites::BlockedFavorites {
+                store: store.clone(),
+            }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::interaction::Interactions {
+                store: store.clone(),
+            }),
+        );
 
         let acceptor = TcpListener::bind(listen)
             .into_acceptor()
@@ -237,18 +267,31 @@ impl App {
             addr,
             server,
             workers,
+            consumers,
             stop_listening: Some(stop_tx),
         })
     }
 
     /// Runs a durable event-log consumer until the app stops.
     pub fn spawn_consumer<C: Consumer>(&mut self, consumer: Arc<C>) {
-        let store = self.ctx.store.clone();
-        self.workers.push(tokio::spawn(run_consumer(
-            store,
-            consumer,
-            self.ctx.shutdown_signal(),
-        )));
+        spawn_consumer(&self.ctx, &mut self.workers, &mut self.consumers, consumer);
+    }
+
+    /// Waits until every consumer has handled every event committed before this call (tests
+    /// and tools that must see the consumers' effects; fails after `wait`).
+    pub async fn consumers_caught_up(&self, wait: Duration) -> anyhow::Result<()> {
+        let head = self.ctx.store.head_seq();
+        let deadline = tokio::time::Instant::now() + wait;
+        for name in &self.consumers {
+            while crate::core::events::cursor(&self.ctx.store, name).await? < head {
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "consumer {name} did not reach seq {head}"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Graceful stop: refuse new work, close WebSockets with going-away, let in-flight requests
@@ -287,6 +330,21 @@ impl App {
             tracing::warn!("the store was still in use when shutdown gave up waiting");
         }
     }
+}
+
+/// Starts a durable event-log consumer as a worker of the app.
+fn spawn_consumer<C: Consumer>(
+    ctx: &Arc<Ctx>,
+    workers: &mut Vec<JoinHandle<()>>,
+    names: &mut Vec<&'static str>,
+    consumer: Arc<C>,
+) {
+    names.push(consumer.name());
+    workers.push(tokio::spawn(run_consumer(
+        ctx.store.clone(),
+        consumer,
+        ctx.shutdown_signal(),
+    )));
 }
 
 /// The longest the call engine sleeps, and how often calls are checked for lost connections.

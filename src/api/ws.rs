@@ -27,6 +27,8 @@ use crate::app::Ctx;
 use crate::core::auth::{Access, Principal};
 use crate::core::error::{AppError, Code};
 use crate::core::events::{self, Audience, Event};
+use crate::domains::chat::events::ChatEvent;
+use crate::domains::user::events::UserEvent;
 use crate::domains::{self, user};
 
 /// Topics a client may subscribe to, and who may.
@@ -212,6 +214,12 @@ pub struct Hub {
     next_id: AtomicU64,
 }
 
+impl crate::core::live::LiveConnections for Hub {
+    fn is_connected(&self, user_id: &str) -> bool {
+        self.by_user.read().contains_key(user_id)
+    }
+}
+
 impl Hub {
     fn register(&self, conn: Arc<Conn>) {
         self.by_user
@@ -252,11 +260,6 @@ impl Hub {
         }
     }
 
-    /// Whether the user has a live, authenticated connection now.
-    pub fn is_connected(&self, user_id: &str) -> bool {
-        self.by_user.read().contains_key(user_id)
-    }
-
     pub fn connection_count(&self) -> usize {
         self.by_user.read().values().map(Vec::len).sum()
     }
@@ -283,24 +286,16 @@ impl Hub {
     }
 
     fn dispatch(&self, event: &Arc<Event>) {
-        match event.kind.as_str() {
-            "user_banned" => {
-                if let Some(u) = &event.subject {
-                    self.close_user(u, None, CloseReason::AccountBanned);
+        if let (Some(u), Ok(Some(account))) = (&event.subject, event.decode::<UserEvent>()) {
+            match account {
+                UserEvent::Banned { .. } => self.close_user(u, None, CloseReason::AccountBanned),
+                // What a connection may read was decided with the old role: make it reconnect.
+                UserEvent::RoleChanged { .. } => self.close_user(u, None, CloseReason::RoleChanged),
+                UserEvent::SessionRevoked { session_id, .. } => {
+                    self.close_user(u, Some(&session_id), CloseReason::SessionRevoked)
                 }
+                _ => {}
             }
-            // What a connection may read was decided with the old role: make it reconnect.
-            "user_role_changed" => {
-                if let Some(u) = &event.subject {
-                    self.close_user(u, None, CloseReason::RoleChanged);
-                }
-            }
-            "session_revoked" => {
-                if let (Some(u), Some(s)) = (&event.subject, event.data["sessionId"].as_str()) {
-                    self.close_user(u, Some(s), CloseReason::SessionRevoked);
-                }
-            }
-            _ => {}
         }
         let admins = self.admins.read();
         for c in admins.values() {
@@ -579,12 +574,12 @@ impl Session {
             return true;
         };
         if event.seq == EPHEMERAL_SEQ {
-            let frame = match event.kind.as_str() {
-                "typing" => ServerFrame::Typing {
-                    chat_id: event.data["chatId"].as_str().unwrap_or_default(),
-                    user_id: event.data["userId"].as_str().unwrap_or_default(),
-                },
-                _ => return true,
+            let Ok(Some(ChatEvent::Typing { chat_id, user_id })) = event.decode() else {
+                return true;
+            };
+            let frame = ServerFrame::Typing {
+                chat_id: &chat_id,
+                user_id: &user_id,
             };
             self.ctx.metrics.ws_frames_out.inc();
             return sink.feed(encode(&frame)).await.is_ok();
@@ -710,17 +705,9 @@ impl Session {
                 self.typing_sent.insert(chat_id.clone(), Instant::now());
                 let me = self.principal.as_ref().map(|p| p.user_id.clone());
                 let me = me.unwrap_or_default();
-                match domains::chat::peer(&self.ctx, &me, &chat_id).await {
-                    Ok(peer) => {
-                        self.ctx.hub.relay(Event {
-                            seq: EPHEMERAL_SEQ,
-                            kind: "typing".into(),
-                            at_ms: self.ctx.store.now_ms(),
-                            subject: Some(me.clone()),
-                            topic: Some("chat".into()),
-                            audience: Audience::Users(vec![peer]),
-                            data: serde_json::json!({"chatId": chat_id, "userId": me}),
-                        });
+                match domains::chat::typing_signal(&self.ctx, &me, &chat_id).await {
+                    Ok(signal) => {
+                        self.ctx.hub.relay(signal);
                         Ok(true)
                     }
                     Err(e) => self.send_error(sink, &e).await,

@@ -13,7 +13,18 @@ use serde::{Deserialize, Serialize};
 use super::error::{AppError, AppResult};
 
 /// What a person is on the platform. Stored in redb, never trusted from a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    poem_openapi::Enum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum Role {

@@ -42,46 +42,200 @@ pub enum Audience {
     Everyone,
 }
 
-/// An event as a domain emits it.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    /// snake_case event type, e.g. `user_signed_up`.
+/// What the catalogue says of one event kind. Written once, next to the kind, by
+/// [`domain_events!`](crate::domain_events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindSpec {
+    /// snake_case, e.g. `user_signed_up`: the `type` of the stored event and of its frame.
     pub kind: &'static str,
-    /// The user the event is about (for the admin query), if any.
-    pub subject: Option<String>,
-    /// The WebSocket topic it is delivered on, if any.
+    /// The WebSocket topic it is delivered on; `None`: on the log only (consumers, admins).
     pub topic: Option<&'static str>,
-    pub audience: Audience,
-    /// The payload. It must hold only what every member of the audience may see.
-    pub data: serde_json::Value,
+    /// Who receives it on that topic, in words, for the catalogue.
+    pub audience: &'static str,
+    /// Relayed live and never stored (typing indicators): seq 0, no replay.
+    pub ephemeral: bool,
+}
+
+/// The first version of every payload; events stored before versions existed are this one.
+pub const FIRST_VERSION: u16 = 1;
+
+/// A domain's events: one enum per emitting domain, a variant per kind with named fields.
+/// Declared with [`domain_events!`](crate::domain_events), which keeps the kind's name, topic
+/// and audience beside its fields.
+///
+/// Versioning: a field added later is `#[serde(default)]` (or an `Option`) and needs nothing
+/// else; a change an old payload cannot absorb bumps [`DomainEvent::version`] for that kind and
+/// teaches [`DomainEvent::upgrade`] to rewrite the older payloads, so every stored event still
+/// decodes.
+pub trait DomainEvent:
+    Serialize + serde::de::DeserializeOwned + schemars::JsonSchema + Send + 'static
+{
+    /// The domain that owns (and alone emits) these kinds.
+    const DOMAIN: &'static str;
+    /// Every kind of this type.
+    const KINDS: &'static [KindSpec];
+    /// This event's kind.
+    fn kind(&self) -> &'static str;
+    /// The version this build writes for `kind`.
+    fn version(_kind: &str) -> u16 {
+        FIRST_VERSION
+    }
+    /// Rewrites a payload stored under an older `version` of `kind` into the current shape.
+    fn upgrade(_kind: &str, _version: u16, data: serde_json::Value) -> serde_json::Value {
+        data
+    }
+    /// The spec of this event's kind.
+    fn spec(&self) -> &'static KindSpec {
+        let kind = self.kind();
+        Self::KINDS
+            .iter()
+            .find(|k| k.kind == kind)
+            .expect("domain_events! lists every variant")
+    }
+}
+
+/// Declares a domain's event enum: each variant is a kind with its name, the topic it is
+/// delivered on and to whom (`on "topic" to "who"`; left out: the log only), and its payload
+/// fields (camelCase on the wire). Implements [`DomainEvent`] and the JSON Schema the
+/// catalogue is generated from.
+#[macro_export]
+macro_rules! domain_events {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident in $domain:literal {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident = $kind:literal $(on $topic:literal to $aud:literal)? $(, $ephemeral:ident)? {
+                    $( $(#[$fmeta:meta])* $field:ident : $fty:ty ),* $(,)?
+                }
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema)]
+        #[serde(tag = "type", content = "data")]
+        pub enum $name {
+            $(
+                $(#[$vmeta])*
+                #[serde(rename = $kind, rename_all = "camelCase")]
+                $variant { $( $(#[$fmeta])* $field: $fty ),* },
+            )*
+        }
+
+        impl $crate::core::events::DomainEvent for $name {
+            const DOMAIN: &'static str = $domain;
+            const KINDS: &'static [$crate::core::events::KindSpec] = &[
+                $( $crate::core::events::KindSpec {
+                    kind: $kind,
+                    topic: $crate::domain_events!(@topic $($topic)?),
+                    audience: $crate::domain_events!(@audience $($aud)?),
+                    ephemeral: $crate::domain_events!(@ephemeral $($ephemeral)?),
+                }, )*
+            ];
+            fn kind(&self) -> &'static str {
+                match self {
+                    $( Self::$variant { .. } => $kind, )*
+                }
+            }
+        }
+    };
+    (@topic) => { None };
+    (@topic $t:literal) => { Some($t) };
+    (@audience) => { "nobody: the log only" };
+    (@audience $a:literal) => { $a };
+    (@ephemeral) => { false };
+    (@ephemeral ephemeral) => { true };
+}
+
+/// An event as a domain emits it: a typed payload, the user it is about, and who receives it.
+/// The kind and topic come from the payload's type, never from a string at the call site.
+#[derive(Debug)]
+pub struct NewEvent {
+    kind: &'static str,
+    version: u16,
+    subject: Option<String>,
+    topic: Option<&'static str>,
+    audience: Audience,
+    /// The encoded payload (encoding fails only on a type bug; [`append`] reports it).
+    data: Result<serde_json::Value, String>,
 }
 
 impl NewEvent {
-    /// An event about `subject`, kept in the log only.
-    pub fn about(kind: &'static str, subject: &str, data: serde_json::Value) -> Self {
+    /// An event about `subject`. It goes to nobody until [`NewEvent::to`] names an audience.
+    pub fn about<E: DomainEvent>(subject: &str, event: E) -> Self {
+        let mut new = Self::new(event);
+        new.subject = Some(subject.to_owned());
+        new
+    }
+
+    /// An event about no one in particular (settings for everyone).
+    pub fn new<E: DomainEvent>(event: E) -> Self {
+        let spec = event.spec();
+        let data = match serde_json::to_value(&event) {
+            Ok(serde_json::Value::Object(mut tagged)) => Ok(tagged
+                .remove("data")
+                .unwrap_or_else(|| serde_json::json!({}))),
+            Ok(other) => Err(format!("event {} encoded as {other}", spec.kind)),
+            Err(e) => Err(format!("event {} does not encode: {e}", spec.kind)),
+        };
         NewEvent {
-            kind,
-            subject: Some(subject.to_owned()),
-            topic: None,
+            kind: spec.kind,
+            version: E::version(spec.kind),
+            subject: None,
+            topic: spec.topic,
             audience: Audience::Nobody,
             data,
         }
     }
 
-    /// Also deliver it on `topic` to `audience`.
-    pub fn to(mut self, topic: &'static str, audience: Audience) -> Self {
-        self.topic = Some(topic);
+    /// Deliver it on its kind's topic to `audience`.
+    pub fn to(mut self, audience: Audience) -> Self {
+        debug_assert!(
+            self.topic.is_some() || audience == Audience::Nobody,
+            "event {} has no topic to deliver it on",
+            self.kind
+        );
         self.audience = audience;
         self
     }
+
+    /// The stored shape of an ephemeral signal (never appended: relayed by the WebSocket hub).
+    pub fn into_signal(self, at_ms: i64) -> AppResult<Event> {
+        Ok(Event {
+            seq: 0,
+            kind: self.kind.to_owned(),
+            version: self.version,
+            at_ms,
+            subject: self.subject,
+            topic: self.topic.map(str::to_owned),
+            audience: self.audience,
+            data: self.data.map_err(super::error::AppError::internal)?,
+        })
+    }
 }
 
-/// An event as stored.
+fn is_first_version(v: &u16) -> bool {
+    *v == FIRST_VERSION
+}
+
+fn first_version() -> u16 {
+    FIRST_VERSION
+}
+
+/// An event as stored. The payload stays JSON inside the MessagePack record, so the envelope
+/// reads the same whatever the kind; [`Event::decode`] gives the typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,
     #[serde(rename = "type")]
     pub kind: String,
+    /// The payload's version (absent, so 1, on events stored before versions existed).
+    #[serde(
+        rename = "v",
+        default = "first_version",
+        skip_serializing_if = "is_first_version"
+    )]
+    pub version: u16,
     pub at_ms: i64,
     #[serde(default)]
     pub subject: Option<String>,
@@ -101,6 +255,74 @@ impl Event {
             Audience::Users(ids) => ids.iter().any(|u| u == user_id),
         }
     }
+
+    /// Whether this is one of `E`'s kinds.
+    pub fn is<E: DomainEvent>(&self) -> bool {
+        E::KINDS.iter().any(|k| k.kind == self.kind)
+    }
+
+    /// The typed payload when this event is one of `E`'s kinds; `None` for other kinds. A
+    /// payload of `E`'s kind that does not decode is an error, never a default.
+    pub fn decode<E: DomainEvent>(&self) -> AppResult<Option<E>> {
+        if !self.is::<E>() {
+            return Ok(None);
+        }
+        let data = E::upgrade(&self.kind, self.version, self.data.clone());
+        let tagged = serde_json::json!({"type": self.kind, "data": data});
+        serde_json::from_value(tagged).map(Some).map_err(|e| {
+            super::error::AppError::internal(format!(
+                "event {} ({}) does not decode: {e}",
+                self.seq, self.kind
+            ))
+        })
+    }
+}
+
+/// The catalogue entries of one domain's kinds: JSON Schema of each payload with its topic,
+/// audience and version, keyed by kind; the types they refer to go into `defs` (the
+/// document's `$defs`). `schema/events.json` is built from these.
+pub fn catalogue_of<E: DomainEvent>(
+    defs: &mut serde_json::Map<String, serde_json::Value>,
+) -> Vec<(String, serde_json::Value)> {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<E>();
+    let root = schema.as_value();
+    if let Some(more) = root.get("$defs").and_then(|d| d.as_object()) {
+        defs.extend(more.clone());
+    }
+    let variants = root
+        .get("oneOf")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for v in variants {
+        let kind = v["properties"]["type"]["const"]
+            .as_str()
+            .or_else(|| v["properties"]["type"]["enum"][0].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let Some(spec) = E::KINDS.iter().find(|k| k.kind == kind) else {
+            continue;
+        };
+        let payload = v["properties"]["data"].clone();
+        let mut entry = serde_json::json!({
+            "domain": E::DOMAIN,
+            "topic": spec.topic,
+            "audience": spec.audience,
+            "version": E::version(spec.kind),
+            "data": payload,
+        });
+        if let Some(d) = v.get("description") {
+            entry["description"] = d.clone();
+        }
+        if spec.ephemeral {
+            entry["ephemeral"] = true.into();
+        }
+        out.push((kind, entry));
+    }
+    out
 }
 
 /// The event log's tables, opened once per group commit and kept open for all its operations
@@ -129,11 +351,12 @@ pub(crate) fn append(
     let event = Event {
         seq,
         kind: new.kind.to_owned(),
+        version: new.version,
         at_ms,
         subject: new.subject,
         topic: new.topic.map(str::to_owned),
         audience: new.audience,
-        data: new.data,
+        data: new.data.map_err(super::error::AppError::internal)?,
     };
     put(&mut t.log, seq, &event)?;
     let subject = event.subject.as_deref();

@@ -7,5 +7,7 @@ pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod ids;
+pub mod live;
 pub mod metrics;
+pub mod platform;
 pub mod store;

@@ -537,8 +537,14 @@ mod tests {
 
     const TABLES_FOR_TEST: &[TableSpec] = TABLES;
 
+    crate::domain_events! {
+        pub enum TestEvent in "test" {
+            Numbered = "test" { i: u64 }
+        }
+    }
+
     fn event(i: u64) -> NewEvent {
-        NewEvent::about("test", "u", serde_json::json!({ "i": i }))
+        NewEvent::about("u", TestEvent::Numbered { i })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,11 +597,10 @@ mod tests {
             (1..=ok as u64).collect::<Vec<_>>(),
             "events of failed operations left no gap"
         );
-        assert!(
-            events
-                .iter()
-                .all(|e| e.data["i"].as_u64().unwrap() % 7 != 0)
-        );
+        assert!(events.iter().all(|e| {
+            let TestEvent::Numbered { i } = e.decode().unwrap().unwrap();
+            i % 7 != 0
+        }));
         assert_eq!(store.head_seq(), ok as u64);
     }
 

@@ -1,6 +1,7 @@
 //! One folder per domain of PRODUCT.md. A domain's `mod.rs` holds its functions, the only way
 //! other domains reach its tables.
 
+pub mod audit;
 pub mod balance;
 pub mod billing;
 pub mod blocklist;
@@ -21,6 +22,7 @@ use crate::core::store::TableSpec;
 
 /// Every domain's tables, created when the store opens.
 pub const TABLES: &[&[TableSpec]] = &[
+    audit::TABLES,
     user::tables::TABLES,
     balance::tables::TABLES,
     billing::tables::TABLES,

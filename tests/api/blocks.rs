@@ -29,6 +29,7 @@ async fn a_block_ends_the_live_call_and_refuses_new_ones_until_lifted() {
     assert_eq!(b.status, 200, "{:?}", b.body);
     assert_eq!(b.body["userId"], p.user.user_id.as_str());
     assert_eq!(b.body["reason"], "harassment");
+    t.caught_up().await;
     let c = t.get(&format!("/v1/calls/{id}"), &p.user.access).await;
     assert_eq!(
         (c.body["state"].as_str(), c.body["endReason"].as_str()),
@@ -198,6 +199,7 @@ async fn a_block_removes_favorites_and_refuses_gifts_and_new_favorites() {
         204
     );
     assert_eq!(block(&t, &streamer, &fan.user_id, "spam").await.status, 200);
+    t.caught_up().await;
     let p = t
         .get(&format!("/v1/profiles/{}", streamer.user_id), &fan.access)
         .await;
@@ -292,4 +294,67 @@ async fn both_clients_see_a_block_end_their_call_and_their_chat_is_closed() {
             .await;
         assert_eq!((r.status.as_u16(), r.code()), (403, "blocked"));
     }
+}
+
+/// The server dies right after a block's commit, before anything acted on it (a kill between
+/// the block and the end of the call): after the restart the call ends as `blocked` all the
+/// same, and the favorites go, because those effects follow the block's event durably.
+#[tokio::test]
+async fn a_block_ends_the_call_even_when_the_server_dies_right_after_committing_it() {
+    let mut t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let p = pair(&t, &admin, 1000).await;
+    let fav = format!("/v1/favorites/{}", p.streamer.user_id);
+    let r = t.call(Method::PUT, &fav, Some(&p.user.access), None).await;
+    assert_eq!(r.status, 204);
+    let id = connect(&t, &p).await;
+    t.clock.advance_ms(30_000);
+
+    // The block commits on the data directory with no server (and so no consumer) running:
+    // exactly what a kill leaves behind when it lands between the commit and its effects.
+    t.stop_for_offline().await;
+    let store = duet::app::open_store(
+        &t.config,
+        t.clock.clone() as duet::core::clock::SharedClock,
+        std::sync::Arc::new(duet::core::metrics::Metrics::new()),
+    )
+    .unwrap();
+    let (user, streamer) = (p.user.user_id.clone(), p.streamer.user_id.clone());
+    let rules = t.config.blocks.clone();
+    store
+        .write(move |tx| {
+            duet::domains::blocklist::block_tx(
+                tx,
+                &rules,
+                &user,
+                &streamer,
+                duet::domains::blocklist::BlockReason::Spam,
+                None,
+            )
+        })
+        .await
+        .unwrap();
+    let closed = store.closed();
+    drop(store);
+    closed.await;
+
+    t.restart().await;
+    t.caught_up().await;
+    let c = t.get(&format!("/v1/calls/{id}"), &p.user.access).await;
+    assert_eq!(
+        (c.body["state"].as_str(), c.body["endReason"].as_str()),
+        (Some("ended"), Some("blocked"))
+    );
+    // What fell due before the block was billed: 9 on connect and 60 at 20 s.
+    assert_eq!(c.body["charged"], 69);
+    let p2 = t
+        .get(
+            &format!("/v1/profiles/{}", p.streamer.user_id),
+            &p.user.access,
+        )
+        .await;
+    assert_eq!(
+        p2.body["followersCount"], 0,
+        "the block removed the favorite"
+    );
 }

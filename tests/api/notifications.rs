@@ -805,7 +805,7 @@ async fn go_offline(t: &TestApp, mut ws: Ws, user_id: &str) {
     ws.stream.close(None).await.unwrap();
     let ctx = t.app().ctx.clone();
     until("the server to see the close", || async {
-        (!ctx.hub.is_connected(user_id)).then_some(())
+        (!ctx.live.is_connected(user_id)).then_some(())
     })
     .await;
     t.clock.advance_ms(30_000);

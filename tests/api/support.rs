@@ -232,6 +232,12 @@ impl TestApp {
         ws
     }
 
+    /// Waits until every event-log consumer has handled what is committed so far (a block's
+    /// effects on calls and favorites, chat records, notifications).
+    pub async fn caught_up(&self) {
+        self.app().consumers_caught_up(PATIENCE).await.unwrap();
+    }
+
     /// Waits until the presence worker has committed every transition handed to it.
     pub async fn settle(&self) {
         self.app().ctx.presence.flush().await;

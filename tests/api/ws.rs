@@ -208,13 +208,15 @@ async fn a_client_that_does_not_read_is_closed_and_does_not_slow_others() {
         .store
         .write(|tx| {
             for i in 0..5000 {
-                tx.emit(duet::core::events::NewEvent {
-                    kind: "settings_changed",
-                    subject: None,
-                    topic: Some("settings"),
-                    audience: duet::core::events::Audience::Everyone,
-                    data: json!({"what": "flag", "key": format!("k{i}")}),
-                })?;
+                tx.emit(
+                    duet::core::events::NewEvent::new(
+                        duet::domains::settings::events::SettingsEvent::Changed {
+                            what: "flag".into(),
+                            key: format!("k{i}"),
+                        },
+                    )
+                    .to(duet::core::events::Audience::Everyone),
+                )?;
             }
             Ok(())
         })

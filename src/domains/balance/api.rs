@@ -16,7 +16,7 @@ use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
 use crate::core::idempotency::Idempotency;
-use crate::domains::{mission_control, user};
+use crate::domains::{audit, user};
 
 use redb::ReadableTable;
 
@@ -346,7 +346,7 @@ impl BalanceApi {
                     let posted = super::post(tx, std::slice::from_ref(&leg), Some(&idem.key))?;
                     let account = if leg.credit.owner().is_some() { &leg.credit } else { &leg.debit };
                     let balance = tx.read(super::tables::BALANCES)?.get(account.as_str())?.map(|v| v.value()).unwrap_or(0);
-                    mission_control::audit_tx(
+                    audit::record_tx(
                         tx,
                         &actor,
                         "balance.adjust",

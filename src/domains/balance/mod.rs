@@ -12,6 +12,7 @@
 //! journal alone.
 
 pub mod api;
+pub mod events;
 pub mod model;
 pub mod tables;
 pub mod verify;
@@ -19,13 +20,13 @@ pub mod verify;
 use std::collections::HashMap;
 
 use redb::{ReadTransaction, ReadableTable};
-use serde_json::json;
 
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
+use events::BalanceEvent;
 use model::*;
 use tables::*;
 
@@ -150,19 +151,18 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
                 let balance = running_balance(&posted, &after, account, t.seq);
                 tx.emit(
                     NewEvent::about(
-                        "balance_changed",
                         owner,
-                        json!({
-                            "transferId": t.id,
-                            "seq": t.seq,
-                            "account": account_label(account),
-                            "delta": delta,
-                            "balance": balance,
-                            "kind": t.kind.as_str(),
-                            "reference": t.reference,
-                        }),
+                        BalanceEvent::Changed {
+                            transfer_id: t.id.clone(),
+                            seq: t.seq,
+                            account: account_label(account).to_owned(),
+                            delta,
+                            balance,
+                            kind: t.kind,
+                            reference: t.reference.clone(),
+                        },
                     )
-                    .to("balance", Audience::Users(vec![owner.to_owned()])),
+                    .to(Audience::Users(vec![owner.to_owned()])),
                 )?;
             }
         }
@@ -232,16 +232,19 @@ fn update_debt_flags(
                 },
             )?;
             tx.emit(NewEvent::about(
-                "wallet_in_debt",
                 owner,
-                json!({"userId": owner, "balance": balance}),
+                BalanceEvent::WalletInDebt {
+                    user_id: owner.to_owned(),
+                    balance: *balance,
+                },
             ))?;
         } else if *balance >= 0 && was_negative {
             tx.table(DEBT_FLAGS)?.remove(owner)?;
             tx.emit(NewEvent::about(
-                "wallet_debt_settled",
                 owner,
-                json!({"userId": owner}),
+                BalanceEvent::WalletDebtSettled {
+                    user_id: owner.to_owned(),
+                },
             ))?;
         }
     }
@@ -472,15 +475,15 @@ pub fn history(
                 let Some(e) = get::<u64, crate::core::events::Event>(&log, event_seq)? else {
                     continue;
                 };
-                if e.kind != "balance_changed"
-                    || e.data["account"] != label
-                    || e.subject.as_deref() != Some(owner)
-                {
+                if e.subject.as_deref() != Some(owner) {
                     continue;
                 }
-                let Some(seq) = e.data["seq"].as_u64() else {
+                let Some(BalanceEvent::Changed { account, seq, .. }) = e.decode()? else {
                     continue;
                 };
+                if account != label {
+                    continue;
+                }
                 if let Some(t) = get::<u64, Transfer>(&journal, seq)? {
                     out.push(t);
                 }

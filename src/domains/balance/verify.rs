@@ -14,6 +14,8 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 use crate::core::error::AppResult;
 use crate::core::store::dec;
 
+use super::events::BalanceEvent;
+
 use super::model::*;
 use super::tables::*;
 
@@ -221,8 +223,8 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
     let log = rtx.open_table(crate::core::events::EVENT_LOG)?;
     for row in log.iter()? {
         let e: crate::core::events::Event = dec(row?.1.value())?;
-        if e.kind == "balance_changed"
-            && let (Some(label), Some(owner)) = (e.data["account"].as_str(), e.subject.as_deref())
+        if let Some(BalanceEvent::Changed { account: label, .. }) = e.decode()?
+            && let Some(owner) = e.subject.as_deref()
         {
             *counted.entry(format!("{label}:{owner}")).or_default() += 1;
         }

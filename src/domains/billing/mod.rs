@@ -9,6 +9,7 @@
 //! allowed.
 
 pub mod api;
+pub mod events;
 pub mod model;
 pub mod tables;
 
@@ -21,7 +22,7 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::events::NewEvent;
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
-use crate::domains::mission_control::audit_tx;
+use crate::domains::audit::record_tx as audit_tx;
 use model::*;
 use tables::*;
 
@@ -72,9 +73,13 @@ fn store_version(tx: &Tx, t: &Tariff) -> AppResult<()> {
         t,
     )?;
     tx.emit(NewEvent::about(
-        "tariff_changed",
         &t.updated_by,
-        json!({"tariffId": t.id, "version": t.version, "kind": t.kind, "active": t.active}),
+        events::TariffEvent::Changed {
+            tariff_id: t.id.clone(),
+            version: t.version,
+            kind: t.kind,
+            active: t.active,
+        },
     ))?;
     Ok(())
 }

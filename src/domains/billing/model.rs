@@ -12,12 +12,32 @@ pub const SECONDS_MAX: u32 = 86_400;
 /// Largest amount of one checkpoint.
 pub const COINS_MAX: i64 = 1_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    poem_openapi::Enum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum CallKind {
     Direct,
     Roulette,
+}
+
+impl CallKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Direct => "direct",
+            CallKind::Roulette => "roulette",
+        }
+    }
 }
 
 /// Which side of the call pays.

@@ -1,10 +1,16 @@
-//! blocklist: people block each other with a reason. A block takes effect at once — an ongoing
-//! call between the two ends (`blocked`), chat between them is refused, and neither is matched
-//! with or shown to the other — and feeds the moderation rules: a `nudity` block against a
-//! streamer records a penalty, and enough `harassment` blocks against one person within a
-//! window ban them automatically. Other domains ask `is_blocked` / `is_blocked_tx`.
+//! blocklist: people block each other with a reason. A block takes effect at once — chat,
+//! calls, gifts and favorites between the two are refused, and neither is matched with or shown
+//! to the other — and feeds the moderation rules: a `nudity` block against a streamer records
+//! a penalty, and enough `harassment` blocks against one person within a window ban them
+//! automatically. Other domains ask `is_blocked` / `is_blocked_tx`.
+//!
+//! What a block undoes in other domains follows from its `user_blocked` event, through durable
+//! consumers of the domains that own it: video ends a call between the two (`blocked`) and
+//! favorites removes them from each other's favorites. A crash right after the block's commit
+//! therefore cannot leave either in place: the consumers pick the event up after a restart.
 
 pub mod api;
+pub mod events;
 pub mod tables;
 
 use redb::{ReadTransaction, ReadableTable};
@@ -12,12 +18,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::Ctx;
+use crate::config::BlocksConfig;
 use crate::core::auth::Role;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
-use crate::domains::{favorites, mission_control, user, video};
+use crate::domains::{audit, user};
+use events::BlockEvent;
 use tables::*;
 
 /// Longest comment on a block, in characters.
@@ -25,7 +33,17 @@ pub const COMMENT_CHARS_MAX: usize = 500;
 /// The actor named on automatic bans in the audit log.
 pub const AUTO_BAN_ACTOR: &str = "system:blocklist";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    poem_openapi::Enum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum BlockReason {
@@ -134,94 +152,107 @@ pub async fn block(
     }
     let rules = ctx.config.blocks.clone();
     let (blocker, blocked) = (blocker_id.to_owned(), blocked_id.to_owned());
-    let block = ctx
-        .store
-        .write(move |tx| {
-            let target = user::find_user_tx(tx, &blocked)?
-                .ok_or_else(|| AppError::not_found("no such user"))?;
-            let before: Option<Block> =
-                get(&tx.read(BLOCKS)?, (blocker.as_str(), blocked.as_str()))?;
-            let was = before.map(|b| b.reason);
-            let block = Block {
-                blocker_id: blocker.clone(),
-                blocked_id: blocked.clone(),
+    ctx.store
+        .write(move |tx| block_tx(tx, &rules, &blocker, &blocked, reason, comment.clone()))
+        .await
+}
+
+/// [`block`] inside a write, after its input checks: the block, its event and the moderation
+/// rules, in one commit.
+pub fn block_tx(
+    tx: &Tx,
+    rules: &BlocksConfig,
+    blocker: &str,
+    blocked: &str,
+    reason: BlockReason,
+    comment: Option<String>,
+) -> AppResult<Block> {
+    let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
+
+    let target =
+        user::find_user_tx(tx, &blocked)?.ok_or_else(|| AppError::not_found("no such user"))?;
+    let before: Option<Block> = get(&tx.read(BLOCKS)?, (blocker.as_str(), blocked.as_str()))?;
+    let was = before.map(|b| b.reason);
+    let block = Block {
+        blocker_id: blocker.clone(),
+        blocked_id: blocked.clone(),
+        reason,
+        comment: comment.clone(),
+        at_ms: tx.now_ms(),
+    };
+    put(
+        &mut tx.table(BLOCKS)?,
+        (blocker.as_str(), blocked.as_str()),
+        &block,
+    )?;
+    put(
+        &mut tx.table(BLOCKED_BY)?,
+        (blocked.as_str(), blocker.as_str()),
+        &block,
+    )?;
+    // What a block undoes elsewhere (favorites both ways, a call between the two)
+    // follows from this event, durably: each owning domain consumes it.
+    tx.emit(NewEvent::about(
+        &blocker,
+        BlockEvent::Blocked {
+            blocker_id: blocker.clone(),
+            blocked_id: blocked.clone(),
+            reason,
+        },
+    ))?;
+    // Rules count each blocker once per reason: blocking again changes nothing.
+    if reason == BlockReason::Nudity
+        && was != Some(BlockReason::Nudity)
+        && target.role == Role::Streamer
+    {
+        let penalty = Penalty {
+            id: new_id(),
+            user_id: blocked.clone(),
+            reason,
+            by_user_id: blocker.clone(),
+            at_ms: tx.now_ms(),
+        };
+        put(&mut tx.table(PENALTIES)?, penalty.id.as_str(), &penalty)?;
+        tx.table(PENALTIES_BY_USER)?
+            .insert((blocked.as_str(), penalty.id.as_str()), ())?;
+        tx.emit(NewEvent::about(
+            &blocked,
+            BlockEvent::Penalty {
+                penalty_id: penalty.id.clone(),
+                user_id: blocked.clone(),
                 reason,
-                comment: comment.clone(),
-                at_ms: tx.now_ms(),
-            };
-            put(&mut tx.table(BLOCKS)?, (blocker.as_str(), blocked.as_str()), &block)?;
-            // Neither keeps the other as a favorite (nor hears when they come online).
-            favorites::remove_tx(tx, &blocker, &blocked)?;
-            favorites::remove_tx(tx, &blocked, &blocker)?;
-            put(&mut tx.table(BLOCKED_BY)?, (blocked.as_str(), blocker.as_str()), &block)?;
-            tx.emit(NewEvent::about(
-                "user_blocked",
-                &blocker,
-                json!({"blockerId": blocker, "blockedId": blocked, "reason": reason.as_str()}),
-            ))?;
-            // Rules count each blocker once per reason: blocking again changes nothing.
-            if reason == BlockReason::Nudity
-                && was != Some(BlockReason::Nudity)
-                && target.role == Role::Streamer
-            {
-                let penalty = Penalty {
-                    id: new_id(),
-                    user_id: blocked.clone(),
-                    reason,
-                    by_user_id: blocker.clone(),
-                    at_ms: tx.now_ms(),
-                };
-                put(&mut tx.table(PENALTIES)?, penalty.id.as_str(), &penalty)?;
-                tx.table(PENALTIES_BY_USER)?
-                    .insert((blocked.as_str(), penalty.id.as_str()), ())?;
-                tx.emit(NewEvent::about(
-                    "block_penalty",
-                    &blocked,
-                    json!({"penaltyId": penalty.id, "userId": blocked, "reason": reason.as_str(), "byUserId": blocker}),
-                ))?;
-            }
-            if reason == BlockReason::Harassment
-                && was != Some(BlockReason::Harassment)
-                && target.ban.is_none()
-                && matches!(target.role, Role::User | Role::Streamer)
-            {
-                let since = tx.now_ms() - rules.harassment_window_secs as i64 * 1000;
-                let mut count = 0u32;
-                for row in tx
-                    .read(BLOCKED_BY)?
-                    .range((blocked.as_str(), "")..(blocked.as_str(), "\u{10ffff}"))?
-                {
-                    let b: Block = dec(row?.1.value())?;
-                    count += u32::from(b.reason == BlockReason::Harassment && b.at_ms >= since);
-                }
-                if count >= rules.harassment_ban_threshold {
-                    let why = format!(
-                        "automatic: blocked for harassment by {count} people within {} s",
-                        rules.harassment_window_secs
-                    );
-                    user::ban_tx(tx, &blocked, &why, AUTO_BAN_ACTOR)?;
-                    mission_control::audit_tx(
-                        tx,
-                        AUTO_BAN_ACTOR,
-                        "user.auto_ban",
-                        &blocked,
-                        json!({"reason": "harassment", "blocks": count, "windowSecs": rules.harassment_window_secs}),
-                    )?;
-                }
-            }
-            Ok(block)
-        })
-        .await?;
-    // A call between the two ends now; billing settles what was due. The block stands even
-    // if this fails (the call engine's own checks end the call at its next deadline at worst).
-    match video::active_call_of(ctx, blocker_id).await {
-        Ok(Some(call)) if call.other(blocker_id) == blocked_id => {
-            if let Err(e) = video::end_call(ctx, &call.id, video::model::EndReason::Blocked).await {
-                tracing::warn!(call = %call.id, error = %e, "ending a call after a block failed");
-            }
+                by_user_id: blocker.clone(),
+            },
+        ))?;
+    }
+    if reason == BlockReason::Harassment
+        && was != Some(BlockReason::Harassment)
+        && target.ban.is_none()
+        && matches!(target.role, Role::User | Role::Streamer)
+    {
+        let since = tx.now_ms() - rules.harassment_window_secs as i64 * 1000;
+        let mut count = 0u32;
+        for row in tx
+            .read(BLOCKED_BY)?
+            .range((blocked.as_str(), "")..(blocked.as_str(), "\u{10ffff}"))?
+        {
+            let b: Block = dec(row?.1.value())?;
+            count += u32::from(b.reason == BlockReason::Harassment && b.at_ms >= since);
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "looking up a call after a block failed"),
+        if count >= rules.harassment_ban_threshold {
+            let why = format!(
+                "automatic: blocked for harassment by {count} people within {} s",
+                rules.harassment_window_secs
+            );
+            user::ban_tx(tx, &blocked, &why, AUTO_BAN_ACTOR)?;
+            audit::record_tx(
+                tx,
+                AUTO_BAN_ACTOR,
+                "user.auto_ban",
+                &blocked,
+                json!({"reason": "harassment", "blocks": count, "windowSecs": rules.harassment_window_secs}),
+            )?;
+        }
     }
     Ok(block)
 }
@@ -244,9 +275,11 @@ pub async fn unblock(ctx: &Ctx, blocker_id: &str, blocked_id: &str) -> AppResult
             tx.table(BLOCKED_BY)?
                 .remove((blocked.as_str(), blocker.as_str()))?;
             tx.emit(NewEvent::about(
-                "user_unblocked",
                 &blocker,
-                json!({"blockerId": blocker, "blockedId": blocked}),
+                BlockEvent::Unblocked {
+                    blocker_id: blocker.clone(),
+                    blocked_id: blocked.clone(),
+                },
             ))?;
             Ok(())
         })

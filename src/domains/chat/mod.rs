@@ -6,20 +6,21 @@
 //! started with online streamers (`records::auto_add`).
 
 pub mod api;
+pub mod events;
 pub mod model;
 pub mod records;
 pub mod tables;
 
 use redb::{ReadTransaction, ReadableTable};
-use serde_json::{Value, json};
 
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
-use crate::core::events::{Audience, NewEvent};
+use crate::core::events::{Audience, Event, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, newest_first, put};
 use crate::domains::blocklist;
 use crate::domains::user::{self, model::Throttle};
+use events::ChatEvent;
 use model::*;
 use tables::*;
 
@@ -86,12 +87,19 @@ pub struct Draft {
 }
 
 /// A message as events and the WebSocket carry it (times in unix ms).
-pub fn message_json(m: &Message) -> Value {
-    json!({
-        "chatId": m.chat_id, "seq": m.seq, "senderId": m.sender_id, "kind": m.kind,
-        "text": m.text, "gift": m.gift, "call": m.call, "clientMessageId": m.client_message_id,
-        "at": m.at_ms, "deleted": m.deleted_at_ms.is_some(),
-    })
+pub fn message_event(m: &Message) -> ChatEvent {
+    ChatEvent::Message {
+        chat_id: m.chat_id.clone(),
+        seq: m.seq,
+        sender_id: m.sender_id.clone(),
+        kind: m.kind,
+        text: m.text.clone(),
+        gift: m.gift.clone(),
+        call: m.call.clone(),
+        client_message_id: m.client_message_id.clone(),
+        at: m.at_ms,
+        deleted: m.deleted_at_ms.is_some(),
+    }
 }
 
 /// Appends a message to the conversation: the next seq, both members' inbox order, the other
@@ -131,8 +139,8 @@ pub fn append_tx(tx: &Tx, conv: &mut Conversation, draft: Draft) -> AppResult<Me
         put(&mut tx.table(MEMBERSHIPS)?, key, &membership)?;
     }
     tx.emit(
-        NewEvent::about("chat_message", &msg.sender_id, message_json(&msg))
-            .to("chat", Audience::Users(conv.members.to_vec())),
+        NewEvent::about(&msg.sender_id, message_event(&msg))
+            .to(Audience::Users(conv.members.to_vec())),
     )?;
     Ok(msg)
 }
@@ -256,11 +264,14 @@ pub async fn mark_read(
             put(&mut tx.table(MEMBERSHIPS)?, key, &m)?;
             tx.emit(
                 NewEvent::about(
-                    "chat_read",
                     &user_id,
-                    json!({"chatId": chat_id, "userId": user_id, "upToSeq": upto}),
+                    ChatEvent::Read {
+                        chat_id: chat_id.clone(),
+                        user_id: user_id.clone(),
+                        up_to_seq: upto,
+                    },
                 )
-                .to("chat", Audience::Users(conv.members.to_vec())),
+                .to(Audience::Users(conv.members.to_vec())),
             )?;
             Ok(m)
         })
@@ -299,11 +310,13 @@ pub async fn delete_message(ctx: &Ctx, user_id: &str, chat_id: &str, seq: u64) -
             }
             tx.emit(
                 NewEvent::about(
-                    "chat_message_deleted",
                     &user_id,
-                    json!({"chatId": chat_id, "seq": seq}),
+                    ChatEvent::MessageDeleted {
+                        chat_id: chat_id.clone(),
+                        seq,
+                    },
                 )
-                .to("chat", Audience::Users(conv.members.to_vec())),
+                .to(Audience::Users(conv.members.to_vec())),
             )?;
             Ok(())
         })
@@ -369,8 +382,23 @@ pub fn history(
 }
 
 /// The other member of a chat `user_id` is in (for typing indicators); `blocked` when either
+/// The ephemeral `typing` signal from `user_id` in `chat_id`, for the other member's live
+/// connections: refused like [`peer`] when `user_id` is not a member or the two are blocked.
+pub async fn typing_signal(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<Event> {
+    let other = peer(ctx, user_id, chat_id).await?;
+    NewEvent::about(
+        user_id,
+        ChatEvent::Typing {
+            chat_id: chat_id.to_owned(),
+            user_id: user_id.to_owned(),
+        },
+    )
+    .to(Audience::Users(vec![other]))
+    .into_signal(ctx.store.now_ms())
+}
+
 /// blocked the other.
-pub async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> {
+async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> {
     let (user_id, chat_id) = (user_id.to_owned(), chat_id.to_owned());
     ctx.store
         .read(move |rtx| {

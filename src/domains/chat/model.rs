@@ -2,7 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    poem_openapi::Enum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum MessageKind {
@@ -13,7 +23,9 @@ pub enum MessageKind {
 }
 
 /// A gift as recorded in the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, poem_openapi::Object)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, poem_openapi::Object, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase")]
 pub struct GiftRecord {
@@ -23,7 +35,17 @@ pub struct GiftRecord {
     pub price: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    poem_openapi::Enum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum CallOutcome {
@@ -37,7 +59,9 @@ pub enum CallOutcome {
 }
 
 /// A call as recorded in the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, poem_openapi::Object)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, poem_openapi::Object, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase")]
 pub struct CallRecord {

@@ -4,13 +4,16 @@
 
 use std::hash::{Hash, Hasher};
 
-use serde_json::Value;
-
 use crate::config::ChatConfig;
 use crate::core::auth::Role;
 use crate::core::error::AppResult;
 use crate::core::events::{Consumer, Event, take_unapplied};
 use crate::core::store::{Store, Tx};
+use crate::domains::billing::model::CallKind;
+use crate::domains::gift::events::GiftEvent;
+use crate::domains::user::events::UserEvent;
+use crate::domains::video::events::{CallEvent, CallSummary};
+use crate::domains::video::model::CallState;
 use crate::domains::{profile, user};
 
 use super::model::*;
@@ -26,11 +29,9 @@ pub struct ChatRecords {
 
 const NAME: &str = "chat_records";
 
-fn handles(kind: &str) -> bool {
-    matches!(
-        kind,
-        "gift_sent" | "call_ended" | "call_missed" | "roulette_matched" | "user_signed_up"
-    )
+/// Whether an event may make a chat record (a cheap check before decoding it).
+fn handles(e: &Event) -> bool {
+    e.is::<GiftEvent>() || e.is::<CallEvent>() || e.is::<UserEvent>()
 }
 
 impl Consumer for ChatRecords {
@@ -39,14 +40,14 @@ impl Consumer for ChatRecords {
     }
 
     async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
-        if !events.iter().any(|e| handles(&e.kind)) {
+        if !events.iter().any(handles) {
             return Ok(());
         }
         let config = self.config.clone();
         self.store
             .write(move |tx| {
                 for e in take_unapplied(tx, NAME, &events)? {
-                    if handles(&e.kind) {
+                    if handles(e) {
                         apply(tx, e, &config)?;
                     }
                 }
@@ -56,67 +57,88 @@ impl Consumer for ChatRecords {
     }
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    v[key].as_str().map(str::to_owned)
+/// The record an event makes: (sender, other member, kind, gift, call).
+type Record = (
+    String,
+    String,
+    MessageKind,
+    Option<GiftRecord>,
+    Option<CallRecord>,
+);
+
+fn call_record(summary: &CallSummary) -> Option<Record> {
+    let outcome = match summary.state {
+        // Ended before it connected (a block, a moderation decision): it never happened.
+        CallState::Ended if !summary.connected => CallOutcome::Cancelled,
+        CallState::Ended => CallOutcome::Ended,
+        CallState::Missed => CallOutcome::Missed,
+        CallState::Declined => CallOutcome::Declined,
+        CallState::Cancelled => CallOutcome::Cancelled,
+        CallState::Ringing | CallState::Connecting | CallState::Connected => return None,
+    };
+    let call = CallRecord {
+        call_id: summary.call_id.clone(),
+        kind: summary.kind.as_str().to_owned(),
+        outcome,
+        duration_seconds: summary.duration_seconds,
+    };
+    Some((
+        summary.caller_id.clone(),
+        summary.callee_id.clone(),
+        MessageKind::Call,
+        None,
+        Some(call),
+    ))
 }
 
 fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
-    let d = &e.data;
-    let record = match e.kind.as_str() {
-        "gift_sent" => (|| {
-            let (from, to) = (text(d, "fromUserId")?, text(d, "toUserId")?);
-            let gift = GiftRecord {
-                gift_id: text(d, "giftId")?,
-                name: text(d, "name")?,
-                icon_media_id: text(d, "iconMediaId"),
-                price: d["price"].as_i64()?,
-            };
-            Some((from, to, MessageKind::Gift, Some(gift), None))
-        })(),
-        "roulette_matched" => (|| {
-            let call = CallRecord {
-                call_id: text(d, "callId")?,
-                kind: "roulette".into(),
-                outcome: CallOutcome::Matched,
-                duration_seconds: 0,
-            };
-            Some((
-                text(d, "userId")?,
-                text(d, "streamerId")?,
-                MessageKind::Call,
-                None,
-                Some(call),
-            ))
-        })(),
-        "call_ended" | "call_missed" => (|| {
-            let outcome = match d["state"].as_str()? {
-                // Ended before it connected (a block, a moderation decision): it never happened.
-                "ended" if d["connected"] == false => CallOutcome::Cancelled,
-                "ended" => CallOutcome::Ended,
-                "missed" => CallOutcome::Missed,
-                "declined" => CallOutcome::Declined,
-                "cancelled" => CallOutcome::Cancelled,
-                _ => return None,
-            };
-            let call = CallRecord {
-                call_id: text(d, "callId")?,
-                kind: text(d, "kind")?,
-                outcome,
-                duration_seconds: d["durationSeconds"].as_i64().unwrap_or(0),
-            };
-            Some((
-                text(d, "callerId")?,
-                text(d, "calleeId")?,
-                MessageKind::Call,
-                None,
-                Some(call),
-            ))
-        })(),
-        "user_signed_up" => return auto_add(tx, e, config),
-        _ => None,
+    let record = if let Some(GiftEvent::Sent {
+        gift_id,
+        name,
+        icon_media_id,
+        price,
+        from_user_id,
+        to_user_id,
+        ..
+    }) = e.decode()?
+    {
+        let gift = GiftRecord {
+            gift_id,
+            name,
+            icon_media_id,
+            price,
+        };
+        Some((
+            from_user_id,
+            to_user_id,
+            MessageKind::Gift,
+            Some(gift),
+            None,
+        ))
+    } else if let Some(call) = e.decode::<CallEvent>()? {
+        match call {
+            CallEvent::RouletteMatched {
+                call_id,
+                user_id,
+                streamer_id,
+            } => {
+                let call = CallRecord {
+                    call_id,
+                    kind: CallKind::Roulette.as_str().to_owned(),
+                    outcome: CallOutcome::Matched,
+                    duration_seconds: 0,
+                };
+                Some((user_id, streamer_id, MessageKind::Call, None, Some(call)))
+            }
+            CallEvent::Ended { summary } | CallEvent::Missed { summary } => call_record(&summary),
+            _ => None,
+        }
+    } else if let Some(UserEvent::SignedUp { user_id, .. }) = e.decode()? {
+        return auto_add(tx, &user_id, config);
+    } else {
+        None
     };
     let Some((sender, other, kind, gift, call)) = record else {
-        tracing::warn!(seq = e.seq, kind = %e.kind, "an event without the fields a chat record needs; skipped");
         return Ok(());
     };
     let mut conv = open_tx(tx, &sender, &other)?;
@@ -144,10 +166,8 @@ fn spread(user_id: &str, streamer_id: &str) -> u64 {
 
 /// Starts chats between a new user and up to `auto_add_streamers` online streamers, those
 /// speaking one of the user's languages first, each with the greeting from the streamer.
-fn auto_add(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
-    let Some(new_user) = e.subject.clone() else {
-        return Ok(());
-    };
+fn auto_add(tx: &Tx, new_user: &str, config: &ChatConfig) -> AppResult<()> {
+    let new_user = new_user.to_owned();
     if config.auto_add_streamers == 0 {
         return Ok(());
     }

@@ -3,16 +3,18 @@
 //! feed interactions; when a favorite comes online, the notification domain tells followers.
 
 pub mod api;
+pub mod events;
 pub mod tables;
 
 use redb::{ReadTransaction, ReadableTable};
-use serde_json::json;
 
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
-use crate::core::events::NewEvent;
-use crate::core::store::{Tx, newest_first};
-use crate::domains::{blocklist, user};
+use crate::core::events::{Consumer, Event, NewEvent, take_unapplied};
+use crate::core::store::{Store, Tx, newest_first};
+use crate::domains::blocklist::{self, events::BlockEvent};
+use crate::domains::user;
+use events::FavoriteEvent;
 use tables::*;
 
 /// Favorites one person may have.
@@ -89,9 +91,11 @@ pub async fn add(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
             bump(tx, &me, 0, 1)?;
             bump(tx, &them, 1, 0)?;
             tx.emit(NewEvent::about(
-                "favorite_added",
                 &me,
-                json!({"userId": me, "favoriteId": them}),
+                FavoriteEvent::Added {
+                    user_id: me.clone(),
+                    favorite_id: them.clone(),
+                },
             ))?;
             Ok(())
         })
@@ -104,8 +108,47 @@ pub async fn remove(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()
     ctx.store.write(move |tx| remove_tx(tx, &me, &them)).await
 }
 
-/// Removes a favorite inside a write (a block removes them both ways).
-pub fn remove_tx(tx: &Tx, me: &str, them: &str) -> AppResult<()> {
+/// The `favorite_blocks` consumer: a block removes the two from each other's favorites (so
+/// neither hears when the other comes online). It follows the log, durably; the removal and
+/// the consumer's cursor are written in one transaction.
+pub struct BlockedFavorites {
+    pub store: Store,
+}
+
+const BLOCKED_FAVORITES: &str = "favorite_blocks";
+
+impl Consumer for BlockedFavorites {
+    fn name(&self) -> &'static str {
+        BLOCKED_FAVORITES
+    }
+
+    async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
+        if !events.iter().any(Event::is::<BlockEvent>) {
+            return Ok(());
+        }
+        self.store
+            .write(move |tx| {
+                for e in take_unapplied(tx, BLOCKED_FAVORITES, &events)? {
+                    if let Some(BlockEvent::Blocked {
+                        blocker_id,
+                        blocked_id,
+                        ..
+                    }) = e.decode()?
+                        // A block lifted since (and a favorite added again) is left alone.
+                        && blocklist::is_blocked_tx(tx, &blocker_id, &blocked_id)?
+                    {
+                        remove_tx(tx, &blocker_id, &blocked_id)?;
+                        remove_tx(tx, &blocked_id, &blocker_id)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Removes a favorite inside a write.
+fn remove_tx(tx: &Tx, me: &str, them: &str) -> AppResult<()> {
     let Some(since) = tx.read(FAVORITES)?.get((me, them))?.map(|v| v.value()) else {
         return Ok(());
     };
@@ -115,9 +158,11 @@ pub fn remove_tx(tx: &Tx, me: &str, them: &str) -> AppResult<()> {
     bump(tx, me, 0, -1)?;
     bump(tx, them, -1, 0)?;
     tx.emit(NewEvent::about(
-        "favorite_removed",
         me,
-        json!({"userId": me, "favoriteId": them}),
+        FavoriteEvent::Removed {
+            user_id: me.to_owned(),
+            favorite_id: them.to_owned(),
+        },
     ))?;
     Ok(())
 }

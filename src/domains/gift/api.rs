@@ -15,7 +15,7 @@ use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::AppResult;
 use crate::core::idempotency::Idempotency;
-use crate::domains::user::model::Platform;
+use crate::core::platform::Platform;
 
 use super::{Gift, GiftInput, Sent};
 

@@ -3,6 +3,7 @@
 //! the gift's share.
 
 pub mod api;
+pub mod events;
 pub mod tables;
 
 use redb::ReadableTable;
@@ -15,10 +16,11 @@ use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
 use crate::core::idempotency::Idempotency;
 use crate::core::ids::new_id;
+use crate::core::platform::Platform;
 use crate::core::store::{dec, get, put};
 use crate::domains::balance::{self, model::*};
 use crate::domains::blocklist;
-use crate::domains::user::{self, model::Platform};
+use crate::domains::user;
 use tables::*;
 
 pub const NAME_CHARS_MAX: usize = 60;
@@ -147,7 +149,7 @@ pub async fn save(ctx: &Ctx, actor: &str, id: Option<String>, input: GiftInput) 
                 updated_at_ms: tx.now_ms(),
             };
             put(&mut tx.table(GIFTS)?, id.as_str(), &gift)?;
-            crate::domains::mission_control::audit_tx(
+            crate::domains::audit::record_tx(
                 tx,
                 &actor,
                 "gift.save",
@@ -166,7 +168,7 @@ pub async fn delete(ctx: &Ctx, actor: &str, id: String) -> AppResult<()> {
             get::<&str, Gift>(&tx.read(GIFTS)?, id.as_str())?
                 .ok_or_else(|| AppError::not_found(format!("no gift {id}")))?;
             tx.table(GIFTS)?.remove(id.as_str())?;
-            crate::domains::mission_control::audit_tx(tx, &actor, "gift.delete", &id, json!({}))
+            crate::domains::audit::record_tx(tx, &actor, "gift.delete", &id, json!({}))
         })
         .await
 }
@@ -241,18 +243,17 @@ pub async fn send(
                     .map(|v| v.value())
                     .unwrap_or(0);
                 tx.emit(NewEvent::about(
-                    "gift_sent",
                     &to,
-                    json!({
-                        "giftId": gift.id,
-                        "name": gift.name,
-                        "iconMediaId": gift.icon_media_id,
-                        "price": gift.price,
-                        "streamerCoins": streamer,
-                        "fromUserId": from,
-                        "toUserId": to,
-                        "callId": call_id,
-                    }),
+                    events::GiftEvent::Sent {
+                        gift_id: gift.id.clone(),
+                        name: gift.name.clone(),
+                        icon_media_id: gift.icon_media_id.clone(),
+                        price: gift.price,
+                        streamer_coins: streamer,
+                        from_user_id: from.clone(),
+                        to_user_id: to.clone(),
+                        call_id: call_id.clone(),
+                    },
                 ))?;
                 Ok(Sent {
                     gift_id: gift.id,

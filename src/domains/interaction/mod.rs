@@ -5,18 +5,25 @@
 //! written in batches (`ProfileViews`), so reading a profile never waits for a write.
 
 pub mod api;
+pub mod events;
 pub mod tables;
 
 use std::collections::HashMap;
 
 use redb::ReadTransaction;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::core::error::AppResult;
 use crate::core::events::{Audience, Consumer, Event, NewEvent, take_unapplied};
 use crate::core::store::{Store, Tx, get, put};
+use crate::domains::chat::events::ChatEvent;
+use crate::domains::chat::model::MessageKind;
+use crate::domains::favorites::events::FavoriteEvent;
+use crate::domains::gift::events::GiftEvent;
+use crate::domains::video::events::CallEvent;
+use crate::domains::video::model::CallState;
+use events::InteractionEvent;
 use tables::*;
 
 /// What one person did toward another.
@@ -79,65 +86,68 @@ fn record(
     Ok(())
 }
 
-fn text<'a>(e: &'a Event, key: &str) -> Option<&'a str> {
-    e.data[key].as_str()
-}
-
-/// The event kinds interactions are made of.
-fn feeds(kind: &str) -> bool {
-    matches!(
-        kind,
-        "profile_viewed"
-            | "chat_message"
-            | "call_ended"
-            | "gift_sent"
-            | "favorite_added"
-            | "favorite_removed"
-    )
+/// Whether an event may feed interactions (a cheap check before decoding it).
+fn feeds(e: &Event) -> bool {
+    e.is::<InteractionEvent>()
+        || e.is::<ChatEvent>()
+        || e.is::<CallEvent>()
+        || e.is::<GiftEvent>()
+        || e.is::<FavoriteEvent>()
 }
 
 /// Applies one event of the log; events it does not know change nothing.
 fn apply(tx: &Tx, e: &Event) -> AppResult<()> {
     let at = e.at_ms;
-    match e.kind.as_str() {
-        "profile_viewed" => {
-            if let (Some(viewer), Some(viewed)) = (text(e, "viewerId"), text(e, "userId")) {
-                let n = e.data["count"].as_u64().unwrap_or(1);
-                record(tx, viewer, viewed, at, |s| s.profile_views += n)?;
-            }
+    if let Some(InteractionEvent::ProfileViewed {
+        viewer_id,
+        user_id,
+        count,
+    }) = e.decode()?
+    {
+        record(tx, &viewer_id, &user_id, at, |s| s.profile_views += count)?;
+    } else if let Some(ChatEvent::Message {
+        kind: MessageKind::Text,
+        sender_id,
+        ..
+    }) = e.decode()?
+    {
+        if let Audience::Users(members) = &e.audience
+            && let Some(other) = members.iter().find(|m| **m != sender_id)
+        {
+            record(tx, &sender_id, other, at, |s| s.messages += 1)?;
         }
-        "chat_message" if text(e, "kind") == Some("text") => {
-            let Some(sender) = text(e, "senderId") else {
-                return Ok(());
-            };
-            if let Audience::Users(members) = &e.audience
-                && let Some(other) = members.iter().find(|m| *m != sender)
-            {
-                record(tx, sender, other, at, |s| s.messages += 1)?;
-            }
+    } else if let Some(CallEvent::Ended { summary }) = e.decode()? {
+        if summary.state == CallState::Ended && summary.connected {
+            let secs = u64::try_from(summary.duration_seconds).unwrap_or(0);
+            record(tx, &summary.caller_id, &summary.callee_id, at, |s| {
+                s.calls += 1;
+                s.call_seconds += secs;
+            })?;
         }
-        "call_ended" if text(e, "state") == Some("ended") && e.data["connected"] == true => {
-            if let (Some(caller), Some(callee)) = (text(e, "callerId"), text(e, "calleeId")) {
-                let secs = e.data["durationSeconds"].as_u64().unwrap_or(0);
-                record(tx, caller, callee, at, |s| {
-                    s.calls += 1;
-                    s.call_seconds += secs;
-                })?;
+    } else if let Some(GiftEvent::Sent {
+        from_user_id,
+        to_user_id,
+        price,
+        ..
+    }) = e.decode()?
+    {
+        let coins = u64::try_from(price).unwrap_or(0);
+        record(tx, &from_user_id, &to_user_id, at, |s| {
+            s.gift_coins += coins
+        })?;
+    } else if let Some(fav) = e.decode::<FavoriteEvent>()? {
+        let (
+            on,
+            FavoriteEvent::Added {
+                user_id,
+                favorite_id,
             }
-        }
-        "gift_sent" => {
-            if let (Some(from), Some(to)) = (text(e, "fromUserId"), text(e, "toUserId")) {
-                let coins = e.data["price"].as_u64().unwrap_or(0);
-                record(tx, from, to, at, |s| s.gift_coins += coins)?;
-            }
-        }
-        "favorite_added" | "favorite_removed" => {
-            if let (Some(me), Some(fav)) = (text(e, "userId"), text(e, "favoriteId")) {
-                let on = e.kind == "favorite_added";
-                record(tx, me, fav, at, |s| s.favorite = on)?;
-            }
-        }
-        _ => {}
+            | FavoriteEvent::Removed {
+                user_id,
+                favorite_id,
+            },
+        ) = (matches!(fav, FavoriteEvent::Added { .. }), fav);
+        record(tx, &user_id, &favorite_id, at, |s| s.favorite = on)?;
     }
     Ok(())
 }
@@ -157,7 +167,7 @@ impl Consumer for Interactions {
     async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
         // Most of the log (ledger postings, presence) is not about interactions: a batch with
         // nothing to apply costs no write; `run_consumer` moves the cursor past it.
-        if !events.iter().any(|e| feeds(&e.kind)) {
+        if !events.iter().any(feeds) {
             return Ok(());
         }
         self.store
@@ -207,9 +217,12 @@ async fn write_views(store: Store, mut rx: mpsc::Receiver<(String, String)>) {
             .write(move |tx| {
                 for ((viewer, viewed), count) in &counts {
                     tx.emit(NewEvent::about(
-                        "profile_viewed",
                         viewed,
-                        json!({"viewerId": viewer, "userId": viewed, "count": count}),
+                        events::InteractionEvent::ProfileViewed {
+                            viewer_id: viewer.to_string(),
+                            user_id: viewed.to_string(),
+                            count: *count,
+                        },
                     ))?;
                 }
                 Ok(())

@@ -120,7 +120,7 @@ impl AdminApi {
     ) -> AppResult<Json<AuditPage>> {
         auth.require(&ctx, Access::Admin).await?;
         let limit = crate::api::page_limit(limit.0, 50, AUDIT_PAGE_MAX)?;
-        let items = super::audit_page(&ctx, before.0, limit).await?;
+        let items = crate::domains::audit::page(&ctx, before.0, limit).await?;
         let next_before = (items.len() == limit)
             .then(|| items.last().map(|a| a.id.clone()))
             .flatten();

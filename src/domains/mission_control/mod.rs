@@ -2,58 +2,21 @@
 //! (and the event log) in the same transaction as the change it made.
 
 pub mod api;
+pub mod events;
 pub mod payouts;
 pub mod tables;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::Ctx;
 use crate::core::auth::Role;
 use crate::core::error::{AppError, AppResult};
-use crate::core::events::NewEvent;
-use crate::core::ids::new_id;
-use crate::core::store::{Tx, dec, put};
+
+use crate::domains::audit::record_tx as audit_tx;
 use crate::domains::user;
-use tables::*;
 
 /// Longest ban reason, in characters.
 pub const BAN_REASON_CHARS_MAX: usize = 500;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub id: String,
-    pub at_ms: i64,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub detail: serde_json::Value,
-}
-
-/// Records an admin action in the current transaction.
-pub fn audit_tx(
-    tx: &Tx,
-    actor: &str,
-    action: &str,
-    target: &str,
-    detail: serde_json::Value,
-) -> AppResult<()> {
-    let rec = AuditRecord {
-        id: new_id(),
-        at_ms: tx.now_ms(),
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        detail: detail.clone(),
-    };
-    put(&mut tx.table(AUDIT_LOG)?, rec.id.as_str(), &rec)?;
-    tx.emit(NewEvent::about(
-        "admin_action",
-        actor,
-        json!({"actor": actor, "action": action, "target": target, "detail": detail}),
-    ))?;
-    Ok(())
-}
 
 pub async fn set_role(ctx: &Ctx, actor: &str, user_id: &str, role: Role) -> AppResult<()> {
     if actor == user_id {
@@ -99,28 +62,6 @@ pub async fn unban(ctx: &Ctx, actor: &str, user_id: &str) -> AppResult<()> {
         .write(move |tx| {
             user::unban_tx(tx, &user_id)?;
             audit_tx(tx, &actor, "user.unban", &user_id, json!({}))
-        })
-        .await
-}
-
-/// Audit records newest first, before the `before` id.
-pub async fn audit_page(
-    ctx: &Ctx,
-    before: Option<String>,
-    limit: usize,
-) -> AppResult<Vec<AuditRecord>> {
-    ctx.store
-        .read(move |rtx| {
-            let t = rtx.open_table(AUDIT_LOG)?;
-            let mut out = Vec::new();
-            let rows = match &before {
-                Some(b) => t.range(..b.as_str())?,
-                None => t.range::<&str>(..)?,
-            };
-            for row in rows.rev().take(limit) {
-                out.push(dec(row?.1.value())?);
-            }
-            Ok(out)
         })
         .await
 }

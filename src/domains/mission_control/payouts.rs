@@ -15,10 +15,20 @@ use crate::core::store::{Tx, get, put};
 use crate::domains::balance::{self, model::*};
 use crate::domains::profile;
 
-use super::audit_tx;
 use super::tables::{PAYOUTS, PAYOUTS_BY_STATE, PAYOUTS_BY_STREAMER};
+use crate::domains::audit::record_tx as audit_tx;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    poem_openapi::Enum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum PayoutState {
@@ -71,11 +81,15 @@ fn store(tx: &Tx, p: &Payout, previous: Option<PayoutState>) -> AppResult<()> {
         .insert((p.streamer_id.as_str(), p.id.as_str()), ())?;
     tx.emit(
         NewEvent::about(
-            "payout_status",
             &p.streamer_id,
-            json!({"payoutId": p.id, "state": p.state.as_str(), "amount": p.amount, "reason": p.reason}),
+            super::events::PayoutEvent::Status {
+                payout_id: p.id.clone(),
+                state: p.state,
+                amount: p.amount,
+                reason: p.reason.clone(),
+            },
         )
-        .to("account", Audience::Users(vec![p.streamer_id.clone()])),
+        .to(Audience::Users(vec![p.streamer_id.clone()])),
     )?;
     Ok(())
 }

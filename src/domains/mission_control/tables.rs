@@ -1,8 +1,6 @@
 //! The mission_control domain's tables.
 
 crate::tables! {
-    /// audit id (time-ordered) → AuditRecord.
-    AUDIT_LOG: &str => &[u8] = "audit_log";
     /// payout id → Payout.
     PAYOUTS: &str => &[u8] = "payout_by_id";
     /// (state, payout id): the admin's queues.

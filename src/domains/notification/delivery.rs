@@ -266,7 +266,7 @@ async fn run_fanouts(ctx: &Ctx) -> AppResult<usize> {
             break;
         };
         // Who has a live connection is known here, outside the write.
-        let live: Vec<bool> = page.iter().map(|(_, f)| ctx.hub.is_connected(f)).collect();
+        let live: Vec<bool> = page.iter().map(|(_, f)| ctx.live.is_connected(f)).collect();
         done += page.len();
         let owner = ctx.delivery.clone();
         ctx.store

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod delivery;
 pub mod digest;
+pub mod events;
 pub mod model;
 pub mod notifier;
 pub mod tables;
@@ -22,6 +23,7 @@ use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
 use crate::domains::user::{self, model::PushProvider};
 use delivery::Delivery;
+use events::NotificationEvent;
 use model::*;
 use tables::*;
 
@@ -86,11 +88,17 @@ pub fn notify_tx(
     };
     n.seq = tx.emit(
         NewEvent::about(
-            "notification",
             &n.user_id,
-            json!({"id": n.id, "kind": n.kind, "title": n.title, "body": n.body, "data": draft.data, "at": now}),
+            NotificationEvent::Notification {
+                id: n.id.clone(),
+                kind: n.kind,
+                title: n.title.clone(),
+                body: n.body.clone(),
+                data: draft.data.clone(),
+                at: now,
+            },
         )
-        .to("notifications", Audience::Users(vec![n.user_id.clone()])),
+        .to(Audience::Users(vec![n.user_id.clone()])),
     )?;
     tx.table(BY_SEQ)?
         .insert(n.seq, (n.user_id.as_str(), n.id.as_str()))?;
@@ -324,9 +332,10 @@ pub async fn unsubscribe(ctx: &Ctx, token: &str) -> AppResult<()> {
                 prefs.email_unsubscribed = true;
                 put(&mut tx.table(PREFERENCES)?, user_id.as_str(), &prefs)?;
                 tx.emit(NewEvent::about(
-                    "email_unsubscribed",
                     &user_id,
-                    json!({"userId": user_id}),
+                    NotificationEvent::EmailUnsubscribed {
+                        user_id: user_id.clone(),
+                    },
                 ))?;
             }
             Ok(())
@@ -347,7 +356,7 @@ pub async fn send_system(
             "title must be 1–100 characters and body at most 1000",
         ));
     }
-    let live = ctx.hub.is_connected(user_id);
+    let live = ctx.live.is_connected(user_id);
     let owner = ctx.clone();
     let (actor, user_id, title, body) = (
         actor.to_owned(),
@@ -370,7 +379,7 @@ pub async fn send_system(
                 },
                 live,
             )?;
-            crate::domains::mission_control::audit_tx(
+            crate::domains::audit::record_tx(
                 tx,
                 &actor,
                 "notification.send",

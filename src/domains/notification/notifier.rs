@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use redb::ReadableTable;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::Ctx;
 use crate::core::auth::Role;
@@ -12,6 +12,13 @@ use crate::core::error::AppResult;
 use crate::core::events::{Audience, Consumer, Event, take_unapplied};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, put};
+use crate::domains::chat::events::ChatEvent;
+use crate::domains::chat::model::MessageKind;
+use crate::domains::gift::events::GiftEvent;
+use crate::domains::mission_control::events::PayoutEvent;
+use crate::domains::user::events::UserEvent;
+use crate::domains::video::events::CallEvent;
+use crate::domains::video::model::CallState;
 use crate::domains::{profile, user};
 
 use super::delivery::Delivery;
@@ -27,14 +34,13 @@ pub struct Notifier {
     pub ctx: Arc<Ctx>,
 }
 
+/// Whether an event may make notifications (a cheap check before decoding it).
 fn handles(e: &Event) -> bool {
-    match e.kind.as_str() {
-        "incoming_call" | "call_missed" | "gift_sent" | "payout_status" => true,
-        "chat_message" => e.data["kind"] == "text",
-        "presence_changed" => e.data["online"] == true,
-        "call_state" => e.data["state"] != "ringing",
-        _ => false,
-    }
+    e.is::<CallEvent>()
+        || e.is::<GiftEvent>()
+        || e.is::<PayoutEvent>()
+        || e.is::<ChatEvent>()
+        || e.is::<UserEvent>()
 }
 
 impl Consumer for Notifier {
@@ -61,80 +67,105 @@ impl Consumer for Notifier {
     }
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_default()
-}
-
 fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
-    let d = &e.data;
     let name = |id: &str| profile::display_name_tx(tx, id);
-    let drafts: Vec<Draft> = match e.kind.as_str() {
-        "incoming_call" => vec![Draft {
-            user_id: e.subject.clone().unwrap_or_default(),
-            kind: Kind::IncomingCall,
-            title: "Incoming call".into(),
-            body: format!("{} is calling you", name(s(d, "callerId"))?),
-            data: json!({"callId": d["callId"], "callerId": d["callerId"]}),
-        }],
-        "call_missed" => vec![Draft {
-            user_id: s(d, "calleeId").to_owned(),
-            kind: Kind::MissedCall,
-            title: "Missed call".into(),
-            body: format!("You missed a call from {}", name(s(d, "callerId"))?),
-            data: json!({"callId": d["callId"], "callerId": d["callerId"]}),
-        }],
-        "gift_sent" => vec![Draft {
-            user_id: s(d, "toUserId").to_owned(),
+    let mut drafts: Vec<Draft> = Vec::new();
+    if let Some(call) = e.decode::<CallEvent>()? {
+        match call {
+            CallEvent::Incoming {
+                call_id, caller_id, ..
+            } => drafts.push(Draft {
+                user_id: e.subject.clone().unwrap_or_default(),
+                kind: Kind::IncomingCall,
+                title: "Incoming call".into(),
+                body: format!("{} is calling you", name(&caller_id)?),
+                data: json!({"callId": call_id, "callerId": caller_id}),
+            }),
+            CallEvent::Missed { summary } => drafts.push(Draft {
+                user_id: summary.callee_id.clone(),
+                kind: Kind::MissedCall,
+                title: "Missed call".into(),
+                body: format!("You missed a call from {}", name(&summary.caller_id)?),
+                data: json!({"callId": summary.call_id, "callerId": summary.caller_id}),
+            }),
+            CallEvent::State { call_id, state, .. } if state != CallState::Ringing => {
+                super::call_stopped_ringing_tx(tx, &call_id)?;
+            }
+            _ => {}
+        }
+    } else if let Some(GiftEvent::Sent {
+        gift_id,
+        name: gift_name,
+        price,
+        from_user_id,
+        to_user_id,
+        ..
+    }) = e.decode()?
+    {
+        drafts.push(Draft {
+            user_id: to_user_id,
             kind: Kind::GiftReceived,
             title: "You received a gift".into(),
             body: format!(
-                "{} sent you {} ({} coins)",
-                name(s(d, "fromUserId"))?,
-                s(d, "name"),
-                d["price"]
+                "{} sent you {gift_name} ({price} coins)",
+                name(&from_user_id)?
             ),
-            data: json!({"giftId": d["giftId"], "fromUserId": d["fromUserId"]}),
-        }],
-        "payout_status" => vec![Draft {
+            data: json!({"giftId": gift_id, "fromUserId": from_user_id}),
+        });
+    } else if let Some(PayoutEvent::Status {
+        payout_id,
+        state,
+        amount,
+        ..
+    }) = e.decode()?
+    {
+        drafts.push(Draft {
             user_id: e.subject.clone().unwrap_or_default(),
             kind: Kind::PayoutStatus,
             title: "Payout update".into(),
-            body: format!("Your payout of {} coins is {}", d["amount"], s(d, "state")),
-            data: json!({"payoutId": d["payoutId"], "state": d["state"]}),
-        }],
-        "chat_message" => {
-            let sender = s(d, "senderId");
-            let receiver = match &e.audience {
-                Audience::Users(members) => members.iter().find(|m| *m != sender).cloned(),
-                _ => None,
-            };
-            // Someone connected reads it on the `chat` topic; only the others are notified.
-            match receiver.filter(|r| !ctx.hub.is_connected(r)) {
-                Some(receiver) => vec![Draft {
-                    user_id: receiver,
-                    kind: Kind::NewMessage,
-                    title: name(sender)?,
-                    body: s(d, "text").chars().take(PREVIEW_CHARS).collect(),
-                    data: json!({"chatId": d["chatId"], "senderId": sender, "seq": d["seq"]}),
-                }],
-                None => vec![],
-            }
+            body: format!("Your payout of {amount} coins is {}", state.as_str()),
+            data: json!({"payoutId": payout_id, "state": state}),
+        });
+    } else if let Some(ChatEvent::Message {
+        kind: MessageKind::Text,
+        chat_id,
+        seq,
+        sender_id,
+        text,
+        ..
+    }) = e.decode()?
+    {
+        let receiver = match &e.audience {
+            Audience::Users(members) => members.iter().find(|m| **m != sender_id).cloned(),
+            _ => None,
+        };
+        // Someone connected reads it on the `chat` topic; only the others are notified.
+        if let Some(receiver) = receiver.filter(|r| !ctx.live.is_connected(r)) {
+            drafts.push(Draft {
+                user_id: receiver,
+                kind: Kind::NewMessage,
+                title: name(&sender_id)?,
+                body: text
+                    .unwrap_or_default()
+                    .chars()
+                    .take(PREVIEW_CHARS)
+                    .collect(),
+                data: json!({"chatId": chat_id, "senderId": sender_id, "seq": seq}),
+            });
         }
-        "call_state" => {
-            super::call_stopped_ringing_tx(tx, s(d, "callId"))?;
-            vec![]
-        }
-        "presence_changed" => {
-            favorite_online(tx, s(d, "userId"), e.at_ms)?;
-            vec![]
-        }
-        _ => vec![],
-    };
+    } else if let Some(UserEvent::PresenceChanged {
+        user_id,
+        online: true,
+        ..
+    }) = e.decode()?
+    {
+        favorite_online(tx, &user_id, e.at_ms)?;
+    }
     for draft in drafts {
         if draft.user_id.is_empty() {
             continue;
         }
-        let live = ctx.hub.is_connected(&draft.user_id);
+        let live = ctx.live.is_connected(&draft.user_id);
         notify_tx(tx, &ctx.delivery, draft, live)?;
     }
     Ok(())

@@ -18,7 +18,7 @@ use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult, Code};
-use crate::domains::user::model::Platform;
+use crate::core::platform::Platform;
 
 use super::{Intent, IntentState, Product, ProductInput, StoreAction};
 

@@ -7,6 +7,7 @@
 //! the next purchase lands on the negative balance and so settles the debt first.
 
 pub mod api;
+pub mod events;
 pub mod tables;
 
 use std::collections::BTreeMap;
@@ -19,10 +20,11 @@ use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::new_id;
+use crate::core::platform::Platform;
 use crate::core::store::{Tx, dec, get, put};
+use crate::domains::audit::record_tx as audit_tx;
 use crate::domains::balance::{self, model::*};
-use crate::domains::mission_control::audit_tx;
-use crate::domains::user::model::Platform;
+use events::PaymentEvent;
 use tables::*;
 
 pub const PRODUCTS_MAX: usize = 200;
@@ -429,20 +431,19 @@ fn credit(
     put(&mut tx.table(STORE_PURCHASES)?, store_key, &purchase)?;
     tx.emit(
         NewEvent::about(
-            "purchase_completed",
             &intent.user_id,
-            json!({
-                "intentId": intent.id,
-                "userId": intent.user_id,
-                "productId": intent.product_id,
-                "platform": intent.platform.as_str(),
-                "coins": coins,
-                "bonusCoins": bonus,
-                "quantity": quantity,
-                "store": details,
-            }),
+            PaymentEvent::PurchaseCompleted {
+                intent_id: intent.id.clone(),
+                user_id: intent.user_id.clone(),
+                product_id: intent.product_id.clone(),
+                platform: intent.platform,
+                coins,
+                bonus_coins: bonus,
+                quantity,
+                store: details,
+            },
         )
-        .to("account", Audience::Users(vec![intent.user_id.clone()])),
+        .to(Audience::Users(vec![intent.user_id.clone()])),
     )?;
     Ok(())
 }
@@ -476,12 +477,16 @@ pub fn refund_tx(tx: &Tx, store_key: &str, reason: &str) -> AppResult<bool> {
     set_intent_state(tx, &p.intent_id, IntentState::Refunded)?;
     tx.emit(
         NewEvent::about(
-            "purchase_refunded",
             &p.user_id,
-            json!({"intentId": p.intent_id, "userId": p.user_id, "productId": p.product_id,
-                   "coins": p.coins + p.bonus_coins, "reason": reason}),
+            PaymentEvent::PurchaseRefunded {
+                intent_id: p.intent_id.clone(),
+                user_id: p.user_id.clone(),
+                product_id: p.product_id.clone(),
+                coins: p.coins + p.bonus_coins,
+                reason: reason.to_string(),
+            },
         )
-        .to("account", Audience::Users(vec![p.user_id.clone()])),
+        .to(Audience::Users(vec![p.user_id.clone()])),
     )?;
     Ok(true)
 }
@@ -508,9 +513,12 @@ pub fn reverse_refund_tx(tx: &Tx, store_key: &str) -> AppResult<bool> {
     put(&mut tx.table(STORE_PURCHASES)?, store_key, &p)?;
     set_intent_state(tx, &p.intent_id, IntentState::Completed)?;
     tx.emit(NewEvent::about(
-        "purchase_refund_reversed",
         &p.user_id,
-        json!({"intentId": p.intent_id, "userId": p.user_id, "coins": p.coins + p.bonus_coins}),
+        PaymentEvent::PurchaseRefundReversed {
+            intent_id: p.intent_id.clone(),
+            user_id: p.user_id.clone(),
+            coins: p.coins + p.bonus_coins,
+        },
     ))?;
     Ok(true)
 }

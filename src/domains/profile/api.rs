@@ -7,7 +7,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Object, OpenApi};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 use crate::api::{ApiTags, BearerAuth};
@@ -24,7 +24,7 @@ use super::{OwnProfile, ProfilePatch};
 
 /// What anyone may see of a person. Nothing private belongs here: this shape is also the
 /// payload of `profile_updated` events.
-#[derive(Debug, Clone, Object, Serialize)]
+#[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize, schemars::JsonSchema)]
 #[oai(rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 pub struct PublicProfile {
@@ -40,8 +40,10 @@ pub struct PublicProfile {
     pub role: Role,
     pub online: bool,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     pub online_since: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     pub last_seen: Option<OffsetDateTime>,
     /// How many people have them among their favorites.
     pub followers_count: u64,

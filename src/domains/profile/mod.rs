@@ -3,11 +3,11 @@
 //! this domain towards other people, on REST and in events alike.
 
 pub mod api;
+pub mod events;
 pub mod model;
 pub mod tables;
 
 use redb::ReadTransaction;
-use serde_json::json;
 
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
@@ -110,7 +110,8 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
     let today = today(ctx);
     ctx.store
         .write(move |tx| {
-            let user = user::find_user_tx(tx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            let user = user::find_user_tx(tx, &user_id)?
+                .ok_or_else(|| AppError::not_found("no such user"))?;
             let mut t = tx.table(PROFILES)?;
             let mut p: ProfileRecord = get(&t, user_id.as_str())?.unwrap_or_default();
             let p0 = p.clone();
@@ -146,18 +147,22 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
                 put(&mut t, user_id.as_str(), &p)?;
             }
             drop(t);
-            let presence: PresenceRecord =
-                get(&tx.read(crate::domains::user::tables::PRESENCE)?, user_id.as_str())?.unwrap_or_default();
+            let presence: PresenceRecord = get(
+                &tx.read(crate::domains::user::tables::PRESENCE)?,
+                user_id.as_str(),
+            )?
+            .unwrap_or_default();
             let counts = favorites::counts_tx(tx, &user_id)?;
             if p != p0 {
                 let public = PublicProfile::build(&user, &p, &presence, counts, today);
                 tx.emit(
                     NewEvent::about(
-                        "profile_updated",
                         &user_id,
-                        json!({"profile": serde_json::to_value(&public).map_err(AppError::internal)?}),
+                        events::ProfileEvent::Updated {
+                            profile: public.clone(),
+                        },
                     )
-                    .to("account", Audience::Users(vec![user_id.clone()])),
+                    .to(Audience::Users(vec![user_id.clone()])),
                 )?;
             }
             Ok(OwnProfile {

@@ -14,7 +14,17 @@ pub const AGE_MAX: i32 = 120;
 pub const PAYOUT_ACCOUNT_CHARS_MAX: usize = 200;
 pub const HOLDER_NAME_CHARS_MAX: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    poem_openapi::Enum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum Gender {

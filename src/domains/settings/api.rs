@@ -15,7 +15,7 @@ use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
-use crate::domains::user::model::Platform;
+use crate::core::platform::Platform;
 
 use super::model::{AppVersion, FlagRecord, PlatformRule, parse_flag_key};
 

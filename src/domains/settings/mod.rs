@@ -3,6 +3,7 @@
 //! the `settings` topic.
 
 pub mod api;
+pub mod events;
 pub mod model;
 pub mod tables;
 
@@ -14,9 +15,9 @@ use serde_json::json;
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, NewEvent};
+use crate::core::platform::Platform;
 use crate::core::store::{dec, get, put};
-use crate::domains::mission_control;
-use crate::domains::user::model::Platform;
+use crate::domains::audit;
 use model::*;
 use tables::*;
 
@@ -79,13 +80,11 @@ pub async fn all(ctx: &Ctx) -> AppResult<(BTreeMap<String, String>, Vec<FlagReco
 }
 
 fn changed(key: &str, what: &str) -> NewEvent {
-    NewEvent {
-        kind: "settings_changed",
-        subject: None,
-        topic: Some("settings"),
-        audience: Audience::Everyone,
-        data: json!({"what": what, "key": key}),
-    }
+    NewEvent::new(events::SettingsEvent::Changed {
+        what: what.to_owned(),
+        key: key.to_owned(),
+    })
+    .to(Audience::Everyone)
 }
 
 pub async fn set_min_version(
@@ -100,7 +99,7 @@ pub async fn set_min_version(
         .write(move |tx| {
             tx.table(MIN_VERSIONS)?
                 .insert(platform.as_str(), version.as_str())?;
-            mission_control::audit_tx(
+            audit::record_tx(
                 tx,
                 &actor,
                 "settings.min_version",
@@ -137,7 +136,7 @@ pub async fn put_flag(
                 updated_by: actor.clone(),
             };
             put(&mut tx.table(FEATURE_FLAGS)?, key.as_str(), &flag)?;
-            mission_control::audit_tx(
+            audit::record_tx(
                 tx,
                 &actor,
                 "settings.flag_put",
@@ -158,7 +157,7 @@ pub async fn delete_flag(ctx: &Ctx, actor: &str, key: String) -> AppResult<()> {
                 return Err(AppError::not_found(format!("no flag `{key}`")));
             }
             tx.table(FEATURE_FLAGS)?.remove(key.as_str())?;
-            mission_control::audit_tx(tx, &actor, "settings.flag_delete", &key, json!({}))?;
+            audit::record_tx(tx, &actor, "settings.flag_delete", &key, json!({}))?;
             tx.emit(changed(&key, "flag"))?;
             Ok(())
         })

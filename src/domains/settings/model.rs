@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::core::error::{AppError, AppResult};
-use crate::domains::user::model::Platform;
+use crate::core::platform::Platform;
 
 /// A dotted numeric app version (`1.2.3`, one to four parts), compared part by part.
 /// A build suffix after `+` or `-` (`1.2.3+45`) is accepted and ignored for comparison.

@@ -3,6 +3,7 @@
 //! tokens, roles and bans, and presence.
 
 pub mod api;
+pub mod events;
 pub mod external;
 pub mod model;
 pub mod presence;
@@ -11,7 +12,6 @@ pub mod tables;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use redb::{ReadTransaction, ReadableTable};
-use serde_json::json;
 
 use crate::app::Ctx;
 use crate::core::auth::{Access, Principal, Role};
@@ -19,6 +19,7 @@ use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::{new_id, random_token, secret_hash};
 use crate::core::store::{Store, Tx, get, put};
+use events::UserEvent;
 use model::*;
 use tables::*;
 
@@ -203,7 +204,7 @@ pub async fn register(
                     user.email = Some(email.as_str().to_owned());
                     user.password_hash = Some(hash.clone());
                     put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
-                    tx.emit(NewEvent::about("user_email_linked", &user.id, json!({})))?;
+                    tx.emit(NewEvent::about(&user.id, UserEvent::EmailLinked {}))?;
                     user.id
                 }
                 None => {
@@ -381,9 +382,11 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                 session.revoked_reason = Some("refresh_token_reused".into());
                 put(&mut tx.table(SESSIONS)?, session.id.as_str(), &session)?;
                 tx.emit(NewEvent::about(
-                    "session_revoked",
                     &session.user_id,
-                    json!({"sessionId": session.id, "reason": "refresh_token_reused"}),
+                    UserEvent::SessionRevoked {
+                        session_id: session.id.clone(),
+                        reason: "refresh_token_reused".into(),
+                    },
                 ))?;
                 return Ok(RefreshOutcome::Reused);
             }
@@ -483,9 +486,11 @@ pub async fn revoke_session(
             put(&mut sessions, s.id.as_str(), &s)?;
             drop(sessions);
             tx.emit(NewEvent::about(
-                "session_revoked",
                 &user_id,
-                json!({"sessionId": session_id, "reason": reason}),
+                UserEvent::SessionRevoked {
+                    session_id: session_id.clone(),
+                    reason: reason.to_string(),
+                },
             ))?;
             Ok(())
         })
@@ -611,9 +616,12 @@ pub fn forget_token_tx(tx: &Tx, user_id: &str, device_id: &str, token: &str) -> 
     tx.table(PUSH_TOKEN_OWNERS)?
         .remove(secret_hash(token).as_str())?;
     tx.emit(NewEvent::about(
-        "push_token_removed",
         user_id,
-        json!({"userId": user_id, "deviceId": device_id, "reason": "unregistered"}),
+        UserEvent::PushTokenRemoved {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            reason: "unregistered".into(),
+        },
     ))?;
     Ok(true)
 }
@@ -640,9 +648,12 @@ pub fn set_role_tx(tx: &Tx, user_id: &str, role: Role) -> AppResult<Role> {
     put(&mut tx.table(USERS)?, user_id, &user)?;
     index_online_streamer(tx, user_id)?;
     tx.emit(NewEvent::about(
-        "user_role_changed",
         user_id,
-        json!({"userId": user_id, "from": before.as_str(), "to": role.as_str()}),
+        UserEvent::RoleChanged {
+            user_id: user_id.to_owned(),
+            from: before,
+            to: role,
+        },
     ))?;
     Ok(before)
 }
@@ -657,11 +668,13 @@ pub fn ban_tx(tx: &Tx, user_id: &str, reason: &str, by: &str) -> AppResult<()> {
     put(&mut tx.table(USERS)?, user_id, &user)?;
     tx.emit(
         NewEvent::about(
-            "user_banned",
             user_id,
-            json!({"userId": user_id, "reason": reason}),
+            UserEvent::Banned {
+                user_id: user_id.to_owned(),
+                reason: reason.to_owned(),
+            },
         )
-        .to("account", Audience::Users(vec![user_id.to_owned()])),
+        .to(Audience::Users(vec![user_id.to_owned()])),
     )?;
     Ok(())
 }
@@ -673,9 +686,10 @@ pub fn unban_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
     }
     put(&mut tx.table(USERS)?, user_id, &user)?;
     tx.emit(NewEvent::about(
-        "user_unbanned",
         user_id,
-        json!({"userId": user_id}),
+        UserEvent::Unbanned {
+            user_id: user_id.to_owned(),
+        },
     ))?;
     Ok(())
 }
@@ -742,9 +756,12 @@ fn create_user(
     };
     put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
     tx.emit(NewEvent::about(
-        "user_signed_up",
         &user.id,
-        json!({"userId": user.id, "method": method, "platform": platform.map(|p| p.as_str())}),
+        UserEvent::SignedUp {
+            user_id: user.id.clone(),
+            method: method.to_string(),
+            platform,
+        },
     ))?;
     Ok(user)
 }

@@ -78,33 +78,7 @@ pub enum SignInMethod {
     External,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum)]
-#[serde(rename_all = "snake_case")]
-#[oai(rename_all = "snake_case")]
-pub enum Platform {
-    Ios,
-    Android,
-    Web,
-}
-
-impl Platform {
-    pub const ALL: [Platform; 3] = [Platform::Ios, Platform::Android, Platform::Web];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Platform::Ios => "ios",
-            Platform::Android => "android",
-            Platform::Web => "web",
-        }
-    }
-    pub fn parse(s: &str) -> AppResult<Platform> {
-        Platform::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                AppError::validation(format!("platform `{s}` is not ios, android or web"))
-            })
-    }
-}
+pub use crate::core::platform::Platform;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
 #[serde(rename_all = "snake_case")]

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::core::clock::SharedClock;
@@ -221,9 +220,12 @@ fn apply(tx: &crate::core::store::Tx, changes: &[Change]) -> AppResult<()> {
     drop(t);
     for c in emitted {
         tx.emit(NewEvent::about(
-            "presence_changed",
             &c.user_id,
-            json!({"userId": c.user_id, "online": c.online, "at": c.at_ms}),
+            super::events::UserEvent::PresenceChanged {
+                user_id: c.user_id.clone(),
+                online: c.online,
+                at: c.at_ms,
+            },
         ))?;
     }
     Ok(())

@@ -13,6 +13,7 @@
 //! ([`tick`]) runs the due ones against the injected clock.
 
 pub mod api;
+pub mod events;
 pub mod media;
 pub mod model;
 pub mod roulette;
@@ -26,12 +27,14 @@ use serde_json::json;
 use crate::app::Ctx;
 use crate::core::auth::{Principal, Role};
 use crate::core::error::{AppError, AppResult, Code};
-use crate::core::events::{Audience, NewEvent};
+use crate::core::events::{Audience, Consumer, Event, NewEvent, take_unapplied};
 use crate::core::ids::new_id;
-use crate::core::store::{Tx, get, put};
+use crate::core::store::{Store, Tx, get, put};
 use crate::domains::balance::{self, model::*};
 use crate::domains::billing::{self, model::*};
-use crate::domains::{blocklist, user};
+use crate::domains::blocklist::{self, events::BlockEvent};
+use crate::domains::user;
+use events::{CallEvent, CallSummary};
 use model::*;
 use tables::*;
 
@@ -51,18 +54,22 @@ fn save(tx: &Tx, call: &Call) -> AppResult<()> {
 
 fn state_event(call: &Call) -> NewEvent {
     NewEvent::about(
-        "call_state",
         &call.caller_id,
-        json!({
-            "callId": call.id, "state": call.state.as_str(), "kind": call.kind,
-            "callerId": call.caller_id, "calleeId": call.callee_id,
-            "charged": call.charged, "earned": call.earned, "endReason": call.end_reason,
-        }),
+        CallEvent::State {
+            call_id: call.id.clone(),
+            state: call.state,
+            kind: call.kind,
+            caller_id: call.caller_id.clone(),
+            callee_id: call.callee_id.clone(),
+            charged: call.charged,
+            earned: call.earned,
+            end_reason: call.end_reason,
+        },
     )
-    .to(
-        "calls",
-        Audience::Users(vec![call.caller_id.clone(), call.callee_id.clone()]),
-    )
+    .to(Audience::Users(vec![
+        call.caller_id.clone(),
+        call.callee_id.clone(),
+    ]))
 }
 
 fn set_timer(tx: &Tx, call: &mut Call, timer: Timer, due_ms: i64) -> AppResult<()> {
@@ -145,11 +152,14 @@ pub async fn start(
             save(tx, &call)?;
             tx.emit(
                 NewEvent::about(
-                    "incoming_call",
                     &call.callee_id,
-                    json!({"callId": call.id, "callerId": call.caller_id, "kind": call.kind}),
+                    CallEvent::Incoming {
+                        call_id: call.id.clone(),
+                        caller_id: call.caller_id.clone(),
+                        kind: call.kind,
+                    },
                 )
-                .to("calls", Audience::Users(vec![call.callee_id.clone()])),
+                .to(Audience::Users(vec![call.callee_id.clone()])),
             )?;
             tx.emit(state_event(&call))?;
             Ok(call)
@@ -398,11 +408,15 @@ fn schedule_billing(tx: &Tx, call: &mut Call) -> AppResult<()> {
         if wallet < coins {
             tx.emit(
                 NewEvent::about(
-                    "balance_low",
                     &call.payer_id,
-                    json!({"callId": call.id, "atSeconds": at, "coins": coins, "balance": wallet}),
+                    CallEvent::BalanceLow {
+                        call_id: call.id.clone(),
+                        at_seconds: at,
+                        coins,
+                        balance: wallet,
+                    },
                 )
-                .to("calls", Audience::Users(vec![call.payer_id.clone()])),
+                .to(Audience::Users(vec![call.payer_id.clone()])),
             )?;
         }
     }
@@ -434,17 +448,24 @@ fn finish(tx: &Tx, call: &mut Call, state: CallState, reason: Option<EndReason>)
         .ended_at_ms
         .zip(call.connected_at_ms)
         .map_or(0, |(e, c)| (e - c) / 1000);
-    let summary = json!({
-        "callId": call.id, "kind": call.kind, "callerId": call.caller_id, "calleeId": call.callee_id,
-        "state": state.as_str(), "durationSeconds": duration, "charged": call.charged, "earned": call.earned,
-        "reason": reason, "connected": call.connected_at_ms.is_some(),
-    });
-    let kind = if state == CallState::Missed {
-        "call_missed"
-    } else {
-        "call_ended"
+    let summary = CallSummary {
+        call_id: call.id.clone(),
+        kind: call.kind,
+        caller_id: call.caller_id.clone(),
+        callee_id: call.callee_id.clone(),
+        state,
+        duration_seconds: duration,
+        charged: call.charged,
+        earned: call.earned,
+        reason,
+        connected: call.connected_at_ms.is_some(),
     };
-    tx.emit(NewEvent::about(kind, &call.caller_id, summary))?;
+    let event = if state == CallState::Missed {
+        CallEvent::Missed { summary }
+    } else {
+        CallEvent::Ended { summary }
+    };
+    tx.emit(NewEvent::about(&call.caller_id, event))?;
     Ok(())
 }
 
@@ -538,21 +559,77 @@ fn fire(tx: &Tx, media: &media::Media, due_ms: i64, key: &str) -> AppResult<()> 
 pub async fn end_call(ctx: &Ctx, call_id: &str, reason: EndReason) -> AppResult<Call> {
     let call_id = call_id.to_owned();
     ctx.store
-        .write(move |tx| {
-            let mut call = call_of(tx, &call_id)?;
-            match call.state {
-                CallState::Connected => {
-                    let reason = bill_due(tx, &mut call, tx.now_ms())?.unwrap_or(reason);
-                    finish(tx, &mut call, CallState::Ended, Some(reason))?;
-                }
-                CallState::Ringing | CallState::Connecting => {
-                    finish(tx, &mut call, CallState::Ended, Some(reason))?
-                }
-                _ => {}
-            }
-            Ok(call)
-        })
+        .write(move |tx| end_call_tx(tx, &call_id, reason))
         .await
+}
+
+/// [`end_call`] inside a write.
+fn end_call_tx(tx: &Tx, call_id: &str, reason: EndReason) -> AppResult<Call> {
+    let mut call = call_of(tx, call_id)?;
+    match call.state {
+        CallState::Connected => {
+            let reason = bill_due(tx, &mut call, tx.now_ms())?.unwrap_or(reason);
+            finish(tx, &mut call, CallState::Ended, Some(reason))?;
+        }
+        CallState::Ringing | CallState::Connecting => {
+            finish(tx, &mut call, CallState::Ended, Some(reason))?
+        }
+        _ => {}
+    }
+    Ok(call)
+}
+
+/// The `call_blocks` consumer: a block ends a call between the two (`blocked`), billing what
+/// was due. It follows the log, so a crash between the block's commit and the end of the call
+/// only delays the end to the restart; the end and the consumer's cursor are written in one
+/// transaction, so each block ends a call at most once.
+pub struct BlockedCalls {
+    pub store: Store,
+}
+
+const BLOCKED_CALLS: &str = "call_blocks";
+
+impl Consumer for BlockedCalls {
+    fn name(&self) -> &'static str {
+        BLOCKED_CALLS
+    }
+
+    async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
+        if !events.iter().any(Event::is::<BlockEvent>) {
+            return Ok(());
+        }
+        self.store
+            .write(move |tx| {
+                for e in take_unapplied(tx, BLOCKED_CALLS, &events)? {
+                    if let Some(BlockEvent::Blocked {
+                        blocker_id,
+                        blocked_id,
+                        ..
+                    }) = e.decode()?
+                    {
+                        end_blocked_call_tx(tx, &blocker_id, &blocked_id)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Ends the call between `blocker` and `blocked`, if there is one and the block still stands.
+fn end_blocked_call_tx(tx: &Tx, blocker: &str, blocked: &str) -> AppResult<()> {
+    let Some(call_id) = tx
+        .read(ACTIVE_CALLS)?
+        .get(blocker)?
+        .map(|v| v.value().to_owned())
+    else {
+        return Ok(());
+    };
+    let call = call_of(tx, &call_id)?;
+    if call.other(blocker) == blocked && blocklist::is_blocked_tx(tx, blocker, blocked)? {
+        end_call_tx(tx, &call_id, EndReason::Blocked)?;
+    }
+    Ok(())
 }
 
 /// Whether the call is still ringing, inside a write.
@@ -792,7 +869,7 @@ pub async fn switch_provider(ctx: &Ctx, actor: &str, name: &str, enabled: bool) 
         .write(move |tx| {
             tx.table(PROVIDER_SWITCHES)?
                 .insert(name.as_str(), enabled)?;
-            crate::domains::mission_control::audit_tx(
+            crate::domains::audit::record_tx(
                 tx,
                 &actor,
                 "video.provider",

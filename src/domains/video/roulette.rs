@@ -149,14 +149,14 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
         tx.table(ROULETTE_USERS)?.remove(user_id.as_str())?;
         tx.emit(
             NewEvent::about(
-                "roulette_matched",
                 &user_id,
-                json!({"callId": call.id, "userId": user_id, "streamerId": streamer_id}),
+                super::events::CallEvent::RouletteMatched {
+                    call_id: call.id.clone(),
+                    user_id: user_id.clone(),
+                    streamer_id: streamer_id.clone(),
+                },
             )
-            .to(
-                "calls",
-                Audience::Users(vec![user_id.clone(), streamer_id.clone()]),
-            ),
+            .to(Audience::Users(vec![user_id.clone(), streamer_id.clone()])),
         )?;
         tx.emit(state_event(&call))?;
         started.push(call);
@@ -367,7 +367,7 @@ pub async fn moderate_clip(
                 clip.id.as_str(),
                 &clip,
             )?;
-            crate::domains::mission_control::audit_tx(
+            crate::domains::audit::record_tx(
                 tx,
                 &actor,
                 "clip.moderate",

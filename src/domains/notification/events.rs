@@ -1,0 +1,21 @@
+//! The notification domain's events.
+
+use super::model::Kind;
+
+crate::domain_events! {
+    pub enum NotificationEvent in "notification" {
+        /// An in-app notification; the app answers with `ack {seq}`.
+        Notification = "notification" on "notifications" to "the recipient" {
+            id: String,
+            kind: Kind,
+            title: String,
+            body: String,
+            data: serde_json::Value,
+            /// Unix ms.
+            at: i64,
+        }
+        EmailUnsubscribed = "email_unsubscribed" {
+            user_id: String,
+        }
+    }
+}

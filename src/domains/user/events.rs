@@ -1,0 +1,50 @@
+//! The user domain's events.
+
+use crate::core::auth::Role;
+use crate::core::platform::Platform;
+
+crate::domain_events! {
+    /// Accounts, sessions, devices, roles, bans and presence.
+    pub enum UserEvent in "user" {
+        /// A new account exists (any sign-in method).
+        SignedUp = "user_signed_up" {
+            user_id: String,
+            /// `device`, `password` or `external`.
+            method: String,
+            platform: Option<Platform>,
+        }
+        /// An existing account got an email address and password.
+        EmailLinked = "user_email_linked" {}
+        /// A session ended early: signed out, revoked, or its refresh token was reused.
+        SessionRevoked = "session_revoked" {
+            session_id: String,
+            reason: String,
+        }
+        /// A push token was dropped because its provider said it is no longer registered.
+        PushTokenRemoved = "push_token_removed" {
+            user_id: String,
+            device_id: String,
+            reason: String,
+        }
+        RoleChanged = "user_role_changed" {
+            user_id: String,
+            from: Role,
+            to: Role,
+        }
+        /// The account is banned; its connections are closed.
+        Banned = "user_banned" on "account" to "the banned user" {
+            user_id: String,
+            reason: String,
+        }
+        Unbanned = "user_unbanned" {
+            user_id: String,
+        }
+        /// The first connection came up, or the last one went away past the grace period.
+        PresenceChanged = "presence_changed" {
+            user_id: String,
+            online: bool,
+            /// Unix ms of the change.
+            at: i64,
+        }
+    }
+}
