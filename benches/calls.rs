@@ -258,10 +258,8 @@ async fn run(calls: usize, seconds: u64) {
     let lateness: Vec<i64> = ctx
         .store
         .read(move |rtx| {
-            use redb::ReadableTable;
             let mut out = Vec::new();
-            for row in rtx.open_table(balance::tables::JOURNAL)?.iter()? {
-                let t: Transfer = duet::core::store::dec(row?.1.value())?;
+            for t in balance::journal_from(rtx, 0, usize::MAX)? {
                 let Some(key) = t.idempotency_key.as_deref() else {
                     continue;
                 };

@@ -114,6 +114,8 @@ macro_rules! domain_events {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema)]
         #[serde(tag = "type", content = "data")]
+        // An event is built once and encoded at once: boxing its larger variants saves nothing.
+        #[allow(clippy::large_enum_variant)]
         pub enum $name {
             $(
                 $(#[$vmeta])*
@@ -278,12 +280,41 @@ impl Event {
     }
 }
 
+/// [`catalogue_of`] of one type: its entries, and the types they refer to added to the defs.
+pub type CatalogueOf = fn(&mut Defs) -> Vec<(String, serde_json::Value)>;
+/// The `$defs` of the catalogue: shared type schemas by name.
+pub type Defs = serde_json::Map<String, serde_json::Value>;
+
+/// One domain's event type, as the registry of every event type (`domains::EVENT_TYPES`)
+/// lists it: what the catalogue and decoding checks need, without naming the type.
+pub struct EventType {
+    pub domain: &'static str,
+    pub kinds: &'static [KindSpec],
+    /// [`catalogue_of`] for this type.
+    pub catalogue: CatalogueOf,
+    /// Decodes an event of this type's kinds (`Ok(false)`: not one of them).
+    pub decodes: fn(&Event) -> AppResult<bool>,
+}
+
+impl EventType {
+    pub const fn of<E: DomainEvent>() -> EventType {
+        EventType {
+            domain: E::DOMAIN,
+            kinds: E::KINDS,
+            catalogue: catalogue_of::<E>,
+            decodes: decodes::<E>,
+        }
+    }
+}
+
+fn decodes<E: DomainEvent>(e: &Event) -> AppResult<bool> {
+    Ok(e.decode::<E>()?.is_some())
+}
+
 /// The catalogue entries of one domain's kinds: JSON Schema of each payload with its topic,
 /// audience and version, keyed by kind; the types they refer to go into `defs` (the
 /// document's `$defs`). `schema/events.json` is built from these.
-pub fn catalogue_of<E: DomainEvent>(
-    defs: &mut serde_json::Map<String, serde_json::Value>,
-) -> Vec<(String, serde_json::Value)> {
+pub fn catalogue_of<E: DomainEvent>(defs: &mut Defs) -> Vec<(String, serde_json::Value)> {
     let schema = schemars::generate::SchemaSettings::draft2020_12()
         .into_generator()
         .into_root_schema_for::<E>();

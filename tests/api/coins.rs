@@ -661,12 +661,15 @@ async fn ledger_verify_passes_on_a_real_data_directory_and_catches_tampering() {
 
     // Change one amount behind the ledger's back.
     {
-        use duet::domains::balance::{model::Transfer, tables::JOURNAL};
+        use duet::domains::balance::model::Transfer;
         use redb::{ReadableDatabase, ReadableTable};
+        // An outsider with the file: the journal's table by its stored name.
+        const LEDGER_JOURNAL: redb::TableDefinition<u64, &[u8]> =
+            redb::TableDefinition::new("ledger_journal");
         let db = redb::Database::open(dir.join("duet.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut j = txn.open_table(JOURNAL).unwrap();
+            let mut j = txn.open_table(LEDGER_JOURNAL).unwrap();
             let mut t: Transfer =
                 rmp_serde::from_slice(j.get(2).unwrap().unwrap().value()).unwrap();
             t.amount += 1;

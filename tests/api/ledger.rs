@@ -15,7 +15,7 @@ use duet::domains::balance::{self, model::*};
 use parking_lot::Mutex;
 use proptest::prelude::*;
 
-const USERS: u8 = 4;
+const USER_COUNT: u8 = 4;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -29,7 +29,7 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let user = 0..USERS;
+    let user = 0..USER_COUNT;
     let amount = 1i64..300;
     prop_oneof![
         3 => (user.clone(), amount.clone()).prop_map(|(user, amount)| Op::Purchase { user, amount }),
@@ -158,15 +158,7 @@ async fn execute(w: &Arc<World>, index: usize, op: &Op) -> AppResult<i64> {
         .await?;
     if let Op::Hold { .. } = op {
         // The hold's id is what later settle/release ops pick from.
-        let id = w.store.read(move |rtx| {
-            use redb::ReadableTable;
-            let t = rtx.open_table(balance::tables::HOLDS)?;
-            let mut ids: Vec<String> = Vec::new();
-            for row in t.iter()? {
-                ids.push(row?.0.value().to_owned());
-            }
-            Ok(ids)
-        });
+        let id = w.store.read(balance::open_hold_ids);
         let ids = id.await?;
         let mut holds = w.holds.lock();
         for i in ids {
@@ -247,14 +239,9 @@ fn run_case(ops: Vec<Op>) {
         }
         let ledger: HashMap<Account, i64> = store
             .read(|rtx| {
-                use redb::ReadableTable;
-                let t = rtx.open_table(balance::tables::BALANCES)?;
-                let mut m = HashMap::new();
-                for row in t.iter()? {
-                    let (k, v) = row?;
-                    m.insert(Account::parse(k.value())?, v.value());
-                }
-                Ok(m)
+                Ok(balance::all_balances(rtx)?
+                    .into_iter()
+                    .collect::<HashMap<_, _>>())
             })
             .await
             .unwrap();

@@ -18,5 +18,6 @@ mod profile;
 mod roulette;
 mod settings;
 mod social;
+mod structure;
 mod support;
 mod ws;

@@ -850,13 +850,7 @@ async fn fanned_out(t: &TestApp) {
         deliver(t).await;
         let idle = ctx
             .store
-            .read(|rtx| {
-                use redb::ReadableTableMetadata;
-                Ok(rtx
-                    .open_table(duet::domains::notification::tables::FANOUTS)?
-                    .len()?
-                    == 0)
-            })
+            .read(|rtx| Ok(duet::domains::notification::fanouts_pending(rtx)? == 0))
             .await
             .unwrap();
         (seen >= head && idle).then_some(())

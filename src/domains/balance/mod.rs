@@ -14,7 +14,8 @@
 pub mod api;
 pub mod events;
 pub mod model;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -402,6 +403,46 @@ pub async fn release_expired(ctx: &Ctx) -> AppResult<usize> {
 
 // ---------------------------------------------------------------------------------------------
 // Reads.
+
+/// Journal entries from `from_seq` on, in order, at most `limit` (tools and benchmarks).
+pub fn journal_from(
+    rtx: &ReadTransaction,
+    from_seq: u64,
+    limit: usize,
+) -> AppResult<Vec<Transfer>> {
+    let mut out = Vec::new();
+    for row in rtx.open_table(JOURNAL)?.range(from_seq..)?.take(limit) {
+        out.push(dec(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// The ids of every open hold.
+pub fn open_hold_ids(rtx: &ReadTransaction) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for row in rtx.open_table(HOLDS)?.iter()? {
+        out.push(row?.0.value().to_owned());
+    }
+    Ok(out)
+}
+
+/// Every account's stored balance (the projection `ledger verify` checks).
+pub fn all_balances(rtx: &ReadTransaction) -> AppResult<Vec<(Account, i64)>> {
+    let mut out = Vec::new();
+    for row in rtx.open_table(BALANCES)?.iter()? {
+        let (k, v) = row?;
+        out.push((Account::parse(k.value())?, v.value()));
+    }
+    Ok(out)
+}
+
+/// The balance of `account` inside a write (0 for an account never used).
+pub fn balance_tx(tx: &Tx, account: &Account) -> AppResult<i64> {
+    Ok(tx
+        .read(BALANCES)?
+        .get(account.as_str())?
+        .map_or(0, |v| v.value()))
+}
 
 pub fn balance(rtx: &ReadTransaction, account: &Account) -> AppResult<i64> {
     let b = rtx

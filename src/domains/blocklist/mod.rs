@@ -11,7 +11,8 @@
 
 pub mod api;
 pub mod events;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,8 @@ pub mod api;
 pub mod events;
 pub mod model;
 pub mod records;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use redb::{ReadTransaction, ReadableTable};
 

@@ -4,7 +4,8 @@
 
 pub mod api;
 pub mod events;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use redb::{ReadTransaction, ReadableTable};
 

@@ -4,7 +4,8 @@
 
 pub mod api;
 pub mod events;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
@@ -237,11 +238,7 @@ pub async fn send(
                     });
                 }
                 let posted = balance::post(tx, &legs, Some(&idem.key))?;
-                let balance = tx
-                    .read(balance::tables::BALANCES)?
-                    .get(wallet.as_str())?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
+                let balance = balance::balance_tx(tx, &wallet)?;
                 tx.emit(NewEvent::about(
                     &to,
                     events::GiftEvent::Sent {

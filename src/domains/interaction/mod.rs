@@ -6,7 +6,8 @@
 
 pub mod api;
 pub mod events;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use std::collections::HashMap;
 

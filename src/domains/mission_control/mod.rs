@@ -4,7 +4,8 @@
 pub mod api;
 pub mod events;
 pub mod payouts;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use serde_json::json;
 

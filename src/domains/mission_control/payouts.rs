@@ -112,11 +112,7 @@ pub async fn request(
     ctx.store
         .write(move |tx| {
             idem.run(tx, || {
-                let details = get::<&str, profile::model::ProfileRecord>(
-                    &tx.read(profile::tables::PROFILES)?,
-                    streamer_id.as_str(),
-                )?
-                .and_then(|p| p.payout);
+                let details = profile::payout_details_tx(tx, &streamer_id)?;
                 if details.is_none() {
                     return Err(AppError::validation(
                         "set payoutDetails in your profile first",

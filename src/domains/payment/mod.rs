@@ -8,7 +8,8 @@
 
 pub mod api;
 pub mod events;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use std::collections::BTreeMap;
 

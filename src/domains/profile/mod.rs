@@ -5,7 +5,8 @@
 pub mod api;
 pub mod events;
 pub mod model;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use redb::ReadTransaction;
 
@@ -38,6 +39,11 @@ pub fn shares_language(a: &[String], b: &[String]) -> bool {
 }
 
 /// The name to show for someone in a notification or email, inside a write.
+/// A streamer's payout details, inside a write (private: for the payouts domain only).
+pub fn payout_details_tx(tx: &Tx, user_id: &str) -> AppResult<Option<PayoutDetails>> {
+    Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?.and_then(|p| p.payout))
+}
+
 pub fn display_name_tx(tx: &Tx, user_id: &str) -> AppResult<String> {
     Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?
         .and_then(|p| p.display_name)
@@ -147,11 +153,7 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
                 put(&mut t, user_id.as_str(), &p)?;
             }
             drop(t);
-            let presence: PresenceRecord = get(
-                &tx.read(crate::domains::user::tables::PRESENCE)?,
-                user_id.as_str(),
-            )?
-            .unwrap_or_default();
+            let presence: PresenceRecord = user::presence_of_tx(tx, &user_id)?;
             let counts = favorites::counts_tx(tx, &user_id)?;
             if p != p0 {
                 let public = PublicProfile::build(&user, &p, &presence, counts, today);

@@ -5,7 +5,8 @@
 pub mod api;
 pub mod events;
 pub mod model;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use std::collections::BTreeMap;
 

@@ -7,7 +7,8 @@ pub mod events;
 pub mod external;
 pub mod model;
 pub mod presence;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -52,6 +53,11 @@ pub fn find_user(rtx: &ReadTransaction, user_id: &str) -> AppResult<Option<UserR
 
 pub fn presence_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<PresenceRecord> {
     Ok(get(&rtx.open_table(PRESENCE)?, user_id)?.unwrap_or_default())
+}
+
+/// A user's stored presence, inside a write.
+pub fn presence_of_tx(tx: &Tx, user_id: &str) -> AppResult<PresenceRecord> {
+    Ok(get(&tx.read(PRESENCE)?, user_id)?.unwrap_or_default())
 }
 
 /// Reads a user inside a write operation.

@@ -17,7 +17,8 @@ pub mod events;
 pub mod media;
 pub mod model;
 pub mod roulette;
-pub mod tables;
+mod tables;
+pub use tables::TABLES;
 
 use std::sync::Arc;
 
@@ -175,10 +176,7 @@ fn check_first_charge(tx: &Tx, tariff: &Tariff, caller: &str, callee: &str) -> A
         callee
     };
     if let Some((_, first)) = tariff.payer_schedule.next_after(None) {
-        let wallet = tx
-            .read(balance::tables::BALANCES)?
-            .get(Account::wallet(payer).as_str())?
-            .map_or(0, |v| v.value());
+        let wallet = balance::balance_tx(tx, &Account::wallet(payer))?;
         if wallet < first {
             return Err(AppError::new(
                 Code::InsufficientBalance,
@@ -345,10 +343,7 @@ fn bill_due(tx: &Tx, call: &mut Call, now_ms: i64) -> AppResult<Option<EndReason
             (Some((at, coins)), e) if e.is_none_or(|(eat, _)| at <= eat) => {
                 if coins > 0 {
                     let wallet = Account::wallet(&call.payer_id);
-                    let balance = tx
-                        .read(balance::tables::BALANCES)?
-                        .get(wallet.as_str())?
-                        .map_or(0, |v| v.value());
+                    let balance = balance::balance_tx(tx, &wallet)?;
                     if balance < coins {
                         return Ok(Some(EndReason::InsufficientBalance));
                     }
@@ -401,10 +396,7 @@ fn schedule_billing(tx: &Tx, call: &mut Call) -> AppResult<()> {
         set_timer(tx, call, Timer::Billing, connected + at as i64 * 1000)?;
     }
     if let Some((at, coins)) = payer {
-        let wallet = tx
-            .read(balance::tables::BALANCES)?
-            .get(Account::wallet(&call.payer_id).as_str())?
-            .map_or(0, |v| v.value());
+        let wallet = balance::balance_tx(tx, &Account::wallet(&call.payer_id))?;
         if wallet < coins {
             tx.emit(
                 NewEvent::about(
