@@ -410,3 +410,52 @@ fn the_committed_event_catalogue_is_the_one_the_code_declares() {
         "ws-protocol.md refers to the catalogue"
     );
 }
+
+/// A data directory written by the code before events were typed (commit fd4caa9, driven
+/// through its HTTP API and WebSocket; 192 events of 30 kinds): every stored event still
+/// decodes with its domain's type today.
+#[tokio::test]
+async fn events_stored_before_typing_still_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!("{ROOT}/tests/fixtures/events-before-typing/duet.redb"),
+        dir.path().join(duet::app::STORE_FILE),
+    )
+    .unwrap();
+    let mut config = duet::config::Config::default();
+    config.server.data_dir = dir.path().to_path_buf();
+    let store = duet::app::open_store(
+        &config,
+        std::sync::Arc::new(duet::core::clock::ManualClock::new(0)),
+        std::sync::Arc::new(duet::core::metrics::Metrics::new()),
+    )
+    .unwrap();
+    let events = store
+        .read(|rtx| duet::core::events::read_after(rtx, 0, 10_000))
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 192);
+    let mut kinds = BTreeMap::<String, usize>::new();
+    for e in &events {
+        let domain = duet::domains::decode_any(e).unwrap_or_else(|err| panic!("{err:?}"));
+        assert!(!domain.is_empty());
+        *kinds.entry(e.kind.clone()).or_default() += 1;
+    }
+    assert_eq!(kinds.len(), 30, "{kinds:?}");
+    // Decoded means the fields, not just the kind: a call summary and a ledger posting.
+    use duet::domains::{balance::events::BalanceEvent, video::events::CallEvent};
+    let ended = events
+        .iter()
+        .find_map(|e| match e.decode::<CallEvent>().unwrap() {
+            Some(CallEvent::Ended { summary }) if summary.connected => Some(summary),
+            _ => None,
+        })
+        .expect("a connected call ended");
+    assert!(!ended.call_id.is_empty() && ended.duration_seconds >= 0);
+    let changed = events
+        .iter()
+        .filter_map(|e| e.decode::<BalanceEvent>().unwrap())
+        .filter(|b| matches!(b, BalanceEvent::Changed { .. }))
+        .count();
+    assert_eq!(changed, kinds["balance_changed"]);
+}

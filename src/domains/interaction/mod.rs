@@ -137,17 +137,16 @@ fn apply(tx: &Tx, e: &Event) -> AppResult<()> {
             s.gift_coins += coins
         })?;
     } else if let Some(fav) = e.decode::<FavoriteEvent>()? {
-        let (
-            on,
+        let (user_id, favorite_id, on) = match fav {
             FavoriteEvent::Added {
                 user_id,
                 favorite_id,
-            }
-            | FavoriteEvent::Removed {
+            } => (user_id, favorite_id, true),
+            FavoriteEvent::Removed {
                 user_id,
                 favorite_id,
-            },
-        ) = (matches!(fav, FavoriteEvent::Added { .. }), fav);
+            } => (user_id, favorite_id, false),
+        };
         record(tx, &user_id, &favorite_id, at, |s| s.favorite = on)?;
     }
     Ok(())
