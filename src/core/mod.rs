@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cursor;
 pub mod error;
 pub mod events;
 pub mod idempotency;
@@ -11,3 +12,4 @@ pub mod live;
 pub mod metrics;
 pub mod platform;
 pub mod store;
+pub mod text;

@@ -459,3 +459,43 @@ async fn events_stored_before_typing_still_decode() {
         .count();
     assert_eq!(changed, kinds["balance_changed"]);
 }
+
+/// Routes (`api.rs`) that open transactions, name tables or move coins themselves: (file,
+/// what). A route parses, authorizes, calls one domain function and maps its result.
+fn fat_routes(files: &[(String, String)]) -> Vec<(String, &'static str)> {
+    const SIGNS: [&str; 7] = [
+        "store.read(",
+        "store.write(",
+        ".store\n",
+        "open_table(",
+        "tables::",
+        "::post(tx",
+        "|tx|",
+    ];
+    let mut out = Vec::new();
+    for (path, text) in files {
+        if domain_of(path).is_none() || !path.ends_with("/api.rs") {
+            continue;
+        }
+        for sign in SIGNS {
+            if text.contains(sign) {
+                out.push((path.clone(), sign));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn routes_open_no_transactions() {
+    let fat = fat_routes(&sources("src"));
+    assert!(fat.is_empty(), "routes doing a domain's work: {fat:?}");
+    let bad = vec![(
+        "src/domains/x/api.rs".to_owned(),
+        "let v = ctx\n    .store\n    .read(move |rtx| super::list(rtx))".to_owned(),
+    )];
+    assert_eq!(
+        fat_routes(&bad),
+        [("src/domains/x/api.rs".to_owned(), ".store\n")]
+    );
+}

@@ -16,9 +16,6 @@ use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
 use crate::core::idempotency::Idempotency;
-use crate::domains::{audit, user};
-
-use redb::ReadableTable;
 
 use super::model::{Account, Transfer, TransferKind};
 
@@ -165,11 +162,7 @@ async fn transactions(
     limit: Option<u32>,
 ) -> AppResult<TransactionPage> {
     let (before, limit) = page_args(cursor, limit)?;
-    let a = account.clone();
-    let (items, next) = ctx
-        .store
-        .read(move |rtx| super::history(rtx, &a, before, limit))
-        .await?;
+    let (items, next) = super::history_page(ctx, &account, before, limit).await?;
     let next_cursor = next.map(|n| n.to_string());
     Ok(TransactionPage {
         items: items
@@ -202,18 +195,12 @@ impl BalanceApi {
         auth: BearerAuth,
     ) -> AppResult<Json<BalanceView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let uid = who.user_id.clone();
-        let view = ctx
-            .store
-            .read(move |rtx| {
-                Ok(BalanceView {
-                    coins: super::balance(rtx, &Account::wallet(&uid))?,
-                    held: super::balance(rtx, &Account::held(&uid))?,
-                    in_debt: super::in_debt(rtx, &uid)?,
-                })
-            })
-            .await?;
-        Ok(Json(view))
+        let b = super::wallet_of(&ctx, &who.user_id).await?;
+        Ok(Json(BalanceView {
+            coins: b.wallet,
+            held: b.held,
+            in_debt: b.in_debt,
+        }))
     }
 
     /// The caller's wallet movements, newest first. Any role.
@@ -243,17 +230,11 @@ impl BalanceApi {
         auth: BearerAuth,
     ) -> AppResult<Json<EarningsView>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
-        let uid = who.user_id.clone();
-        let view = ctx
-            .store
-            .read(move |rtx| {
-                Ok(EarningsView {
-                    coins: super::balance(rtx, &Account::earnings(&uid))?,
-                    pending_payouts: super::balance(rtx, &Account::payout_hold(&uid))?,
-                })
-            })
-            .await?;
-        Ok(Json(view))
+        let e = super::earnings_of(&ctx, &who.user_id).await?;
+        Ok(Json(EarningsView {
+            coins: e.earnings,
+            pending_payouts: e.payout_hold,
+        }))
     }
 
     /// The caller's earnings movements, newest first. Streamers.
@@ -288,21 +269,14 @@ impl BalanceApi {
         user_id: Path<String>,
     ) -> AppResult<Json<UserBalances>> {
         auth.require(&ctx, Access::Staff).await?;
-        let uid = user_id.0;
-        let view = ctx
-            .store
-            .read(move |rtx| {
-                user::find_user(rtx, &uid)?.ok_or_else(|| AppError::not_found("no such user"))?;
-                Ok(UserBalances {
-                    wallet: super::balance(rtx, &Account::wallet(&uid))?,
-                    held: super::balance(rtx, &Account::held(&uid))?,
-                    earnings: super::balance(rtx, &Account::earnings(&uid))?,
-                    payout_hold: super::balance(rtx, &Account::payout_hold(&uid))?,
-                    in_debt: super::in_debt(rtx, &uid)?,
-                })
-            })
-            .await?;
-        Ok(Json(view))
+        let b = super::balances_of(&ctx, &user_id.0).await?;
+        Ok(Json(UserBalances {
+            wallet: b.wallet,
+            held: b.held,
+            earnings: b.earnings,
+            payout_hold: b.payout_hold,
+            in_debt: b.in_debt,
+        }))
     }
 
     /// Credit (positive) or debit (negative) a user's wallet or earnings. Admin; needs an
@@ -322,42 +296,27 @@ impl BalanceApi {
     ) -> AppResult<Json<AdjustResult>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         let b = body.0;
-        let reason = b.reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > super::REFERENCE_CHARS_MAX {
-            return Err(AppError::validation("reason must be 1–200 characters"));
-        }
+        let reason = super::Reference::parse("reason", &b.reason)?;
         let idem = Idempotency::new(
             idempotency_key.0.as_deref(),
             &format!("{}:adjust", who.user_id),
             &json!({"userId": user_id.0, "request": b}),
         )?;
-        let leg = super::adjust_legs(
+        let earnings = b.account == AdjustAccount::Earnings;
+        let done = super::adjust(
+            &ctx,
+            &who.user_id,
             &user_id,
-            b.account == AdjustAccount::Earnings,
+            earnings,
             b.amount,
-            &reason,
-        )?;
-        let (actor, uid) = (who.user_id.clone(), user_id.0.clone());
-        let result = ctx
-            .store
-            .write(move |tx| {
-                idem.run(tx, || {
-                    user::find_user_tx(tx, &uid)?.ok_or_else(|| AppError::not_found("no such user"))?;
-                    let posted = super::post(tx, std::slice::from_ref(&leg), Some(&idem.key))?;
-                    let account = if leg.credit.owner().is_some() { &leg.credit } else { &leg.debit };
-                    let balance = tx.read(super::tables::BALANCES)?.get(account.as_str())?.map(|v| v.value()).unwrap_or(0);
-                    audit::record_tx(
-                        tx,
-                        &actor,
-                        "balance.adjust",
-                        &uid,
-                        json!({"amount": b.amount, "account": super::account_label(account), "reason": reason, "transferId": posted[0].id}),
-                    )?;
-                    Ok(AdjustResult { transfer_id: posted[0].id.clone(), balance })
-                })
-            })
-            .await?;
-        Ok(Json(result))
+            reason,
+            idem,
+        )
+        .await?;
+        Ok(Json(AdjustResult {
+            transfer_id: done.transfer_id,
+            balance: done.balance,
+        }))
     }
 
     /// Any account's journal entries, newest first (`wallet:<userId>`, `earnings:<userId>`,
@@ -378,10 +337,7 @@ impl BalanceApi {
         auth.require(&ctx, Access::Admin).await?;
         let account = Account::parse(&account)?;
         let (before, limit) = page_args(cursor.0, limit.0)?;
-        let (items, next) = ctx
-            .store
-            .read(move |rtx| super::history(rtx, &account, before, limit))
-            .await?;
+        let (items, next) = super::history_page(&ctx, &account, before, limit).await?;
         let next_cursor = next.map(|n| n.to_string());
         Ok(Json(JournalPage {
             items: items.into_iter().map(Into::into).collect(),

@@ -21,18 +21,26 @@ pub mod verify;
 use std::collections::HashMap;
 
 use redb::{ReadTransaction, ReadableTable};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
+use crate::core::idempotency::Idempotency;
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
+use crate::core::text::Text;
+use crate::domains::{audit, user};
 use events::BalanceEvent;
 use model::*;
 use tables::*;
 
 /// Longest transfer reference, in characters.
 pub const REFERENCE_CHARS_MAX: usize = 200;
+
+/// A transfer's reference or an adjustment's reason: 1–[`REFERENCE_CHARS_MAX`] characters.
+pub type Reference = Text<1, REFERENCE_CHARS_MAX>;
 /// Largest amount of one transfer: far above any real price, low enough that no sum of a
 /// realistic number of transfers can overflow an i64.
 pub const AMOUNT_MAX: i64 = 1_000_000_000_000;
@@ -534,6 +542,137 @@ pub fn history(
     // A full page, or a scan stopped at its bound, may have more behind it.
     let more = out.len() >= limit || scanned >= HISTORY_SCAN_MAX;
     Ok((out, last_scanned.filter(|_| more)))
+}
+
+/// [`history`] in its own read.
+pub async fn history_page(
+    ctx: &Ctx,
+    account: &Account,
+    before: Option<u64>,
+    limit: usize,
+) -> AppResult<(Vec<Transfer>, Option<u64>)> {
+    let account = account.clone();
+    ctx.store
+        .read(move |rtx| history(rtx, &account, before, limit))
+        .await
+}
+
+/// A user's spendable side: the wallet, what calls hold of it, and the debt flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalletBalances {
+    pub wallet: i64,
+    pub held: i64,
+    pub in_debt: bool,
+}
+
+/// A user's wallet balances, in one read.
+pub async fn wallet_of(ctx: &Ctx, user_id: &str) -> AppResult<WalletBalances> {
+    let uid = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            Ok(WalletBalances {
+                wallet: balance(rtx, &Account::wallet(&uid))?,
+                held: balance(rtx, &Account::held(&uid))?,
+                in_debt: in_debt(rtx, &uid)?,
+            })
+        })
+        .await
+}
+
+/// A streamer's earned side: earnings available for a payout and those held by payout requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EarningsBalances {
+    pub earnings: i64,
+    pub payout_hold: i64,
+}
+
+/// A user's earnings balances, in one read.
+pub async fn earnings_of(ctx: &Ctx, user_id: &str) -> AppResult<EarningsBalances> {
+    let uid = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            Ok(EarningsBalances {
+                earnings: balance(rtx, &Account::earnings(&uid))?,
+                payout_hold: balance(rtx, &Account::payout_hold(&uid))?,
+            })
+        })
+        .await
+}
+
+/// Every balance of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balances {
+    pub wallet: i64,
+    pub held: i64,
+    pub earnings: i64,
+    pub payout_hold: i64,
+    pub in_debt: bool,
+}
+
+/// Every balance of an existing user, in one read (`not_found` when there is no such user).
+pub async fn balances_of(ctx: &Ctx, user_id: &str) -> AppResult<Balances> {
+    let uid = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            user::find_user(rtx, &uid)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            Ok(Balances {
+                wallet: balance(rtx, &Account::wallet(&uid))?,
+                held: balance(rtx, &Account::held(&uid))?,
+                earnings: balance(rtx, &Account::earnings(&uid))?,
+                payout_hold: balance(rtx, &Account::payout_hold(&uid))?,
+                in_debt: in_debt(rtx, &uid)?,
+            })
+        })
+        .await
+}
+
+/// What an admin adjustment did (also what an idempotent retry returns).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Adjusted {
+    pub transfer_id: String,
+    /// The account's balance right after the adjustment.
+    pub balance: i64,
+}
+
+/// An admin credits (positive `amount`) or debits a user's wallet or `earnings`: one transfer
+/// with the adjustments account, audited, once per idempotency key.
+pub async fn adjust(
+    ctx: &Ctx,
+    actor: &str,
+    user_id: &str,
+    earnings: bool,
+    amount: i64,
+    reason: Reference,
+    idem: Idempotency,
+) -> AppResult<Adjusted> {
+    let reason = reason.into_string();
+    let leg = adjust_legs(user_id, earnings, amount, &reason)?;
+    let (actor, uid) = (actor.to_owned(), user_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            idem.run(tx, || {
+                user::find_user_tx(tx, &uid)?.ok_or_else(|| AppError::not_found("no such user"))?;
+                let posted = post(tx, std::slice::from_ref(&leg), Some(&idem.key))?;
+                let account = if leg.credit.owner().is_some() {
+                    &leg.credit
+                } else {
+                    &leg.debit
+                };
+                let balance = balance_tx(tx, account)?;
+                audit::record_tx(
+                    tx,
+                    &actor,
+                    "balance.adjust",
+                    &uid,
+                    json!({"amount": amount, "account": account_label(account), "reason": reason, "transferId": posted[0].id}),
+                )?;
+                Ok(Adjusted {
+                    transfer_id: posted[0].id.clone(),
+                    balance,
+                })
+            })
+        })
+        .await
 }
 
 /// Adjusts a user's wallet or earnings by an admin (positive credits, negative debits).

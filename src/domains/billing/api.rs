@@ -13,7 +13,6 @@ use crate::app::Ctx;
 use crate::core::auth::{Access, Role};
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
-use crate::domains::user;
 
 use super::TariffInput;
 use super::model::*;
@@ -249,32 +248,8 @@ impl BillingApi {
                 "seconds is at most {SECONDS_MAX}"
             )));
         }
-        let (kind, callee, secs) = (kind.0, callee_id.0, seconds.0);
-        let (caller_id, caller_role) = (who.user_id.clone(), who.role);
-        let t = ctx
-            .store
-            .read(move |rtx| {
-                let callee_user = user::find_user(rtx, &callee)?
-                    .filter(|u| u.ban.is_none())
-                    .ok_or_else(|| AppError::not_found("no such user"))?;
-                let streamer = [
-                    (caller_role, caller_id.as_str()),
-                    (callee_user.role, callee.as_str()),
-                ]
-                .into_iter()
-                .find(|(r, _)| *r == Role::Streamer)
-                .map(|(_, id)| id.to_owned());
-                super::resolve(
-                    rtx,
-                    kind,
-                    caller_role,
-                    callee_user.role,
-                    streamer.as_deref(),
-                    &[],
-                )
-            })
-            .await?
-            .ok_or_else(|| AppError::forbidden("no tariff allows this call"))?;
+        let secs = seconds.0;
+        let t = super::tariff_for_call(&ctx, kind.0, &who.user_id, who.role, &callee_id.0).await?;
         let cost = t.payer_schedule.total_at(secs);
         let earnings = t.earner_schedule.total_at(secs);
         Ok(Json(PreviewView {
@@ -296,7 +271,7 @@ impl BillingApi {
     )]
     async fn list(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<TariffList>> {
         auth.require(&ctx, Access::Admin).await?;
-        let items = ctx.store.read(super::list).await?;
+        let items = super::tariffs(&ctx).await?;
         Ok(Json(TariffList {
             items: items.into_iter().map(Into::into).collect(),
         }))
@@ -357,10 +332,7 @@ impl BillingApi {
         version: Path<u32>,
     ) -> AppResult<Json<TariffView>> {
         auth.require(&ctx, Access::Admin).await?;
-        let (id, v) = (tariff_id.0, version.0);
-        let t = ctx
-            .store
-            .read(move |rtx| super::version(rtx, &id, v))
+        let t = super::tariff_version(&ctx, &tariff_id.0, version.0)
             .await?
             .ok_or_else(|| AppError::not_found("no such tariff version"))?;
         Ok(Json(t.into()))

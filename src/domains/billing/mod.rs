@@ -24,6 +24,7 @@ use crate::core::events::NewEvent;
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
 use crate::domains::audit::record_tx as audit_tx;
+use crate::domains::user;
 use model::*;
 use tables::*;
 
@@ -174,6 +175,55 @@ pub fn resolve(
         streamer_id,
         tags,
     ))
+}
+
+/// Every tariff, current versions, in its own read.
+pub async fn tariffs(ctx: &Ctx) -> AppResult<Vec<Tariff>> {
+    ctx.store.read(list).await
+}
+
+/// One version of a tariff, in its own read.
+pub async fn tariff_version(ctx: &Ctx, id: &str, version_no: u32) -> AppResult<Option<Tariff>> {
+    let id = id.to_owned();
+    ctx.store
+        .read(move |rtx| version(rtx, &id, version_no))
+        .await
+}
+
+/// The tariff that applies now to a call of `kind` from the caller to `callee_id`: the callee
+/// must exist and not be banned (`not_found`), and some tariff must allow the call
+/// (`forbidden`).
+pub async fn tariff_for_call(
+    ctx: &Ctx,
+    kind: CallKind,
+    caller_id: &str,
+    caller_role: Role,
+    callee_id: &str,
+) -> AppResult<Tariff> {
+    let (caller_id, callee) = (caller_id.to_owned(), callee_id.to_owned());
+    ctx.store
+        .read(move |rtx| {
+            let callee_user = user::find_user(rtx, &callee)?
+                .filter(|u| u.ban.is_none())
+                .ok_or_else(|| AppError::not_found("no such user"))?;
+            let streamer = [
+                (caller_role, caller_id.as_str()),
+                (callee_user.role, callee.as_str()),
+            ]
+            .into_iter()
+            .find(|(r, _)| *r == Role::Streamer)
+            .map(|(_, id)| id.to_owned());
+            resolve(
+                rtx,
+                kind,
+                caller_role,
+                callee_user.role,
+                streamer.as_deref(),
+                &[],
+            )
+        })
+        .await?
+        .ok_or_else(|| AppError::forbidden("no tariff allows this call"))
 }
 
 /// The same, inside a write operation.

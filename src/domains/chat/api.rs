@@ -20,6 +20,49 @@ use super::model::*;
 const CHATS_PAGE_MAX: u32 = 100;
 const MESSAGES_PAGE_MAX: u32 = 200;
 
+/// A gift as recorded in the timeline.
+#[derive(Object)]
+#[oai(rename = "GiftRecord", rename_all = "camelCase")]
+pub struct GiftView {
+    pub gift_id: String,
+    pub name: String,
+    pub icon_media_id: Option<String>,
+    pub price: i64,
+}
+
+impl From<GiftRecord> for GiftView {
+    fn from(g: GiftRecord) -> Self {
+        GiftView {
+            gift_id: g.gift_id,
+            name: g.name,
+            icon_media_id: g.icon_media_id,
+            price: g.price,
+        }
+    }
+}
+
+/// A call as recorded in the timeline.
+#[derive(Object)]
+#[oai(rename = "CallRecord", rename_all = "camelCase")]
+pub struct CallView {
+    pub call_id: String,
+    /// `direct` or `roulette`.
+    pub kind: String,
+    pub outcome: CallOutcome,
+    pub duration_seconds: i64,
+}
+
+impl From<CallRecord> for CallView {
+    fn from(c: CallRecord) -> Self {
+        CallView {
+            call_id: c.call_id,
+            kind: c.kind,
+            outcome: c.outcome,
+            duration_seconds: c.duration_seconds,
+        }
+    }
+}
+
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct MessageView {
@@ -30,8 +73,8 @@ pub struct MessageView {
     pub kind: MessageKind,
     /// Text and system messages; absent once deleted.
     pub text: Option<String>,
-    pub gift: Option<GiftRecord>,
-    pub call: Option<CallRecord>,
+    pub gift: Option<GiftView>,
+    pub call: Option<CallView>,
     pub client_message_id: Option<String>,
     pub sent_at: OffsetDateTime,
     pub deleted: bool,
@@ -45,8 +88,8 @@ impl From<Message> for MessageView {
             sender_id: m.sender_id,
             kind: m.kind,
             text: m.text,
-            gift: m.gift,
-            call: m.call,
+            gift: m.gift.map(Into::into),
+            call: m.call.map(Into::into),
             client_message_id: m.client_message_id,
             sent_at: to_datetime(m.at_ms),
             deleted: m.deleted_at_ms.is_some(),
@@ -136,11 +179,7 @@ impl ChatApi {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 30, CHATS_PAGE_MAX)?;
         let before = parse_time_cursor(before.0)?;
-        let uid = who.user_id.clone();
-        let items = ctx
-            .store
-            .read(move |rtx| super::list(rtx, &uid, before, limit))
-            .await?;
+        let items = super::inbox(&ctx, &who.user_id, before, limit).await?;
         let next_before = time_cursor(
             items.len() == limit,
             items
@@ -172,11 +211,7 @@ impl ChatApi {
     ) -> AppResult<Json<MessagePage>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 50, MESSAGES_PAGE_MAX)?;
-        let (uid, chat, before) = (who.user_id.clone(), chat_id.0, before.0);
-        let items = ctx
-            .store
-            .read(move |rtx| super::history(rtx, &uid, &chat, before, limit))
-            .await?;
+        let items = super::messages(&ctx, &who.user_id, &chat_id, before.0, limit).await?;
         let next_before = (items.len() == limit)
             .then(|| items.last().map(|m| m.seq))
             .flatten()

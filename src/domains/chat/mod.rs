@@ -383,6 +383,34 @@ pub fn history(
 }
 
 /// The other member of a chat `user_id` is in (for typing indicators); `blocked` when either
+/// A page of `user_id`'s conversations, most recent activity first, strictly before the
+/// `(ms, chat id)` cursor.
+pub async fn inbox(
+    ctx: &Ctx,
+    user_id: &str,
+    before: Option<(i64, String)>,
+    limit: usize,
+) -> AppResult<Vec<Summary>> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| list(rtx, &user_id, before, limit))
+        .await
+}
+
+/// A page of a conversation's messages, newest first, before the seq `before`; members only.
+pub async fn messages(
+    ctx: &Ctx,
+    user_id: &str,
+    chat_id: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> AppResult<Vec<Message>> {
+    let (user_id, chat_id) = (user_id.to_owned(), chat_id.to_owned());
+    ctx.store
+        .read(move |rtx| history(rtx, &user_id, &chat_id, before, limit))
+        .await
+}
+
 /// The ephemeral `typing` signal from `user_id` in `chat_id`, for the other member's live
 /// connections: refused like [`peer`] when `user_id` is not a member or the two are blocked.
 pub async fn typing_signal(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<Event> {

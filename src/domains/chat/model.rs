@@ -22,12 +22,10 @@ pub enum MessageKind {
     System,
 }
 
-/// A gift as recorded in the timeline.
-#[derive(
-    Debug, Clone, PartialEq, Serialize, Deserialize, poem_openapi::Object, schemars::JsonSchema,
-)]
+/// A gift as recorded in the timeline (stored, and in `chat_message` events; the REST shape
+/// is `api::GiftView`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[oai(rename_all = "camelCase")]
 pub struct GiftRecord {
     pub gift_id: String,
     pub name: String,
@@ -58,12 +56,10 @@ pub enum CallOutcome {
     Cancelled,
 }
 
-/// A call as recorded in the timeline.
-#[derive(
-    Debug, Clone, PartialEq, Serialize, Deserialize, poem_openapi::Object, schemars::JsonSchema,
-)]
+/// A call as recorded in the timeline (stored, and in `chat_message` events; the REST shape
+/// is `api::CallView`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[oai(rename_all = "camelCase")]
 pub struct CallRecord {
     pub call_id: String,
     /// `direct` or `roulette`.

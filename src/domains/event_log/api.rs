@@ -13,7 +13,6 @@ use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
-use crate::core::events;
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -68,23 +67,8 @@ impl EventLogApi {
         if limit == 0 || limit > max {
             return Err(AppError::validation(format!("limit must be 1–{max}")));
         }
-        let scan_max = ctx.config.events.query_scan_max as usize;
         let after = after_seq.0.unwrap_or(0);
-        let head = ctx.store.head_seq();
-        let (kind, user_id) = (kind.0, user_id.0);
-        let page = ctx
-            .store
-            .read(move |rtx| {
-                events::query(
-                    rtx,
-                    kind.as_deref(),
-                    user_id.as_deref(),
-                    after,
-                    limit as usize,
-                    scan_max,
-                )
-            })
-            .await?;
+        let (page, head) = super::query(&ctx, kind.0, user_id.0, after, limit as usize).await?;
         // A full page, or a scan that stopped at its bound, continues where it stopped.
         let next_after_seq = (!page.exhausted).then_some(page.scanned_upto);
         Ok(Json(EventPage {

@@ -1,3 +1,35 @@
 //! The event_log domain: the admin's window onto the event log kept by `core::events`.
 
 pub mod api;
+
+use crate::app::Ctx;
+use crate::core::error::AppResult;
+use crate::core::events::{self, QueryPage};
+
+/// One page of the admin query ([`events::query`]) after `after`, scanning at most the
+/// configured `events.query_scan_max` rows, and the last committed sequence number (taken
+/// before the page is read).
+pub async fn query(
+    ctx: &Ctx,
+    kind: Option<String>,
+    user_id: Option<String>,
+    after: u64,
+    limit: usize,
+) -> AppResult<(QueryPage, u64)> {
+    let scan_max = ctx.config.events.query_scan_max as usize;
+    let head = ctx.store.head_seq();
+    let page = ctx
+        .store
+        .read(move |rtx| {
+            events::query(
+                rtx,
+                kind.as_deref(),
+                user_id.as_deref(),
+                after,
+                limit,
+                scan_max,
+            )
+        })
+        .await?;
+    Ok((page, head))
+}

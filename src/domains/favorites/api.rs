@@ -13,9 +13,8 @@ use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::AppResult;
-use crate::core::store::newest_first;
 
-use super::tables::{FAVORITES_BY_TIME, FOLLOWERS_BY_TIME};
+use super::Listing;
 
 const PAGE_MAX: u32 = 200;
 
@@ -37,18 +36,14 @@ pub struct FavoritePage {
 
 async fn page(
     ctx: &Ctx,
-    index: redb::TableDefinition<'static, (&'static str, i64, &'static str), ()>,
+    listing: Listing,
     user_id: &str,
     before: Option<String>,
     limit: Option<u32>,
 ) -> AppResult<FavoritePage> {
     let limit = page_limit(limit, 50, PAGE_MAX)?;
     let before = parse_time_cursor(before)?;
-    let uid = user_id.to_owned();
-    let rows = ctx
-        .store
-        .read(move |rtx| newest_first(&rtx.open_table(index)?, &uid, before.as_ref(), limit))
-        .await?;
+    let rows = super::page(ctx, listing, user_id, before, limit).await?;
     let next_before = time_cursor(
         rows.len() == limit,
         rows.last().map(|(ms, id)| (*ms, id.as_str())),
@@ -119,7 +114,7 @@ impl FavoriteApi {
     ) -> AppResult<Json<FavoritePage>> {
         let who = auth.require(&ctx, Access::Any).await?;
         Ok(Json(
-            page(&ctx, FAVORITES_BY_TIME, &who.user_id, before.0, limit.0).await?,
+            page(&ctx, Listing::Favorites, &who.user_id, before.0, limit.0).await?,
         ))
     }
 
@@ -138,7 +133,7 @@ impl FavoriteApi {
     ) -> AppResult<Json<FavoritePage>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
         Ok(Json(
-            page(&ctx, FOLLOWERS_BY_TIME, &who.user_id, before.0, limit.0).await?,
+            page(&ctx, Listing::Followers, &who.user_id, before.0, limit.0).await?,
         ))
     }
 }

@@ -173,6 +173,38 @@ pub fn is_favorite(rtx: &ReadTransaction, user_id: &str, other: &str) -> AppResu
     Ok(rtx.open_table(FAVORITES)?.get((user_id, other))?.is_some())
 }
 
+/// Which side of the favorites relation a page lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// The people `user_id` has among their favorites.
+    Favorites,
+    /// The people who have `user_id` among their favorites.
+    Followers,
+}
+
+/// One page of `user_id`'s favorites or followers, newest first, after the `(since, user)`
+/// cursor, in its own read: `(since ms, user id)` rows.
+pub async fn page(
+    ctx: &Ctx,
+    listing: Listing,
+    user_id: &str,
+    before: Option<(i64, String)>,
+    limit: usize,
+) -> AppResult<Vec<(i64, String)>> {
+    let uid = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| match listing {
+            Listing::Favorites => newest_first(
+                &rtx.open_table(FAVORITES_BY_TIME)?,
+                &uid,
+                before.as_ref(),
+                limit,
+            ),
+            Listing::Followers => followers_page(rtx, &uid, before.as_ref(), limit),
+        })
+        .await
+}
+
 /// One page of `user_id`'s followers, newest first, after the `(since, follower)` cursor.
 pub fn followers_page(
     rtx: &ReadTransaction,

@@ -13,10 +13,8 @@ use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::AppResult;
-use crate::core::store::newest_first;
 
 use super::Stats;
-use super::tables::INTERACTIONS_BY_TIME;
 
 const PAGE_MAX: u32 = 200;
 
@@ -91,31 +89,7 @@ impl InteractionApi {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 50, PAGE_MAX)?;
         let before = parse_time_cursor(before.0)?;
-        let me = who.user_id.clone();
-        let (rows, full) = ctx
-            .store
-            .read(move |rtx| {
-                let others: Vec<String> = match with.0 {
-                    Some(w) => vec![w],
-                    None => newest_first(
-                        &rtx.open_table(INTERACTIONS_BY_TIME)?,
-                        &me,
-                        before.as_ref(),
-                        limit,
-                    )?
-                    .into_iter()
-                    .map(|(_, other)| other)
-                    .collect(),
-                };
-                let full = others.len() == limit;
-                let mut rows = Vec::with_capacity(others.len());
-                for other in others {
-                    let (mine, theirs) = super::between(rtx, &me, &other)?;
-                    rows.push((other, mine, theirs));
-                }
-                Ok((rows, full))
-            })
-            .await?;
+        let (rows, full) = super::page(&ctx, &who.user_id, with.0, before, limit).await?;
         let next_before = time_cursor(
             full,
             rows.last()

@@ -15,9 +15,10 @@ use redb::ReadTransaction;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::app::Ctx;
 use crate::core::error::AppResult;
 use crate::core::events::{Audience, Consumer, Event, NewEvent, take_unapplied};
-use crate::core::store::{Store, Tx, get, put};
+use crate::core::store::{Store, Tx, get, newest_first, put};
 use crate::domains::chat::events::ChatEvent;
 use crate::domains::chat::model::MessageKind;
 use crate::domains::favorites::events::FavoriteEvent;
@@ -51,6 +52,42 @@ pub fn between(rtx: &ReadTransaction, a: &str, b: &str) -> AppResult<(Stats, Sta
         get(&t, (a, b))?.unwrap_or_default(),
         get(&t, (b, a))?.unwrap_or_default(),
     ))
+}
+
+/// `me`'s interactions with one person (`with`) or, without `with`, one page of everyone,
+/// most recent first, after the `(last interaction ms, other)` cursor, in one read: rows of
+/// `(other, what me did, what they did)`, and whether the page was full (more may follow).
+pub async fn page(
+    ctx: &Ctx,
+    me: &str,
+    with: Option<String>,
+    before: Option<(i64, String)>,
+    limit: usize,
+) -> AppResult<(Vec<(String, Stats, Stats)>, bool)> {
+    let me = me.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            let others: Vec<String> = match with {
+                Some(w) => vec![w],
+                None => newest_first(
+                    &rtx.open_table(INTERACTIONS_BY_TIME)?,
+                    &me,
+                    before.as_ref(),
+                    limit,
+                )?
+                .into_iter()
+                .map(|(_, other)| other)
+                .collect(),
+            };
+            let full = others.len() == limit;
+            let mut rows = Vec::with_capacity(others.len());
+            for other in others {
+                let (mine, theirs) = between(rtx, &me, &other)?;
+                rows.push((other, mine, theirs));
+            }
+            Ok((rows, full))
+        })
+        .await
 }
 
 /// Moves the pair to `at_ms` in `me`'s recent list and returns what `me` did toward `them`.

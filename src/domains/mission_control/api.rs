@@ -228,11 +228,7 @@ impl PayoutApi {
     #[oai(path = "/v1/me/payouts", method = "get", operation_id = "me_payouts")]
     async fn mine(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<PayoutList>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
-        let uid = who.user_id.clone();
-        let items = ctx
-            .store
-            .read(move |rtx| payouts::of_streamer(rtx, &uid))
-            .await?;
+        let items = payouts::list_of_streamer(&ctx, &who.user_id).await?;
         Ok(Json(PayoutList {
             items: items.into_iter().map(Into::into).collect(),
         }))
@@ -254,10 +250,7 @@ impl PayoutApi {
         auth.require(&ctx, Access::Admin).await?;
         let limit = crate::api::page_limit(limit.0, 100, PAYOUT_PAGE_MAX)?;
         let state = state.0.unwrap_or(PayoutState::Requested);
-        let items = ctx
-            .store
-            .read(move |rtx| payouts::by_state(rtx, state, limit))
-            .await?;
+        let items = payouts::list_by_state(&ctx, state, limit).await?;
         Ok(Json(PayoutList {
             items: items.into_iter().map(Into::into).collect(),
         }))

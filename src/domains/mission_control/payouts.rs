@@ -270,6 +270,17 @@ pub fn of_streamer(rtx: &ReadTransaction, streamer_id: &str) -> AppResult<Vec<Pa
     Ok(out)
 }
 
+/// Payouts in one state, oldest first, at most `limit` ([`by_state`] in its own read).
+pub async fn list_by_state(ctx: &Ctx, state: PayoutState, limit: usize) -> AppResult<Vec<Payout>> {
+    ctx.store.read(move |rtx| by_state(rtx, state, limit)).await
+}
+
+/// A streamer's payouts, newest first ([`of_streamer`] in its own read).
+pub async fn list_of_streamer(ctx: &Ctx, streamer_id: &str) -> AppResult<Vec<Payout>> {
+    let uid = streamer_id.to_owned();
+    ctx.store.read(move |rtx| of_streamer(rtx, &uid)).await
+}
+
 /// A streamer's payouts, oldest first (ids are time-ordered).
 fn streamer_payouts(
     idx: &impl ReadableTable<(&'static str, &'static str), ()>,

@@ -173,11 +173,7 @@ impl NotificationApi {
     ) -> AppResult<Json<NotificationPage>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 50, PAGE_MAX)?;
-        let uid = who.user_id.clone();
-        let (items, unread) = ctx
-            .store
-            .read(move |rtx| super::list(rtx, &uid, before.0.as_deref(), limit))
-            .await?;
+        let (items, unread) = super::page(&ctx, &who.user_id, before.0, limit).await?;
         let next_before = (items.len() == limit)
             .then(|| items.last().map(|n| n.id.clone()))
             .flatten();
@@ -220,11 +216,7 @@ impl NotificationApi {
         auth: BearerAuth,
     ) -> AppResult<Json<PreferencesView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let uid = who.user_id.clone();
-        let p = ctx
-            .store
-            .read(move |rtx| super::preferences(rtx, &uid))
-            .await?;
+        let p = super::preferences_of(&ctx, &who.user_id).await?;
         Ok(Json(PreferencesView {
             muted_push: p.muted_push,
             muted_email: p.muted_email,

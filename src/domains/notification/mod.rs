@@ -45,6 +45,12 @@ pub fn preferences(rtx: &ReadTransaction, user_id: &str) -> AppResult<Preference
     Ok(get(&rtx.open_table(PREFERENCES)?, user_id)?.unwrap_or_default())
 }
 
+/// A user's preferences ([`preferences`] in its own read).
+pub async fn preferences_of(ctx: &Ctx, user_id: &str) -> AppResult<Preferences> {
+    let uid = user_id.to_owned();
+    ctx.store.read(move |rtx| preferences(rtx, &uid)).await
+}
+
 fn bump_unread(tx: &Tx, user_id: &str, by: i64) -> AppResult<u64> {
     let mut t = tx.table(UNREAD)?;
     let n = t
@@ -285,6 +291,20 @@ pub fn list(
         .get(user_id)?
         .map_or(0, |v| v.value());
     Ok((out, unread))
+}
+
+/// One page of a user's notifications, newest first, before the id `before`, and the unread
+/// count ([`list`] in its own read).
+pub async fn page(
+    ctx: &Ctx,
+    user_id: &str,
+    before: Option<String>,
+    limit: usize,
+) -> AppResult<(Vec<Notification>, u64)> {
+    let uid = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| list(rtx, &uid, before.as_deref(), limit))
+        .await
 }
 
 /// Changes preferences; `None` leaves a field as it is. Returns the result.

@@ -3,24 +3,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine;
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-use serde::Deserialize;
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::api::{ApiTags, BearerAuth, NoContent};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
-use crate::core::error::{AppError, AppResult, Code};
+use crate::core::error::AppResult;
 use crate::core::platform::Platform;
 
-use super::{Intent, IntentState, Product, ProductInput, StoreAction};
+use super::{Intent, IntentState, Product, ProductInput};
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -200,23 +197,6 @@ pub struct PubSubPush {
     pub subscription: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeveloperNotification {
-    package_name: String,
-    #[serde(default)]
-    voided_purchase_notification: Option<VoidedPurchase>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VoidedPurchase {
-    order_id: String,
-}
-
-/// Longest purchase token or signed transaction accepted.
-const STORE_TOKEN_BYTES_MAX: usize = 64 * 1024;
-
 pub struct PaymentApi;
 
 #[OpenApi(tag = "ApiTags::Payments")]
@@ -368,46 +348,13 @@ impl PaymentApi {
         body: Json<AppleRequest>,
     ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let verifier = ctx.apple.as_ref().ok_or_else(|| {
-            AppError::new(Code::Unavailable, "App Store payments are not configured")
-        })?;
-        if body.signed_transaction.len() > STORE_TOKEN_BYTES_MAX {
-            return Err(AppError::validation("signedTransaction is too large"));
-        }
-        let intent = super::intent_for(&ctx, &who.user_id, &body.intent_id).await?;
-        if intent.platform != Platform::Ios {
-            return Err(AppError::validation("this intent is not for the App Store"));
-        }
-        super::mark_verifying(&ctx, &intent.id).await?;
-        let t = match verifier.transaction(&body.signed_transaction, ctx.store.now_ms()) {
-            Ok(t) => t,
-            Err(e) => return Err(super::refuse(&ctx, &intent.id, e).await),
-        };
-        let refusal = if t.product_id != intent.store_product_id {
-            Some(format!(
-                "the transaction is for {}, not {}",
-                t.product_id, intent.store_product_id
-            ))
-        } else if t.revocation_date.is_some() {
-            Some("the transaction was revoked".to_owned())
-        } else if t
-            .app_account_token
-            .as_deref()
-            .is_some_and(|a| !a.eq_ignore_ascii_case(&intent.id))
-        {
-            Some("the transaction belongs to another payment (appAccountToken)".to_owned())
-        } else {
-            None
-        };
-        if let Some(why) = refusal {
-            return Err(
-                super::refuse(&ctx, &intent.id, AppError::new(Code::InvalidReceipt, why)).await,
-            );
-        }
-        let details = json!({"store": "apple", "transactionId": t.transaction_id, "originalTransactionId": t.original_transaction_id});
-        let key = format!("apple:{}", t.transaction_id);
-        let done =
-            super::complete(&ctx, &intent.id, &key, t.quantity.unwrap_or(1), details).await?;
+        let done = super::stores::purchase_apple(
+            &ctx,
+            &who.user_id,
+            &body.intent_id,
+            &body.signed_transaction,
+        )
+        .await?;
         Ok(Json(done.into()))
     }
 
@@ -427,70 +374,12 @@ impl PaymentApi {
         body: Json<GoogleRequest>,
     ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let play = ctx.google.as_ref().ok_or_else(|| {
-            AppError::new(Code::Unavailable, "Google Play payments are not configured")
-        })?;
-        if body.purchase_token.is_empty() || body.purchase_token.len() > STORE_TOKEN_BYTES_MAX {
-            return Err(AppError::validation("purchaseToken must be 1–65536 bytes"));
-        }
-        let intent = super::intent_for(&ctx, &who.user_id, &body.intent_id).await?;
-        if intent.platform != Platform::Android {
-            return Err(AppError::validation("this intent is not for Google Play"));
-        }
-        if body.product_id != intent.store_product_id {
-            let e = AppError::new(
-                Code::InvalidReceipt,
-                format!(
-                    "the purchase is for {}, not {}",
-                    body.product_id, intent.store_product_id
-                ),
-            );
-            return Err(super::refuse(&ctx, &intent.id, e).await);
-        }
-        super::mark_verifying(&ctx, &intent.id).await?;
-        let now = ctx.store.now_ms();
-        let purchase = match play
-            .get_product(&body.product_id, &body.purchase_token, now)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => return Err(super::refuse(&ctx, &intent.id, e).await),
-        };
-        let refusal = if purchase.purchase_state != 0 || purchase.order_id.is_empty() {
-            Some(format!(
-                "the purchase is not completed (purchaseState {})",
-                purchase.purchase_state
-            ))
-        } else if purchase.purchase_type == Some(0) && !play.accepts_test_purchases() {
-            Some("a license-test purchase is not credited on this server".to_owned())
-        } else if purchase
-            .obfuscated_external_account_id
-            .as_deref()
-            .is_some_and(|a| a != intent.id)
-        {
-            Some("the purchase belongs to another payment (obfuscatedAccountId)".to_owned())
-        } else {
-            None
-        };
-        if let Some(why) = refusal {
-            return Err(
-                super::refuse(&ctx, &intent.id, AppError::new(Code::InvalidReceipt, why)).await,
-            );
-        }
-        // Consume before crediting: if crediting then fails, a retry finds it consumed and
-        // credits it; the reverse order could lose a purchase Google would refund after 3 days.
-        if purchase.consumption_state == 0 {
-            play.consume(&body.product_id, &body.purchase_token, now)
-                .await?;
-        }
-        let details = json!({"store": "google", "orderId": purchase.order_id});
-        let key = format!("google:{}", purchase.order_id);
-        let done = super::complete(
+        let done = super::stores::purchase_google(
             &ctx,
-            &intent.id,
-            &key,
-            purchase.quantity.unwrap_or(1),
-            details,
+            &who.user_id,
+            &body.intent_id,
+            &body.product_id,
+            &body.purchase_token,
         )
         .await?;
         Ok(Json(done.into()))
@@ -508,21 +397,7 @@ impl PaymentApi {
         ctx: Data<&Arc<Ctx>>,
         body: Json<AppleNotificationBody>,
     ) -> AppResult<NoContent> {
-        let verifier = ctx.apple.as_ref().ok_or_else(|| {
-            AppError::new(Code::Unavailable, "App Store payments are not configured")
-        })?;
-        let n = verifier.notification(&body.signed_payload, ctx.store.now_ms())?;
-        let action = match (n.notification_type.as_str(), &n.transaction) {
-            ("REFUND" | "REVOKE", Some(t)) => StoreAction::Refund {
-                store_key: format!("apple:{}", t.transaction_id),
-                reason: n.notification_type.to_lowercase(),
-            },
-            ("REFUND_REVERSED", Some(t)) => StoreAction::ReverseRefund {
-                store_key: format!("apple:{}", t.transaction_id),
-            },
-            _ => StoreAction::Nothing,
-        };
-        super::handle_notification(&ctx, &format!("apple:{}", n.uuid), action).await?;
+        super::stores::apple_notification(&ctx, &body.signed_payload).await?;
         Ok(NoContent::Done)
     }
 
@@ -540,35 +415,16 @@ impl PaymentApi {
         req: &Request,
         body: Json<PubSubPush>,
     ) -> AppResult<NoContent> {
-        let verifier = ctx.pubsub.as_ref().ok_or_else(|| {
-            AppError::new(Code::Unavailable, "Google Play payments are not configured")
-        })?;
         let bearer = req
             .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| AppError::unauthorized("the push carries no bearer token"))?;
-        verifier.verify(bearer, ctx.store.now_ms()).await?;
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(&body.message.data)
-            .map_err(|_| AppError::validation("message.data is not base64"))?;
-        let n: DeveloperNotification = serde_json::from_slice(&data)
-            .map_err(|e| AppError::validation(format!("not a DeveloperNotification: {e}")))?;
-        if let Some(g) = &ctx.google_package
-            && n.package_name != *g
-        {
-            return Err(AppError::validation(
-                "the notification is for another package",
-            ));
-        }
-        let action = match n.voided_purchase_notification {
-            Some(v) => StoreAction::Refund {
-                store_key: format!("google:{}", v.order_id),
-                reason: "voided".to_owned(),
-            },
-            None => StoreAction::Nothing,
-        };
-        super::handle_notification(&ctx, &format!("google:{}", body.message.message_id), action)
-            .await?;
+            .and_then(|h| h.strip_prefix("Bearer "));
+        super::stores::google_notification(
+            &ctx,
+            bearer,
+            &body.message.message_id,
+            &body.message.data,
+        )
+        .await?;
         Ok(NoContent::Done)
     }
 }

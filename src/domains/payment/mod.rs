@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod events;
+pub mod stores;
 mod tables;
 pub use tables::TABLES;
 

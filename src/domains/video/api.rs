@@ -318,10 +318,7 @@ impl CallApi {
         call_id: Path<String>,
     ) -> AppResult<Json<CallView>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let id = call_id.0;
-        let call = ctx
-            .store
-            .read(move |rtx| super::find(rtx, &id))
+        let call = super::find_call(&ctx, &call_id.0)
             .await?
             .filter(|c| {
                 c.caller_id == who.user_id
@@ -343,11 +340,7 @@ impl CallApi {
     ) -> AppResult<Json<CallPage>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = crate::api::page_limit(limit.0, 50, PAGE_MAX)?;
-        let (uid, before) = (who.user_id.clone(), before.0);
-        let items = ctx
-            .store
-            .read(move |rtx| super::history(rtx, &uid, before.as_deref(), limit))
-            .await?;
+        let items = super::calls_of(&ctx, &who.user_id, before.0, limit).await?;
         let next_before = (items.len() == limit)
             .then(|| items.last().map(|c| c.id.clone()))
             .flatten();
@@ -416,16 +409,7 @@ impl CallApi {
         auth: BearerAuth,
     ) -> AppResult<Json<ProviderList>> {
         auth.require(&ctx, Access::Admin).await?;
-        let owner = ctx.0.clone();
-        let now = ctx.store.now_ms();
-        let items = ctx
-            .store
-            .read(move |rtx| {
-                owner
-                    .media
-                    .status(&rtx.open_table(super::tables::PROVIDER_SWITCHES)?, now)
-            })
-            .await?;
+        let items = super::provider_statuses(ctx.0).await?;
         Ok(Json(ProviderList {
             items: items
                 .into_iter()
@@ -505,22 +489,8 @@ impl CallApi {
         auth: BearerAuth,
     ) -> AppResult<Json<RouletteStatus>> {
         let who = auth.require(&ctx, Access::User).await?;
-        let uid = who.user_id.clone();
-        let current = ctx
-            .store
-            .read(move |rtx| {
-                Ok(rtx
-                    .open_table(super::tables::ACTIVE_CALLS)?
-                    .get(uid.as_str())?
-                    .map(|v| v.value().to_owned()))
-            })
-            .await?;
-        if let Some(call_id) = current {
-            let max_ms = ctx.config.calls.max_duration_secs as i64 * 1000;
-            super::act(ctx.0, &who.user_id, &call_id, Action::Hangup, max_ms).await?;
-        }
         Ok(Json(roulette_status(
-            super::roulette::join(ctx.0, &who.user_id, None).await?,
+            super::roulette::next(ctx.0, &who.user_id).await?,
         )))
     }
 

@@ -256,72 +256,82 @@ pub async fn act(
     let (who, call_id) = (who.to_owned(), call_id.to_owned());
     let owner = ctx.clone();
     ctx.store
-        .write(move |tx| {
-            let media = &owner.media;
-            let mut call = call_of(tx, &call_id)?;
-            if call.caller_id != who && call.callee_id != who {
-                return Err(AppError::not_found("no such call"));
-            }
-            let is_callee = call.callee_id == who;
-            let now = tx.now_ms();
-            match (action, call.state) {
-                (Action::Accept, CallState::Ringing) if is_callee => {
-                    clear_timer(tx, &mut call, Timer::Ring)?;
-                    call.provider = media.choose(tx, now, None)?.map(str::to_owned);
-                    call.state = CallState::Connecting;
-                    save(tx, &call)?;
-                    tx.emit(state_event(&call))?;
-                }
-                (Action::Decline, CallState::Ringing) if is_callee => {
-                    finish(tx, &mut call, CallState::Declined, None)?
-                }
-                (Action::Hangup, CallState::Ringing) => {
-                    let state = if is_callee {
-                        CallState::Declined
-                    } else {
-                        CallState::Cancelled
-                    };
-                    finish(tx, &mut call, state, None)?;
-                }
-                (Action::Hangup, CallState::Connecting) => {
-                    finish(tx, &mut call, CallState::Ended, Some(EndReason::Hangup))?
-                }
-                (Action::Hangup, CallState::Connected) => {
-                    // Everything due up to the hang-up is billed first, even if the engine lags.
-                    let reason = bill_due(tx, &mut call, now)?.unwrap_or(EndReason::Hangup);
-                    finish(tx, &mut call, CallState::Ended, Some(reason))?;
-                }
-                (Action::Joined, CallState::Connecting) => {
-                    if !call.joined.contains(&who) {
-                        call.joined.push(who.clone());
-                    }
-                    if call.joined.len() == 2 {
-                        call.state = CallState::Connected;
-                        call.connected_at_ms = Some(now);
-                        set_timer(tx, &mut call, Timer::MaxDuration, now + max_ms)?;
-                        match bill_due(tx, &mut call, now)? {
-                            Some(reason) => finish(tx, &mut call, CallState::Ended, Some(reason))?,
-                            None => {
-                                schedule_billing(tx, &mut call)?;
-                                save(tx, &call)?;
-                                tx.emit(state_event(&call))?;
-                            }
-                        }
-                    } else {
-                        save(tx, &call)?;
-                    }
-                }
-                (Action::Joined, CallState::Connected) => {}
-                (_, state) => {
-                    return Err(AppError::conflict(format!(
-                        "a {} call cannot be {action:?}ed by you",
-                        state.as_str()
-                    )));
-                }
-            }
-            Ok(call)
-        })
+        .write(move |tx| act_tx(tx, &owner.media, &who, &call_id, action, max_ms))
         .await
+}
+
+/// [`act`] inside a write.
+pub(crate) fn act_tx(
+    tx: &Tx,
+    media: &media::Media,
+    who: &str,
+    call_id: &str,
+    action: Action,
+    max_ms: i64,
+) -> AppResult<Call> {
+    let who = who.to_owned();
+    let mut call = call_of(tx, call_id)?;
+    if call.caller_id != who && call.callee_id != who {
+        return Err(AppError::not_found("no such call"));
+    }
+    let is_callee = call.callee_id == who;
+    let now = tx.now_ms();
+    match (action, call.state) {
+        (Action::Accept, CallState::Ringing) if is_callee => {
+            clear_timer(tx, &mut call, Timer::Ring)?;
+            call.provider = media.choose(tx, now, None)?.map(str::to_owned);
+            call.state = CallState::Connecting;
+            save(tx, &call)?;
+            tx.emit(state_event(&call))?;
+        }
+        (Action::Decline, CallState::Ringing) if is_callee => {
+            finish(tx, &mut call, CallState::Declined, None)?
+        }
+        (Action::Hangup, CallState::Ringing) => {
+            let state = if is_callee {
+                CallState::Declined
+            } else {
+                CallState::Cancelled
+            };
+            finish(tx, &mut call, state, None)?;
+        }
+        (Action::Hangup, CallState::Connecting) => {
+            finish(tx, &mut call, CallState::Ended, Some(EndReason::Hangup))?
+        }
+        (Action::Hangup, CallState::Connected) => {
+            // Everything due up to the hang-up is billed first, even if the engine lags.
+            let reason = bill_due(tx, &mut call, now)?.unwrap_or(EndReason::Hangup);
+            finish(tx, &mut call, CallState::Ended, Some(reason))?;
+        }
+        (Action::Joined, CallState::Connecting) => {
+            if !call.joined.contains(&who) {
+                call.joined.push(who.clone());
+            }
+            if call.joined.len() == 2 {
+                call.state = CallState::Connected;
+                call.connected_at_ms = Some(now);
+                set_timer(tx, &mut call, Timer::MaxDuration, now + max_ms)?;
+                match bill_due(tx, &mut call, now)? {
+                    Some(reason) => finish(tx, &mut call, CallState::Ended, Some(reason))?,
+                    None => {
+                        schedule_billing(tx, &mut call)?;
+                        save(tx, &call)?;
+                        tx.emit(state_event(&call))?;
+                    }
+                }
+            } else {
+                save(tx, &call)?;
+            }
+        }
+        (Action::Joined, CallState::Connected) => {}
+        (_, state) => {
+            return Err(AppError::conflict(format!(
+                "a {} call cannot be {action:?}ed by you",
+                state.as_str()
+            )));
+        }
+    }
+    Ok(call)
 }
 
 /// Bills every checkpoint due by `now`, in time order; returns a reason to end the call when
@@ -767,6 +777,35 @@ pub fn history(
         }
     }
     Ok(out)
+}
+
+/// A call record ([`find`] in its own read).
+pub async fn find_call(ctx: &Ctx, id: &str) -> AppResult<Option<Call>> {
+    let id = id.to_owned();
+    ctx.store.read(move |rtx| find(rtx, &id)).await
+}
+
+/// A user's calls, newest first, before call id `before` ([`history`] in its own read).
+pub async fn calls_of(
+    ctx: &Ctx,
+    user_id: &str,
+    before: Option<String>,
+    limit: usize,
+) -> AppResult<Vec<Call>> {
+    let uid = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| history(rtx, &uid, before.as_deref(), limit))
+        .await
+}
+
+/// The configured video providers, in the order they are tried, with their switches and
+/// whether they are failing now.
+pub async fn provider_statuses(ctx: &Arc<Ctx>) -> AppResult<Vec<media::ProviderStatus>> {
+    let owner = ctx.clone();
+    let now = ctx.store.now_ms();
+    ctx.store
+        .read(move |rtx| owner.media.status(&rtx.open_table(PROVIDER_SWITCHES)?, now))
+        .await
 }
 
 /// The media credentials of participant `who` in a call that is connecting or connected.

@@ -19,12 +19,13 @@ use crate::core::store::{Tx, dec, get, put};
 use crate::domains::billing::{self, model::CallKind};
 use crate::domains::{blocklist, profile};
 
+use super::media::Media;
 use super::model::{Call, CallState};
 use super::tables::{
     ACTIVE_CALLS, CALLS, CALLS_BY_USER, ROULETTE_AVAILABLE, ROULETTE_LANGUAGES, ROULETTE_STREAMERS,
     ROULETTE_USERS,
 };
-use super::{check_first_charge, open_call, save, state_event};
+use super::{Action, check_first_charge, open_call, save, state_event};
 
 /// How many of a user's last roulette partners they are not matched with again.
 pub const RECENT_PARTNERS: usize = 3;
@@ -175,39 +176,70 @@ pub async fn join(
     let user_id = user_id.to_owned();
     let owner = ctx.clone();
     ctx.store
-        .write(move |tx| {
-            if tx.read(ACTIVE_CALLS)?.get(user_id.as_str())?.is_some() {
-                return Err(AppError::new(Code::Busy, "you are in a call"));
-            }
-            let tariff = billing::resolve_tx(
-                tx,
-                CallKind::Roulette,
-                Role::User,
-                Role::Streamer,
-                None,
-                &[],
-            )?
-            .ok_or_else(|| AppError::forbidden("roulette has no tariff"))?;
-            check_first_charge(tx, &tariff, &user_id, "")?;
-            let languages = match &languages {
-                Some(l) => {
-                    put(&mut tx.table(ROULETTE_LANGUAGES)?, user_id.as_str(), l)?;
-                    l.clone()
-                }
-                None => get(&tx.read(ROULETTE_LANGUAGES)?, user_id.as_str())?.unwrap_or_default(),
-            };
-            let waiting = Waiting {
-                since_ms: tx.now_ms(),
-                languages,
-            };
-            put(&mut tx.table(ROULETTE_USERS)?, user_id.as_str(), &waiting)?;
-            let started = match_waiting(tx, &owner.media)?;
-            Ok(match started.into_iter().find(|c| c.caller_id == user_id) {
-                Some(c) => Outcome::Matched(Box::new(c)),
-                None => Outcome::Waiting,
-            })
-        })
+        .write(move |tx| join_tx(tx, &owner.media, &user_id, languages.clone()))
         .await
+}
+
+/// [`join`] inside a write. It checks everything before it writes, so a refusal leaves the
+/// operation's earlier writes intact.
+fn join_tx(
+    tx: &Tx,
+    media: &Media,
+    user_id: &str,
+    languages: Option<Vec<String>>,
+) -> AppResult<Outcome> {
+    let user_id = user_id.to_owned();
+    if tx.read(ACTIVE_CALLS)?.get(user_id.as_str())?.is_some() {
+        return Err(AppError::new(Code::Busy, "you are in a call"));
+    }
+    let tariff = billing::resolve_tx(
+        tx,
+        CallKind::Roulette,
+        Role::User,
+        Role::Streamer,
+        None,
+        &[],
+    )?
+    .ok_or_else(|| AppError::forbidden("roulette has no tariff"))?;
+    check_first_charge(tx, &tariff, &user_id, "")?;
+    let languages = match &languages {
+        Some(l) => {
+            put(&mut tx.table(ROULETTE_LANGUAGES)?, user_id.as_str(), l)?;
+            l.clone()
+        }
+        None => get(&tx.read(ROULETTE_LANGUAGES)?, user_id.as_str())?.unwrap_or_default(),
+    };
+    let waiting = Waiting {
+        since_ms: tx.now_ms(),
+        languages,
+    };
+    put(&mut tx.table(ROULETTE_USERS)?, user_id.as_str(), &waiting)?;
+    let started = match_waiting(tx, media)?;
+    Ok(match started.into_iter().find(|c| c.caller_id == user_id) {
+        Some(c) => Outcome::Matched(Box::new(c)),
+        None => Outcome::Waiting,
+    })
+}
+
+/// `next`: hangs up the caller's current call, if any, and joins the queue again with the
+/// languages of their last `join`, in one commit. The hang-up stands even when joining is
+/// refused (the refusal is answered after the commit).
+pub async fn next(ctx: &Arc<Ctx>, user_id: &str) -> AppResult<Outcome> {
+    let user_id = user_id.to_owned();
+    let owner = ctx.clone();
+    let max_ms = ctx.config.calls.max_duration_secs as i64 * 1000;
+    ctx.store
+        .write(move |tx| {
+            let current = tx
+                .read(ACTIVE_CALLS)?
+                .get(user_id.as_str())?
+                .map(|v| v.value().to_owned());
+            if let Some(call_id) = current {
+                super::act_tx(tx, &owner.media, &user_id, &call_id, Action::Hangup, max_ms)?;
+            }
+            Ok(join_tx(tx, &owner.media, &user_id, None))
+        })
+        .await?
 }
 
 pub async fn leave(ctx: &Ctx, user_id: &str) -> AppResult<()> {
