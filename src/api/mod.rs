@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::app::Ctx;
 use crate::core::auth::{Access, Principal};
-use crate::core::error::{AppError, AppResult};
+use crate::core::error::AppResult;
 use crate::core::metrics::{RequestLabels, RouteLabels};
 use crate::domains;
 use crate::domains::user::ClientMeta;
@@ -270,31 +270,4 @@ fn readyz(ctx: Data<&Arc<Ctx>>) -> Response {
     } else {
         Response::builder().body("ready")
     }
-}
-
-/// A page size from a `limit` query parameter: `default` when absent, `validation_failed`
-/// outside 1–`max`.
-pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> AppResult<usize> {
-    let limit = limit.unwrap_or(default);
-    if limit == 0 || limit > max {
-        return Err(AppError::validation(format!("limit must be 1–{max}")));
-    }
-    Ok(limit as usize)
-}
-
-/// A newest-first cursor `<ms>:<id>` as issued in `nextBefore`.
-pub fn parse_time_cursor(cursor: Option<String>) -> AppResult<Option<(i64, String)>> {
-    cursor
-        .map(|c| {
-            c.split_once(':')
-                .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
-                .ok_or_else(|| AppError::validation("cursor is not one we issued"))
-        })
-        .transpose()
-}
-
-/// The `nextBefore` of a full page whose last row is `(ms, id)`.
-pub fn time_cursor(full: bool, last: Option<(i64, &str)>) -> Option<String> {
-    full.then(|| last.map(|(ms, id)| format!("{ms}:{id}")))
-        .flatten()
 }

@@ -14,7 +14,8 @@ use crate::api::{ApiTags, BearerAuth};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
-use crate::core::error::{AppError, AppResult};
+use crate::core::cursor::{Cursor, page_limit};
+use crate::core::error::AppResult;
 use crate::core::idempotency::Idempotency;
 
 use super::model::{Account, Transfer, TransferKind};
@@ -142,16 +143,9 @@ const PAGE_MAX: u32 = 200;
 const PAGE_DEFAULT: u32 = 50;
 
 pub fn page_args(cursor: Option<String>, limit: Option<u32>) -> AppResult<(Option<u64>, usize)> {
-    let before = match cursor {
-        Some(c) => Some(
-            c.parse::<u64>()
-                .map_err(|_| AppError::validation("cursor is not one we issued"))?,
-        ),
-        None => None,
-    };
     Ok((
-        before,
-        crate::api::page_limit(limit, PAGE_DEFAULT, PAGE_MAX)?,
+        Cursor::seq(cursor)?,
+        page_limit(limit, PAGE_DEFAULT, PAGE_MAX)?,
     ))
 }
 
@@ -163,7 +157,7 @@ async fn transactions(
 ) -> AppResult<TransactionPage> {
     let (before, limit) = page_args(cursor, limit)?;
     let (items, next) = super::history_page(ctx, &account, before, limit).await?;
-    let next_cursor = next.map(|n| n.to_string());
+    let next_cursor = next.map(|n| Cursor::Seq(n).encode());
     Ok(TransactionPage {
         items: items
             .into_iter()
@@ -338,7 +332,7 @@ impl BalanceApi {
         let account = Account::parse(&account)?;
         let (before, limit) = page_args(cursor.0, limit.0)?;
         let (items, next) = super::history_page(&ctx, &account, before, limit).await?;
-        let next_cursor = next.map(|n| n.to_string());
+        let next_cursor = next.map(|n| Cursor::Seq(n).encode());
         Ok(Json(JournalPage {
             items: items.into_iter().map(Into::into).collect(),
             next_cursor,

@@ -8,10 +8,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth, NoContent, page_limit};
+use crate::api::{ApiTags, BearerAuth, NoContent};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
+use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 
 use super::{Block, BlockReason, Penalty};
@@ -132,9 +133,7 @@ impl BlocklistApi {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 50, PAGE_MAX)?;
         let items = super::list(&ctx, &who.user_id, after.0, limit).await?;
-        let next_after = (items.len() == limit)
-            .then(|| items.last().map(|b| b.blocked_id.clone()))
-            .flatten();
+        let next_after = next_page(&items, limit, |b| Cursor::Id(b.blocked_id.clone()));
         Ok(Json(BlockPage {
             items: items.into_iter().map(Into::into).collect(),
             next_after,

@@ -8,10 +8,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth, NoContent, page_limit, parse_time_cursor, time_cursor};
+use crate::api::{ApiTags, BearerAuth, NoContent};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
+use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 
 use super::Summary;
@@ -178,14 +179,11 @@ impl ChatApi {
     ) -> AppResult<Json<ChatPage>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 30, CHATS_PAGE_MAX)?;
-        let before = parse_time_cursor(before.0)?;
+        let before = Cursor::time(before.0)?;
         let items = super::inbox(&ctx, &who.user_id, before, limit).await?;
-        let next_before = time_cursor(
-            items.len() == limit,
-            items
-                .last()
-                .map(|s| (s.membership.inbox_ms, s.conversation.id.as_str())),
-        );
+        let next_before = next_page(&items, limit, |s| {
+            Cursor::Time(s.membership.inbox_ms, s.conversation.id.clone())
+        });
         Ok(Json(ChatPage {
             items: items
                 .into_iter()
@@ -212,6 +210,7 @@ impl ChatApi {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 50, MESSAGES_PAGE_MAX)?;
         let items = super::messages(&ctx, &who.user_id, &chat_id, before.0, limit).await?;
+        // Seqs start at 1: nothing is before the first message.
         let next_before = (items.len() == limit)
             .then(|| items.last().map(|m| m.seq))
             .flatten()

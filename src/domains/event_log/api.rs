@@ -12,7 +12,8 @@ use crate::api::{ApiTags, BearerAuth};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
-use crate::core::error::{AppError, AppResult};
+use crate::core::cursor::page_limit;
+use crate::core::error::AppResult;
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -63,10 +64,7 @@ impl EventLogApi {
     ) -> AppResult<Json<EventPage>> {
         auth.require(&ctx, Access::Admin).await?;
         let max = ctx.config.events.query_limit_max;
-        let limit = limit.0.unwrap_or(PAGE_DEFAULT.min(max));
-        if limit == 0 || limit > max {
-            return Err(AppError::validation(format!("limit must be 1–{max}")));
-        }
+        let limit = page_limit(limit.0, PAGE_DEFAULT.min(max), max)?;
         let after = after_seq.0.unwrap_or(0);
         let (page, head) = super::query(&ctx, kind.0, user_id.0, after, limit as usize).await?;
         // A full page, or a scan that stopped at its bound, continues where it stopped.

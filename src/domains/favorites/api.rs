@@ -8,10 +8,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth, NoContent, page_limit, parse_time_cursor, time_cursor};
+use crate::api::{ApiTags, BearerAuth, NoContent};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
+use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 
 use super::Listing;
@@ -42,12 +43,9 @@ async fn page(
     limit: Option<u32>,
 ) -> AppResult<FavoritePage> {
     let limit = page_limit(limit, 50, PAGE_MAX)?;
-    let before = parse_time_cursor(before)?;
+    let before = Cursor::time(before)?;
     let rows = super::page(ctx, listing, user_id, before, limit).await?;
-    let next_before = time_cursor(
-        rows.len() == limit,
-        rows.last().map(|(ms, id)| (*ms, id.as_str())),
-    );
+    let next_before = next_page(&rows, limit, |(ms, id)| Cursor::Time(*ms, id.clone()));
     Ok(FavoritePage {
         items: rows
             .into_iter()

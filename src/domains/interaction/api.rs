@@ -8,10 +8,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth, page_limit, parse_time_cursor, time_cursor};
+use crate::api::{ApiTags, BearerAuth};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
+use crate::core::cursor::{Cursor, page_limit};
 use crate::core::error::AppResult;
 
 use super::Stats;
@@ -88,13 +89,12 @@ impl InteractionApi {
     ) -> AppResult<Json<InteractionPage>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 50, PAGE_MAX)?;
-        let before = parse_time_cursor(before.0)?;
+        let before = Cursor::time(before.0)?;
         let (rows, full) = super::page(&ctx, &who.user_id, with.0, before, limit).await?;
-        let next_before = time_cursor(
-            full,
-            rows.last()
-                .map(|(other, mine, _)| (mine.last_at_ms, other.as_str())),
-        );
+        let next_before = full
+            .then(|| rows.last())
+            .flatten()
+            .map(|(other, mine, _)| Cursor::Time(mine.last_at_ms, other.clone()).encode());
         Ok(Json(InteractionPage {
             items: rows
                 .iter()

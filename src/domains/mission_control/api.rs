@@ -12,6 +12,7 @@ use crate::api::{ApiTags, BearerAuth, NoContent};
 use crate::app::Ctx;
 use crate::core::auth::{Access, Role};
 use crate::core::clock::to_datetime;
+use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::{AppError, AppResult};
 use crate::core::idempotency::Idempotency;
 
@@ -119,11 +120,9 @@ impl AdminApi {
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<AuditPage>> {
         auth.require(&ctx, Access::Admin).await?;
-        let limit = crate::api::page_limit(limit.0, 50, AUDIT_PAGE_MAX)?;
+        let limit = page_limit(limit.0, 50, AUDIT_PAGE_MAX)?;
         let items = crate::domains::audit::page(&ctx, before.0, limit).await?;
-        let next_before = (items.len() == limit)
-            .then(|| items.last().map(|a| a.id.clone()))
-            .flatten();
+        let next_before = next_page(&items, limit, |a| Cursor::Id(a.id.clone()));
         Ok(Json(AuditPage {
             items: items
                 .into_iter()
@@ -248,7 +247,7 @@ impl PayoutApi {
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<PayoutList>> {
         auth.require(&ctx, Access::Admin).await?;
-        let limit = crate::api::page_limit(limit.0, 100, PAYOUT_PAGE_MAX)?;
+        let limit = page_limit(limit.0, 100, PAYOUT_PAGE_MAX)?;
         let state = state.0.unwrap_or(PayoutState::Requested);
         let items = payouts::list_by_state(&ctx, state, limit).await?;
         Ok(Json(PayoutList {

@@ -9,10 +9,11 @@ use poem_openapi::payload::{Html, Json};
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth, page_limit};
+use crate::api::{ApiTags, BearerAuth};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
+use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 
 use super::delivery;
@@ -174,9 +175,7 @@ impl NotificationApi {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 50, PAGE_MAX)?;
         let (items, unread) = super::page(&ctx, &who.user_id, before.0, limit).await?;
-        let next_before = (items.len() == limit)
-            .then(|| items.last().map(|n| n.id.clone()))
-            .flatten();
+        let next_before = next_page(&items, limit, |n| Cursor::Id(n.id.clone()));
         Ok(Json(NotificationPage {
             items: items.into_iter().map(Into::into).collect(),
             next_before,

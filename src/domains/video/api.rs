@@ -12,6 +12,7 @@ use crate::api::{ApiTags, BearerAuth};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
+use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::{AppError, AppResult};
 use crate::domains::billing::model::{CallKind, Side};
 
@@ -339,11 +340,9 @@ impl CallApi {
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<CallPage>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let limit = crate::api::page_limit(limit.0, 50, PAGE_MAX)?;
+        let limit = page_limit(limit.0, 50, PAGE_MAX)?;
         let items = super::calls_of(&ctx, &who.user_id, before.0, limit).await?;
-        let next_before = (items.len() == limit)
-            .then(|| items.last().map(|c| c.id.clone()))
-            .flatten();
+        let next_before = next_page(&items, limit, |c| Cursor::Id(c.id.clone()));
         Ok(Json(CallPage {
             items: items.into_iter().map(Into::into).collect(),
             next_before,
