@@ -250,7 +250,7 @@ async fn run(calls: usize, seconds: u64) {
         .iter()
         .map(|c| {
             (
-                c.id.clone(),
+                c.id.to_string(),
                 (c.connected_at_ms.unwrap(), c.ended_at_ms.unwrap()),
             )
         })

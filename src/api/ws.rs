@@ -27,6 +27,7 @@ use crate::app::Ctx;
 use crate::core::auth::{Access, Principal};
 use crate::core::error::{AppError, Code};
 use crate::core::events::{self, Audience, Event};
+use crate::core::ids::UserId;
 use crate::domains::chat::events::ChatEvent;
 use crate::domains::user::events::UserEvent;
 use crate::domains::{self, user};
@@ -179,7 +180,7 @@ impl CloseReason {
 
 struct Conn {
     id: u64,
-    user_id: String,
+    user_id: UserId,
     session_id: String,
     topics: RwLock<HashSet<&'static str>>,
     queue: mpsc::Sender<Arc<Event>>,
@@ -208,7 +209,7 @@ impl Conn {
 /// Every live, authenticated connection.
 #[derive(Default)]
 pub struct Hub {
-    by_user: RwLock<HashMap<String, Vec<Arc<Conn>>>>,
+    by_user: RwLock<HashMap<UserId, Vec<Arc<Conn>>>>,
     /// Connections subscribed to `admin`, which see every event.
     admins: RwLock<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
@@ -278,7 +279,7 @@ impl Hub {
             return;
         };
         let map = self.by_user.read();
-        for c in ids.iter().filter_map(|id| map.get(id)).flatten() {
+        for c in ids.iter().filter_map(|id| map.get(id.as_str())).flatten() {
             if c.wants(topic) {
                 c.offer_signal(&signal);
             }
@@ -317,7 +318,7 @@ impl Hub {
             Audience::Users(ids) => {
                 for c in ids
                     .iter()
-                    .filter_map(|id| map.get(id))
+                    .filter_map(|id| map.get(id.as_str()))
                     .flatten()
                     .filter(fresh)
                 {

@@ -87,7 +87,7 @@ impl Access {
 /// The authenticated caller of a request or a WebSocket.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub user_id: String,
+    pub user_id: super::ids::UserId,
     pub session_id: String,
     pub role: Role,
 }

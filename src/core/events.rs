@@ -38,7 +38,7 @@ pub const EVERYONE: &str = "*";
 pub enum Audience {
     #[default]
     Nobody,
-    Users(Vec<String>),
+    Users(Vec<super::ids::UserId>),
     Everyone,
 }
 

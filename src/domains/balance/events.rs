@@ -1,6 +1,7 @@
 //! The balance domain's events.
 
 use super::model::TransferKind;
+use crate::core::ids::UserId;
 
 crate::domain_events! {
     pub enum BalanceEvent in "balance" {
@@ -20,11 +21,11 @@ crate::domain_events! {
         }
         /// A refund took the wallet below zero: it cannot spend until a purchase pays the debt.
         WalletInDebt = "wallet_in_debt" {
-            user_id: String,
+            user_id: UserId,
             balance: i64,
         }
         WalletDebtSettled = "wallet_debt_settled" {
-            user_id: String,
+            user_id: UserId,
         }
     }
 }

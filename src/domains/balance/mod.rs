@@ -171,7 +171,7 @@ pub fn post(tx: &Tx, legs: &[Leg], idempotency_key: Option<&str>) -> AppResult<V
                             reference: t.reference.clone(),
                         },
                     )
-                    .to(Audience::Users(vec![owner.to_owned()])),
+                    .to(Audience::Users(vec![owner.to_owned().into()])),
                 )?;
             }
         }
@@ -243,7 +243,7 @@ fn update_debt_flags(
             tx.emit(NewEvent::about(
                 owner,
                 BalanceEvent::WalletInDebt {
-                    user_id: owner.to_owned(),
+                    user_id: owner.to_owned().into(),
                     balance: *balance,
                 },
             ))?;
@@ -252,7 +252,7 @@ fn update_debt_flags(
             tx.emit(NewEvent::about(
                 owner,
                 BalanceEvent::WalletDebtSettled {
-                    user_id: owner.to_owned(),
+                    user_id: owner.to_owned().into(),
                 },
             ))?;
         }

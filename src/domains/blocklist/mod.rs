@@ -196,8 +196,8 @@ pub fn block_tx(
     tx.emit(NewEvent::about(
         &blocker,
         BlockEvent::Blocked {
-            blocker_id: blocker.clone(),
-            blocked_id: blocked.clone(),
+            blocker_id: blocker.clone().into(),
+            blocked_id: blocked.clone().into(),
             reason,
         },
     ))?;
@@ -220,9 +220,9 @@ pub fn block_tx(
             &blocked,
             BlockEvent::Penalty {
                 penalty_id: penalty.id.clone(),
-                user_id: blocked.clone(),
+                user_id: blocked.clone().into(),
                 reason,
-                by_user_id: blocker.clone(),
+                by_user_id: blocker.clone().into(),
             },
         ))?;
     }
@@ -278,8 +278,8 @@ pub async fn unblock(ctx: &Ctx, blocker_id: &str, blocked_id: &str) -> AppResult
             tx.emit(NewEvent::about(
                 &blocker,
                 BlockEvent::Unblocked {
-                    blocker_id: blocker.clone(),
-                    blocked_id: blocked.clone(),
+                    blocker_id: blocker.clone().into(),
+                    blocked_id: blocked.clone().into(),
                 },
             ))?;
             Ok(())

@@ -84,9 +84,9 @@ pub struct MessageView {
 impl From<Message> for MessageView {
     fn from(m: Message) -> Self {
         MessageView {
-            chat_id: m.chat_id,
+            chat_id: m.chat_id.into(),
             seq: m.seq,
-            sender_id: m.sender_id,
+            sender_id: m.sender_id.into(),
             kind: m.kind,
             text: m.text,
             gift: m.gift.map(Into::into),
@@ -155,7 +155,7 @@ pub struct ReadState {
 fn chat_view(user_id: &str, s: Summary) -> ChatView {
     ChatView {
         with_user_id: s.conversation.other(user_id).to_owned(),
-        id: s.conversation.id,
+        id: s.conversation.id.into(),
         last_message: s.last_message.map(Into::into),
         unread_count: s.membership.unread,
         read_up_to_seq: s.membership.read_upto,
@@ -182,7 +182,7 @@ impl ChatApi {
         let before = Cursor::time(before.0)?;
         let items = super::inbox(&ctx, &who.user_id, before, limit).await?;
         let next_before = next_page(&items, limit, |s| {
-            Cursor::Time(s.membership.inbox_ms, s.conversation.id.clone())
+            Cursor::Time(s.membership.inbox_ms, s.conversation.id.to_string())
         });
         Ok(Json(ChatPage {
             items: items

@@ -52,8 +52,8 @@ pub fn open_tx(tx: &Tx, a: &str, b: &str) -> AppResult<Conversation> {
         return conversation_tx(tx, &id);
     }
     let conv = Conversation {
-        id: new_id(),
-        members: [key.0.to_owned(), key.1.to_owned()],
+        id: new_id().into(),
+        members: [key.0.into(), key.1.into()],
         created_at_ms: tx.now_ms(),
         last_seq: 0,
         last_at_ms: tx.now_ms(),
@@ -112,7 +112,7 @@ pub fn append_tx(tx: &Tx, conv: &mut Conversation, draft: Draft) -> AppResult<Me
     let msg = Message {
         chat_id: conv.id.clone(),
         seq: conv.last_seq,
-        sender_id: draft.sender_id,
+        sender_id: draft.sender_id.into(),
         kind: draft.kind,
         text: draft.text,
         gift: draft.gift,
@@ -267,8 +267,8 @@ pub async fn mark_read(
                 NewEvent::about(
                     &user_id,
                     ChatEvent::Read {
-                        chat_id: chat_id.clone(),
-                        user_id: user_id.clone(),
+                        chat_id: chat_id.clone().into(),
+                        user_id: user_id.clone().into(),
                         up_to_seq: upto,
                     },
                 )
@@ -313,7 +313,7 @@ pub async fn delete_message(ctx: &Ctx, user_id: &str, chat_id: &str, seq: u64) -
                 NewEvent::about(
                     &user_id,
                     ChatEvent::MessageDeleted {
-                        chat_id: chat_id.clone(),
+                        chat_id: chat_id.clone().into(),
                         seq,
                     },
                 )
@@ -418,11 +418,11 @@ pub async fn typing_signal(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult
     NewEvent::about(
         user_id,
         ChatEvent::Typing {
-            chat_id: chat_id.to_owned(),
-            user_id: user_id.to_owned(),
+            chat_id: chat_id.to_owned().into(),
+            user_id: user_id.to_owned().into(),
         },
     )
-    .to(Audience::Users(vec![other]))
+    .to(Audience::Users(vec![other.into()]))
     .into_signal(ctx.store.now_ms())
 }
 

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::ids::{ChatId, UserId};
+
 #[derive(
     Debug,
     Clone,
@@ -70,10 +72,10 @@ pub struct CallRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
-    pub chat_id: String,
+    pub chat_id: ChatId,
     pub seq: u64,
     /// Who sent it; for gifts the giver, for calls the caller.
-    pub sender_id: String,
+    pub sender_id: UserId,
     pub kind: MessageKind,
     #[serde(default)]
     pub text: Option<String>,
@@ -90,9 +92,9 @@ pub struct Message {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
-    pub id: String,
+    pub id: ChatId,
     /// The two members, lower id first.
-    pub members: [String; 2],
+    pub members: [UserId; 2],
     pub created_at_ms: i64,
     /// The seq of the newest message (0: none yet).
     pub last_seq: u64,

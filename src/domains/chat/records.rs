@@ -77,14 +77,14 @@ fn call_record(summary: &CallSummary) -> Option<Record> {
         CallState::Ringing | CallState::Connecting | CallState::Connected => return None,
     };
     let call = CallRecord {
-        call_id: summary.call_id.clone(),
+        call_id: summary.call_id.clone().into(),
         kind: summary.kind.as_str().to_owned(),
         outcome,
         duration_seconds: summary.duration_seconds,
     };
     Some((
-        summary.caller_id.clone(),
-        summary.callee_id.clone(),
+        summary.caller_id.to_string(),
+        summary.callee_id.to_string(),
         MessageKind::Call,
         None,
         Some(call),
@@ -109,8 +109,8 @@ fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
             price,
         };
         Some((
-            from_user_id,
-            to_user_id,
+            from_user_id.into(),
+            to_user_id.into(),
             MessageKind::Gift,
             Some(gift),
             None,
@@ -123,12 +123,18 @@ fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
                 streamer_id,
             } => {
                 let call = CallRecord {
-                    call_id,
+                    call_id: call_id.into(),
                     kind: CallKind::Roulette.as_str().to_owned(),
                     outcome: CallOutcome::Matched,
                     duration_seconds: 0,
                 };
-                Some((user_id, streamer_id, MessageKind::Call, None, Some(call)))
+                Some((
+                    user_id.into(),
+                    streamer_id.into(),
+                    MessageKind::Call,
+                    None,
+                    Some(call),
+                ))
             }
             CallEvent::Ended { summary } | CallEvent::Missed { summary } => call_record(&summary),
             _ => None,

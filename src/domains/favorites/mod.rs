@@ -94,8 +94,8 @@ pub async fn add(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
             tx.emit(NewEvent::about(
                 &me,
                 FavoriteEvent::Added {
-                    user_id: me.clone(),
-                    favorite_id: them.clone(),
+                    user_id: me.clone().into(),
+                    favorite_id: them.clone().into(),
                 },
             ))?;
             Ok(())
@@ -161,8 +161,8 @@ fn remove_tx(tx: &Tx, me: &str, them: &str) -> AppResult<()> {
     tx.emit(NewEvent::about(
         me,
         FavoriteEvent::Removed {
-            user_id: me.to_owned(),
-            favorite_id: them.to_owned(),
+            user_id: me.to_owned().into(),
+            favorite_id: them.to_owned().into(),
         },
     ))?;
     Ok(())

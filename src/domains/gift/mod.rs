@@ -247,9 +247,9 @@ pub async fn send(
                         icon_media_id: gift.icon_media_id.clone(),
                         price: gift.price,
                         streamer_coins: streamer,
-                        from_user_id: from.clone(),
-                        to_user_id: to.clone(),
-                        call_id: call_id.clone(),
+                        from_user_id: from.clone().into(),
+                        to_user_id: to.clone().into(),
+                        call_id: call_id.clone().map(Into::into),
                     },
                 ))?;
                 Ok(Sent {

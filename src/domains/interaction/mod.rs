@@ -256,8 +256,8 @@ async fn write_views(store: Store, mut rx: mpsc::Receiver<(String, String)>) {
                     tx.emit(NewEvent::about(
                         viewed,
                         events::InteractionEvent::ProfileViewed {
-                            viewer_id: viewer.to_string(),
-                            user_id: viewed.to_string(),
+                            viewer_id: viewer.to_string().into(),
+                            user_id: viewed.to_string().into(),
                             count: *count,
                         },
                     ))?;

@@ -89,7 +89,7 @@ fn store(tx: &Tx, p: &Payout, previous: Option<PayoutState>) -> AppResult<()> {
                 reason: p.reason.clone(),
             },
         )
-        .to(Audience::Users(vec![p.streamer_id.clone()])),
+        .to(Audience::Users(vec![p.streamer_id.clone().into()])),
     )?;
     Ok(())
 }

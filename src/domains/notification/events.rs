@@ -1,6 +1,7 @@
 //! The notification domain's events.
 
 use super::model::Kind;
+use crate::core::ids::UserId;
 
 crate::domain_events! {
     pub enum NotificationEvent in "notification" {
@@ -15,7 +16,7 @@ crate::domain_events! {
             at: i64,
         }
         EmailUnsubscribed = "email_unsubscribed" {
-            user_id: String,
+            user_id: UserId,
         }
     }
 }

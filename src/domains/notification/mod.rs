@@ -111,7 +111,7 @@ pub fn notify_tx(
                 at: now,
             },
         )
-        .to(Audience::Users(vec![n.user_id.clone()])),
+        .to(Audience::Users(vec![n.user_id.clone().into()])),
     )?;
     tx.table(BY_SEQ)?
         .insert(n.seq, (n.user_id.as_str(), n.id.as_str()))?;
@@ -361,7 +361,7 @@ pub async fn unsubscribe(ctx: &Ctx, token: &str) -> AppResult<()> {
                 tx.emit(NewEvent::about(
                     &user_id,
                     NotificationEvent::EmailUnsubscribed {
-                        user_id: user_id.clone(),
+                        user_id: user_id.clone().into(),
                     },
                 ))?;
             }

@@ -82,7 +82,7 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
                 data: json!({"callId": call_id, "callerId": caller_id}),
             }),
             CallEvent::Missed { summary } => drafts.push(Draft {
-                user_id: summary.callee_id.clone(),
+                user_id: summary.callee_id.clone().into(),
                 kind: Kind::MissedCall,
                 title: "Missed call".into(),
                 body: format!("You missed a call from {}", name(&summary.caller_id)?),
@@ -103,7 +103,7 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
     }) = e.decode()?
     {
         drafts.push(Draft {
-            user_id: to_user_id,
+            user_id: to_user_id.into(),
             kind: Kind::GiftReceived,
             title: "You received a gift".into(),
             body: format!(
@@ -142,7 +142,7 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
         // Someone connected reads it on the `chat` topic; only the others are notified.
         if let Some(receiver) = receiver.filter(|r| !ctx.live.is_connected(r)) {
             drafts.push(Draft {
-                user_id: receiver,
+                user_id: receiver.into(),
                 kind: Kind::NewMessage,
                 title: name(&sender_id)?,
                 body: text

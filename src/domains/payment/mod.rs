@@ -436,7 +436,7 @@ fn credit(
             &intent.user_id,
             PaymentEvent::PurchaseCompleted {
                 intent_id: intent.id.clone(),
-                user_id: intent.user_id.clone(),
+                user_id: intent.user_id.clone().into(),
                 product_id: intent.product_id.clone(),
                 platform: intent.platform,
                 coins,
@@ -445,7 +445,7 @@ fn credit(
                 store: details,
             },
         )
-        .to(Audience::Users(vec![intent.user_id.clone()])),
+        .to(Audience::Users(vec![intent.user_id.clone().into()])),
     )?;
     Ok(())
 }
@@ -482,13 +482,13 @@ pub fn refund_tx(tx: &Tx, store_key: &str, reason: &str) -> AppResult<bool> {
             &p.user_id,
             PaymentEvent::PurchaseRefunded {
                 intent_id: p.intent_id.clone(),
-                user_id: p.user_id.clone(),
+                user_id: p.user_id.clone().into(),
                 product_id: p.product_id.clone(),
                 coins: p.coins + p.bonus_coins,
                 reason: reason.to_string(),
             },
         )
-        .to(Audience::Users(vec![p.user_id.clone()])),
+        .to(Audience::Users(vec![p.user_id.clone().into()])),
     )?;
     Ok(true)
 }
@@ -518,7 +518,7 @@ pub fn reverse_refund_tx(tx: &Tx, store_key: &str) -> AppResult<bool> {
         &p.user_id,
         PaymentEvent::PurchaseRefundReversed {
             intent_id: p.intent_id.clone(),
-            user_id: p.user_id.clone(),
+            user_id: p.user_id.clone().into(),
             coins: p.coins + p.bonus_coins,
         },
     ))?;

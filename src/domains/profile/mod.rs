@@ -164,7 +164,7 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
                             profile: public.clone(),
                         },
                     )
-                    .to(Audience::Users(vec![user_id.clone()])),
+                    .to(Audience::Users(vec![user_id.clone().into()])),
                 )?;
             }
             Ok(OwnProfile {

@@ -1,6 +1,7 @@
 //! The user domain's events.
 
 use crate::core::auth::Role;
+use crate::core::ids::UserId;
 use crate::core::platform::Platform;
 
 crate::domain_events! {
@@ -8,7 +9,7 @@ crate::domain_events! {
     pub enum UserEvent in "user" {
         /// A new account exists (any sign-in method).
         SignedUp = "user_signed_up" {
-            user_id: String,
+            user_id: UserId,
             /// `device`, `password` or `external`.
             method: String,
             platform: Option<Platform>,
@@ -22,26 +23,26 @@ crate::domain_events! {
         }
         /// A push token was dropped because its provider said it is no longer registered.
         PushTokenRemoved = "push_token_removed" {
-            user_id: String,
+            user_id: UserId,
             device_id: String,
             reason: String,
         }
         RoleChanged = "user_role_changed" {
-            user_id: String,
+            user_id: UserId,
             from: Role,
             to: Role,
         }
         /// The account is banned; its connections are closed.
         Banned = "user_banned" on "account" to "the banned user" {
-            user_id: String,
+            user_id: UserId,
             reason: String,
         }
         Unbanned = "user_unbanned" {
-            user_id: String,
+            user_id: UserId,
         }
         /// The first connection came up, or the last one went away past the grace period.
         PresenceChanged = "presence_changed" {
-            user_id: String,
+            user_id: UserId,
             online: bool,
             /// Unix ms of the change.
             at: i64,

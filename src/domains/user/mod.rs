@@ -101,7 +101,7 @@ pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<P
         )));
     }
     Ok(Principal {
-        user_id,
+        user_id: user_id.into(),
         session_id,
         role: user.role,
     })
@@ -624,7 +624,7 @@ pub fn forget_token_tx(tx: &Tx, user_id: &str, device_id: &str, token: &str) -> 
     tx.emit(NewEvent::about(
         user_id,
         UserEvent::PushTokenRemoved {
-            user_id: user_id.to_owned(),
+            user_id: user_id.to_owned().into(),
             device_id: device_id.to_owned(),
             reason: "unregistered".into(),
         },
@@ -656,7 +656,7 @@ pub fn set_role_tx(tx: &Tx, user_id: &str, role: Role) -> AppResult<Role> {
     tx.emit(NewEvent::about(
         user_id,
         UserEvent::RoleChanged {
-            user_id: user_id.to_owned(),
+            user_id: user_id.to_owned().into(),
             from: before,
             to: role,
         },
@@ -676,11 +676,11 @@ pub fn ban_tx(tx: &Tx, user_id: &str, reason: &str, by: &str) -> AppResult<()> {
         NewEvent::about(
             user_id,
             UserEvent::Banned {
-                user_id: user_id.to_owned(),
+                user_id: user_id.to_owned().into(),
                 reason: reason.to_owned(),
             },
         )
-        .to(Audience::Users(vec![user_id.to_owned()])),
+        .to(Audience::Users(vec![user_id.to_owned().into()])),
     )?;
     Ok(())
 }
@@ -694,7 +694,7 @@ pub fn unban_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
     tx.emit(NewEvent::about(
         user_id,
         UserEvent::Unbanned {
-            user_id: user_id.to_owned(),
+            user_id: user_id.to_owned().into(),
         },
     ))?;
     Ok(())
@@ -764,7 +764,7 @@ fn create_user(
     tx.emit(NewEvent::about(
         &user.id,
         UserEvent::SignedUp {
-            user_id: user.id.clone(),
+            user_id: user.id.clone().into(),
             method: method.to_string(),
             platform,
         },

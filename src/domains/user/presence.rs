@@ -222,7 +222,7 @@ fn apply(tx: &crate::core::store::Tx, changes: &[Change]) -> AppResult<()> {
         tx.emit(NewEvent::about(
             &c.user_id,
             super::events::UserEvent::PresenceChanged {
-                user_id: c.user_id.clone(),
+                user_id: c.user_id.clone().into(),
                 online: c.online,
                 at: c.at_ms,
             },

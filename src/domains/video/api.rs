@@ -56,10 +56,10 @@ impl From<Call> for CallView {
             .map_or(0, |(e, s)| (e - s) / 1000);
         CallView {
             payer: c.payer_side(),
-            id: c.id,
+            id: c.id.into(),
             kind: c.kind,
-            caller_id: c.caller_id,
-            callee_id: c.callee_id,
+            caller_id: c.caller_id.into(),
+            callee_id: c.callee_id.into(),
             state: c.state,
             tariff_id: c.tariff_id,
             tariff_version: c.tariff_version,
@@ -342,7 +342,7 @@ impl CallApi {
         let who = auth.require(&ctx, Access::Any).await?;
         let limit = page_limit(limit.0, 50, PAGE_MAX)?;
         let items = super::calls_of(&ctx, &who.user_id, before.0, limit).await?;
-        let next_before = next_page(&items, limit, |c| Cursor::Id(c.id.clone()));
+        let next_before = next_page(&items, limit, |c| Cursor::Id(c.id.to_string()));
         Ok(Json(CallPage {
             items: items.into_iter().map(Into::into).collect(),
             next_before,

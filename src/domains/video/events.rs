@@ -1,39 +1,40 @@
 //! The video domain's events.
 
 use super::model::{CallState, EndReason};
+use crate::core::ids::{CallId, UserId};
 use crate::domains::billing::model::CallKind;
 
 crate::domain_events! {
     pub enum CallEvent in "video" {
         /// A call changed state.
         State = "call_state" on "calls" to "both participants" {
-            call_id: String,
+            call_id: CallId,
             state: CallState,
             kind: CallKind,
-            caller_id: String,
-            callee_id: String,
+            caller_id: UserId,
+            callee_id: UserId,
             charged: i64,
             earned: i64,
             end_reason: Option<EndReason>,
         }
         /// Someone is calling the callee.
         Incoming = "incoming_call" on "calls" to "the callee" {
-            call_id: String,
-            caller_id: String,
+            call_id: CallId,
+            caller_id: UserId,
             kind: CallKind,
         }
         /// The payer's wallet cannot cover the next checkpoint: the call ends there.
         BalanceLow = "balance_low" on "calls" to "the payer" {
-            call_id: String,
+            call_id: CallId,
             at_seconds: u64,
             coins: i64,
             balance: i64,
         }
         /// The roulette matcher paired a user with a streamer.
         RouletteMatched = "roulette_matched" on "calls" to "both participants" {
-            call_id: String,
-            user_id: String,
-            streamer_id: String,
+            call_id: CallId,
+            user_id: UserId,
+            streamer_id: UserId,
         }
         /// A call is over (any final state but missed).
         Ended = "call_ended" {
@@ -52,10 +53,10 @@ crate::domain_events! {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallSummary {
-    pub call_id: String,
+    pub call_id: CallId,
     pub kind: CallKind,
-    pub caller_id: String,
-    pub callee_id: String,
+    pub caller_id: UserId,
+    pub callee_id: UserId,
     pub state: CallState,
     pub duration_seconds: i64,
     pub charged: i64,

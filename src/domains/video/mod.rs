@@ -29,7 +29,7 @@ use crate::app::Ctx;
 use crate::core::auth::{Principal, Role};
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, Consumer, Event, NewEvent, take_unapplied};
-use crate::core::ids::new_id;
+use crate::core::ids::{CallId, new_id};
 use crate::core::store::{Store, Tx, get, put};
 use crate::domains::balance::{self, model::*};
 use crate::domains::billing::{self, model::*};
@@ -202,12 +202,12 @@ fn open_call(
         Side::Callee => (callee.to_owned(), caller.to_owned()),
     };
     let call = Call {
-        id: id.to_owned(),
+        id: id.to_owned().into(),
         kind,
-        caller_id: caller.to_owned(),
-        callee_id: callee.to_owned(),
-        payer_id,
-        earner_id,
+        caller_id: caller.to_owned().into(),
+        callee_id: callee.to_owned().into(),
+        payer_id: payer_id.into(),
+        earner_id: earner_id.into(),
         state,
         tariff_id: tariff.id.clone(),
         tariff_version: tariff.version,
@@ -437,7 +437,7 @@ fn finish(tx: &Tx, call: &mut Call, state: CallState, reason: Option<EndReason>)
     for who in [&call.caller_id, &call.callee_id] {
         let mine = active
             .get(who.as_str())?
-            .is_some_and(|v| v.value() == call.id);
+            .is_some_and(|v| call.id == v.value());
         if mine {
             active.remove(who.as_str())?;
         }
@@ -727,7 +727,7 @@ pub async fn end_lost_calls(ctx: &Ctx) -> AppResult<usize> {
 /// ringing and answering lost their connections); connected calls go on, and the engine bills
 /// every checkpoint that fell due while the server was down, each once.
 pub async fn recover(ctx: &Ctx) -> AppResult<usize> {
-    let open: Vec<String> = open_calls(ctx).await?.into_iter().map(|c| c.id).collect();
+    let open: Vec<CallId> = open_calls(ctx).await?.into_iter().map(|c| c.id).collect();
     let mut ended = 0;
     for id in open {
         let done = ctx

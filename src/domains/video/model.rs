@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::ids::{CallId, UserId};
 use crate::domains::billing::model::{CallKind, Schedule, Side};
 
 #[derive(
@@ -77,12 +78,12 @@ pub enum EndReason {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Call {
-    pub id: String,
+    pub id: CallId,
     pub kind: CallKind,
-    pub caller_id: String,
-    pub callee_id: String,
-    pub payer_id: String,
-    pub earner_id: String,
+    pub caller_id: UserId,
+    pub callee_id: UserId,
+    pub payer_id: UserId,
+    pub earner_id: UserId,
     pub state: CallState,
     pub tariff_id: String,
     pub tariff_version: u32,

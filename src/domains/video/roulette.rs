@@ -153,11 +153,14 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
                 &user_id,
                 super::events::CallEvent::RouletteMatched {
                     call_id: call.id.clone(),
-                    user_id: user_id.clone(),
-                    streamer_id: streamer_id.clone(),
+                    user_id: user_id.clone().into(),
+                    streamer_id: streamer_id.clone().into(),
                 },
             )
-            .to(Audience::Users(vec![user_id.clone(), streamer_id.clone()])),
+            .to(Audience::Users(vec![
+                user_id.clone().into(),
+                streamer_id.clone().into(),
+            ])),
         )?;
         tx.emit(state_event(&call))?;
         started.push(call);
