@@ -50,12 +50,7 @@ pub struct TariffInput {
 
 impl TariffInput {
     fn validate(&self) -> AppResult<()> {
-        let n = self.name.trim().chars().count();
-        if n == 0 || n > NAME_CHARS_MAX {
-            return Err(AppError::validation(format!(
-                "name must be 1–{NAME_CHARS_MAX} characters"
-            )));
-        }
+        crate::core::text::Text::<1, NAME_CHARS_MAX>::parse("name", &self.name)?;
         if matches!(&self.scope, Scope::Streamer(v) | Scope::Cohort(v) if v.is_empty() || v.len() > 128)
         {
             return Err(AppError::validation(

@@ -164,12 +164,11 @@ pub async fn send_text(
             "text must be 1–{TEXT_CHARS_MAX} characters and not only spaces"
         )));
     }
-    let client_id = client_message_id.trim();
-    if client_id.is_empty() || client_id.chars().count() > CLIENT_ID_CHARS_MAX {
-        return Err(AppError::validation(format!(
-            "clientMessageId must be 1–{CLIENT_ID_CHARS_MAX} characters"
-        )));
-    }
+    let client_id = crate::core::text::Text::<1, CLIENT_ID_CHARS_MAX>::parse(
+        "clientMessageId",
+        client_message_id,
+    )?;
+    let client_id = client_id.as_str();
     let per_minute = u64::from(ctx.config.chat.messages_per_minute);
     let (sender, to, client_id, text) = (
         sender_id.to_owned(),

@@ -19,6 +19,7 @@ use crate::core::idempotency::Idempotency;
 use crate::core::ids::new_id;
 use crate::core::platform::Platform;
 use crate::core::store::{dec, get, put};
+use crate::core::text::Text;
 use crate::domains::balance::{self, model::*};
 use crate::domains::blocklist;
 use crate::domains::user;
@@ -66,12 +67,7 @@ pub struct GiftInput {
 
 impl GiftInput {
     pub fn validate(self) -> AppResult<GiftInput> {
-        let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
-            return Err(AppError::validation(format!(
-                "name must be 1–{NAME_CHARS_MAX} characters"
-            )));
-        }
+        let name = Text::<1, NAME_CHARS_MAX>::parse("name", &self.name)?.into_string();
         if self.price <= 0 || self.price > balance::AMOUNT_MAX {
             return Err(AppError::validation(
                 "price must be a positive number of coins",

@@ -13,7 +13,7 @@ use crate::app::Ctx;
 use crate::core::auth::{Access, Role};
 use crate::core::clock::to_datetime;
 use crate::core::cursor::{Cursor, next_page, page_limit};
-use crate::core::error::{AppError, AppResult};
+use crate::core::error::AppResult;
 use crate::core::idempotency::Idempotency;
 
 use super::payouts::{self, Decision, Payout, PayoutState};
@@ -290,10 +290,7 @@ impl PayoutApi {
         body: Json<RejectRequest>,
     ) -> AppResult<Json<PayoutView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        let reason = body.0.reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > super::BAN_REASON_CHARS_MAX {
-            return Err(AppError::validation("reason must be 1–500 characters"));
-        }
+        let reason = super::Reason::parse("reason", &body.0.reason)?.into_string();
         Ok(Json(
             payouts::decide(
                 &ctx,

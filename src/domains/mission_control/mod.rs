@@ -19,6 +19,9 @@ use crate::domains::user;
 /// Longest ban reason, in characters.
 pub const BAN_REASON_CHARS_MAX: usize = 500;
 
+/// Why an admin banned someone or rejected a payout: 1–[`BAN_REASON_CHARS_MAX`] characters.
+pub type Reason = crate::core::text::Text<1, BAN_REASON_CHARS_MAX>;
+
 pub async fn set_role(ctx: &Ctx, actor: &str, user_id: &str, role: Role) -> AppResult<()> {
     if actor == user_id {
         return Err(AppError::conflict("admins cannot change their own role"));
@@ -39,12 +42,8 @@ pub async fn set_role(ctx: &Ctx, actor: &str, user_id: &str, role: Role) -> AppR
 }
 
 pub async fn ban(ctx: &Ctx, actor: &str, user_id: &str, reason: &str) -> AppResult<()> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > BAN_REASON_CHARS_MAX {
-        return Err(AppError::validation(format!(
-            "reason must be 1–{BAN_REASON_CHARS_MAX} characters"
-        )));
-    }
+    let reason = Reason::parse("reason", reason)?;
+    let reason = reason.as_str();
     if actor == user_id {
         return Err(AppError::conflict("admins cannot ban themselves"));
     }

@@ -24,6 +24,7 @@ use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::platform::Platform;
 use crate::core::store::{Tx, dec, get, put};
+use crate::core::text::Text;
 use crate::domains::audit::record_tx as audit_tx;
 use crate::domains::balance::{self, model::*};
 use events::PaymentEvent;
@@ -110,12 +111,7 @@ pub struct ProductInput {
 
 impl ProductInput {
     pub fn validate(self) -> AppResult<ProductInput> {
-        let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
-            return Err(AppError::validation(format!(
-                "name must be 1–{NAME_CHARS_MAX} characters"
-            )));
-        }
+        let name = Text::<1, NAME_CHARS_MAX>::parse("name", &self.name)?.into_string();
         if self.coins <= 0
             || self.coins > balance::AMOUNT_MAX
             || self.bonus_coins < 0
