@@ -613,6 +613,35 @@ pub fn take_unapplied<'e>(
     Ok(fresh)
 }
 
+/// A consumer's handling when its effects are writes about one domain's events: `apply` runs
+/// for each event of `E`'s kinds in `batch` not applied yet, and the consumer's cursor moves
+/// past the batch, in one commit, so each event is applied exactly once. A batch with none of
+/// `E`'s kinds costs no write.
+pub async fn apply_once<E, F>(
+    store: &Store,
+    name: &'static str,
+    batch: Vec<Event>,
+    apply: F,
+) -> AppResult<()>
+where
+    E: DomainEvent,
+    F: Fn(&Tx, E) -> AppResult<()> + Send + 'static,
+{
+    if !batch.iter().any(Event::is::<E>) {
+        return Ok(());
+    }
+    store
+        .write(move |tx| {
+            for e in take_unapplied(tx, name, &batch)? {
+                if let Some(event) = e.decode::<E>()? {
+                    apply(tx, event)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
 /// How many events a consumer reads at once.
 pub const CONSUMER_BATCH_MAX: usize = 256;
 

@@ -11,7 +11,7 @@ use redb::{ReadTransaction, ReadableTable};
 
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
-use crate::core::events::{Consumer, Event, NewEvent, take_unapplied};
+use crate::core::events::{Consumer, Event, NewEvent, apply_once};
 use crate::core::store::{Store, Tx, newest_first};
 use crate::domains::blocklist::{self, events::BlockEvent};
 use crate::domains::user;
@@ -124,27 +124,21 @@ impl Consumer for BlockedFavorites {
     }
 
     async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
-        if !events.iter().any(Event::is::<BlockEvent>) {
-            return Ok(());
-        }
-        self.store
-            .write(move |tx| {
-                for e in take_unapplied(tx, BLOCKED_FAVORITES, &events)? {
-                    if let Some(BlockEvent::Blocked {
-                        blocker_id,
-                        blocked_id,
-                        ..
-                    }) = e.decode()?
-                        // A block lifted since (and a favorite added again) is left alone.
-                        && blocklist::is_blocked_tx(tx, &blocker_id, &blocked_id)?
-                    {
-                        remove_tx(tx, &blocker_id, &blocked_id)?;
-                        remove_tx(tx, &blocked_id, &blocker_id)?;
-                    }
-                }
-                Ok(())
-            })
-            .await
+        apply_once(&self.store, BLOCKED_FAVORITES, events, |tx, block| {
+            if let BlockEvent::Blocked {
+                blocker_id,
+                blocked_id,
+                ..
+            } = block
+                // A block lifted since (and a favorite added again) is left alone.
+                && blocklist::is_blocked_tx(tx, &blocker_id, &blocked_id)?
+            {
+                remove_tx(tx, &blocker_id, &blocked_id)?;
+                remove_tx(tx, &blocked_id, &blocker_id)?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::app::Ctx;
 use crate::core::auth::{Principal, Role};
 use crate::core::error::{AppError, AppResult, Code};
-use crate::core::events::{Audience, Consumer, Event, NewEvent, take_unapplied};
+use crate::core::events::{Audience, Consumer, Event, NewEvent, apply_once};
 use crate::core::ids::{CallId, new_id};
 use crate::core::store::{Store, Tx, get, put};
 use crate::domains::balance::{self, model::*};
@@ -597,24 +597,20 @@ impl Consumer for BlockedCalls {
     }
 
     async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
-        if !events.iter().any(Event::is::<BlockEvent>) {
-            return Ok(());
-        }
-        self.store
-            .write(move |tx| {
-                for e in take_unapplied(tx, BLOCKED_CALLS, &events)? {
-                    if let Some(BlockEvent::Blocked {
-                        blocker_id,
-                        blocked_id,
-                        ..
-                    }) = e.decode()?
-                    {
-                        end_blocked_call_tx(tx, &blocker_id, &blocked_id)?;
-                    }
-                }
-                Ok(())
-            })
-            .await
+        apply_once(
+            &self.store,
+            BLOCKED_CALLS,
+            events,
+            |tx, block| match block {
+                BlockEvent::Blocked {
+                    blocker_id,
+                    blocked_id,
+                    ..
+                } => end_blocked_call_tx(tx, &blocker_id, &blocked_id),
+                _ => Ok(()),
+            },
+        )
+        .await
     }
 }
 
