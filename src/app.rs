@@ -195,6 +195,14 @@ impl App {
             tokio::spawn(run_deliveries(ctx.clone())),
             tokio::spawn(run_digest(ctx.clone())),
         ];
+        // The block consumers came after the blocks they carry out (which used to be applied in
+        // the block's own request): on a data directory from before, they start at the head.
+        for name in [
+            domains::video::BLOCKED_CALLS,
+            domains::favorites::BLOCKED_FAVORITES,
+        ] {
+            crate::core::events::start_new_consumer_at_head(&ctx.store, name).await?;
+        }
         // The durable event-log consumers: each domain's reactions to other domains' events.
         let mut consumers = Vec::new();
         let store = &ctx.store;

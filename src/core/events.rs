@@ -263,6 +263,19 @@ impl Event {
         E::KINDS.iter().any(|k| k.kind == self.kind)
     }
 
+    /// [`Event::decode`] for consumers: a payload of `E`'s kind that does not decode is logged
+    /// as an error and passed over, so one bad event cannot stop a consumer (and every event
+    /// after it) for good.
+    pub fn decoded<E: DomainEvent>(&self) -> Option<E> {
+        match self.decode::<E>() {
+            Ok(typed) => typed,
+            Err(e) => {
+                tracing::error!(seq = self.seq, kind = %self.kind, error = ?e, "an event that does not decode was passed over");
+                None
+            }
+        }
+    }
+
     /// The typed payload when this event is one of `E`'s kinds; `None` for other kinds. A
     /// payload of `E`'s kind that does not decode is an error, never a default.
     pub fn decode<E: DomainEvent>(&self) -> AppResult<Option<E>> {
@@ -292,8 +305,9 @@ pub struct EventType {
     pub kinds: &'static [KindSpec],
     /// [`catalogue_of`] for this type.
     pub catalogue: CatalogueOf,
-    /// Decodes an event of this type's kinds (`Ok(false)`: not one of them).
-    pub decodes: fn(&Event) -> AppResult<bool>,
+    /// Decodes an event of this type's kinds and encodes its payload again (`Ok(None)`: not
+    /// one of them); a payload that reads back the same has lost nothing.
+    pub roundtrip: fn(&Event) -> AppResult<Option<serde_json::Value>>,
 }
 
 impl EventType {
@@ -302,13 +316,19 @@ impl EventType {
             domain: E::DOMAIN,
             kinds: E::KINDS,
             catalogue: catalogue_of::<E>,
-            decodes: decodes::<E>,
+            roundtrip: roundtrip::<E>,
         }
     }
 }
 
-fn decodes<E: DomainEvent>(e: &Event) -> AppResult<bool> {
-    Ok(e.decode::<E>()?.is_some())
+fn roundtrip<E: DomainEvent>(e: &Event) -> AppResult<Option<serde_json::Value>> {
+    let Some(typed) = e.decode::<E>()? else {
+        return Ok(None);
+    };
+    NewEvent::new(typed)
+        .data
+        .map(Some)
+        .map_err(super::error::AppError::internal)
 }
 
 /// The catalogue entries of one domain's kinds: JSON Schema of each payload with its topic,
@@ -633,9 +653,48 @@ where
     store
         .write(move |tx| {
             for e in take_unapplied(tx, name, &batch)? {
-                if let Some(event) = e.decode::<E>()? {
+                if let Some(event) = e.decoded::<E>() {
                     apply(tx, event)?;
                 }
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Waits until every consumer in `names` has handled the event `seq` (or `wait` passed:
+/// `false`). For a write whose promised effects are carried out by consumers.
+pub async fn wait_applied(
+    store: &Store,
+    names: &[&'static str],
+    seq: u64,
+    wait: Duration,
+) -> AppResult<bool> {
+    let deadline = tokio::time::Instant::now() + wait;
+    for name in names {
+        while cursor(store, name).await? < seq {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    Ok(true)
+}
+
+/// Starts a consumer that has never run at the head of the log, so one added to an existing
+/// data directory does not replay history its domain already reflects. Call it before the
+/// consumer runs and before the server takes requests.
+pub async fn start_new_consumer_at_head(store: &Store, name: &'static str) -> AppResult<()> {
+    store
+        .write(move |tx| {
+            if tx.read(CONSUMER_CURSOR)?.get(name)?.is_none() {
+                let head = tx
+                    .read(EVENT_LOG)?
+                    .last()?
+                    .map(|(k, _)| k.value())
+                    .unwrap_or(0);
+                tx.table(CONSUMER_CURSOR)?.insert(name, head)?;
             }
             Ok(())
         })

@@ -547,6 +547,20 @@ mod tests {
         NewEvent::about("u", TestEvent::Numbered { i })
     }
 
+    #[test]
+    fn a_payload_that_does_not_fit_its_kind_is_an_error_never_a_default() {
+        let mut e = NewEvent::about("u", TestEvent::Numbered { i: 7 })
+            .into_signal(0)
+            .unwrap();
+        assert_eq!(e.decode::<TestEvent>().unwrap(), Some(TestEvent::Numbered { i: 7 }));
+        e.data = serde_json::json!({"i": "seven"});
+        assert!(e.decode::<TestEvent>().is_err());
+        // Consumers pass over it (logged) rather than stop on it.
+        assert_eq!(e.decoded::<TestEvent>(), None);
+        e.kind = "another_kind".into();
+        assert_eq!(e.decode::<TestEvent>().unwrap(), None);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_operation_that_fails_after_writing_leaves_no_trace_and_spares_its_group() {
         let dir = tempfile::tempdir().unwrap();

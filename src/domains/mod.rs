@@ -61,12 +61,12 @@ pub const EVENT_TYPES: &[EventType] = &[
     EventType::of::<video::events::CallEvent>(),
 ];
 
-/// Decodes a stored event with its domain's type: an error when no domain declares its kind
-/// or its payload does not fit the type.
-pub fn decode_any(e: &Event) -> AppResult<&'static str> {
+/// Decodes a stored event with its domain's type and encodes it again: the domain and the
+/// re-encoded payload; an error when no domain declares its kind or its payload does not fit.
+pub fn decode_any(e: &Event) -> AppResult<(&'static str, serde_json::Value)> {
     for t in EVENT_TYPES {
-        if (t.decodes)(e)? {
-            return Ok(t.domain);
+        if let Some(data) = (t.roundtrip)(e)? {
+            return Ok((t.domain, data));
         }
     }
     Err(AppError::internal(format!(

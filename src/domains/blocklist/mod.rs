@@ -22,7 +22,7 @@ use crate::app::Ctx;
 use crate::config::BlocksConfig;
 use crate::core::auth::Role;
 use crate::core::error::{AppError, AppResult, Code};
-use crate::core::events::NewEvent;
+use crate::core::events::{NewEvent, wait_applied};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
 use crate::domains::{audit, user};
@@ -153,10 +153,28 @@ pub async fn block(
     }
     let rules = ctx.config.blocks.clone();
     let (blocker, blocked) = (blocker_id.to_owned(), blocked_id.to_owned());
-    ctx.store
+    let (block, seq) = ctx
+        .store
         .write(move |tx| block_tx(tx, &rules, &blocker, &blocked, reason, comment.clone()))
-        .await
+        .await?;
+    // The block is in force now. Its effects in other domains follow from its event; wait
+    // (briefly) for them, so the caller sees the call ended and the favorites gone, as a block
+    // "at once" promises. Past the wait they still happen: the consumers are durable.
+    let done = wait_applied(&ctx.store, &BLOCK_EFFECTS, seq, BLOCK_EFFECTS_WAIT).await?;
+    if !done {
+        tracing::warn!(seq, "a block's effects are still pending after the wait");
+    }
+    Ok(block)
 }
+
+/// The consumers that carry out a block in the domains it affects: `video::BlockedCalls`
+/// (ends a call between the two) and `favorites::BlockedFavorites` (removes their favorites).
+/// They take their names from here.
+pub const CALL_BLOCKS_CONSUMER: &str = "call_blocks";
+pub const FAVORITE_BLOCKS_CONSUMER: &str = "favorite_blocks";
+const BLOCK_EFFECTS: [&str; 2] = [CALL_BLOCKS_CONSUMER, FAVORITE_BLOCKS_CONSUMER];
+/// How long a block waits for its effects before answering.
+const BLOCK_EFFECTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// [`block`] inside a write, after its input checks: the block, its event and the moderation
 /// rules, in one commit.
@@ -167,7 +185,7 @@ pub fn block_tx(
     blocked: &str,
     reason: BlockReason,
     comment: Option<String>,
-) -> AppResult<Block> {
+) -> AppResult<(Block, u64)> {
     let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
 
     let target =
@@ -193,7 +211,7 @@ pub fn block_tx(
     )?;
     // What a block undoes elsewhere (favorites both ways, a call between the two)
     // follows from this event, durably: each owning domain consumes it.
-    tx.emit(NewEvent::about(
+    let seq = tx.emit(NewEvent::about(
         &blocker,
         BlockEvent::Blocked {
             blocker_id: blocker.clone().into(),
@@ -255,7 +273,7 @@ pub fn block_tx(
             )?;
         }
     }
-    Ok(block)
+    Ok((block, seq))
 }
 
 /// Lifts a block; `not_found` when there was none.

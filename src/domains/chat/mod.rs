@@ -381,7 +381,6 @@ pub fn history(
     Ok(out)
 }
 
-/// The other member of a chat `user_id` is in (for typing indicators); `blocked` when either
 /// A page of `user_id`'s conversations, most recent activity first, strictly before the
 /// `(ms, chat id)` cursor.
 pub async fn inbox(
@@ -425,6 +424,7 @@ pub async fn typing_signal(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult
     .into_signal(ctx.store.now_ms())
 }
 
+/// The other member of a chat `user_id` is in (for typing indicators); `blocked` when either
 /// blocked the other.
 async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> {
     let (user_id, chat_id) = (user_id.to_owned(), chat_id.to_owned());

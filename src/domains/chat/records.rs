@@ -100,7 +100,7 @@ fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
         from_user_id,
         to_user_id,
         ..
-    }) = e.decode()?
+    }) = e.decoded()
     {
         let gift = GiftRecord {
             gift_id,
@@ -115,7 +115,7 @@ fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
             Some(gift),
             None,
         ))
-    } else if let Some(call) = e.decode::<CallEvent>()? {
+    } else if let Some(call) = e.decoded::<CallEvent>() {
         match call {
             CallEvent::RouletteMatched {
                 call_id,
@@ -139,7 +139,7 @@ fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
             CallEvent::Ended { summary } | CallEvent::Missed { summary } => call_record(&summary),
             _ => None,
         }
-    } else if let Some(UserEvent::SignedUp { user_id, .. }) = e.decode()? {
+    } else if let Some(UserEvent::SignedUp { user_id, .. }) = e.decoded() {
         return auto_add(tx, &user_id, config);
     } else {
         None

@@ -116,7 +116,7 @@ pub struct BlockedFavorites {
     pub store: Store,
 }
 
-const BLOCKED_FAVORITES: &str = "favorite_blocks";
+pub const BLOCKED_FAVORITES: &str = blocklist::FAVORITE_BLOCKS_CONSUMER;
 
 impl Consumer for BlockedFavorites {
     fn name(&self) -> &'static str {

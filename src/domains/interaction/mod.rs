@@ -140,21 +140,21 @@ fn apply(tx: &Tx, e: &Event) -> AppResult<()> {
         viewer_id,
         user_id,
         count,
-    }) = e.decode()?
+    }) = e.decoded()
     {
         record(tx, &viewer_id, &user_id, at, |s| s.profile_views += count)?;
     } else if let Some(ChatEvent::Message {
         kind: MessageKind::Text,
         sender_id,
         ..
-    }) = e.decode()?
+    }) = e.decoded()
     {
         if let Audience::Users(members) = &e.audience
             && let Some(other) = members.iter().find(|m| **m != sender_id)
         {
             record(tx, &sender_id, other, at, |s| s.messages += 1)?;
         }
-    } else if let Some(CallEvent::Ended { summary }) = e.decode()? {
+    } else if let Some(CallEvent::Ended { summary }) = e.decoded() {
         if summary.state == CallState::Ended && summary.connected {
             let secs = u64::try_from(summary.duration_seconds).unwrap_or(0);
             record(tx, &summary.caller_id, &summary.callee_id, at, |s| {
@@ -167,13 +167,13 @@ fn apply(tx: &Tx, e: &Event) -> AppResult<()> {
         to_user_id,
         price,
         ..
-    }) = e.decode()?
+    }) = e.decoded()
     {
         let coins = u64::try_from(price).unwrap_or(0);
         record(tx, &from_user_id, &to_user_id, at, |s| {
             s.gift_coins += coins
         })?;
-    } else if let Some(fav) = e.decode::<FavoriteEvent>()? {
+    } else if let Some(fav) = e.decoded::<FavoriteEvent>() {
         let (user_id, favorite_id, on) = match fav {
             FavoriteEvent::Added {
                 user_id,

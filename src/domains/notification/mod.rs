@@ -69,15 +69,15 @@ fn save(tx: &Tx, n: &Notification) -> AppResult<()> {
     )
 }
 
-/// Stores a notification, delivers it in-app, and decides its push: at once when the user has
-/// no live connection (`live` false), after `ack_timeout_secs` unless acknowledged otherwise;
-/// an incoming call also goes to iOS VoIP tokens at once. Muted kinds are stored but not
 /// How many favorite-online fan-out jobs are still to run.
 pub fn fanouts_pending(rtx: &ReadTransaction) -> AppResult<u64> {
     use redb::ReadableTableMetadata;
     Ok(rtx.open_table(FANOUTS)?.len()?)
 }
 
+/// Stores a notification, delivers it in-app, and decides its push: at once when the user has
+/// no live connection (`live` false), after `ack_timeout_secs` unless acknowledged otherwise;
+/// an incoming call also goes to iOS VoIP tokens at once. Muted kinds are stored but not
 /// pushed.
 pub fn notify_tx(
     tx: &Tx,

@@ -70,7 +70,7 @@ impl Consumer for Notifier {
 fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
     let name = |id: &str| profile::display_name_tx(tx, id);
     let mut drafts: Vec<Draft> = Vec::new();
-    if let Some(call) = e.decode::<CallEvent>()? {
+    if let Some(call) = e.decoded::<CallEvent>() {
         match call {
             CallEvent::Incoming {
                 call_id, caller_id, ..
@@ -100,7 +100,7 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
         from_user_id,
         to_user_id,
         ..
-    }) = e.decode()?
+    }) = e.decoded()
     {
         drafts.push(Draft {
             user_id: to_user_id.into(),
@@ -117,7 +117,7 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
         state,
         amount,
         ..
-    }) = e.decode()?
+    }) = e.decoded()
     {
         drafts.push(Draft {
             user_id: e.subject.clone().unwrap_or_default(),
@@ -133,7 +133,7 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
         sender_id,
         text,
         ..
-    }) = e.decode()?
+    }) = e.decoded()
     {
         let receiver = match &e.audience {
             Audience::Users(members) => members.iter().find(|m| **m != sender_id).cloned(),
@@ -157,7 +157,7 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
         user_id,
         online: true,
         ..
-    }) = e.decode()?
+    }) = e.decoded()
     {
         favorite_online(tx, &user_id, e.at_ms)?;
     }

@@ -38,12 +38,12 @@ pub fn shares_language(a: &[String], b: &[String]) -> bool {
     a.iter().any(|x| b.iter().any(|y| primary(x) == primary(y)))
 }
 
-/// The name to show for someone in a notification or email, inside a write.
-/// A streamer's payout details, inside a write (private: for the payouts domain only).
+/// A streamer's payout details, inside a write (private data: only payouts reads it).
 pub fn payout_details_tx(tx: &Tx, user_id: &str) -> AppResult<Option<PayoutDetails>> {
     Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?.and_then(|p| p.payout))
 }
 
+/// The name to show for someone in a notification or email, inside a write.
 pub fn display_name_tx(tx: &Tx, user_id: &str) -> AppResult<String> {
     Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?
         .and_then(|p| p.display_name)

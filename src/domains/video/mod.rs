@@ -589,7 +589,7 @@ pub struct BlockedCalls {
     pub store: Store,
 }
 
-const BLOCKED_CALLS: &str = "call_blocks";
+pub const BLOCKED_CALLS: &str = blocklist::CALL_BLOCKS_CONSUMER;
 
 impl Consumer for BlockedCalls {
     fn name(&self) -> &'static str {

@@ -183,16 +183,10 @@ pub async fn join(
         .await
 }
 
-/// [`join`] inside a write. It checks everything before it writes, so a refusal leaves the
-/// operation's earlier writes intact.
-fn join_tx(
-    tx: &Tx,
-    media: &Media,
-    user_id: &str,
-    languages: Option<Vec<String>>,
-) -> AppResult<Outcome> {
-    let user_id = user_id.to_owned();
-    if tx.read(ACTIVE_CALLS)?.get(user_id.as_str())?.is_some() {
+/// Why `user_id` may not join the queue now, if anything: in a call, no roulette tariff, or a
+/// wallet that cannot pay its first checkpoint. Reads only.
+fn join_refusal(tx: &Tx, user_id: &str) -> AppResult<()> {
+    if tx.read(ACTIVE_CALLS)?.get(user_id)?.is_some() {
         return Err(AppError::new(Code::Busy, "you are in a call"));
     }
     let tariff = billing::resolve_tx(
@@ -204,7 +198,18 @@ fn join_tx(
         &[],
     )?
     .ok_or_else(|| AppError::forbidden("roulette has no tariff"))?;
-    check_first_charge(tx, &tariff, &user_id, "")?;
+    check_first_charge(tx, &tariff, user_id, "")
+}
+
+/// [`join`] inside a write: refused (before any write) per [`join_refusal`].
+fn join_tx(
+    tx: &Tx,
+    media: &Media,
+    user_id: &str,
+    languages: Option<Vec<String>>,
+) -> AppResult<Outcome> {
+    let user_id = user_id.to_owned();
+    join_refusal(tx, &user_id)?;
     let languages = match &languages {
         Some(l) => {
             put(&mut tx.table(ROULETTE_LANGUAGES)?, user_id.as_str(), l)?;
@@ -240,7 +245,12 @@ pub async fn next(ctx: &Arc<Ctx>, user_id: &str) -> AppResult<Outcome> {
             if let Some(call_id) = current {
                 super::act_tx(tx, &owner.media, &user_id, &call_id, Action::Hangup, max_ms)?;
             }
-            Ok(join_tx(tx, &owner.media, &user_id, None))
+            // A refusal to rejoin is answered after the hang-up commits; any other failure
+            // fails the whole operation (nothing of it is kept).
+            if let Err(refused) = join_refusal(tx, &user_id) {
+                return Ok(Err(refused));
+            }
+            join_tx(tx, &owner.media, &user_id, None).map(Ok)
         })
         .await?
 }
