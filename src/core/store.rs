@@ -552,7 +552,10 @@ mod tests {
         let mut e = NewEvent::about("u", TestEvent::Numbered { i: 7 })
             .into_signal(0)
             .unwrap();
-        assert_eq!(e.decode::<TestEvent>().unwrap(), Some(TestEvent::Numbered { i: 7 }));
+        assert_eq!(
+            e.decode::<TestEvent>().unwrap(),
+            Some(TestEvent::Numbered { i: 7 })
+        );
         e.data = serde_json::json!({"i": "seven"});
         assert!(e.decode::<TestEvent>().is_err());
         // Consumers pass over it (logged) rather than stop on it.

@@ -31,7 +31,18 @@ const NAME: &str = "chat_records";
 
 /// Whether an event may make a chat record (a cheap check before decoding it).
 fn handles(e: &Event) -> bool {
-    e.is::<GiftEvent>() || e.is::<CallEvent>() || e.is::<UserEvent>()
+    // Decoding is cheap next to a commit: only the kinds that make records cost a write.
+    e.is::<GiftEvent>()
+        || e.decoded::<CallEvent>().is_some_and(|c| {
+            matches!(
+                c,
+                CallEvent::RouletteMatched { .. }
+                    | CallEvent::Ended { .. }
+                    | CallEvent::Missed { .. }
+            )
+        })
+        || e.decoded::<UserEvent>()
+            .is_some_and(|u| matches!(u, UserEvent::SignedUp { .. }))
 }
 
 impl Consumer for ChatRecords {

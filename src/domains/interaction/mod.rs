@@ -126,9 +126,19 @@ fn record(
 
 /// Whether an event may feed interactions (a cheap check before decoding it).
 fn feeds(e: &Event) -> bool {
+    // Decoding is cheap next to a commit: only the kinds that feed interactions cost a write.
     e.is::<InteractionEvent>()
-        || e.is::<ChatEvent>()
-        || e.is::<CallEvent>()
+        || e.decoded::<ChatEvent>().is_some_and(|c| {
+            matches!(
+                c,
+                ChatEvent::Message {
+                    kind: MessageKind::Text,
+                    ..
+                }
+            )
+        })
+        || e.decoded::<CallEvent>()
+            .is_some_and(|c| matches!(c, CallEvent::Ended { .. }))
         || e.is::<GiftEvent>()
         || e.is::<FavoriteEvent>()
 }

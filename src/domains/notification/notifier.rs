@@ -36,11 +36,24 @@ pub struct Notifier {
 
 /// Whether an event may make notifications (a cheap check before decoding it).
 fn handles(e: &Event) -> bool {
-    e.is::<CallEvent>()
-        || e.is::<GiftEvent>()
+    // Decoding is cheap next to a commit: only the kinds that notify cost a write.
+    e.decoded::<CallEvent>().is_some_and(|c| match c {
+        CallEvent::Incoming { .. } | CallEvent::Missed { .. } => true,
+        CallEvent::State { state, .. } => state != CallState::Ringing,
+        _ => false,
+    }) || e.is::<GiftEvent>()
         || e.is::<PayoutEvent>()
-        || e.is::<ChatEvent>()
-        || e.is::<UserEvent>()
+        || e.decoded::<ChatEvent>().is_some_and(|c| {
+            matches!(
+                c,
+                ChatEvent::Message {
+                    kind: MessageKind::Text,
+                    ..
+                }
+            )
+        })
+        || e.decoded::<UserEvent>()
+            .is_some_and(|u| matches!(u, UserEvent::PresenceChanged { online: true, .. }))
 }
 
 impl Consumer for Notifier {
