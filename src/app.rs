@@ -72,11 +72,42 @@ pub fn open_store(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Store> {
     let dir = &config.server.data_dir;
+    let dir_existed = dir.exists();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    restrict(dir, DATA_DIR_MODE, dir_existed)?;
     let path = dir.join(STORE_FILE);
-    Store::open(&path, domains::TABLES, clock, metrics)
-        .with_context(|| format!("opening the store {}", path.display()))
+    let file_existed = path.exists();
+    let store = Store::open(&path, domains::TABLES, clock, metrics)
+        .with_context(|| format!("opening the store {}", path.display()))?;
+    restrict(&path, DATA_FILE_MODE, file_existed)?;
+    Ok(store)
+}
+
+/// The data directory is the owner's alone: every account, session and coin is in it.
+pub const DATA_DIR_MODE: u32 = 0o700;
+/// The store file and the signing key: readable and writable by the owner only.
+pub const DATA_FILE_MODE: u32 = 0o600;
+
+/// Sets `path` to `mode` whatever the umask made of it; warns when one that `existed` was
+/// looser (someone else on the machine could have read it until now).
+fn restrict(path: &std::path::Path, mode: u32, existed: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let was = meta.permissions().mode() & 0o777;
+    if was & !mode != 0 {
+        if existed {
+            tracing::warn!(
+                path = %path.display(),
+                was = format!("{was:o}"),
+                now = format!("{mode:o}"),
+                "this was open to other local users; its permissions are now restricted"
+            );
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A running server.

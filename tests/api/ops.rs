@@ -375,3 +375,25 @@ fn sigterm_closes_websockets_with_going_away_and_exits_zero() {
         "{requests:?}"
     );
 }
+
+/// The data directory holds every account, session and coin: it is the owner's alone (0700,
+/// the store and the signing key 0600) whatever the umask, and looser permissions found at
+/// start are tightened.
+#[tokio::test]
+async fn the_data_directory_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut t = TestApp::spawn().await;
+    let dir = t.config.server.data_dir.clone();
+    let store = dir.join(duet::app::STORE_FILE);
+    let key = t.config.signing_key_path();
+    assert_eq!(
+        (mode(&dir), mode(&store), mode(&key)),
+        (0o700, 0o600, 0o600)
+    );
+    t.stop_for_offline().await;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
+    t.restart().await;
+    assert_eq!((mode(&dir), mode(&store)), (0o700, 0o600));
+}
