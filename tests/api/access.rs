@@ -398,3 +398,55 @@ async fn a_banned_account_gets_account_banned_on_every_protected_route() {
         );
     }
 }
+
+/// The WebSocket's topics are in the same contract as the routes: every topic × role is tried,
+/// and a topic that serves what a route serves has that route's access (the `admin` topic is
+/// the event log: moderators, refused `GET /v1/admin/events`, are refused it too).
+#[tokio::test]
+async fn every_topic_admits_exactly_the_roles_its_access_allows() {
+    use duet::core::auth::{Access, Role};
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let user = t.user().await;
+    let streamer = t.with_role(&admin, "streamer").await;
+    let moderator = t.with_role(&admin, "moderator").await;
+    let roles = [
+        (Role::User, &user),
+        (Role::Streamer, &streamer),
+        (Role::Moderator, &moderator),
+        (Role::Admin, &admin),
+    ];
+    let as_access = |w: &Who| match w {
+        Who::Admin => Access::Admin,
+        Who::Staff => Access::Staff,
+        Who::Streamer => Access::Streamer,
+        Who::User => Access::User,
+        Who::Any | Who::Public => Access::Any,
+    };
+    let contract = contract();
+    let route_access = |op: &str| as_access(&contract.iter().find(|c| c.0 == op).unwrap().1);
+    for (topic, access) in duet::api::ws::TOPICS {
+        if *topic == "admin" {
+            assert_eq!(
+                *access,
+                route_access("admin_events"),
+                "admin topic vs event log"
+            );
+        }
+        for (role, who) in &roles {
+            let mut ws = t.ws_ready(&who.access).await;
+            ws.send(json!({"type": "subscribe", "topic": topic, "fromSeq": 0}))
+                .await;
+            let answer = ws.recv().await;
+            let expected = if access.allows(*role) {
+                "subscribed"
+            } else {
+                "error"
+            };
+            assert_eq!(answer["type"], expected, "{topic} as {role:?}: {answer:?}");
+            if expected == "error" {
+                assert_eq!(answer["code"], "forbidden", "{topic} as {role:?}");
+            }
+        }
+    }
+}

@@ -10,7 +10,6 @@ use time::OffsetDateTime;
 
 use crate::api::{ApiTags, BearerAuth};
 use crate::app::Ctx;
-use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::cursor::page_limit;
 use crate::core::error::AppResult;
@@ -62,7 +61,7 @@ impl EventLogApi {
         #[oai(name = "afterSeq")] after_seq: Query<Option<u64>>,
         limit: Query<Option<u32>>,
     ) -> AppResult<Json<EventPage>> {
-        auth.require(&ctx, Access::Admin).await?;
+        auth.require(&ctx, super::READ_ACCESS).await?;
         let max = ctx.config.events.query_limit_max;
         let limit = page_limit(limit.0, PAGE_DEFAULT.min(max), max)?;
         let after = after_seq.0.unwrap_or(0);

@@ -3,8 +3,13 @@
 pub mod api;
 
 use crate::app::Ctx;
+use crate::core::auth::Access;
 use crate::core::error::AppResult;
 use crate::core::events::{self, QueryPage};
+
+/// Who may read the event log — every event, private chat text and everyone's balances
+/// included: `GET /v1/admin/events` and the WebSocket `admin` topic alike.
+pub const READ_ACCESS: Access = Access::Admin;
 
 /// One page of the admin query ([`events::query`]) after `after`, scanning at most the
 /// configured `events.query_scan_max` rows, and the last committed sequence number (taken
