@@ -385,6 +385,10 @@ pub struct AuthConfig {
     pub access_token_ttl_secs: u64,
     /// Lifetime of a session's refresh token since its last use.
     pub refresh_token_ttl_days: u64,
+    /// For this long after a refresh token was exchanged, presenting it again returns the same
+    /// new refresh token (two clients refreshing at once both keep the session); after it,
+    /// reuse revokes the session. 0: any reuse revokes.
+    pub refresh_reuse_interval_secs: u64,
     /// PKCS#8 PEM Ed25519 key that signs access tokens. Empty: `<data_dir>/signing-key.pem`,
     /// created on first start.
     pub signing_key_file: String,
@@ -481,6 +485,7 @@ impl Default for AuthConfig {
             issuer: "duet".into(),
             access_token_ttl_secs: 900,
             refresh_token_ttl_days: 60,
+            refresh_reuse_interval_secs: 5,
             signing_key_file: String::new(),
             throttle: ThrottleConfig::default(),
             external: ExternalIdpConfig::default(),
@@ -596,6 +601,12 @@ impl Config {
             return Err(bad(
                 "auth.access_token_ttl_secs",
                 "must be between 1 and 900",
+            ));
+        }
+        if self.auth.refresh_reuse_interval_secs > 60 {
+            return Err(bad(
+                "auth.refresh_reuse_interval_secs",
+                "must be at most 60 (a stolen token is honoured that long)",
             ));
         }
         if self.auth.refresh_token_ttl_days == 0 {

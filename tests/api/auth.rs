@@ -225,7 +225,9 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_session() {
     assert_ne!(t1.refresh, u.refresh);
     assert_eq!(t.get("/v1/me/profile", &t1.access).await.status, 200);
 
-    // The old one comes back: someone copied it. The whole family ends.
+    // The old one comes back after the reuse interval: someone copied it. The family ends.
+    t.clock
+        .advance_ms(t.config.auth.refresh_reuse_interval_secs as i64 * 1000 + 1);
     let reuse = t
         .post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))
         .await;
@@ -249,6 +251,49 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_session() {
         .post("/v1/auth/refresh", None, json!({"refreshToken": "nope"}))
         .await;
     assert_eq!(junk.code(), "unauthorized");
+}
+
+/// Two app instances (or a retry racing its original) refresh with the same token at once:
+/// within `auth.refresh_reuse_interval_secs` every one of them gets the same new refresh
+/// token and nobody loses the session; the same token after the interval still revokes it.
+#[tokio::test]
+async fn parallel_refreshes_with_one_token_all_keep_the_session() {
+    let t = TestApp::spawn().await;
+    let u = t.user().await;
+    let answers = futures_util::future::join_all(
+        (0..20).map(|_| t.post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))),
+    )
+    .await;
+    let mut successors = std::collections::HashSet::new();
+    for r in &answers {
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let pair = tokens(&r.body);
+        assert_eq!(t.get("/v1/me/profile", &pair.access).await.status, 200);
+        successors.insert(pair.refresh);
+    }
+    assert_eq!(successors.len(), 1, "one successor for every racer");
+    let next = successors.into_iter().next().unwrap();
+    assert_ne!(next, u.refresh);
+    // The successor works on, once.
+    let r = t
+        .post("/v1/auth/refresh", None, json!({"refreshToken": next}))
+        .await;
+    assert_eq!(r.status, 200);
+    // The first token long after: reuse, and the session ends.
+    t.clock
+        .advance_ms(t.config.auth.refresh_reuse_interval_secs as i64 * 1000 + 1);
+    let late = t
+        .post("/v1/auth/refresh", None, json!({"refreshToken": u.refresh}))
+        .await;
+    assert_eq!(
+        (late.status.as_u16(), late.code()),
+        (401, "refresh_token_reused")
+    );
+    let after = tokens(&r.body);
+    assert_eq!(
+        t.get("/v1/me/profile", &after.access).await.code(),
+        "unauthorized"
+    );
 }
 
 #[tokio::test]

@@ -361,7 +361,31 @@ pub async fn sign_in_external(
 /// What a refresh found.
 enum RefreshOutcome {
     Rotated(SessionRecord),
+    /// The token was exchanged moments ago: the same successor again.
+    Again(SessionRecord, String),
     Reused,
+}
+
+/// Seals (or opens: the same operation) `data` with a keystream derived from a refresh token,
+/// so a successor stored for the reuse interval can be read only by whoever presents the token
+/// it replaced.
+fn seal(token: &str, data: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    data.chunks(32)
+        .enumerate()
+        .flat_map(|(block, chunk)| {
+            let pad = Sha256::new()
+                .chain_update(b"duet refresh successor")
+                .chain_update(token.as_bytes())
+                .chain_update((block as u64).to_be_bytes())
+                .finalize();
+            chunk
+                .iter()
+                .zip(pad)
+                .map(|(b, p)| b ^ p)
+                .collect::<Vec<u8>>()
+        })
+        .collect()
 }
 
 /// Exchanges a refresh token for a new pair. A token used twice revokes its whole session.
@@ -369,6 +393,8 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
     let presented = secret_hash(refresh_token);
     let next = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
+    let reuse_ms = ctx.config.auth.refresh_reuse_interval_secs as i64 * 1000;
+    let refresh_token = refresh_token.to_owned();
     let n = next.clone();
     let outcome = ctx
         .store
@@ -381,6 +407,22 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                 .ok_or_else(|| AppError::unauthorized("the session no longer exists"))?;
             if session.revoked_at_ms.is_some() {
                 return Err(AppError::unauthorized("the session has been revoked"));
+            }
+            // The same token again within the reuse interval (two clients refreshing at once):
+            // the same successor, so both keep the session.
+            if let (Some(used), Some(sealed)) = (rec.used_at_ms, &rec.successor_sealed)
+                && now - used <= reuse_ms
+                && session.expires_at_ms > now
+            {
+                if let Some(ban) = find_user_tx(tx, &session.user_id)?.and_then(|u| u.ban) {
+                    return Err(AppError::new(
+                        Code::AccountBanned,
+                        format!("account banned: {}", ban.reason),
+                    ));
+                }
+                let again =
+                    String::from_utf8(seal(&refresh_token, sealed)).map_err(AppError::internal)?;
+                return Ok(RefreshOutcome::Again(session, again));
             }
             if rec.used_at_ms.is_some() {
                 // A rotated token came back: someone holds a copy. End the family.
@@ -414,6 +456,7 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                 presented.as_str(),
                 &RefreshRecord {
                     used_at_ms: Some(now),
+                    successor_sealed: (reuse_ms > 0).then(|| seal(&refresh_token, n.as_bytes())),
                     ..rec.clone()
                 },
             )?;
@@ -421,6 +464,7 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                 session_id: session.id.clone(),
                 issued_at_ms: now,
                 used_at_ms: None,
+                successor_sealed: None,
             };
             put(&mut refresh, secret_hash(&n).as_str(), &new_rec)?;
             session.last_used_at_ms = now;
@@ -431,6 +475,7 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
         .await?;
     match outcome {
         RefreshOutcome::Rotated(session) => tokens(ctx, session, next),
+        RefreshOutcome::Again(session, successor) => tokens(ctx, session, successor),
         RefreshOutcome::Reused => Err(AppError::new(
             Code::RefreshTokenReused,
             "this refresh token was already used; the session is revoked, sign in again",
@@ -809,6 +854,7 @@ fn open_session(
         session_id: session.id.clone(),
         issued_at_ms: now,
         used_at_ms: None,
+        successor_sealed: None,
     };
     put(
         &mut tx.table(REFRESH_TOKENS)?,

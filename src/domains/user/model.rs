@@ -67,6 +67,10 @@ pub struct RefreshRecord {
     /// Set when it was exchanged; presenting it again is reuse.
     #[serde(default)]
     pub used_at_ms: Option<i64>,
+    /// The refresh token it was exchanged for, sealed with this token itself (only its holder
+    /// can open it), for the reuse interval; never stored in clear.
+    #[serde(default)]
+    pub successor_sealed: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
