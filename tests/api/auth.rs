@@ -213,6 +213,42 @@ async fn failed_sign_ins_are_throttled_per_client_address() {
     assert_eq!(r.code(), "rate_limited");
 }
 
+/// Probing which emails are registered is throttled per address like guessing passwords:
+/// each `email_taken` counts as a failure, and past the limit the address gets `429`.
+#[tokio::test]
+async fn probing_for_registered_emails_is_throttled_per_address() {
+    let t = TestApp::spawn_with(|c| c.auth.throttle.address_failures_max = 3).await;
+    let ok = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "taken@example.com", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        let r = t
+            .post(
+                "/v1/auth/register",
+                None,
+                json!({"email": "taken@example.com", "password": format!("guess-{i}-long")}),
+            )
+            .await;
+        codes.push(r.code().to_owned());
+    }
+    assert_eq!(
+        codes,
+        [
+            "email_taken",
+            "email_taken",
+            "email_taken",
+            "rate_limited",
+            "rate_limited"
+        ]
+    );
+}
+
 #[tokio::test]
 async fn refresh_rotates_and_a_reused_token_revokes_the_session() {
     let t = TestApp::spawn().await;

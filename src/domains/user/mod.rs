@@ -182,11 +182,25 @@ pub async fn register(
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
     check_throttle(ctx, None, meta.address.as_deref()).await?;
+    let account = format!("email:{}", email.as_str());
+    // Checked before the (deliberately slow) hash, and counted as a failure of the address:
+    // trying emails one after another is throttled like guessing passwords.
+    let probe = account.clone();
+    let taken = ctx
+        .store
+        .read(move |rtx| Ok(rtx.open_table(IDENTITIES)?.get(probe.as_str())?.is_some()))
+        .await?;
+    if taken {
+        record_failure(ctx, None, SignInMethod::Password, &meta).await?;
+        return Err(AppError::new(
+            Code::EmailTaken,
+            "this email is already registered",
+        ));
+    }
     let hash = {
         let _slot = ctx.sign_in.hashing_slot().await?;
         hash_password(password).await?
     };
-    let account = format!("email:{}", email.as_str());
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, r) = (meta.clone(), refresh.clone());
