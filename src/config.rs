@@ -440,6 +440,12 @@ pub struct WsConfig {
     pub bad_frames_max: u32,
     /// Events replayed at most on one resume; older gaps need a full refetch over REST.
     pub replay_events_max: usize,
+    /// A replay looks through at most this many of the user's events that are not on the topic
+    /// before it answers `reset` instead: its work is bounded by what it returns.
+    pub replay_skip_max: usize,
+    /// `subscribe` frames one connection may send; past it they are refused (`rate_limited`,
+    /// counted as a bad frame).
+    pub subscribes_max: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -526,6 +532,8 @@ impl Default for WsConfig {
             frame_bytes_max: 64 * 1024,
             bad_frames_max: 5,
             replay_events_max: 10_000,
+            replay_skip_max: 2_000,
+            subscribes_max: 64,
         }
     }
 }

@@ -418,6 +418,8 @@ struct Session {
     /// Per topic, the highest seq sent; live events at or below it are duplicates.
     sent_upto: HashMap<&'static str, u64>,
     bad_frames: u32,
+    /// `subscribe` frames this connection sent (bounded by `ws.subscribes_max`).
+    subscribes: u32,
     last_heard: Instant,
     /// When this connection last relayed a typing signal, per chat (at most one a second).
     typing_sent: HashMap<String, Instant>,
@@ -438,6 +440,7 @@ async fn run_session(ctx: Arc<Ctx>, socket: WebSocketStream, bearer: Option<Stri
         principal: None,
         sent_upto: HashMap::new(),
         bad_frames: 0,
+        subscribes: 0,
         last_heard: Instant::now(),
         typing_sent: HashMap::new(),
     };
@@ -795,6 +798,14 @@ impl Session {
         topic: &str,
         from_seq: Option<u64>,
     ) -> Result<bool, CloseReason> {
+        self.subscribes += 1;
+        if self.subscribes > self.ctx.config.ws.subscribes_max {
+            let e = AppError::new(
+                Code::RateLimited,
+                "this connection has subscribed too often; reconnect",
+            );
+            return self.send_error(sink, &e).await;
+        }
         let Some((name, access)) = TOPICS.iter().find(|(t, _)| *t == topic).copied() else {
             let e = AppError::validation(format!("unknown topic `{topic}`"));
             return self.send_error(sink, &e).await;
@@ -833,6 +844,7 @@ impl Session {
             return Ok(true);
         };
         let max = self.ctx.config.ws.replay_events_max;
+        let skip_max = self.ctx.config.ws.replay_skip_max;
         let user_id = p.user_id.clone();
         let from = from.min(head);
         let replay = self
@@ -841,9 +853,9 @@ impl Session {
             .read(move |rtx| {
                 if name == "admin" {
                     events::read_after(rtx, from, max + 1)
-                        .map(|v| v.into_iter().filter(|e| e.seq <= head).collect())
+                        .map(|v| Some(v.into_iter().filter(|e| e.seq <= head).collect()))
                 } else {
-                    events::read_for_user(rtx, &user_id, name, from, head, max + 1)
+                    events::read_for_user(rtx, &user_id, name, from, head, max + 1, skip_max)
                 }
             })
             .await;
@@ -851,7 +863,8 @@ impl Session {
             Ok(e) => e,
             Err(e) => return self.send_error(sink, &e).await,
         };
-        if events.len() > max {
+        // Too much to replay, or too much to look through to find it: refetch over REST.
+        let Some(events) = events.filter(|e| e.len() <= max) else {
             return Ok(self
                 .send(
                     sink,
@@ -861,7 +874,7 @@ impl Session {
                     },
                 )
                 .await);
-        }
+        };
         for e in &events {
             let frame = ServerFrame::Event {
                 seq: e.seq,

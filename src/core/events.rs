@@ -446,7 +446,9 @@ pub fn read_after(rtx: &ReadTransaction, after: u64, limit: usize) -> AppResult<
 
 /// Events a user's connection may see on `topic` with `after < seq <= upto`, in order, at most
 /// `limit`: the WebSocket's replay on resume. Merges the user's and everyone's index ranges
-/// lazily, so it stops as soon as it has `limit` events.
+/// lazily, so it stops as soon as it has `limit` events. The work is bounded by what it
+/// returns: past `skip_max` index rows that are not for this topic it gives up (`None`; the
+/// client refetches over REST), so a tiny frame cannot make it read a whole history.
 pub fn read_for_user(
     rtx: &ReadTransaction,
     user_id: &str,
@@ -454,7 +456,8 @@ pub fn read_for_user(
     after: u64,
     upto: u64,
     limit: usize,
-) -> AppResult<Vec<Event>> {
+    skip_max: usize,
+) -> AppResult<Option<Vec<Event>>> {
     let log = rtx.open_table(EVENT_LOG)?;
     let idx = rtx.open_table(EVENT_BY_USER)?;
     let from = after.saturating_add(1);
@@ -466,6 +469,7 @@ pub fn read_for_user(
     };
     let (mut mine, mut all) = (seqs(user_id)?, seqs(EVERYONE)?);
     let mut out: Vec<Event> = Vec::new();
+    let mut skipped = 0usize;
     while out.len() < limit {
         let a = mine
             .peek()
@@ -487,14 +491,19 @@ pub fn read_for_user(
             continue;
         }
         // The index also lists events merely about the user: keep those meant for them.
-        if let Some(event) = get::<u64, Event>(&log, seq)?
-            && event.topic.as_deref() == Some(topic)
-            && event.is_for(user_id)
-        {
-            out.push(event);
+        match get::<u64, Event>(&log, seq)? {
+            Some(event) if event.topic.as_deref() == Some(topic) && event.is_for(user_id) => {
+                out.push(event);
+            }
+            _ => {
+                skipped += 1;
+                if skipped > skip_max {
+                    return Ok(None);
+                }
+            }
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// One page of the admin query.

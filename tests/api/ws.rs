@@ -317,3 +317,58 @@ async fn a_gap_larger_than_the_replay_limit_gets_a_reset() {
         "after"
     );
 }
+
+/// A resume on a topic with nothing for the user looks through a bounded number of their other
+/// events and then answers `reset`, instead of reading their whole history for a 20-byte frame;
+/// a replay that finds its events within the bound is served whole.
+#[tokio::test]
+async fn replay_work_is_bounded_by_what_it_returns() {
+    let t = TestApp::spawn_with(|c| c.ws.replay_skip_max = 5).await;
+    let u = t.user().await;
+    for i in 0..12 {
+        rename(&t, &u, &format!("name {i}")).await;
+    }
+    let mut ws = t.ws_ready(&u.access).await;
+    // `calls` has nothing for them: twelve profile events and more are in the way.
+    ws.send(json!({"type": "subscribe", "topic": "calls", "fromSeq": 0}))
+        .await;
+    ws.recv_type("subscribed").await;
+    let r = ws.recv().await;
+    assert_eq!(
+        (r["type"].as_str(), r["topic"].as_str()),
+        (Some("reset"), Some("calls"))
+    );
+    // `account` has them all, with only a few other events of theirs between.
+    ws.send(json!({"type": "subscribe", "topic": "account", "fromSeq": 0}))
+        .await;
+    ws.recv_type("subscribed").await;
+    for i in 0..12 {
+        let e = ws.recv_type("event").await;
+        assert_eq!(e["data"]["profile"]["displayName"], format!("name {i}"));
+    }
+}
+
+/// One connection may not subscribe without end: past `ws.subscribes_max` its subscribes are
+/// refused with `rate_limited`, and enough refusals close it.
+#[tokio::test]
+async fn subscribe_frames_per_connection_are_limited() {
+    let t = TestApp::spawn_with(|c| {
+        c.ws.subscribes_max = 3;
+        c.ws.bad_frames_max = 2;
+    })
+    .await;
+    let u = t.user().await;
+    let mut ws = t.ws_ready(&u.access).await;
+    for _ in 0..3 {
+        ws.send(json!({"type": "subscribe", "topic": "account"}))
+            .await;
+        ws.recv_type("subscribed").await;
+    }
+    for _ in 0..3 {
+        ws.send(json!({"type": "subscribe", "topic": "account"}))
+            .await;
+        let r = ws.recv().await;
+        assert_eq!(r["code"], "rate_limited", "{r:?}");
+    }
+    assert_eq!(ws.closed().await, "too_many_bad_frames");
+}
