@@ -172,3 +172,45 @@ async fn profile_fields_are_validated_with_clear_codes_and_nothing_changes() {
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     assert_eq!(ok.body["public"]["age"], 18);
 }
+
+/// Names that pass for someone else or for nothing are refused, and messages of invisible
+/// characters only; names are stored in NFC.
+#[tokio::test]
+async fn invisible_and_direction_changing_text_is_refused() {
+    let t = TestApp::spawn().await;
+    let u = t.user().await;
+    let other = t.user().await;
+    let patch = |name: &str| {
+        t.call(
+            reqwest::Method::PATCH,
+            "/v1/me/profile",
+            Some(&u.access),
+            Some(serde_json::json!({"displayName": name})),
+        )
+    };
+    for bad in [
+        "ad\u{202E}nimda",
+        "\u{200B}\u{200B}",
+        "\u{FEFF}Anna",
+        "Ann\u{E0041}a",
+        "x\u{2066}y",
+    ] {
+        let r = patch(bad).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (400, "validation_failed"),
+            "{bad:?}"
+        );
+    }
+    let r = patch("Jose\u{301}").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["public"]["displayName"], "Jos\u{e9}", "stored in NFC");
+    let r = t
+        .post(
+            &format!("/v1/chats/{}/messages", other.user_id),
+            Some(&u.access),
+            serde_json::json!({"clientMessageId": "z", "text": "\u{200B}\u{200C}\u{2060}"}),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, "validation_failed"));
+}

@@ -158,8 +158,11 @@ pub async fn send_text(
     if sender_id == to {
         return Err(AppError::validation("you cannot message yourself"));
     }
+    let text = crate::core::text::nfc(text);
+    let text = text.as_str();
     let chars = text.chars().count();
-    if text.trim().is_empty() || chars > TEXT_CHARS_MAX {
+    // Only spaces or only invisible characters make an empty-looking message.
+    if !crate::core::text::has_visible(text) || chars > TEXT_CHARS_MAX {
         return Err(AppError::validation(format!(
             "text must be 1–{TEXT_CHARS_MAX} characters and not only spaces"
         )));

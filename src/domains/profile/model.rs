@@ -94,14 +94,21 @@ fn no_control(s: &str) -> bool {
     !s.chars().any(|c| c.is_control() && c != '\n')
 }
 
-/// 1–40 characters after trimming, no control characters.
+/// 1–40 characters after trimming and NFC, no control characters, nothing invisible or
+/// direction-changing, and at least one character that shows.
 pub fn parse_display_name(raw: &str) -> AppResult<String> {
-    let s = raw.trim();
+    let normal = crate::core::text::nfc(raw);
+    let s = normal.trim();
     let n = s.chars().count();
     if n == 0 || n > DISPLAY_NAME_CHARS_MAX || s.contains('\n') || !no_control(s) {
         return Err(AppError::validation(format!(
             "displayName must be 1–{DISPLAY_NAME_CHARS_MAX} characters without control characters"
         )));
+    }
+    if s.chars().any(crate::core::text::is_invisible) || !crate::core::text::has_visible(s) {
+        return Err(AppError::validation(
+            "displayName must show something and hold no invisible or direction-changing characters",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -270,9 +277,13 @@ mod properties {
     proptest! {
         #[test]
         fn display_names_are_accepted_exactly_when_trimmed_length_fits(raw in "\\PC{0,50}") {
-            let trimmed = raw.trim();
+            use crate::core::text::{has_visible, is_invisible, nfc};
+            let normal = nfc(&raw);
+            let trimmed = normal.trim();
             let n = trimmed.chars().count();
-            let ok = (1..=DISPLAY_NAME_CHARS_MAX).contains(&n);
+            let ok = (1..=DISPLAY_NAME_CHARS_MAX).contains(&n)
+                && !trimmed.chars().any(is_invisible)
+                && has_visible(trimmed);
             match parse_display_name(&raw) {
                 Ok(name) => {
                     prop_assert!(ok);
@@ -281,6 +292,16 @@ mod properties {
                 }
                 Err(e) => prop_assert!(!ok || trimmed.chars().any(char::is_control), "{}", e),
             }
+        }
+
+        #[test]
+        fn names_with_an_invisible_or_reordering_character_are_refused(
+            before in "[a-z]{0,5}",
+            hidden in prop::sample::select(vec!['\u{202E}', '\u{200B}', '\u{200D}', '\u{FEFF}', '\u{2066}', '\u{E0041}', '\u{FFFE}', '\u{00AD}']),
+            after in "[a-z]{0,5}",
+        ) {
+            let raw = format!("{before}{hidden}{after}");
+            prop_assert!(parse_display_name(&raw).is_err());
         }
 
         #[test]
