@@ -204,7 +204,10 @@ async fn invisible_and_direction_changing_text_is_refused() {
     }
     let r = patch("Jose\u{301}").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body["public"]["displayName"], "Jos\u{e9}", "stored in NFC");
+    assert_eq!(
+        r.body["public"]["displayName"], "Jos\u{e9}",
+        "stored in NFC"
+    );
     let r = t
         .post(
             &format!("/v1/chats/{}/messages", other.user_id),
