@@ -320,16 +320,9 @@ impl App {
     /// and tools that must see the consumers' effects; fails after `wait`).
     pub async fn consumers_caught_up(&self, wait: Duration) -> anyhow::Result<()> {
         let head = self.ctx.store.head_seq();
-        let deadline = tokio::time::Instant::now() + wait;
-        for name in &self.consumers {
-            while crate::core::events::cursor(&self.ctx.store, name).await? < head {
-                anyhow::ensure!(
-                    tokio::time::Instant::now() < deadline,
-                    "consumer {name} did not reach seq {head}"
-                );
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }
+        let done =
+            crate::core::events::wait_applied(&self.ctx.store, &self.consumers, head, wait).await?;
+        anyhow::ensure!(done, "the consumers did not reach seq {head}");
         Ok(())
     }
 
