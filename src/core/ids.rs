@@ -53,10 +53,6 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
-            /// A new time-ordered id (UUIDv7).
-            pub fn generate() -> Self {
-                $name(new_id())
-            }
             pub fn as_str(&self) -> &str {
                 &self.0
             }
