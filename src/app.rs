@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -277,29 +276,29 @@ impl App {
             }),
         );
 
-        let acceptor = TcpListener::bind(listen)
-            .into_acceptor()
+        let limits = api::server::Limits::new(
+            &ctx.config.server.connections,
+            api::server::raise_descriptor_limit(),
+        );
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
-        let addr = acceptor
+        let addr = listener
             .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no address")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = Duration::from_secs(ctx.config.server.shutdown_grace_secs);
         let routes = api::routes(ctx.clone());
-        let server = tokio::spawn(async move {
-            poem::Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(
-                    routes,
-                    async move {
-                        let _ = stop_rx.await;
-                    },
-                    Some(grace),
-                )
-                .await
-        });
+        let server = tokio::spawn(api::server::serve(
+            listener,
+            routes,
+            limits,
+            ctx.metrics.clone(),
+            async move {
+                let _ = stop_rx.await;
+            },
+            grace,
+        ));
         tracing::info!(%addr, "duet is listening");
         Ok(App {
             ctx,

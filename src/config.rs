@@ -365,6 +365,45 @@ pub struct ServerConfig {
     /// Header that carries the client address when Duet runs behind a proxy or CDN
     /// (e.g. `cf-connecting-ip`, `x-forwarded-for`). Empty: use the socket's peer address.
     pub client_ip_header: String,
+    pub connections: ConnectionsConfig,
+}
+
+/// Bounds on HTTP connections (see `api::server`): how many may be open and how long each
+/// phase of one may last.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Open connections at most, WebSockets included; lowered at start to fit the descriptor
+    /// limit less `reserved_descriptors`. When full, the longest-idle connection is closed to
+    /// make room; if every one is busy the newcomer gets `503`.
+    pub max: usize,
+    /// Descriptors kept for everything but client connections (store, logs, outbound calls).
+    pub reserved_descriptors: usize,
+    /// A request head must be complete this long after its first byte.
+    pub header_read_timeout_ms: u64,
+    /// A request body must be complete this long after its head, plus its length at
+    /// `body_min_bytes_per_sec`.
+    pub body_read_timeout_ms: u64,
+    pub body_min_bytes_per_sec: u64,
+    /// A connection with no request in flight is closed after this long (keep-alive timeout).
+    pub idle_timeout_ms: u64,
+    /// A failing `accept` (e.g. out of descriptors) is retried after a backoff that doubles
+    /// from 1 ms up to this.
+    pub accept_backoff_max_ms: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max: 10_000,
+            reserved_descriptors: 128,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 15_000,
+            body_min_bytes_per_sec: 16 * 1024,
+            idle_timeout_ms: 60_000,
+            accept_backoff_max_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -472,6 +511,7 @@ impl Default for ServerConfig {
             body_bytes_max: 1024 * 1024,
             shutdown_grace_secs: 10,
             client_ip_header: String::new(),
+            connections: ConnectionsConfig::default(),
         }
     }
 }
@@ -601,6 +641,29 @@ impl Config {
         self.listen_addr()?;
         if self.server.body_bytes_max < 1024 {
             return Err(bad("server.body_bytes_max", "must be at least 1024"));
+        }
+        let c = &self.server.connections;
+        if c.max == 0 {
+            return Err(bad("server.connections.max", "must be at least 1"));
+        }
+        for (key, ms) in [
+            ("header_read_timeout_ms", c.header_read_timeout_ms),
+            ("body_read_timeout_ms", c.body_read_timeout_ms),
+            ("idle_timeout_ms", c.idle_timeout_ms),
+            ("accept_backoff_max_ms", c.accept_backoff_max_ms),
+        ] {
+            if ms == 0 {
+                return Err(bad(
+                    &format!("server.connections.{key}"),
+                    "must be at least 1 (a phase without a bound is what the limits prevent)",
+                ));
+            }
+        }
+        if c.body_min_bytes_per_sec == 0 {
+            return Err(bad(
+                "server.connections.body_min_bytes_per_sec",
+                "must be at least 1",
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(bad("log.format", "must be `text` or `json`"));

@@ -3,6 +3,7 @@
 //! limit, problem+json errors).
 
 pub mod problem;
+pub mod server;
 pub mod ws;
 
 use std::sync::Arc;

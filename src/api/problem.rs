@@ -55,7 +55,7 @@ pub fn problem_response(e: &AppError) -> Response {
 }
 
 impl Problem {
-    fn to_json_value(&self) -> serde_json::Value {
+    pub fn to_json_value(&self) -> serde_json::Value {
         serde_json::json!({
             "type": self.problem_type,
             "title": self.title,

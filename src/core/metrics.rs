@@ -20,6 +20,12 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// `idle`, `slow_head`, `slow_body` or `evicted`.
+    pub reason: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs … ~3.3 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -29,6 +35,10 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub http_connections: Gauge,
+    pub http_connections_refused: Counter,
+    pub http_connections_closed: Family<CloseLabels, Counter>,
+    pub http_accept_errors: Counter,
     pub ws_connections: Gauge,
     pub ws_frames_out: Counter,
     pub event_seq: Gauge,
@@ -51,6 +61,10 @@ impl Metrics {
             Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 latency_histogram,
             );
+        let http_connections = Gauge::default();
+        let http_connections_refused = Counter::default();
+        let http_connections_closed = Family::<CloseLabels, Counter>::default();
+        let http_accept_errors = Counter::default();
         let ws_connections = Gauge::default();
         let ws_frames_out = Counter::default();
         let event_seq = Gauge::default();
@@ -66,6 +80,26 @@ impl Metrics {
             "http_request_duration_seconds",
             "HTTP request latency by route",
             http_latency.clone(),
+        );
+        registry.register(
+            "http_connections",
+            "Open HTTP connections, WebSockets included",
+            http_connections.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections answered 503 because every open one was busy",
+            http_connections_refused.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "Connections the server closed, by reason (idle, slow_head, slow_body, evicted)",
+            http_connections_closed.clone(),
+        );
+        registry.register(
+            "http_accept_errors",
+            "Failed accepts (each followed by a backoff)",
+            http_accept_errors.clone(),
         );
         registry.register(
             "ws_connections",
@@ -101,6 +135,10 @@ impl Metrics {
             registry,
             http_requests,
             http_latency,
+            http_connections,
+            http_connections_refused,
+            http_connections_closed,
+            http_accept_errors,
             ws_connections,
             ws_frames_out,
             event_seq,

@@ -8,6 +8,7 @@ mod blocks;
 mod calls;
 mod chat;
 mod coins;
+mod connections;
 mod crash;
 mod events;
 mod ledger;
