@@ -212,6 +212,13 @@ impl App {
                 "dead-lettered sends that were with a provider when the server stopped"
             );
         }
+        let indexed = ctx
+            .store
+            .write(domains::payment::index_purchases_by_user)
+            .await?;
+        if indexed > 0 {
+            tracing::info!(purchases = indexed, "indexed store purchases by user");
+        }
         let seeded = domains::billing::seed_defaults(&ctx).await?;
         if seeded > 0 {
             tracing::info!(tariffs = seeded, "installed the default call tariffs");
@@ -227,9 +234,11 @@ impl App {
         ];
         // The block consumers came after the blocks they carry out (which used to be applied in
         // the block's own request): on a data directory from before, they start at the head.
+        // So did the moderation rules (older blocks were judged by the rules of their time).
         for name in [
             domains::video::BLOCKED_CALLS,
             domains::favorites::BLOCKED_FAVORITES,
+            domains::mission_control::moderation::CONSUMER,
         ] {
             crate::core::events::start_new_consumer_at_head(&ctx.store, name).await?;
         }
@@ -273,6 +282,15 @@ impl App {
             &mut consumers,
             Arc::new(domains::interaction::Interactions {
                 store: store.clone(),
+            }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::mission_control::moderation::ModerationRules {
+                store: store.clone(),
+                config: ctx.config.moderation.clone(),
             }),
         );
 

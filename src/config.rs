@@ -24,7 +24,7 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub calls: CallsConfig,
     pub video: VideoConfig,
-    pub blocks: BlocksConfig,
+    pub moderation: ModerationConfig,
     pub chat: ChatConfig,
     pub notifications: NotificationsConfig,
 }
@@ -181,20 +181,44 @@ impl Default for ChatConfig {
     }
 }
 
-/// The moderation rules fed by blocks.
+/// The automatic moderation rules fed by blocks (see `mission_control::moderation`). A block
+/// counts only when the blocker really met the target — a call between them connected, or the
+/// target sent them a message or a gift — and weighs 1, plus 1 for an account at least
+/// `established_account_days` old, plus 1 for one that has bought coins.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct BlocksConfig {
-    /// This many `harassment` blocks against one person within the window ban them.
-    pub harassment_ban_threshold: u32,
+pub struct ModerationConfig {
+    /// Weight of counted `harassment` blocks within the window that acts on a user or streamer.
+    pub harassment_threshold: u32,
     pub harassment_window_secs: u64,
+    /// Weight of counted `nudity` penalties within the window that acts on a streamer; a
+    /// `nudity` block counts (and records a penalty) only after a connected call.
+    pub nudity_threshold: u32,
+    pub nudity_window_secs: u64,
+    pub established_account_days: u32,
+    /// `suspend` (for `suspension_secs`, with a case for moderators to uphold as a ban or
+    /// lift) or `ban` (a permanent ban, with a case all the same).
+    pub automatic_action: AutomaticAction,
+    pub suspension_secs: u64,
 }
 
-impl Default for BlocksConfig {
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AutomaticAction {
+    Suspend,
+    Ban,
+}
+
+impl Default for ModerationConfig {
     fn default() -> Self {
-        BlocksConfig {
-            harassment_ban_threshold: 5,
+        ModerationConfig {
+            harassment_threshold: 5,
             harassment_window_secs: 7 * 86_400,
+            nudity_threshold: 3,
+            nudity_window_secs: 30 * 86_400,
+            established_account_days: 30,
+            automatic_action: AutomaticAction::Suspend,
+            suspension_secs: 3 * 86_400,
         }
     }
 }
@@ -719,8 +743,17 @@ impl Config {
         if w.heartbeat_timeout_secs == 0 || w.auth_deadline_secs == 0 {
             return Err(bad("ws", "deadlines must be positive"));
         }
-        if self.blocks.harassment_ban_threshold == 0 || self.blocks.harassment_window_secs == 0 {
-            return Err(bad("blocks", "threshold and window must be positive"));
+        let m = &self.moderation;
+        if m.harassment_threshold == 0
+            || m.harassment_window_secs == 0
+            || m.nudity_threshold == 0
+            || m.nudity_window_secs == 0
+            || m.suspension_secs == 0
+        {
+            return Err(bad(
+                "moderation",
+                "thresholds, windows and the suspension must be positive",
+            ));
         }
         if self.chat.messages_per_minute == 0 {
             return Err(bad("chat.messages_per_minute", "must be positive"));

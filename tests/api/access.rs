@@ -192,6 +192,12 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("blocks_delete", Who::Any, Value::Null),
         ("blocks_list", Who::Any, Value::Null),
         ("admin_penalties_list", Who::Staff, Value::Null),
+        ("admin_moderation_cases", Who::Staff, Value::Null),
+        (
+            "admin_moderation_case_decide",
+            Who::Staff,
+            json!({"decision": "lift"}),
+        ),
         ("chats_list", Who::Any, Value::Null),
         ("chats_messages", Who::Any, Value::Null),
         (

@@ -92,72 +92,314 @@ async fn roulette_never_matches_a_blocked_pair() {
     );
 }
 
+/// A new user with coins who calls `streamer` (online on `streamer_ws`), talks, and hangs up:
+/// someone who really met them.
+async fn caller_who_met(t: &TestApp, admin: &Tokens, streamer: &Tokens) -> Tokens {
+    let user = t.user().await;
+    credit(t, admin, &user.user_id, 100, "wallet").await;
+    let _online = t.ws_ready(&user.access).await;
+    t.settle().await;
+    let r = call(t, &user, &streamer.user_id).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(act(t, streamer, &id, "accept").await.status, 200);
+    assert_eq!(act(t, &user, &id, "joined").await.status, 200);
+    let c = act(t, streamer, &id, "joined").await;
+    assert_eq!(c.body["state"], "connected", "{:?}", c.body);
+    t.clock.advance_ms(30_000);
+    assert_eq!(act(t, &user, &id, "hangup").await.body["state"], "ended");
+    user
+}
+
+async fn status_of(t: &TestApp, who: &Tokens) -> (u16, String) {
+    let r = t.get("/v1/me/profile", &who.access).await;
+    (
+        r.status.as_u16(),
+        r.body["detail"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+async fn open_cases(t: &TestApp, staff: &Tokens) -> Vec<serde_json::Value> {
+    let r = t.get("/v1/admin/moderation/cases", &staff.access).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["items"].as_array().unwrap().clone()
+}
+
+/// Security issue, defect 2, the other side: five real callers who were harassed still trigger
+/// the rule — as a suspension and a case for moderators, not a ban — and a moderator decides.
 #[tokio::test]
-async fn nudity_blocks_record_penalties_and_harassment_blocks_ban_past_the_threshold() {
-    let t = TestApp::spawn_with(|c| {
-        c.blocks.harassment_ban_threshold = 2;
-        c.blocks.harassment_window_secs = 600;
-    })
-    .await;
+async fn harassment_reports_from_real_callers_suspend_and_open_a_case() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let moderator = t.with_role(&admin, "moderator").await;
+    let streamer = t.with_role(&admin, "streamer").await;
+    let _streamer_online = t.ws_ready(&streamer.access).await;
+
+    let mut callers = Vec::new();
+    for _ in 0..5 {
+        callers.push(caller_who_met(&t, &admin, &streamer).await);
+    }
+    // Strangers' reports add nothing, however many.
+    for _ in 0..5 {
+        let stranger = t.user().await;
+        assert_eq!(
+            block(&t, &stranger, &streamer.user_id, "harassment")
+                .await
+                .status,
+            200
+        );
+    }
+    for caller in &callers[..4] {
+        assert_eq!(
+            block(&t, caller, &streamer.user_id, "harassment")
+                .await
+                .status,
+            200
+        );
+    }
+    t.caught_up().await;
+    assert_eq!(
+        status_of(&t, &streamer).await.0,
+        200,
+        "four reports of weight 1: not yet"
+    );
+    assert!(open_cases(&t, &moderator).await.is_empty());
+
+    assert_eq!(
+        block(&t, &callers[4], &streamer.user_id, "harassment")
+            .await
+            .status,
+        200
+    );
+    t.caught_up().await;
+    let (status, detail) = status_of(&t, &streamer).await;
+    assert_eq!(status, 403);
+    assert!(detail.starts_with("account suspended until"), "{detail}");
+    let cases = open_cases(&t, &moderator).await;
+    assert_eq!(cases.len(), 1);
+    let case = &cases[0];
+    assert_eq!(case["userId"], streamer.user_id.as_str());
+    assert_eq!(
+        (case["rule"].as_str(), case["state"].as_str()),
+        (Some("harassment"), Some("open"))
+    );
+    assert_eq!(
+        (case["action"].as_str(), case["weight"].as_u64()),
+        (Some("suspend"), Some(5))
+    );
+    assert_eq!(
+        case["reporters"].as_array().unwrap().len(),
+        5,
+        "only the callers"
+    );
+    let audit = t.get("/v1/admin/audit", &admin.access).await;
+    let auto = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "user.auto_suspend")
+        .expect("the suspension is audited")
+        .clone();
+    assert_eq!(auto["actor"], "system:moderation");
+
+    // The suspension ends by itself; the case stays for a moderator.
+    t.clock
+        .advance_ms(t.config.moderation.suspension_secs as i64 * 1000 + 1);
+    let streamer = t.refresh(&streamer).await;
+    let moderator = t.refresh(&moderator).await;
+    let caller = t.refresh(&callers[0]).await;
+    assert_eq!(
+        status_of(&t, &streamer).await.0,
+        200,
+        "the suspension is over"
+    );
+    assert_eq!(open_cases(&t, &moderator).await.len(), 1);
+
+    // A user cannot decide; a moderator upholds it as a ban.
+    let path = format!(
+        "/v1/admin/moderation/cases/{}/decision",
+        case["id"].as_str().unwrap()
+    );
+    let r = t
+        .post(&path, Some(&caller.access), json!({"decision": "uphold"}))
+        .await;
+    assert_eq!(r.status, 403);
+    let r = t
+        .post(
+            &path,
+            Some(&moderator.access),
+            json!({"decision": "uphold", "note": "confirmed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["state"], "upheld");
+    assert_eq!(r.body["decidedBy"], moderator.user_id.as_str());
+    let (status, detail) = status_of(&t, &streamer).await;
+    assert_eq!(status, 403);
+    assert!(detail.starts_with("account banned"), "{detail}");
+    let again = t
+        .post(&path, Some(&moderator.access), json!({"decision": "lift"}))
+        .await;
+    assert_eq!((again.status.as_u16(), again.code()), (409, "conflict"));
+    assert!(open_cases(&t, &moderator).await.is_empty());
+}
+
+/// Reports weigh by standing: established accounts weigh 2, so three callers suffice; nudity
+/// reports need a connected call and record penalties; a lifted case lets the user back in.
+#[tokio::test]
+async fn nudity_penalties_need_a_call_and_weigh_by_standing() {
+    let t = TestApp::spawn().await;
     let admin = t.admin().await;
     let streamer = t.with_role(&admin, "streamer").await;
-    let a = t.user().await;
-    let b = t.user().await;
-    let c = t.user().await;
-
-    assert_eq!(block(&t, &a, &streamer.user_id, "nudity").await.status, 200);
+    let _streamer_online = t.ws_ready(&streamer.access).await;
+    let mut callers = Vec::new();
+    for _ in 0..2 {
+        callers.push(caller_who_met(&t, &admin, &streamer).await);
+    }
+    // A month later the callers' accounts are established.
+    t.clock.advance_ms(31 * 86_400_000);
+    let admin = t.refresh(&admin).await;
+    let streamer = t.refresh(&streamer).await;
+    let callers: Vec<Tokens> = {
+        let mut fresh = Vec::new();
+        for c in &callers {
+            fresh.push(t.refresh(c).await);
+        }
+        fresh
+    };
+    // A nudity report against a plain user, or from a stranger, is no penalty.
+    let stranger = t.user().await;
+    assert_eq!(
+        block(&t, &stranger, &streamer.user_id, "nudity")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        block(&t, &streamer, &callers[0].user_id, "nudity")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        block(&t, &callers[0], &streamer.user_id, "nudity")
+            .await
+            .status,
+        200
+    );
+    t.caught_up().await;
     let p = t
         .get(
             &format!("/v1/admin/penalties?userId={}", streamer.user_id),
             &admin.access,
         )
         .await;
-    assert_eq!(p.status, 200, "{:?}", p.body);
     let items = p.body["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["byUserId"], callers[0].user_id.as_str());
+    assert_eq!(items[0]["weight"], 2, "an established account weighs 2");
     assert_eq!(
-        (items[0]["reason"].as_str(), items[0]["byUserId"].as_str()),
-        (Some("nudity"), Some(a.user_id.as_str()))
+        t.get("/v1/admin/penalties", &admin.access).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
-    // A nudity block against a user (not a streamer) is no penalty.
-    assert_eq!(block(&t, &streamer, &a.user_id, "nudity").await.status, 200);
-    let all = t.get("/v1/admin/penalties", &admin.access).await;
-    assert_eq!(all.body["items"].as_array().unwrap().len(), 1);
-    let log = t
-        .get("/v1/admin/events?type=block_penalty", &admin.access)
-        .await;
-    assert_eq!(log.body["items"].as_array().unwrap().len(), 1);
-
-    // Harassment: one block outside the window does not count; two inside ban.
-    assert_eq!(block(&t, &a, &c.user_id, "harassment").await.status, 200);
-    t.clock.advance_ms(601_000);
-    assert_eq!(block(&t, &b, &c.user_id, "harassment").await.status, 200);
+    assert_eq!(status_of(&t, &streamer).await.0, 200, "weight 2 of 3");
+    // Blocking again for the same reason counts once.
     assert_eq!(
-        t.get("/v1/me/profile", &c.access).await.status,
-        200,
-        "not banned yet"
-    );
-    assert_eq!(
-        block(&t, &streamer, &c.user_id, "harassment").await.status,
+        block(&t, &callers[0], &streamer.user_id, "nudity")
+            .await
+            .status,
         200
     );
-    let r = t.get("/v1/me/profile", &c.access).await;
-    assert_eq!((r.status.as_u16(), r.code()), (403, "account_banned"));
-    let log = t
-        .get("/v1/admin/events?type=admin_action", &admin.access)
+    t.caught_up().await;
+    assert_eq!(status_of(&t, &streamer).await.0, 200, "still weight 2 of 3");
+    assert_eq!(
+        block(&t, &callers[1], &streamer.user_id, "nudity")
+            .await
+            .status,
+        200
+    );
+    t.caught_up().await;
+    let p = t.get("/v1/admin/penalties", &admin.access).await;
+    assert_eq!(
+        p.body["items"].as_array().unwrap().len(),
+        2,
+        "one penalty per caller"
+    );
+    assert_eq!(
+        status_of(&t, &streamer).await.0,
+        403,
+        "weight 4 of 3: suspended"
+    );
+    let cases = open_cases(&t, &admin).await;
+    assert_eq!(
+        (cases.len(), cases[0]["rule"].as_str()),
+        (1, Some("nudity"))
+    );
+    let r = t
+        .post(
+            &format!(
+                "/v1/admin/moderation/cases/{}/decision",
+                cases[0]["id"].as_str().unwrap()
+            ),
+            Some(&admin.access),
+            json!({"decision": "lift", "note": "the stream was fine"}),
+        )
         .await;
-    let auto = log.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["data"]["action"] == "user.auto_ban")
-        .expect("the automatic ban is audited");
-    assert_eq!(auto["data"]["actor"], "system:blocklist");
-    assert_eq!(auto["data"]["target"], c.user_id.as_str());
+    assert_eq!(r.body["state"], "lifted", "{:?}", r.body);
+    assert_eq!(status_of(&t, &streamer).await.0, 200, "lifted at once");
+    // The same reports do not suspend again.
+    assert_eq!(
+        block(&t, &callers[1], &streamer.user_id, "nudity")
+            .await
+            .status,
+        200
+    );
+    t.caught_up().await;
+    assert_eq!(status_of(&t, &streamer).await.0, 200);
+    // Users cannot read penalties or cases.
+    assert_eq!(
+        t.get("/v1/admin/penalties", &callers[0].access)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        t.get("/v1/admin/moderation/cases", &callers[0].access)
+            .await
+            .status,
+        403
+    );
+}
 
-    // Users cannot read penalties.
-    let r = t.get("/v1/admin/penalties", &a.access).await;
-    assert_eq!(r.status, 403);
+/// `automatic_action = "ban"` bans at once (with a case all the same).
+#[tokio::test]
+async fn the_automatic_action_can_be_a_ban() {
+    let t = TestApp::spawn_with(|c| {
+        c.moderation.automatic_action = duet::config::AutomaticAction::Ban;
+        c.moderation.harassment_threshold = 2;
+    })
+    .await;
+    let admin = t.admin().await;
+    let streamer = t.with_role(&admin, "streamer").await;
+    let _streamer_online = t.ws_ready(&streamer.access).await;
+    for _ in 0..2 {
+        let caller = caller_who_met(&t, &admin, &streamer).await;
+        assert_eq!(
+            block(&t, &caller, &streamer.user_id, "harassment")
+                .await
+                .status,
+            200
+        );
+    }
+    t.caught_up().await;
+    let (status, detail) = status_of(&t, &streamer).await;
+    assert_eq!(status, 403);
+    assert!(detail.starts_with("account banned"), "{detail}");
+    let cases = open_cases(&t, &admin).await;
+    assert_eq!(cases[0]["action"], "ban");
 }
 
 #[tokio::test]
@@ -222,21 +464,6 @@ async fn a_block_removes_favorites_and_refuses_gifts_and_new_favorites() {
         1000,
         "nothing was charged"
     );
-
-    // Blocking again for the same reason records no second penalty.
-    for _ in 0..2 {
-        assert_eq!(
-            block(&t, &fan, &streamer.user_id, "nudity").await.status,
-            200
-        );
-    }
-    let p = t
-        .get(
-            &format!("/v1/admin/penalties?userId={}", streamer.user_id),
-            &admin.access,
-        )
-        .await;
-    assert_eq!(p.body["items"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -318,12 +545,10 @@ async fn a_block_ends_the_call_even_when_the_server_dies_right_after_committing_
     )
     .unwrap();
     let (user, streamer) = (p.user.user_id.clone(), p.streamer.user_id.clone());
-    let rules = t.config.blocks.clone();
     store
         .write(move |tx| {
             duet::domains::blocklist::block_tx(
                 tx,
-                &rules,
                 &user,
                 &streamer,
                 duet::domains::blocklist::BlockReason::Spam,
@@ -354,5 +579,49 @@ async fn a_block_ends_the_call_even_when_the_server_dies_right_after_committing_
     assert_eq!(
         p2.body["followersCount"], 0,
         "the block removed the favorite"
+    );
+}
+
+/// Security issue, defect 2: five free anonymous accounts, who never met the target, each
+/// block them for harassment. Nobody is banned, suspended or put in the moderators' queue.
+#[tokio::test]
+async fn five_strangers_blocking_for_harassment_ban_nobody() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let streamer = t.with_role(&admin, "streamer").await;
+    let plain = t.user().await;
+    for target in [&streamer, &plain] {
+        for _ in 0..5 {
+            let stranger = t.user().await;
+            // Nudity first: blocking again replaces the reason, and harassment is the one
+            // that bans.
+            assert_eq!(
+                block(&t, &stranger, &target.user_id, "nudity").await.status,
+                200
+            );
+            assert_eq!(
+                block(&t, &stranger, &target.user_id, "harassment")
+                    .await
+                    .status,
+                200
+            );
+        }
+    }
+    t.caught_up().await;
+    for target in [&streamer, &plain] {
+        let r = t.get("/v1/me/profile", &target.access).await;
+        assert_eq!(r.status, 200, "not banned: {:?}", r.body);
+    }
+    let penalties = t.get("/v1/admin/penalties", &admin.access).await;
+    assert_eq!(
+        penalties.body["items"].as_array().unwrap().len(),
+        0,
+        "strangers record no penalty"
+    );
+    let cases = t.get("/v1/admin/moderation/cases", &admin.access).await;
+    assert_eq!(
+        cases.body["items"].as_array().unwrap().len(),
+        0,
+        "no case for moderators"
     );
 }

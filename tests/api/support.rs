@@ -163,6 +163,19 @@ impl TestApp {
         .await
     }
 
+    /// New tokens for the same session (after the injected clock outran the access token).
+    pub async fn refresh(&self, tokens: &Tokens) -> Tokens {
+        let r = self
+            .post(
+                "/v1/auth/refresh",
+                None,
+                json!({"refreshToken": tokens.refresh}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "refresh: {:?}", r.body);
+        crate::support::tokens(&r.body)
+    }
+
     /// A new anonymous user.
     pub async fn user(&self) -> Tokens {
         let id = duet::core::ids::new_id();

@@ -64,6 +64,9 @@ pub struct PenaltyView {
     pub reason: BlockReason,
     pub by_user_id: String,
     pub at: OffsetDateTime,
+    /// How much the blocker's report weighs: 1, plus 1 for an established account, plus 1 for
+    /// one that has bought coins.
+    pub weight: u32,
 }
 
 #[derive(Object)]
@@ -80,6 +83,7 @@ impl From<Penalty> for PenaltyView {
             reason: p.reason,
             by_user_id: p.by_user_id,
             at: to_datetime(p.at_ms),
+            weight: p.weight,
         }
     }
 }

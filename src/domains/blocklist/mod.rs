@@ -1,8 +1,8 @@
 //! blocklist: people block each other with a reason. A block takes effect at once — chat,
 //! calls, gifts and favorites between the two are refused, and neither is matched with or shown
-//! to the other — and feeds the moderation rules: a `nudity` block against a streamer records
-//! a penalty, and enough `harassment` blocks against one person within a window ban them
-//! automatically. Other domains ask `is_blocked` / `is_blocked_tx`.
+//! to the other. Other domains ask `is_blocked` / `is_blocked_tx`. The reasons feed the
+//! automatic moderation rules, which need to know whether the two really met and so live above
+//! this domain (`mission_control::moderation`); this domain stores the penalties they record.
 //!
 //! What a block undoes in other domains follows from its `user_blocked` event, through durable
 //! consumers of the domains that own it: video ends a call between the two (`blocked`) and
@@ -16,23 +16,18 @@ pub use tables::TABLES;
 
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::app::Ctx;
-use crate::config::BlocksConfig;
-use crate::core::auth::Role;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{NewEvent, wait_applied};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
-use crate::domains::{audit, user};
+use crate::domains::user;
 use events::BlockEvent;
 use tables::*;
 
 /// Longest comment on a block, in characters.
 pub const COMMENT_CHARS_MAX: usize = 500;
-/// The actor named on automatic bans in the audit log.
-pub const AUTO_BAN_ACTOR: &str = "system:blocklist";
 
 #[derive(
     Debug,
@@ -87,6 +82,13 @@ pub struct Penalty {
     /// Who blocked them.
     pub by_user_id: String,
     pub at_ms: i64,
+    /// How much the blocker's report weighs (see `ModerationConfig`).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn blocked_in<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
@@ -128,8 +130,8 @@ fn refusal(blocked: bool) -> AppResult<()> {
     Ok(())
 }
 
-/// Blocks `blocked_id` for `blocker_id` (again: the reason and comment are replaced), applies
-/// the moderation rules, and ends a call between the two.
+/// Blocks `blocked_id` for `blocker_id` (again: the reason and comment are replaced) and ends
+/// a call between the two.
 pub async fn block(
     ctx: &Ctx,
     blocker_id: &str,
@@ -151,11 +153,10 @@ pub async fn block(
             "comment must be at most {COMMENT_CHARS_MAX} characters"
         )));
     }
-    let rules = ctx.config.blocks.clone();
     let (blocker, blocked) = (blocker_id.to_owned(), blocked_id.to_owned());
     let (block, seq) = ctx
         .store
-        .write(move |tx| block_tx(tx, &rules, &blocker, &blocked, reason, comment.clone()))
+        .write(move |tx| block_tx(tx, &blocker, &blocked, reason, comment.clone()))
         .await?;
     // The block is in force now. Its effects in other domains follow from its event; wait
     // (briefly) for them, so the caller sees the call ended and the favorites gone, as a block
@@ -176,22 +177,18 @@ const BLOCK_EFFECTS: [&str; 2] = [CALL_BLOCKS_CONSUMER, FAVORITE_BLOCKS_CONSUMER
 /// How long a block waits for its effects before answering.
 const BLOCK_EFFECTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// [`block`] inside a write, after its input checks: the block, its event and the moderation
-/// rules, in one commit.
+/// [`block`] inside a write, after its input checks: the block and its event, in one commit.
 pub fn block_tx(
     tx: &Tx,
-    rules: &BlocksConfig,
     blocker: &str,
     blocked: &str,
     reason: BlockReason,
     comment: Option<String>,
 ) -> AppResult<(Block, u64)> {
     let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
-
-    let target =
-        user::find_user_tx(tx, &blocked)?.ok_or_else(|| AppError::not_found("no such user"))?;
-    let before: Option<Block> = get(&tx.read(BLOCKS)?, (blocker.as_str(), blocked.as_str()))?;
-    let was = before.map(|b| b.reason);
+    if user::find_user_tx(tx, &blocked)?.is_none() {
+        return Err(AppError::not_found("no such user"));
+    }
     let block = Block {
         blocker_id: blocker.clone(),
         blocked_id: blocked.clone(),
@@ -209,8 +206,9 @@ pub fn block_tx(
         (blocked.as_str(), blocker.as_str()),
         &block,
     )?;
-    // What a block undoes elsewhere (favorites both ways, a call between the two)
-    // follows from this event, durably: each owning domain consumes it.
+    // What a block undoes elsewhere (favorites both ways, a call between the two) and what the
+    // moderation rules make of it follow from this event, durably: each owning domain
+    // consumes it.
     let seq = tx.emit(NewEvent::about(
         &blocker,
         BlockEvent::Blocked {
@@ -219,61 +217,51 @@ pub fn block_tx(
             reason,
         },
     ))?;
-    // Rules count each blocker once per reason: blocking again changes nothing.
-    if reason == BlockReason::Nudity
-        && was != Some(BlockReason::Nudity)
-        && target.role == Role::Streamer
-    {
-        let penalty = Penalty {
-            id: new_id(),
-            user_id: blocked.clone(),
-            reason,
-            by_user_id: blocker.clone(),
-            at_ms: tx.now_ms(),
-        };
-        put(&mut tx.table(PENALTIES)?, penalty.id.as_str(), &penalty)?;
-        tx.table(PENALTIES_BY_USER)?
-            .insert((blocked.as_str(), penalty.id.as_str()), ())?;
-        tx.emit(NewEvent::about(
-            &blocked,
-            BlockEvent::Penalty {
-                penalty_id: penalty.id.clone(),
-                user_id: blocked.clone().into(),
-                reason,
-                by_user_id: blocker.clone().into(),
-            },
-        ))?;
-    }
-    if reason == BlockReason::Harassment
-        && was != Some(BlockReason::Harassment)
-        && target.ban.is_none()
-        && matches!(target.role, Role::User | Role::Streamer)
-    {
-        let since = tx.now_ms() - rules.harassment_window_secs as i64 * 1000;
-        let mut count = 0u32;
-        for row in tx
-            .read(BLOCKED_BY)?
-            .range((blocked.as_str(), "")..(blocked.as_str(), "\u{10ffff}"))?
-        {
-            let b: Block = dec(row?.1.value())?;
-            count += u32::from(b.reason == BlockReason::Harassment && b.at_ms >= since);
-        }
-        if count >= rules.harassment_ban_threshold {
-            let why = format!(
-                "automatic: blocked for harassment by {count} people within {} s",
-                rules.harassment_window_secs
-            );
-            user::ban_tx(tx, &blocked, &why, AUTO_BAN_ACTOR)?;
-            audit::record_tx(
-                tx,
-                AUTO_BAN_ACTOR,
-                "user.auto_ban",
-                &blocked,
-                json!({"reason": "harassment", "blocks": count, "windowSecs": rules.harassment_window_secs}),
-            )?;
-        }
-    }
     Ok((block, seq))
+}
+
+/// Records a penalty against `user_id` from `by_user_id`'s block, weighing `weight`, with its
+/// event; the moderation rules decide when a block earns one.
+pub fn record_penalty_tx(
+    tx: &Tx,
+    user_id: &str,
+    reason: BlockReason,
+    by_user_id: &str,
+    weight: u32,
+) -> AppResult<Penalty> {
+    let penalty = Penalty {
+        id: new_id(),
+        user_id: user_id.to_owned(),
+        reason,
+        by_user_id: by_user_id.to_owned(),
+        at_ms: tx.now_ms(),
+        weight,
+    };
+    put(&mut tx.table(PENALTIES)?, penalty.id.as_str(), &penalty)?;
+    tx.table(PENALTIES_BY_USER)?
+        .insert((user_id, penalty.id.as_str()), ())?;
+    tx.emit(NewEvent::about(
+        user_id,
+        BlockEvent::Penalty {
+            penalty_id: penalty.id.clone(),
+            user_id: user_id.to_owned().into(),
+            reason,
+            by_user_id: by_user_id.to_owned().into(),
+        },
+    ))?;
+    Ok(penalty)
+}
+
+/// Whether `blocker` currently blocks `blocked` for `reason` (a block since replaced by another
+/// reason, or lifted, no longer counts).
+pub fn blocks_for_tx(
+    tx: &Tx,
+    blocker: &str,
+    blocked: &str,
+    reason: BlockReason,
+) -> AppResult<bool> {
+    let b: Option<Block> = get(&tx.read(BLOCKS)?, (blocker, blocked))?;
+    Ok(b.is_some_and(|b| b.reason == reason))
 }
 
 /// Lifts a block; `not_found` when there was none.

@@ -54,6 +54,15 @@ pub fn between(rtx: &ReadTransaction, a: &str, b: &str) -> AppResult<(Stats, Sta
     ))
 }
 
+/// [`between`] inside a write.
+pub fn between_tx(tx: &Tx, a: &str, b: &str) -> AppResult<(Stats, Stats)> {
+    let t = tx.read(INTERACTIONS)?;
+    Ok((
+        get(&t, (a, b))?.unwrap_or_default(),
+        get(&t, (b, a))?.unwrap_or_default(),
+    ))
+}
+
 /// `me`'s interactions with one person (`with`) or, without `with`, one page of everyone,
 /// most recent first, after the `(last interaction ms, other)` cursor, in one read: rows of
 /// `(other, what me did, what they did)`, and whether the page was full (more may follow).
@@ -199,7 +208,9 @@ fn apply(tx: &Tx, e: &Event) -> AppResult<()> {
     Ok(())
 }
 
-const NAME: &str = "interactions";
+/// The consumer's name: whoever reads interactions right after an event waits for it.
+pub const CONSUMER: &str = "interactions";
+const NAME: &str = CONSUMER;
 
 /// The `interactions` consumer.
 pub struct Interactions {

@@ -1,4 +1,4 @@
-//! Admin routes: roles, bans, the audit log.
+//! Admin routes: roles, bans, the moderators' queue, the audit log.
 
 use std::sync::Arc;
 
@@ -16,7 +16,9 @@ use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 use crate::core::idempotency::Idempotency;
 
+use super::moderation::{self, Case, CaseDecision, CaseState, Rule};
 use super::payouts::{self, Decision, Payout, PayoutState};
+use crate::config::AutomaticAction;
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -51,6 +53,74 @@ pub struct AuditPage {
 }
 
 const AUDIT_PAGE_MAX: u32 = 200;
+const CASE_PAGE_MAX: u32 = 200;
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReporterView {
+    pub user_id: String,
+    /// 1, plus 1 for an established account, plus 1 for one that has bought coins.
+    pub weight: u32,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CaseView {
+    pub id: String,
+    pub user_id: String,
+    pub rule: Rule,
+    pub state: CaseState,
+    pub opened_at: OffsetDateTime,
+    /// `suspend` or `ban`: what the rule did when the case opened.
+    pub action: String,
+    pub suspended_until: Option<OffsetDateTime>,
+    /// Total weight of the counted reports.
+    pub weight: u32,
+    pub reporters: Vec<ReporterView>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+    pub note: Option<String>,
+}
+
+impl From<Case> for CaseView {
+    fn from(c: Case) -> Self {
+        CaseView {
+            id: c.id,
+            user_id: c.user_id,
+            rule: c.rule,
+            state: c.state,
+            opened_at: to_datetime(c.opened_at_ms),
+            action: match c.action {
+                AutomaticAction::Suspend => "suspend".into(),
+                AutomaticAction::Ban => "ban".into(),
+            },
+            suspended_until: c.suspended_until_ms.map(to_datetime),
+            weight: c.weight,
+            reporters: c
+                .reporters
+                .into_iter()
+                .map(|(user_id, weight)| ReporterView { user_id, weight })
+                .collect(),
+            decided_by: c.decided_by,
+            decided_at: c.decided_at_ms.map(to_datetime),
+            note: c.note,
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CaseList {
+    pub items: Vec<CaseView>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CaseDecisionRequest {
+    pub decision: CaseDecision,
+    /// Why, 1–500 characters; kept with the case and in the audit log.
+    pub note: Option<String>,
+}
 
 pub struct AdminApi;
 
@@ -108,6 +178,52 @@ impl AdminApi {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::unban(&ctx, &who.user_id, &user_id).await?;
         Ok(NoContent::Done)
+    }
+
+    /// The moderators' queue: cases the automatic rules opened, in one state (default
+    /// `open`), oldest first. Moderators and admins.
+    #[oai(
+        path = "/moderation/cases",
+        method = "get",
+        operation_id = "admin_moderation_cases"
+    )]
+    async fn moderation_cases(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        state: Query<Option<CaseState>>,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<CaseList>> {
+        auth.require(&ctx, Access::Staff).await?;
+        let limit = page_limit(limit.0, 50, CASE_PAGE_MAX)?;
+        let items = moderation::cases(&ctx, state.0.unwrap_or(CaseState::Open), limit).await?;
+        Ok(Json(CaseList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Decide an open case: `uphold` bans the user permanently, `lift` ends the automatic
+    /// suspension or ban (the reports it rested on no longer count). Moderators and admins;
+    /// audited. `conflict` when the case was already decided.
+    #[oai(
+        path = "/moderation/cases/:case_id/decision",
+        method = "post",
+        operation_id = "admin_moderation_case_decide"
+    )]
+    async fn moderation_decide(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        case_id: Path<String>,
+        body: Json<CaseDecisionRequest>,
+    ) -> AppResult<Json<CaseView>> {
+        let who = auth.require(&ctx, Access::Staff).await?;
+        let body = body.0;
+        Ok(Json(
+            moderation::decide(&ctx, &who.user_id, &case_id, body.decision, body.note)
+                .await?
+                .into(),
+        ))
     }
 
     /// The audit log, newest first. Admin.

@@ -1,8 +1,10 @@
 //! mission_control: the admin panel's back end. Every admin action is written to the audit log
-//! (and the event log) in the same transaction as the change it made.
+//! (and the event log) in the same transaction as the change it made. `moderation` holds the
+//! automatic rules fed by blocks and the moderators' queue of cases they open.
 
 pub mod api;
 pub mod events;
+pub mod moderation;
 pub mod payouts;
 mod tables;
 pub use tables::TABLES;

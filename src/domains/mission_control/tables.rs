@@ -7,4 +7,12 @@ crate::tables! {
     PAYOUTS_BY_STATE: (&str, &str) => () = "payout_by_state";
     /// (streamer id, payout id): a streamer's requests.
     PAYOUTS_BY_STREAMER: (&str, &str) => () = "payout_by_streamer";
+    /// (target, rule, blocker) → Signal: blocks that count toward a rule, with their weight.
+    SIGNALS: (&str, &str, &str) => &[u8] = "moderation_signal";
+    /// case id (time-ordered) → Case.
+    CASES: &str => &[u8] = "moderation_case";
+    /// (state, case id): the moderators' queue.
+    CASES_BY_STATE: (&str, &str) => () = "moderation_case_by_state";
+    /// (user, rule) → case id: at most one open case per user and rule.
+    OPEN_CASES: (&str, &str) => &str = "moderation_open_case";
 }

@@ -427,6 +427,8 @@ fn credit(
         refunded_at_ms: None,
     };
     put(&mut tx.table(STORE_PURCHASES)?, store_key, &purchase)?;
+    tx.table(PURCHASES_BY_USER)?
+        .insert((intent.user_id.as_str(), store_key), ())?;
     tx.emit(
         NewEvent::about(
             &intent.user_id,
@@ -444,6 +446,34 @@ fn credit(
         .to(Audience::Users(vec![intent.user_id.clone().into()])),
     )?;
     Ok(())
+}
+
+/// Whether `user_id` ever bought coins in a store (refunded purchases included: they are
+/// still a sign of a real person), for the weight of their reports.
+pub fn has_purchased_tx(tx: &Tx, user_id: &str) -> AppResult<bool> {
+    Ok(tx
+        .read(PURCHASES_BY_USER)?
+        .range((user_id, "")..=(user_id, "\u{10ffff}"))?
+        .next()
+        .is_some())
+}
+
+/// Fills `PURCHASES_BY_USER` from the purchases stored before it existed; at start, once
+/// (later purchases write it as they are credited).
+pub fn index_purchases_by_user(tx: &Tx) -> AppResult<usize> {
+    if tx.read(PURCHASES_BY_USER)?.iter()?.next().is_some() {
+        return Ok(0);
+    }
+    let purchases: Vec<StorePurchase> = tx
+        .read(STORE_PURCHASES)?
+        .iter()?
+        .map(|row| dec(row?.1.value()))
+        .collect::<AppResult<_>>()?;
+    let mut index = tx.table(PURCHASES_BY_USER)?;
+    for p in &purchases {
+        index.insert((p.user_id.as_str(), p.key.as_str()), ())?;
+    }
+    Ok(purchases.len())
 }
 
 /// Takes back the coins of a refunded or revoked store purchase; false when the purchase was

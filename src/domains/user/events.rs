@@ -32,10 +32,13 @@ crate::domain_events! {
             from: Role,
             to: Role,
         }
-        /// The account is banned; its connections are closed.
+        /// The account is banned, or suspended until `untilMs`; its connections are closed.
         Banned = "user_banned" on "account" to "the banned user" {
             user_id: UserId,
             reason: String,
+            /// For a suspension: when it ends (unix ms). Absent: until lifted.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            until_ms: Option<i64>,
         }
         Unbanned = "user_unbanned" {
             user_id: UserId,

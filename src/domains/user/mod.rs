@@ -88,12 +88,7 @@ pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<P
         Some(s) if s.revoked_at_ms.is_none() && s.user_id == user.id => {}
         _ => return Err(AppError::unauthorized("the session has been revoked")),
     }
-    if let Some(ban) = &user.ban {
-        return Err(AppError::new(
-            Code::AccountBanned,
-            format!("account banned: {}", ban.reason),
-        ));
-    }
+    user.refuse_if_banned(ctx.store.now_ms())?;
     if !access.allows(user.role) {
         return Err(AppError::forbidden(format!(
             "this needs {access:?} access; the account is a {}",
@@ -428,11 +423,8 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                 && now - used <= reuse_ms
                 && session.expires_at_ms > now
             {
-                if let Some(ban) = find_user_tx(tx, &session.user_id)?.and_then(|u| u.ban) {
-                    return Err(AppError::new(
-                        Code::AccountBanned,
-                        format!("account banned: {}", ban.reason),
-                    ));
+                if let Some(user) = find_user_tx(tx, &session.user_id)? {
+                    user.refuse_if_banned(now)?;
                 }
                 let again =
                     String::from_utf8(seal(&refresh_token, sealed)).map_err(AppError::internal)?;
@@ -458,11 +450,8 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> AppResult<AuthTokens> {
                 ));
             }
             // Refused before the token is used up: it works again if the ban is lifted.
-            if let Some(ban) = find_user_tx(tx, &session.user_id)?.and_then(|u| u.ban) {
-                return Err(AppError::new(
-                    Code::AccountBanned,
-                    format!("account banned: {}", ban.reason),
-                ));
+            if let Some(user) = find_user_tx(tx, &session.user_id)? {
+                user.refuse_if_banned(now)?;
             }
             let mut refresh = tx.table(REFRESH_TOKENS)?;
             put(
@@ -724,11 +713,27 @@ pub fn set_role_tx(tx: &Tx, user_id: &str, role: Role) -> AppResult<Role> {
 }
 
 pub fn ban_tx(tx: &Tx, user_id: &str, reason: &str, by: &str) -> AppResult<()> {
+    restrict_tx(tx, user_id, reason, by, None)
+}
+
+/// Bans `user_id` until `until_ms` (a suspension), after which they may sign in again.
+pub fn suspend_tx(tx: &Tx, user_id: &str, reason: &str, by: &str, until_ms: i64) -> AppResult<()> {
+    restrict_tx(tx, user_id, reason, by, Some(until_ms))
+}
+
+fn restrict_tx(
+    tx: &Tx,
+    user_id: &str,
+    reason: &str,
+    by: &str,
+    until_ms: Option<i64>,
+) -> AppResult<()> {
     let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
     user.ban = Some(Ban {
         reason: reason.to_owned(),
         at_ms: tx.now_ms(),
         by: by.to_owned(),
+        until_ms,
     });
     put(&mut tx.table(USERS)?, user_id, &user)?;
     tx.emit(
@@ -737,6 +742,7 @@ pub fn ban_tx(tx: &Tx, user_id: &str, reason: &str, by: &str) -> AppResult<()> {
             UserEvent::Banned {
                 user_id: user_id.to_owned().into(),
                 reason: reason.to_owned(),
+                until_ms,
             },
         )
         .to(Audience::Users(vec![user_id.to_owned().into()])),
@@ -841,12 +847,7 @@ fn open_session(
 ) -> AppResult<SessionRecord> {
     let user =
         find_user_tx(tx, user_id)?.ok_or_else(|| AppError::unauthorized("no such account"))?;
-    if let Some(ban) = &user.ban {
-        return Err(AppError::new(
-            Code::AccountBanned,
-            format!("account banned: {}", ban.reason),
-        ));
-    }
+    user.refuse_if_banned(tx.now_ms())?;
     let now = tx.now_ms();
     let session = SessionRecord {
         id: new_id(),

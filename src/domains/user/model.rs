@@ -28,6 +28,38 @@ pub struct Ban {
     pub reason: String,
     pub at_ms: i64,
     pub by: String,
+    /// A suspension ends by itself at this time (unix ms); `None`: until lifted.
+    #[serde(default)]
+    pub until_ms: Option<i64>,
+}
+
+impl UserRecord {
+    /// Refuses a banned account (`account_banned`); a suspension past its end no longer counts.
+    pub fn refuse_if_banned(&self, now_ms: i64) -> crate::core::error::AppResult<()> {
+        match &self.ban {
+            Some(ban) if ban.until_ms.is_none_or(|until| until > now_ms) => {
+                Err(crate::core::error::AppError::new(
+                    crate::core::error::Code::AccountBanned,
+                    match ban.until_ms {
+                        Some(until) => format!(
+                            "account suspended until {}: {}",
+                            crate::core::clock::to_datetime(until)
+                                .format(&time::format_description::well_known::Rfc3339)
+                                .unwrap_or_default(),
+                            ban.reason
+                        ),
+                        None => format!("account banned: {}", ban.reason),
+                    },
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a ban (or a suspension not over yet) is in force.
+    pub fn is_banned(&self, now_ms: i64) -> bool {
+        self.refuse_if_banned(now_ms).is_err()
+    }
 }
 
 /// How an account is reached from a credential.
