@@ -462,9 +462,19 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {
-    /// Failed sign-ins per account within the window before it is throttled.
+    /// Failed sign-ins of one account from one address before each further attempt from that
+    /// address waits: `pair_delay_base_secs`, doubling with each failure up to
+    /// `pair_delay_max_secs`. Other addresses (the owner's) are not slowed.
+    pub pair_free_failures: u32,
+    pub pair_delay_base_secs: u64,
+    pub pair_delay_max_secs: u64,
+    /// Failed sign-ins of one account from all addresses within the window before it is
+    /// refused for everyone: a ceiling for guessing spread over many addresses, far above what
+    /// an owner mistypes.
     pub account_failures_max: u32,
-    /// Failed sign-ins per client address within the window before it is throttled.
+    /// Failed password sign-ins (and registration probes) from one client address, over all
+    /// accounts, within the window before its password attempts are throttled. Device
+    /// sign-ins are not affected.
     pub address_failures_max: u32,
     /// Accounts one client address may create within the window (device, password or
     /// external sign-up).
@@ -566,7 +576,10 @@ impl Default for AuthConfig {
 impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
-            account_failures_max: 5,
+            pair_free_failures: 3,
+            pair_delay_base_secs: 1,
+            pair_delay_max_secs: 900,
+            account_failures_max: 50,
             address_failures_max: 30,
             signups_per_address_max: 50,
             window_secs: 900,
@@ -711,6 +724,12 @@ impl Config {
             return Err(bad("auth.issuer", "must not be empty"));
         }
         let t = &self.auth.throttle;
+        if t.pair_free_failures == 0 || t.pair_delay_base_secs == 0 || t.pair_delay_max_secs == 0 {
+            return Err(bad(
+                "auth.throttle",
+                "pair_free_failures and the pair delays must be positive",
+            ));
+        }
         if t.account_failures_max == 0
             || t.address_failures_max == 0
             || t.signups_per_address_max == 0

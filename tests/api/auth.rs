@@ -147,70 +147,152 @@ async fn an_anonymous_account_can_link_email_and_password() {
     assert_eq!(again.code(), "conflict");
 }
 
+/// A password sign-in from `address` (the test server trusts `x-forwarded-for`).
+async fn login_from(t: &TestApp, address: &str, email: &str, password: &str) -> Reply {
+    let r = t
+        .http
+        .post(format!("{}/v1/auth/login", t.base))
+        .header("x-forwarded-for", address)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    Reply::from(r).await
+}
+
+fn retry_after(r: &Reply) -> u64 {
+    r.headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+async fn spawn_behind_proxy() -> TestApp {
+    TestApp::spawn_with(|c| c.server.client_ip_header = "x-forwarded-for".into()).await
+}
+
+/// Security issue, defect 5, the attacker's side: wrong passwords for an account from one
+/// address make each further try from there wait, twice as long each time.
 #[tokio::test]
-async fn failed_sign_ins_are_throttled_per_account_with_retry_after() {
-    let t = TestApp::spawn().await;
+async fn wrong_passwords_slow_the_guesser_exponentially() {
+    let t = spawn_behind_proxy().await;
+    let email = "t@example.com";
     t.post(
         "/v1/auth/register",
         None,
-        json!({"email": "t@example.com", "password": "right-password"}),
+        json!({"email": email, "password": "right-password"}),
     )
     .await;
-    for _ in 0..5 {
-        let r = t
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({"email": "t@example.com", "password": "wrong-password"}),
-            )
-            .await;
+    let attacker = "203.0.113.7";
+    for _ in 0..3 {
+        let r = login_from(&t, attacker, email, "wrong-password").await;
         assert_eq!(r.code(), "invalid_credentials");
     }
-    let limited = t
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": "t@example.com", "password": "right-password"}),
-        )
-        .await;
-    assert_eq!(
-        (limited.status.as_u16(), limited.code()),
-        (429, "rate_limited")
-    );
-    let retry: u64 = limited.headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=901).contains(&retry), "retry-after {retry}");
-    // Another account from the same address is not yet limited (the address limit is higher).
-    let other = t.sign_in_device("dev-throttle", "0123456789abcdef").await;
-    assert_eq!(other.status, 200);
-    // After the window the right password works again.
-    t.clock.advance_ms(retry as i64 * 1000);
-    let ok = t
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": "t@example.com", "password": "right-password"}),
-        )
-        .await;
-    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let limited = login_from(&t, attacker, email, "wrong-password").await;
+        assert_eq!(
+            (limited.status.as_u16(), limited.code()),
+            (429, "rate_limited")
+        );
+        let wait = retry_after(&limited);
+        waits.push(wait);
+        t.clock.advance_ms(wait as i64 * 1000);
+        let r = login_from(&t, attacker, email, "wrong-password").await;
+        assert_eq!(
+            r.code(),
+            "invalid_credentials",
+            "allowed again after the wait"
+        );
+    }
+    assert_eq!(waits, [1, 2, 4, 8], "the delay doubles");
+    // Even the right password waits its turn from the guesser's address.
+    let r = login_from(&t, attacker, email, "right-password").await;
+    assert_eq!(r.code(), "rate_limited");
 }
 
+/// Security issue, defect 5, the owner's side: however many wrong passwords others try for
+/// the account (the admin's included), the owner signs in with the right one from their own
+/// address at once, and device sign-ins from the guessing address are not blocked.
 #[tokio::test]
-async fn failed_sign_ins_are_throttled_per_client_address() {
-    let t = TestApp::spawn_with(|c| c.auth.throttle.address_failures_max = 3).await;
-    for i in 0..3 {
-        t.sign_in_device(&format!("dev-{i}"), "0123456789abcdef")
-            .await;
-        let r = t
-            .sign_in_device(&format!("dev-{i}"), "wrong-wrong-wrong-wrong")
-            .await;
+async fn the_owner_is_never_locked_out_by_someone_elses_guesses() {
+    let t = spawn_behind_proxy().await;
+    let email = "owner@example.com";
+    t.post(
+        "/v1/auth/register",
+        None,
+        json!({"email": email, "password": "right-password"}),
+    )
+    .await;
+    let attacker = "203.0.113.8";
+    for _ in 0..10 {
+        let r = login_from(&t, attacker, email, "wrong-password").await;
+        assert!(
+            matches!(r.code(), "invalid_credentials" | "rate_limited"),
+            "{:?}",
+            r.body
+        );
+    }
+    let owner = login_from(&t, "198.51.100.20", email, "right-password").await;
+    assert_eq!(owner.status, 200, "the owner signs in: {:?}", owner.body);
+
+    // Thirty-odd password failures from one address, over many accounts: password sign-ins
+    // from there are refused, but a new device sign-up from there is not.
+    let t = spawn_behind_proxy().await;
+    for i in 0..31 {
+        let r = login_from(
+            &t,
+            attacker,
+            &format!("nobody{i}@example.com"),
+            "wrong-password",
+        )
+        .await;
+        assert!(
+            matches!(r.code(), "invalid_credentials" | "rate_limited"),
+            "{:?}",
+            r.body
+        );
+    }
+    let r = login_from(&t, attacker, "another@example.com", "wrong-password").await;
+    assert_eq!(
+        r.code(),
+        "rate_limited",
+        "the address is limited for passwords"
+    );
+    let device = t
+        .http
+        .post(format!("{}/v1/auth/device", t.base))
+        .header("x-forwarded-for", attacker)
+        .json(&json!({"deviceId": "fresh-device", "deviceSecret": "0123456789abcdef", "platform": "ios"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        device.status(),
+        200,
+        "device sign-in is not blocked by password failures"
+    );
+}
+
+/// A guess spread over many addresses still meets the per-account ceiling.
+#[tokio::test]
+async fn distributed_guessing_meets_the_per_account_ceiling() {
+    let t = TestApp::spawn_with(|c| {
+        c.server.client_ip_header = "x-forwarded-for".into();
+        c.auth.throttle.account_failures_max = 6;
+    })
+    .await;
+    let email = "d@example.com";
+    t.post(
+        "/v1/auth/register",
+        None,
+        json!({"email": email, "password": "right-password"}),
+    )
+    .await;
+    for i in 0..6 {
+        let r = login_from(&t, &format!("192.0.2.{i}"), email, "wrong-password").await;
         assert_eq!(r.code(), "invalid_credentials");
     }
-    let r = t.sign_in_device("dev-new", "0123456789abcdef").await;
-    assert_eq!(r.code(), "rate_limited");
+    let r = login_from(&t, "192.0.2.100", email, "wrong-password").await;
+    assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
+    assert!((1..=901).contains(&retry_after(&r)));
 }
 
 /// Probing which emails are registered is throttled per address like guessing passwords:

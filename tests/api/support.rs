@@ -44,6 +44,22 @@ pub struct Reply {
 }
 
 impl Reply {
+    pub async fn from(resp: reqwest::Response) -> Reply {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     /// The problem `code` of an error reply.
     pub fn code(&self) -> &str {
         self.body["code"].as_str().unwrap_or("")
@@ -130,20 +146,7 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::from(req.send().await.expect("request")).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {

@@ -122,7 +122,7 @@ pub async fn sign_in_device(
     )?;
     let account = format!("device:{device_id}");
     let _claim = ctx.sign_in.claim(&account)?;
-    check_throttle(ctx, Some(&account), meta.address.as_deref()).await?;
+    check_throttle(ctx, Some(&account), &meta, AddressLimit::Ignored).await?;
     let secret_hash = secret_hash(&secret);
     let meta = ClientMeta {
         platform: Some(platform),
@@ -158,7 +158,7 @@ pub async fn sign_in_device(
                     user.id
                 }
             };
-            record_attempt(tx, &acc, Some(&user_id), SignInMethod::Device, &m, true)?;
+            signed_in(tx, &acc, &user_id, SignInMethod::Device, &m)?;
             open_session(tx, &user_id, SignInMethod::Device, &m, &r, ttl_ms)
         })
         .await;
@@ -176,7 +176,7 @@ pub async fn register(
 ) -> AppResult<AuthTokens> {
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
-    check_throttle(ctx, None, meta.address.as_deref()).await?;
+    check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
     let account = format!("email:{}", email.as_str());
     // Checked before the (deliberately slow) hash, and counted as a failure of the address:
     // trying emails one after another is throttled like guessing passwords.
@@ -262,7 +262,7 @@ pub async fn login(
         .map_err(|_| AppError::new(Code::InvalidCredentials, "wrong email or password"))?;
     let account = format!("email:{}", email.as_str());
     let _claim = ctx.sign_in.claim(&account)?;
-    check_throttle(ctx, Some(&account), meta.address.as_deref()).await?;
+    check_throttle(ctx, Some(&account), &meta, AddressLimit::Applies).await?;
     let acc = account.clone();
     let user = ctx
         .store
@@ -287,7 +287,7 @@ pub async fn login(
             let (m, r, acc) = (meta.clone(), refresh.clone(), account.clone());
             ctx.store
                 .write(move |tx| {
-                    record_attempt(tx, &acc, Some(&user.id), SignInMethod::Password, &m, true)?;
+                    signed_in(tx, &acc, &user.id, SignInMethod::Password, &m)?;
                     open_session(tx, &user.id, SignInMethod::Password, &m, &r, ttl_ms)
                 })
                 .await
@@ -322,7 +322,7 @@ pub async fn sign_in_external(
         )
     })?;
     // The subject is unknown until the token is verified, so only the address is throttled.
-    check_throttle(ctx, None, meta.address.as_deref()).await?;
+    check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
     let identity = match verifier.verify(id_token, ctx.store.now_ms()).await {
         Ok(i) => i,
         Err(e) => {
@@ -995,7 +995,8 @@ impl Drop for AccountClaim<'_> {
     }
 }
 
-/// Records a failed sign-in; it counts towards throttling the account and the address.
+/// Records a failed sign-in; it counts towards throttling the account (from this address, and
+/// from all) and, except for device sign-ins, the address.
 async fn record_failure(
     ctx: &Ctx,
     account: Option<&str>,
@@ -1003,7 +1004,7 @@ async fn record_failure(
     meta: &ClientMeta,
 ) -> AppResult<()> {
     let (acc, m) = (account.map(str::to_owned), meta.clone());
-    let t = &ctx.config.auth.throttle;
+    let t = ctx.config.auth.throttle.clone();
     let window_ms = t.window_secs as i64 * 1000;
     ctx.store
         .write(move |tx| {
@@ -1017,14 +1018,40 @@ async fn record_failure(
             )?;
             if let Some(acc) = &acc {
                 note_occurrence(tx, &format!("account:{acc}"), window_ms)?;
+                let key = backoff_key(acc, &m);
+                let mut backoffs = tx.table(SIGN_IN_BACKOFF)?;
+                let mut backoff: Backoff = get(&backoffs, key.as_str())?.unwrap_or_default();
+                backoff.failed(tx.now_ms(), &t);
+                put(&mut backoffs, key.as_str(), &backoff)?;
             }
-            note_occurrence(
-                tx,
-                &format!("address:{}", m.address.as_deref().unwrap_or("")),
-                window_ms,
-            )
+            if method == SignInMethod::Device {
+                return Ok(());
+            }
+            note_occurrence(tx, &address_key(&m), window_ms)
         })
         .await
+}
+
+fn backoff_key(account: &str, meta: &ClientMeta) -> String {
+    format!("{account}|{}", meta.address.as_deref().unwrap_or(""))
+}
+
+fn address_key(meta: &ClientMeta) -> String {
+    format!("address:{}", meta.address.as_deref().unwrap_or(""))
+}
+
+/// A successful sign-in: recorded, and the pair's failures forgotten.
+fn signed_in(
+    tx: &Tx,
+    account: &str,
+    user_id: &str,
+    method: SignInMethod,
+    meta: &ClientMeta,
+) -> AppResult<()> {
+    record_attempt(tx, account, Some(user_id), method, meta, true)?;
+    tx.table(SIGN_IN_BACKOFF)?
+        .remove(backoff_key(account, meta).as_str())?;
+    Ok(())
 }
 
 fn record_attempt(
@@ -1054,17 +1081,33 @@ fn note_occurrence(tx: &Tx, key: &str, window_ms: i64) -> AppResult<()> {
     put(&mut t, key, &th)
 }
 
-/// Refuses with `rate_limited` while the account (when known before verification) or the
-/// client address has had too many failures within the window.
-async fn check_throttle(ctx: &Ctx, account: Option<&str>, address: Option<&str>) -> AppResult<()> {
+/// Whether the address-wide failure limit applies to a sign-in: it does for passwords and
+/// tokens (guessing over many accounts), not for devices (whose secrets cannot be guessed, and
+/// whose sign-up must not be blocked by someone's password failures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AddressLimit {
+    Applies,
+    Ignored,
+}
+
+/// Refuses with `rate_limited` (and how long to wait) while the account's failures from this
+/// address call for a pause, the account has reached its ceiling from all addresses, or (when
+/// it applies) the address has had too many failures over all accounts.
+async fn check_throttle(
+    ctx: &Ctx,
+    account: Option<&str>,
+    meta: &ClientMeta,
+    address_limit: AddressLimit,
+) -> AppResult<()> {
     let cfg = ctx.config.auth.throttle.clone();
-    let mut keys = vec![(
-        format!("address:{}", address.unwrap_or("")),
-        cfg.address_failures_max,
-    )];
+    let mut keys = Vec::new();
+    if address_limit == AddressLimit::Applies {
+        keys.push((address_key(meta), cfg.address_failures_max));
+    }
     if let Some(account) = account {
         keys.push((format!("account:{account}"), cfg.account_failures_max));
     }
+    let pair = account.map(|a| backoff_key(a, meta));
     let now = ctx.store.now_ms();
     let window_ms = cfg.window_secs as i64 * 1000;
     let retry_ms = ctx
@@ -1075,6 +1118,13 @@ async fn check_throttle(ctx: &Ctx, account: Option<&str>, address: Option<&str>)
             for (key, max) in &keys {
                 let th: Throttle = get(&t, key.as_str())?.unwrap_or_default();
                 if let Some(ms) = th.wait_ms(now, window_ms, u64::from(*max)) {
+                    retry_ms = retry_ms.max(ms);
+                }
+            }
+            if let Some(pair) = pair {
+                let backoff: Backoff =
+                    get(&rtx.open_table(SIGN_IN_BACKOFF)?, pair.as_str())?.unwrap_or_default();
+                if let Some(ms) = backoff.wait_ms(now, &cfg) {
                     retry_ms = retry_ms.max(ms);
                 }
             }

@@ -166,6 +166,40 @@ pub struct LoginAttempt {
     pub succeeded: bool,
 }
 
+/// Failed sign-ins of one account from one address: past the free ones, each further attempt
+/// from there waits twice as long as the one before.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Backoff {
+    pub failures: u32,
+    pub last_ms: i64,
+}
+
+impl Backoff {
+    /// How long the pair must still wait at `now`, if at all. Failures are forgotten a window
+    /// after the last one.
+    pub fn wait_ms(&self, now: i64, t: &crate::config::ThrottleConfig) -> Option<i64> {
+        let window_ms = t.window_secs as i64 * 1000;
+        let since = now - self.last_ms;
+        if self.failures < t.pair_free_failures || since >= window_ms {
+            return None;
+        }
+        let doublings = (self.failures - t.pair_free_failures).min(30);
+        let delay_ms = (t.pair_delay_base_secs.saturating_mul(1 << doublings))
+            .min(t.pair_delay_max_secs) as i64
+            * 1000;
+        (since < delay_ms).then_some(delay_ms - since)
+    }
+
+    /// Counts a failure at `now`.
+    pub fn failed(&mut self, now: i64, t: &crate::config::ThrottleConfig) {
+        if now - self.last_ms >= t.window_secs as i64 * 1000 {
+            self.failures = 0;
+        }
+        self.failures += 1;
+        self.last_ms = now;
+    }
+}
+
 /// A sliding-window counter of occurrences (failed sign-ins, sign-ups) for one key: the count
 /// of the current fixed window plus the previous window's count weighted by how much of it the
 /// sliding window still covers. Storage is three numbers whatever the limit.

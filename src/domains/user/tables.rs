@@ -25,4 +25,7 @@ crate::tables! {
     LOGIN_ATTEMPTS: &str => &[u8] = "login_attempt";
     /// `account:<key>` | `address:<ip>` → Throttle.
     LOGIN_THROTTLE: &str => &[u8] = "login_throttle";
+    /// `<account>|<address>` → Backoff: failures of one account from one address, which make
+    /// that pair (only) wait longer and longer.
+    SIGN_IN_BACKOFF: &str => &[u8] = "login_backoff";
 }
