@@ -2,6 +2,7 @@
 //! health, and the middleware every request passes (request id, access log, metrics, body
 //! limit, problem+json errors).
 
+pub mod body;
 pub mod problem;
 pub mod server;
 pub mod ws;

@@ -89,6 +89,25 @@ enum ClientFrame {
     },
 }
 
+/// The `type` of a frame, read first: serde would take an integer `type` as the index of a
+/// variant (`{type: 5}` = the sixth kind), and MessagePack an array as a struct.
+#[derive(Deserialize)]
+struct FrameType {
+    #[serde(rename = "type")]
+    _kind: String,
+}
+
+/// A client frame: a MessagePack map whose `type` is a string naming a known kind, with fields
+/// of their declared types.
+fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, String> {
+    let is_map = matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf));
+    if !is_map {
+        return Err("a frame is a MessagePack map".into());
+    }
+    rmp_serde::from_slice::<FrameType>(bytes).map_err(|e| e.to_string())?;
+    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ServerFrame<'a> {
@@ -642,10 +661,10 @@ impl Session {
             );
             return self.send_error(sink, &e).await;
         }
-        let frame: ClientFrame = match rmp_serde::from_slice(&bytes) {
+        let frame = match decode_client_frame(&bytes) {
             Ok(f) => f,
-            Err(e) => {
-                let e = AppError::new(Code::MalformedJson, format!("not a valid frame: {e}"));
+            Err(reason) => {
+                let e = AppError::new(Code::MalformedJson, format!("not a valid frame: {reason}"));
                 return self.send_error(sink, &e).await;
             }
         };

@@ -34,7 +34,7 @@ async fn device_sign_in_creates_the_account_once_and_checks_the_secret() {
         .await;
     assert_eq!(
         (bad_platform.status.as_u16(), bad_platform.code()),
-        (400, "malformed_json")
+        (400, "validation_failed")
     );
     let signups = t.app().ctx.store.clone();
     let n = signups

@@ -135,7 +135,11 @@ async fn adjustments_are_idempotent_streamed_and_never_overdraw() {
         json!({"amount": "lots", "reason": "x"}),
     )
     .await;
-    assert_eq!(bad.code(), "malformed_json");
+    assert_eq!(
+        bad.code(),
+        "validation_failed",
+        "a wrong type is invalid input"
+    );
     let nobody = post_idem(
         &t,
         "/v1/admin/balances/nobody/adjust",
@@ -430,7 +434,7 @@ async fn payouts_are_held_then_approved_rejected_or_paid() {
         json!({"amount": "all"}),
     )
     .await;
-    assert_eq!(bad.code(), "malformed_json");
+    assert_eq!(bad.code(), "validation_failed");
     let e = t.get("/v1/me/earnings", &s.access).await;
     assert_eq!(
         (e.body["coins"].as_i64(), e.body["pendingPayouts"].as_i64()),

@@ -155,10 +155,11 @@ async fn profile_fields_are_validated_with_clear_codes_and_nothing_changes() {
             "{body}"
         );
     }
+    // A wrong type is invalid input, not broken JSON.
     let wrong_type = patch(&t, &u, json!({"displayName": {"first": "A"}})).await;
     assert_eq!(
         (wrong_type.status.as_u16(), wrong_type.code()),
-        (400, "malformed_json")
+        (400, "validation_failed")
     );
     let me = t.get("/v1/me/profile", &u.access).await;
     assert_eq!(me.body["public"]["displayName"], "Kept");
@@ -216,4 +217,119 @@ async fn invisible_and_direction_changing_text_is_refused() {
         )
         .await;
     assert_eq!((r.status.as_u16(), r.code()), (400, "validation_failed"));
+}
+
+/// Security issue, defect 10: a wrong JSON type where a string is declared is refused with
+/// `validation_failed`, never stored as its text.
+#[tokio::test]
+async fn wrong_json_types_for_strings_are_refused() {
+    let t = TestApp::spawn().await;
+    let u = t.user().await;
+    for bad in [
+        json!(123),
+        json!(true),
+        json!(1.5),
+        json!(["a"]),
+        json!({"a": 1}),
+    ] {
+        let r = t
+            .call(
+                reqwest::Method::PATCH,
+                "/v1/me/profile",
+                Some(&u.access),
+                Some(json!({"displayName": bad})),
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (400, "validation_failed"),
+            "displayName {bad}: {:?}",
+            r.body
+        );
+    }
+    let profile = t.get("/v1/me/profile", &u.access).await;
+    assert!(
+        profile.body["public"]["displayName"].is_null(),
+        "nothing was stored: {:?}",
+        profile.body
+    );
+    // Bytes that are not JSON at all are still `malformed_json`.
+    let r = t
+        .http
+        .patch(format!("{}/v1/me/profile", t.base))
+        .bearer_auth(&u.access)
+        .header("content-type", "application/json")
+        .body("{\"displayName\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(Reply::from(r).await.code(), "malformed_json");
+}
+
+/// The same for every route with a JSON body: each property the document declares as a string,
+/// sent as a number, is `400 validation_failed`.
+#[tokio::test]
+async fn every_declared_string_refuses_a_number_on_every_route() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let spec: Value = t
+        .http
+        .get(format!("{}/openapi.json", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resolve = |s: &Value| -> Value {
+        match s["$ref"].as_str() {
+            Some(r) => spec["components"]["schemas"][r.rsplit('/').next().unwrap()].clone(),
+            None => s.clone(),
+        }
+    };
+    let mut checked = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(schema) = op["requestBody"]["content"]
+                .as_object()
+                .and_then(|c| c.iter().find(|(k, _)| k.starts_with("application/json")))
+                .map(|(_, v)| resolve(&v["schema"]))
+            else {
+                continue;
+            };
+            let Some(props) = schema["properties"].as_object() else {
+                continue;
+            };
+            for (name, prop) in props {
+                let prop = match prop["allOf"].as_array() {
+                    Some(all) if all.len() == 1 => resolve(&all[0]),
+                    _ => resolve(prop),
+                };
+                if prop["type"] != "string" {
+                    continue;
+                }
+                let url = path
+                    .split('/')
+                    .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let r = t
+                    .call(
+                        method.to_uppercase().parse().unwrap(),
+                        &url,
+                        Some(&admin.access),
+                        Some(json!({ name.as_str(): 8 })),
+                    )
+                    .await;
+                assert_eq!(
+                    (r.status.as_u16(), r.code()),
+                    (400, "validation_failed"),
+                    "{method} {path} with {name}: 8 -> {:?}",
+                    r.body
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} string properties were found");
 }

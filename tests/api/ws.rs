@@ -372,3 +372,38 @@ async fn subscribe_frames_per_connection_are_limited() {
     }
     assert_eq!(ws.closed().await, "too_many_bad_frames");
 }
+
+/// Security issue, defect 10: a frame's `type` must be a string — an integer is not taken as
+/// the number of a kind — and a frame must be a map; each field must have its type.
+#[tokio::test]
+async fn frames_with_wrong_types_are_refused() {
+    let t = TestApp::spawn_with(|c| c.ws.bad_frames_max = 20).await;
+    let u = t.user().await;
+    let mut ws = t.ws_ready(&u.access).await;
+    let wrong = [
+        // Index 5 is `ping`: answered with `pong` before the fix.
+        json!({"type": 5}),
+        json!({"type": 5, "nonce": 1}),
+        json!({"type": true}),
+        json!(["ping"]),
+        json!({"type": "subscribe", "topic": 7}),
+        json!({"type": "subscribe", "topic": "account", "fromSeq": "3"}),
+        json!({"type": "ack", "seq": "1"}),
+        json!({"type": "typing", "chatId": 1}),
+    ];
+    for frame in wrong {
+        ws.send(frame.clone()).await;
+        let answer = ws.recv().await;
+        assert_eq!(
+            (answer["type"].as_str(), answer["code"].as_str()),
+            (Some("error"), Some("malformed_json")),
+            "{frame} -> {answer}"
+        );
+    }
+    ws.send(json!({"type": "ping", "nonce": 9})).await;
+    assert_eq!(
+        ws.recv_type("pong").await["nonce"],
+        9,
+        "well-typed frames still work"
+    );
+}

@@ -1,5 +1,6 @@
 //! REST routes of the balance domain.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -286,7 +287,7 @@ impl BalanceApi {
         auth: BearerAuth,
         user_id: Path<String>,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: Json<AdjustRequest>,
+        body: JsonBody<AdjustRequest>,
     ) -> AppResult<Json<AdjustResult>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         let b = body.0;

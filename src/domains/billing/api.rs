@@ -1,5 +1,6 @@
 //! REST routes of the billing domain.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -287,7 +288,7 @@ impl BillingApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<TariffRequest>,
+        body: JsonBody<TariffRequest>,
     ) -> AppResult<Json<TariffView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         Ok(Json(
@@ -308,7 +309,7 @@ impl BillingApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         tariff_id: Path<String>,
-        body: Json<TariffRequest>,
+        body: JsonBody<TariffRequest>,
     ) -> AppResult<Json<TariffView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         Ok(Json(

@@ -1,5 +1,6 @@
 //! REST routes of the blocklist.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -100,7 +101,7 @@ impl BlocklistApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<BlockRequest>,
+        body: JsonBody<BlockRequest>,
     ) -> AppResult<Json<BlockView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let b = body.0;

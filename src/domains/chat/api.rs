@@ -1,5 +1,6 @@
 //! REST routes of chat. Live delivery is the WebSocket topic `chat`.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -234,7 +235,7 @@ impl ChatApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         user_id: Path<String>,
-        body: Json<SendMessageRequest>,
+        body: JsonBody<SendMessageRequest>,
     ) -> AppResult<Json<MessageView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let msg = super::send_text(
@@ -260,7 +261,7 @@ impl ChatApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         chat_id: Path<String>,
-        body: Json<ReadRequest>,
+        body: JsonBody<ReadRequest>,
     ) -> AppResult<Json<ReadState>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let m = super::mark_read(&ctx, &who.user_id, &chat_id.0, body.0.up_to_seq).await?;

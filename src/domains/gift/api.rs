@@ -1,5 +1,6 @@
 //! REST routes of the gift domain.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -154,7 +155,7 @@ impl GiftApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: Json<SendGiftRequest>,
+        body: JsonBody<SendGiftRequest>,
     ) -> AppResult<Json<SendGiftResult>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let idem = Idempotency::new(
@@ -203,7 +204,7 @@ impl GiftApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<GiftRequest>,
+        body: JsonBody<GiftRequest>,
     ) -> AppResult<Json<GiftView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         Ok(Json(
@@ -224,7 +225,7 @@ impl GiftApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         gift_id: Path<String>,
-        body: Json<GiftRequest>,
+        body: JsonBody<GiftRequest>,
     ) -> AppResult<Json<GiftView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         Ok(Json(

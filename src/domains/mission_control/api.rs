@@ -1,5 +1,6 @@
 //! Admin routes: roles, bans, the moderators' queue, the audit log.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -137,7 +138,7 @@ impl AdminApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         user_id: Path<String>,
-        body: Json<RoleRequest>,
+        body: JsonBody<RoleRequest>,
     ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::set_role(&ctx, &who.user_id, &user_id, body.role).await?;
@@ -156,7 +157,7 @@ impl AdminApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         user_id: Path<String>,
-        body: Json<BanRequest>,
+        body: JsonBody<BanRequest>,
     ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::ban(&ctx, &who.user_id, &user_id, &body.reason).await?;
@@ -215,7 +216,7 @@ impl AdminApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         case_id: Path<String>,
-        body: Json<CaseDecisionRequest>,
+        body: JsonBody<CaseDecisionRequest>,
     ) -> AppResult<Json<CaseView>> {
         let who = auth.require(&ctx, Access::Staff).await?;
         let body = body.0;
@@ -324,7 +325,7 @@ impl PayoutApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: Json<PayoutRequestBody>,
+        body: JsonBody<PayoutRequestBody>,
     ) -> AppResult<Json<PayoutView>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
         let idem = Idempotency::new(
@@ -403,7 +404,7 @@ impl PayoutApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         payout_id: Path<String>,
-        body: Json<RejectRequest>,
+        body: JsonBody<RejectRequest>,
     ) -> AppResult<Json<PayoutView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         let reason = super::Reason::parse("reason", &body.0.reason)?.into_string();

@@ -1,6 +1,7 @@
 //! REST routes of notifications. Live delivery is the WebSocket topic `notifications`; the
 //! app answers each with `{type: "ack", seq}`.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -194,7 +195,7 @@ impl NotificationApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<ReadNotifications>,
+        body: JsonBody<ReadNotifications>,
     ) -> AppResult<Json<UnreadCount>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let unread = super::mark_read(&ctx, &who.user_id, body.0.ids).await?;
@@ -233,7 +234,7 @@ impl NotificationApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<PreferencesPatch>,
+        body: JsonBody<PreferencesPatch>,
     ) -> AppResult<Json<PreferencesView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let tidy = |list: Option<Vec<Kind>>| {
@@ -307,7 +308,7 @@ impl NotificationApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<SystemNotificationRequest>,
+        body: JsonBody<SystemNotificationRequest>,
     ) -> AppResult<Json<NotificationView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         let b = body.0;

@@ -1,5 +1,6 @@
 //! REST routes of the payment domain, and the store webhooks.
 
+use crate::api::body::JsonBody;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -244,7 +245,7 @@ impl PaymentApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<ProductRequest>,
+        body: JsonBody<ProductRequest>,
     ) -> AppResult<Json<ProductView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         Ok(Json(
@@ -265,7 +266,7 @@ impl PaymentApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         product_id: Path<String>,
-        body: Json<ProductRequest>,
+        body: JsonBody<ProductRequest>,
     ) -> AppResult<Json<ProductView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         Ok(Json(
@@ -302,7 +303,7 @@ impl PaymentApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<IntentRequest>,
+        body: JsonBody<IntentRequest>,
     ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         Ok(Json(
@@ -345,7 +346,7 @@ impl PaymentApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<AppleRequest>,
+        body: JsonBody<AppleRequest>,
     ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let done = super::stores::purchase_apple(
@@ -371,7 +372,7 @@ impl PaymentApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<GoogleRequest>,
+        body: JsonBody<GoogleRequest>,
     ) -> AppResult<Json<IntentView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let done = super::stores::purchase_google(
@@ -395,7 +396,7 @@ impl PaymentApi {
     async fn apple_webhook(
         &self,
         ctx: Data<&Arc<Ctx>>,
-        body: Json<AppleNotificationBody>,
+        body: JsonBody<AppleNotificationBody>,
     ) -> AppResult<NoContent> {
         super::stores::apple_notification(&ctx, &body.signed_payload).await?;
         Ok(NoContent::Done)
@@ -413,7 +414,7 @@ impl PaymentApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         req: &Request,
-        body: Json<PubSubPush>,
+        body: JsonBody<PubSubPush>,
     ) -> AppResult<NoContent> {
         let bearer = req
             .header("authorization")

@@ -1,5 +1,6 @@
 //! REST routes and wire shapes of the profile domain.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -213,7 +214,7 @@ impl ProfileApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<ProfilePatchBody>,
+        body: JsonBody<ProfilePatchBody>,
     ) -> AppResult<Json<MyProfile>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let today = super::today(&ctx);

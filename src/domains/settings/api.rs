@@ -1,5 +1,6 @@
 //! REST routes of the settings domain.
 
+use crate::api::body::JsonBody;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -156,7 +157,7 @@ impl SettingsApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         platform: Path<Platform>,
-        body: Json<MinVersionRequest>,
+        body: JsonBody<MinVersionRequest>,
     ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         let version = AppVersion::parse(&body.version)?;
@@ -175,7 +176,7 @@ impl SettingsApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         key: Path<String>,
-        body: Json<FlagRequest>,
+        body: JsonBody<FlagRequest>,
     ) -> AppResult<Json<FlagView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         let key = parse_flag_key(&key)?;

@@ -1,5 +1,6 @@
 //! REST routes of the user domain: `/v1/auth/*` and the caller's sessions and devices.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::Request;
@@ -156,7 +157,7 @@ impl AuthApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         req: &Request,
-        body: Json<DeviceSignIn>,
+        body: JsonBody<DeviceSignIn>,
     ) -> AppResult<Json<TokenResponse>> {
         let meta = client_meta(&ctx, req);
         let b = body.0;
@@ -171,7 +172,7 @@ impl AuthApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         req: &Request,
-        body: Json<Credentials>,
+        body: JsonBody<Credentials>,
     ) -> AppResult<Json<TokenResponse>> {
         let meta = client_meta(&ctx, req);
         let t = super::register(&ctx, &body.email, &body.password, None, meta).await?;
@@ -184,7 +185,7 @@ impl AuthApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         req: &Request,
-        body: Json<Credentials>,
+        body: JsonBody<Credentials>,
     ) -> AppResult<Json<TokenResponse>> {
         let meta = client_meta(&ctx, req);
         let t = super::login(&ctx, &body.email, &body.password, meta).await?;
@@ -197,7 +198,7 @@ impl AuthApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         req: &Request,
-        body: Json<ExternalSignIn>,
+        body: JsonBody<ExternalSignIn>,
     ) -> AppResult<Json<TokenResponse>> {
         let meta = client_meta(&ctx, req);
         let t = super::sign_in_external(&ctx, &body.id_token, meta).await?;
@@ -210,7 +211,7 @@ impl AuthApi {
     async fn refresh(
         &self,
         ctx: Data<&Arc<Ctx>>,
-        body: Json<RefreshRequest>,
+        body: JsonBody<RefreshRequest>,
     ) -> AppResult<Json<TokenResponse>> {
         Ok(Json(
             super::refresh(&ctx, &body.refresh_token).await?.into(),
@@ -242,7 +243,7 @@ impl AccountApi {
         ctx: Data<&Arc<Ctx>>,
         req: &Request,
         auth: BearerAuth,
-        body: Json<Credentials>,
+        body: JsonBody<Credentials>,
     ) -> AppResult<Json<TokenResponse>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let meta = client_meta(&ctx, req);
@@ -311,7 +312,7 @@ impl AccountApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         device_id: Path<String>,
-        body: Json<DeviceRequest>,
+        body: JsonBody<DeviceRequest>,
     ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Any).await?;
         let device_id = parse_token_like("deviceId", &device_id, 1, DEVICE_ID_CHARS_MAX)?;

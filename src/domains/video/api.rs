@@ -1,5 +1,6 @@
 //! REST routes of the video domain.
 
+use crate::api::body::JsonBody;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -234,7 +235,7 @@ impl CallApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<StartCall>,
+        body: JsonBody<StartCall>,
     ) -> AppResult<Json<CallView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let ring_ms = ctx.config.calls.ring_timeout_secs as i64 * 1000;
@@ -386,7 +387,7 @@ impl CallApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         call_id: Path<String>,
-        body: Json<ProviderFailure>,
+        body: JsonBody<ProviderFailure>,
     ) -> AppResult<Json<CallView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         Ok(Json(
@@ -432,7 +433,7 @@ impl CallApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         name: Path<String>,
-        body: Json<ProviderSwitch>,
+        body: JsonBody<ProviderSwitch>,
     ) -> AppResult<crate::api::NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
         super::switch_provider(&ctx, &who.user_id, &name, body.enabled).await?;
@@ -449,7 +450,7 @@ impl CallApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<RouletteJoin>,
+        body: JsonBody<RouletteJoin>,
     ) -> AppResult<Json<RouletteStatus>> {
         let who = auth.require(&ctx, Access::User).await?;
         if body.languages.len() > 10 {
@@ -503,7 +504,7 @@ impl CallApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<Availability>,
+        body: JsonBody<Availability>,
     ) -> AppResult<crate::api::NoContent> {
         let who = auth.require(&ctx, Access::Streamer).await?;
         super::roulette::set_available(ctx.0, &who.user_id, body.available).await?;
@@ -516,7 +517,7 @@ impl CallApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
-        body: Json<ClipRequest>,
+        body: JsonBody<ClipRequest>,
     ) -> AppResult<Json<ClipView>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
         Ok(Json(
@@ -537,7 +538,7 @@ impl CallApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         clip_id: Path<String>,
-        body: Json<ClipModeration>,
+        body: JsonBody<ClipModeration>,
     ) -> AppResult<Json<ClipView>> {
         let who = auth.require(&ctx, Access::Staff).await?;
         Ok(Json(
