@@ -66,6 +66,17 @@ pub fn is_invisible(c: char) -> bool {
     ) || u & 0xFFFE == 0xFFFE
 }
 
+/// Code points with no meaning yet (unassigned in the Unicode version of the tables) or a
+/// private one (private use): each font shows them differently, if at all, so they are no
+/// part of a name.
+pub fn is_unassigned(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Unassigned | GeneralCategory::PrivateUse
+    )
+}
+
 /// Whether `s` has at least one character that shows (not space, control or invisible).
 pub fn has_visible(s: &str) -> bool {
     s.chars()

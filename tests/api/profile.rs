@@ -195,6 +195,9 @@ async fn invisible_and_direction_changing_text_is_refused() {
         "\u{FEFF}Anna",
         "Ann\u{E0041}a",
         "x\u{2066}y",
+        // Unassigned, and private use.
+        "Anna\u{0378}",
+        "\u{E000}Anna",
     ] {
         let r = patch(bad).await;
         assert_eq!(

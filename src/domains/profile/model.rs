@@ -94,8 +94,8 @@ fn no_control(s: &str) -> bool {
     !s.chars().any(|c| c.is_control() && c != '\n')
 }
 
-/// 1–40 characters after trimming and NFC, no control characters, nothing invisible or
-/// direction-changing, and at least one character that shows.
+/// 1–40 characters after trimming and NFC, no control characters, nothing invisible,
+/// direction-changing, unassigned or private-use, and at least one character that shows.
 pub fn parse_display_name(raw: &str) -> AppResult<String> {
     let normal = crate::core::text::nfc(raw);
     let s = normal.trim();
@@ -108,6 +108,11 @@ pub fn parse_display_name(raw: &str) -> AppResult<String> {
     if s.chars().any(crate::core::text::is_invisible) || !crate::core::text::has_visible(s) {
         return Err(AppError::validation(
             "displayName must show something and hold no invisible or direction-changing characters",
+        ));
+    }
+    if s.chars().any(crate::core::text::is_unassigned) {
+        return Err(AppError::validation(
+            "displayName must hold no unassigned or private-use characters",
         ));
     }
     Ok(s.to_owned())
@@ -277,12 +282,13 @@ mod properties {
     proptest! {
         #[test]
         fn display_names_are_accepted_exactly_when_trimmed_length_fits(raw in "\\PC{0,50}") {
-            use crate::core::text::{has_visible, is_invisible, nfc};
+            use crate::core::text::{has_visible, is_invisible, is_unassigned, nfc};
             let normal = nfc(&raw);
             let trimmed = normal.trim();
             let n = trimmed.chars().count();
             let ok = (1..=DISPLAY_NAME_CHARS_MAX).contains(&n)
                 && !trimmed.chars().any(is_invisible)
+                && !trimmed.chars().any(is_unassigned)
                 && has_visible(trimmed);
             match parse_display_name(&raw) {
                 Ok(name) => {
@@ -302,6 +308,20 @@ mod properties {
         ) {
             let raw = format!("{before}{hidden}{after}");
             prop_assert!(parse_display_name(&raw).is_err());
+        }
+
+        #[test]
+        fn names_with_an_unassigned_or_private_use_character_are_refused(
+            before in "[a-z]{1,5}",
+            code in prop_oneof![0x0378u32..0x037A, 0x2FE0u32..0x2FF0, 0xE000u32..0xF900, 0xF0000u32..0xFFFFE],
+            after in "[a-z]{0,5}",
+        ) {
+            let hidden = char::from_u32(code).unwrap();
+            prop_assert!(crate::core::text::is_unassigned(hidden), "U+{:04X}", code);
+            let raw = format!("{before}{hidden}{after}");
+            prop_assert!(parse_display_name(&raw).is_err());
+            let plain = format!("{before}{after}");
+            prop_assert!(parse_display_name(&plain).is_ok());
         }
 
         #[test]
