@@ -196,10 +196,11 @@ pub async fn tariff_for_call(
     callee_id: &str,
 ) -> AppResult<Tariff> {
     let (caller_id, callee) = (caller_id.to_owned(), callee_id.to_owned());
+    let now = ctx.store.now_ms();
     ctx.store
         .read(move |rtx| {
             let callee_user = user::find_user(rtx, &callee)?
-                .filter(|u| u.ban.is_none())
+                .filter(|u| !u.is_banned(now))
                 .ok_or_else(|| AppError::not_found("no such user"))?;
             let streamer = [
                 (caller_role, caller_id.as_str()),

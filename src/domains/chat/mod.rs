@@ -199,7 +199,7 @@ pub async fn send_text(
                 });
             }
             let receiver = user::find_user_tx(tx, &to)?
-                .filter(|u| u.ban.is_none())
+                .filter(|u| !u.is_banned(tx.now_ms()))
                 .ok_or_else(|| AppError::not_found("no such user"))?;
             blocklist::refuse_if_blocked_tx(tx, &sender, &receiver.id)?;
             let now = tx.now_ms();

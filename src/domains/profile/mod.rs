@@ -77,10 +77,11 @@ pub async fn own(ctx: &Ctx, user_id: &str) -> AppResult<OwnProfile> {
 pub async fn public(ctx: &Ctx, user_id: &str) -> AppResult<PublicProfile> {
     let user_id = user_id.to_owned();
     let today = today(ctx);
+    let now = ctx.store.now_ms();
     ctx.store
         .read(move |rtx| {
             let user = user::find_user(rtx, &user_id)?
-                .filter(|u| u.ban.is_none())
+                .filter(|u| !u.is_banned(now))
                 .ok_or_else(|| AppError::not_found("no such profile"))?;
             let profile = profile_of(rtx, &user_id)?;
             let presence = user::presence_of(rtx, &user_id)?;
