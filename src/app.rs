@@ -42,6 +42,8 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     pub presence: Arc<Presence>,
     pub sign_in: domains::user::SignInGuard,
+    /// The per-caller request limits of the write routes (`rate_limits`).
+    pub limits: crate::core::rate_limit::RateLimiter,
     pub media: domains::video::media::Media,
     /// Push and email providers and the delivery rules.
     pub delivery: Arc<domains::notification::delivery::Delivery>,
@@ -174,6 +176,7 @@ impl App {
             &config.notifications,
         )?);
         let hub = Arc::new(Hub::default());
+        let limits = crate::core::rate_limit::RateLimiter::new(config.rate_limits.keys_max);
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -185,6 +188,7 @@ impl App {
             google_package,
             metrics,
             presence,
+            limits,
             sign_in: domains::user::SignInGuard::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())

@@ -25,6 +25,7 @@ pub struct Config {
     pub calls: CallsConfig,
     pub video: VideoConfig,
     pub moderation: ModerationConfig,
+    pub rate_limits: RateLimitsConfig,
     pub chat: ChatConfig,
     pub notifications: NotificationsConfig,
 }
@@ -177,6 +178,45 @@ impl Default for ChatConfig {
             messages_per_minute: 30,
             auto_add_streamers: 3,
             greeting: "Hi! Nice to meet you. Say hello any time.".into(),
+        }
+    }
+}
+
+/// Request limits on every write route (POST, PUT, PATCH, DELETE, and WebSocket frames that
+/// act), counted in memory per caller over a sliding window (`core::rate_limit`). Past one,
+/// `429 rate_limited` with `Retry-After`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Writes one signed-in user may make (keyed by the verified token's user).
+    pub user_writes: RateConfig,
+    /// Writes without a valid bearer token (sign-in, registration, store webhooks), per client
+    /// address.
+    pub address_writes: RateConfig,
+    /// Callers tracked at once; past it, idle counters are dropped first, then new callers
+    /// wait.
+    pub keys_max: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    pub max: u32,
+    pub per_secs: u64,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig {
+            user_writes: RateConfig {
+                max: 120,
+                per_secs: 60,
+            },
+            address_writes: RateConfig {
+                max: 300,
+                per_secs: 60,
+            },
+            keys_max: 200_000,
         }
     }
 }
@@ -761,6 +801,21 @@ impl Config {
         }
         if w.heartbeat_timeout_secs == 0 || w.auth_deadline_secs == 0 {
             return Err(bad("ws", "deadlines must be positive"));
+        }
+        let r = &self.rate_limits;
+        for (key, rate) in [
+            ("user_writes", r.user_writes),
+            ("address_writes", r.address_writes),
+        ] {
+            if rate.max == 0 || rate.per_secs == 0 {
+                return Err(bad(
+                    &format!("rate_limits.{key}"),
+                    "max and per_secs must be positive",
+                ));
+            }
+        }
+        if r.keys_max == 0 {
+            return Err(bad("rate_limits.keys_max", "must be positive"));
         }
         let m = &self.moderation;
         if m.harassment_threshold == 0

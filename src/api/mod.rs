@@ -126,6 +126,7 @@ pub fn routes(ctx: Arc<Ctx>) -> impl Endpoint {
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .around(move |next, req| limit_body(next, req, body_max))
+        .around(limit_writes)
         .catch_all_error(|e| async move { problem::render_poem_error(e) })
         .around(observe)
         .data(ctx)
@@ -154,6 +155,44 @@ pub fn client_meta(ctx: &Ctx, req: &Request) -> ClientMeta {
             .map(|s| s.chars().take(256).collect()),
         platform: None,
     }
+}
+
+/// Counts every write (POST, PUT, PATCH, DELETE) against the caller's limit before anything
+/// else runs: `rate_limits.user_writes` for a valid bearer token's user, `address_writes` per
+/// client address otherwise. An invalid token counts against the address, so it can neither
+/// spend someone else's allowance nor escape one.
+async fn limit_writes<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let is_write = matches!(
+        *req.method(),
+        poem::http::Method::POST
+            | poem::http::Method::PUT
+            | poem::http::Method::PATCH
+            | poem::http::Method::DELETE
+    );
+    if let (true, Some(ctx)) = (is_write, req.data::<Arc<Ctx>>()) {
+        let now = ctx.store.now_ms();
+        let limits = &ctx.config.rate_limits;
+        let user = req
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|token| ctx.tokens.verify(token, now).ok())
+            .map(|claims| claims.sub);
+        let (rate, name, key) = match user {
+            Some(user_id) => (limits.user_writes, "user_writes", user_id),
+            None => (
+                limits.address_writes,
+                "address_writes",
+                client_meta(ctx, &req).address.unwrap_or_default(),
+            ),
+        };
+        let limit = crate::core::rate_limit::Limit {
+            name,
+            max: rate.max,
+            window_ms: rate.per_secs as i64 * 1000,
+        };
+        ctx.limits.check(&limit, &key, now)?;
+    }
+    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Refuses bodies over the limit with `payload_too_large`: by `Content-Length` before reading,

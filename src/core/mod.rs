@@ -11,5 +11,6 @@ pub mod ids;
 pub mod live;
 pub mod metrics;
 pub mod platform;
+pub mod rate_limit;
 pub mod store;
 pub mod text;

@@ -456,3 +456,134 @@ async fn every_topic_admits_exactly_the_roles_its_access_allows() {
         }
     }
 }
+
+/// Security issue, defect 4: writes are limited per caller. Before, one user wrote 4,000
+/// profile updates in 5 s.
+#[tokio::test]
+async fn writes_are_rate_limited_per_user_with_retry_after() {
+    let t = TestApp::spawn_with(|c| {
+        c.rate_limits.user_writes.max = 20;
+        c.rate_limits.user_writes.per_secs = 60;
+    })
+    .await;
+    let u = t.user().await;
+    let other = t.user().await;
+    async fn patch(t: &TestApp, who: &Tokens, i: usize) -> Reply {
+        t.call(
+            Method::PATCH,
+            "/v1/me/profile",
+            Some(&who.access),
+            Some(json!({"bio": format!("bio {i}")})),
+        )
+        .await
+    }
+    let mut codes = Vec::new();
+    for i in 0..100 {
+        codes.push(patch(&t, &u, i).await.status.as_u16());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 20, "{codes:?}");
+    let limited = patch(&t, &u, 100).await;
+    assert_eq!(
+        (limited.status.as_u16(), limited.code()),
+        (429, "rate_limited")
+    );
+    let wait: i64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=120).contains(&wait), "{wait}");
+    // Reads are not counted, and another user is not affected.
+    assert_eq!(t.get("/v1/me/profile", &u.access).await.status, 200);
+    assert_eq!(patch(&t, &other, 0).await.status, 200);
+    t.clock.advance_ms(wait * 1000);
+    let u = t.refresh(&u).await;
+    assert_eq!(
+        patch(&t, &u, 101).await.status,
+        200,
+        "allowed after Retry-After"
+    );
+}
+
+/// Every write route of the document counts: with a limit of one write, the second request to
+/// any of them is `429`, whatever the route would have answered.
+#[tokio::test]
+async fn every_write_route_counts_toward_the_callers_limit() {
+    let t = TestApp::spawn_with(|c| {
+        c.rate_limits.user_writes.max = 1;
+        c.rate_limits.address_writes.max = 1_000;
+        c.auth.throttle.signups_per_address_max = 1_000;
+    })
+    .await;
+    let spec: Value = t
+        .http
+        .get(format!("{}/openapi.json", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            if !matches!(method.as_str(), "post" | "put" | "patch" | "delete") {
+                continue;
+            }
+            let url = path
+                .split('/')
+                .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/");
+            let who = t.user().await;
+            let method: Method = method.to_uppercase().parse().unwrap();
+            t.call(method.clone(), &url, Some(&who.access), Some(json!({})))
+                .await;
+            let second = t
+                .call(method.clone(), &url, Some(&who.access), Some(json!({})))
+                .await;
+            assert_eq!(
+                (second.status.as_u16(), second.code()),
+                (429, "rate_limited"),
+                "{method} {path}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} write routes");
+}
+
+/// Writes without a (valid) token are limited per client address, and a forged token counts
+/// against the address rather than the user it names.
+#[tokio::test]
+async fn anonymous_writes_are_rate_limited_per_address() {
+    let t = TestApp::spawn_with(|c| {
+        c.server.client_ip_header = "x-forwarded-for".into();
+        c.rate_limits.address_writes.max = 5;
+    })
+    .await;
+    let device = |address: &'static str, i: usize| {
+        let (http, base) = (t.http.clone(), t.base.clone());
+        async move {
+            http.post(format!("{base}/v1/auth/device"))
+                .header("x-forwarded-for", address)
+                .bearer_auth("not.a.token")
+                .json(&json!({"deviceId": format!("d-{address}-{i}"), "deviceSecret": "0123456789abcdef", "platform": "ios"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let mut codes = Vec::new();
+    for i in 0..8 {
+        codes.push(device("203.0.113.1", i).await);
+    }
+    assert_eq!(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
+    assert_eq!(
+        device("203.0.113.2", 0).await,
+        200,
+        "another address is not affected"
+    );
+}

@@ -30,6 +30,8 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         ])
         .arg(dir)
         .env("DUET_LOG__LEVEL", "warn")
+        // The storm is one admin token at full speed: far past the per-user write limit.
+        .env("DUET_RATE_LIMITS__USER_WRITES__MAX", "100000000")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

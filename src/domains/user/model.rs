@@ -200,69 +200,7 @@ impl Backoff {
     }
 }
 
-/// A sliding-window counter of occurrences (failed sign-ins, sign-ups) for one key: the count
-/// of the current fixed window plus the previous window's count weighted by how much of it the
-/// sliding window still covers. Storage is three numbers whatever the limit.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct Throttle {
-    pub window_start_ms: i64,
-    pub current: u64,
-    pub previous: u64,
-}
-
-impl Throttle {
-    fn rolled(&self, now: i64, window: i64) -> Throttle {
-        let mut t = self.clone();
-        let elapsed = now - t.window_start_ms;
-        if (t.current == 0 && t.previous == 0) || elapsed >= 2 * window {
-            t = Throttle {
-                window_start_ms: now,
-                current: 0,
-                previous: 0,
-            };
-        } else if elapsed >= window {
-            t = Throttle {
-                window_start_ms: t.window_start_ms + window,
-                current: 0,
-                previous: t.current,
-            };
-        }
-        t
-    }
-
-    /// Counts one occurrence at `now`.
-    pub fn record(&mut self, now: i64, window: i64) {
-        *self = self.rolled(now, window);
-        self.current += 1;
-    }
-
-    /// `None` while under `max`; otherwise how many milliseconds until it is.
-    pub fn wait_ms(&self, now: i64, window: i64, max: u64) -> Option<i64> {
-        let t = self.rolled(now, window);
-        let (w, p, c, m) = (
-            window as u128,
-            t.previous as u128,
-            t.current as u128,
-            max as u128,
-        );
-        let elapsed = (now - t.window_start_ms).clamp(0, window) as u128;
-        // estimate >= max  ⟺  p·(w − elapsed) + c·w >= m·w
-        if p * (w - elapsed) + c * w < m * w {
-            return None;
-        }
-        // The first instant the estimate is below `max` if nothing else happens:
-        let offset = if c >= m {
-            // not in this window (the estimate stays >= c); in the next one the current count
-            // becomes the previous, weighted c·(2w − t)/w, which is < m once t > 2w − m·w/c;
-            (2 * w * c - m * w) / c + 1
-        } else {
-            // in this window p·(w − t)/w + c < m once t > w − (m − c)·w/p.
-            (p * w - (m - c) * w) / p.max(1) + 1
-        };
-        let free_at = t.window_start_ms as u128 + offset;
-        Some((free_at as i64 - now).max(1))
-    }
-}
+pub use crate::core::rate_limit::Throttle;
 
 /// Length limits of credentials, in characters.
 pub const EMAIL_CHARS_MAX: usize = 254;
