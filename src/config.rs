@@ -205,6 +205,17 @@ pub struct RateConfig {
     pub per_secs: u64,
 }
 
+impl RateConfig {
+    /// This rate as the limit `name` of the rate limiter.
+    pub fn limit(self, name: &'static str) -> crate::core::rate_limit::Limit {
+        crate::core::rate_limit::Limit {
+            name,
+            max: self.max,
+            window_ms: self.per_secs as i64 * 1000,
+        }
+    }
+}
+
 impl Default for RateLimitsConfig {
     fn default() -> Self {
         RateLimitsConfig {

@@ -171,28 +171,32 @@ async fn limit_writes<E: Endpoint>(next: E, req: Request) -> poem::Result<Respon
     );
     if let (true, Some(ctx)) = (is_write, req.data::<Arc<Ctx>>()) {
         let now = ctx.store.now_ms();
-        let limits = &ctx.config.rate_limits;
         let user = req
             .header("authorization")
             .and_then(|h| h.strip_prefix("Bearer "))
             .and_then(|token| ctx.tokens.verify(token, now).ok())
             .map(|claims| claims.sub);
-        let (rate, name, key) = match user {
-            Some(user_id) => (limits.user_writes, "user_writes", user_id),
-            None => (
-                limits.address_writes,
-                "address_writes",
-                client_meta(ctx, &req).address.unwrap_or_default(),
-            ),
-        };
-        let limit = crate::core::rate_limit::Limit {
-            name,
-            max: rate.max,
-            window_ms: rate.per_secs as i64 * 1000,
-        };
-        ctx.limits.check(&limit, &key, now)?;
+        match user {
+            Some(user_id) => count_user_write(ctx, &user_id)?,
+            None => {
+                let address = client_meta(ctx, &req).address.unwrap_or_default();
+                let limit = ctx
+                    .config
+                    .rate_limits
+                    .address_writes
+                    .limit("address_writes");
+                ctx.limits.check(&limit, &address, now)?;
+            }
+        }
     }
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Counts one write by `user_id` against `rate_limits.user_writes`: every write route, and the
+/// WebSocket frames that write (`ack`).
+pub fn count_user_write(ctx: &Ctx, user_id: &str) -> crate::core::error::AppResult<()> {
+    let limit = ctx.config.rate_limits.user_writes.limit("user_writes");
+    ctx.limits.check(&limit, user_id, ctx.store.now_ms())
 }
 
 /// Refuses bodies over the limit with `payload_too_large`: by `Content-Length` before reading,

@@ -703,8 +703,16 @@ impl Session {
             // Acks confirm in-app delivery of a notification: its push fallback is cancelled.
             // Nothing is owed back to the client; an ack of anything else changes nothing.
             ClientFrame::Ack { seq } => {
-                let me = self.principal.as_ref().map(|p| p.user_id.clone());
-                match domains::notification::ack(&self.ctx, &me.unwrap_or_default(), seq).await {
+                let me = self
+                    .principal
+                    .as_ref()
+                    .map(|p| p.user_id.clone())
+                    .unwrap_or_default();
+                // An ack writes: it counts toward the user's write limit like a REST write.
+                if let Err(e) = super::count_user_write(&self.ctx, &me) {
+                    return self.send_error(sink, &e).await;
+                }
+                match domains::notification::ack(&self.ctx, &me, seq).await {
                     Ok(_) => Ok(true),
                     Err(e) => self.send_error(sink, &e).await,
                 }
