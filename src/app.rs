@@ -300,6 +300,7 @@ impl App {
 
         let limits = api::server::Limits::new(
             &ctx.config.server.connections,
+            !ctx.config.server.client_ip_header.is_empty(),
             api::server::raise_descriptor_limit(),
         );
         let listener = tokio::net::TcpListener::bind(listen)

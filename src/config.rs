@@ -462,6 +462,13 @@ pub struct ConnectionsConfig {
     pub body_min_bytes_per_sec: u64,
     /// A connection with no request in flight is closed after this long (keep-alive timeout).
     pub idle_timeout_ms: u64,
+    /// A connection serving requests is closed when none starts or finishes for this long
+    /// (a response the client never reads, a stalled HTTP/2 stream).
+    pub request_timeout_ms: u64,
+    /// Open connections from one address (an IPv6 /64 counts as one) at most; newcomers past
+    /// it get `503`. Not applied when `server.client_ip_header` is set (every peer is then the
+    /// proxy).
+    pub per_address_max: usize,
     /// A failing `accept` (e.g. out of descriptors) is retried after a backoff that doubles
     /// from 1 ms up to this.
     pub accept_backoff_max_ms: u64,
@@ -476,6 +483,8 @@ impl Default for ConnectionsConfig {
             body_read_timeout_ms: 15_000,
             body_min_bytes_per_sec: 16 * 1024,
             idle_timeout_ms: 60_000,
+            request_timeout_ms: 60_000,
+            per_address_max: 512,
             accept_backoff_max_ms: 1_000,
         }
     }
@@ -570,6 +579,8 @@ pub struct WsConfig {
     /// `subscribe` frames one connection may send; past it they are refused (`rate_limited`,
     /// counted as a bad frame).
     pub subscribes_max: u32,
+    /// Open connections per user; a newer one closes the oldest (`too_many_connections`).
+    pub connections_per_user_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -662,6 +673,7 @@ impl Default for WsConfig {
             replay_events_max: 10_000,
             replay_skip_max: 2_000,
             subscribes_max: 64,
+            connections_per_user_max: 8,
         }
     }
 }
@@ -738,6 +750,8 @@ impl Config {
             ("header_read_timeout_ms", c.header_read_timeout_ms),
             ("body_read_timeout_ms", c.body_read_timeout_ms),
             ("idle_timeout_ms", c.idle_timeout_ms),
+            ("request_timeout_ms", c.request_timeout_ms),
+            ("per_address_max", c.per_address_max as u64),
             ("accept_backoff_max_ms", c.accept_backoff_max_ms),
         ] {
             if ms == 0 {

@@ -200,7 +200,7 @@ pub fn count_user_write(ctx: &Ctx, user_id: &str) -> crate::core::error::AppResu
 }
 
 /// Refuses bodies over the limit with `payload_too_large`: by `Content-Length` before reading,
-/// and by counting for chunked bodies.
+/// and by counting for bodies without one (chunked, or HTTP/2).
 async fn limit_body<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
@@ -218,7 +218,12 @@ async fn limit_body<E: Endpoint>(
     match declared {
         Some(n) if n > max as u64 => return Err(too_large().into()),
         Some(_) => {}
-        None if req.header("transfer-encoding").is_some() => {
+        // No declared length (chunked, or HTTP/2, which needs none): counted as it is read.
+        None if !matches!(
+            *req.method(),
+            poem::http::Method::GET | poem::http::Method::HEAD
+        ) =>
+        {
             let body = req
                 .take_body()
                 .into_bytes_limit(max)

@@ -21,7 +21,7 @@
 //! connection. WebSocket connections leave this accounting's phases when upgraded (their own
 //! deadlines and heartbeat apply, see `api::ws`) but keep counting as open until closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -86,13 +86,17 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     pub body_min_bytes_per_sec: u64,
     pub idle_timeout: Duration,
+    pub request_timeout: Duration,
     pub accept_backoff_max: Duration,
+    /// Open connections from one peer address at most; `None` behind a proxy (every peer is
+    /// the proxy).
+    pub per_address_max: Option<usize>,
 }
 
 impl Limits {
     /// The configured limits, with the connection cap lowered to fit in `descriptors` (the soft
     /// `RLIMIT_NOFILE`) minus the descriptors the rest of the process needs.
-    pub fn new(config: &ConnectionsConfig, descriptors: u64) -> Limits {
+    pub fn new(config: &ConnectionsConfig, behind_proxy: bool, descriptors: u64) -> Limits {
         let fit = descriptors
             .saturating_sub(config.reserved_descriptors as u64)
             .saturating_sub(EVICTION_SLACK as u64)
@@ -112,7 +116,9 @@ impl Limits {
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
             body_min_bytes_per_sec: config.body_min_bytes_per_sec,
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
             accept_backoff_max: Duration::from_millis(config.accept_backoff_max_ms),
+            per_address_max: (!behind_proxy).then_some(config.per_address_max),
         }
     }
 }
@@ -129,9 +135,14 @@ pub fn raise_descriptor_limit() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return 1024;
         }
-        if limit.rlim_cur < limit.rlim_max {
+        // An unlimited hard limit cannot be the soft one: Linux caps it at fs.nr_open.
+        let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+            .map_or(limit.rlim_max, |nr_open| limit.rlim_max.min(nr_open));
+        if limit.rlim_cur < ceiling {
             let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
+                rlim_cur: ceiling,
                 rlim_max: limit.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
@@ -148,6 +159,7 @@ enum CloseReason {
     Idle,
     SlowHead,
     SlowBody,
+    Stalled,
     Evicted,
 }
 
@@ -157,6 +169,7 @@ impl CloseReason {
             CloseReason::Idle => "idle",
             CloseReason::SlowHead => "slow_head",
             CloseReason::SlowBody => "slow_body",
+            CloseReason::Stalled => "stalled",
             CloseReason::Evicted => "evicted",
         }
     }
@@ -168,8 +181,10 @@ enum Phase {
     Idle { since: Instant, key: u64 },
     /// Part of a request head arrived; the first byte at `since`. Still evictable under `key`.
     Head { since: Instant, key: u64 },
-    /// `requests` requests are being served (more than one only over HTTP/2).
-    Busy { requests: usize },
+    /// `requests` requests are being served (more than one only over HTTP/2); `since` is the
+    /// last time one started or finished: a connection that makes no progress for
+    /// `request_timeout` (a response the client never reads) is closed.
+    Busy { requests: usize, since: Instant },
     /// The connection task is gone (closed or upgraded to a WebSocket).
     Done,
 }
@@ -202,6 +217,8 @@ struct Registry {
     /// Connections nobody is waiting on (idle or reading a head), oldest first.
     evictable: Mutex<BTreeMap<u64, Arc<Connection>>>,
     next_key: AtomicU64,
+    /// Open connections per peer address group (when `per_address_max` applies).
+    per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
     /// The bytes of `refusal()`, made once.
     refusal: Vec<u8>,
     /// Evicted connections whose tasks have not finished closing them yet.
@@ -221,9 +238,17 @@ impl Registry {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn went_idle(&self, conn: &Arc<Connection>) {
+    /// Puts a connection that has just been accepted among the idle ones.
+    fn accepted(&self, conn: &Arc<Connection>) {
+        let mut phase = conn.phase.lock();
+        self.make_idle(conn, &mut phase);
+    }
+
+    /// Idle from now, and evictable: under the phase lock, so no other transition (a request
+    /// starting, the task forgetting the connection) can come between the two.
+    fn make_idle(&self, conn: &Arc<Connection>, phase: &mut Phase) {
         let key = self.key();
-        *conn.phase.lock() = Phase::Idle {
+        *phase = Phase::Idle {
             since: Instant::now(),
             key,
         };
@@ -234,13 +259,18 @@ impl Registry {
     /// A request starts on `conn`: it is no longer evictable.
     fn request_started(&self, conn: &Arc<Connection>) {
         let mut phase = conn.phase.lock();
+        let now = Instant::now();
         *phase = match *phase {
             Phase::Idle { key, .. } | Phase::Head { key, .. } => {
                 self.evictable.lock().remove(&key);
-                Phase::Busy { requests: 1 }
+                Phase::Busy {
+                    requests: 1,
+                    since: now,
+                }
             }
-            Phase::Busy { requests } => Phase::Busy {
+            Phase::Busy { requests, .. } => Phase::Busy {
                 requests: requests + 1,
+                since: now,
             },
             Phase::Done => Phase::Done,
         };
@@ -251,15 +281,16 @@ impl Registry {
     fn request_finished(&self, conn: &Arc<Connection>) {
         let mut phase = conn.phase.lock();
         match *phase {
-            Phase::Busy { requests } if requests > 1 => {
+            Phase::Busy { requests, .. } if requests > 1 => {
                 *phase = Phase::Busy {
                     requests: requests - 1,
-                }
-            }
-            Phase::Busy { .. } => {
+                    since: Instant::now(),
+                };
                 drop(phase);
-                self.went_idle(conn);
+                conn.changed.notify_one();
             }
+            Phase::Busy { .. } => self.make_idle(conn, &mut phase),
+            // Done stays done: a request finishing after its connection is gone changes nothing.
             _ => {}
         }
     }
@@ -333,27 +364,68 @@ impl Registry {
 /// reports arriving bytes to its connection's phase.
 struct Counted {
     stream: TcpStream,
+    peer: std::net::IpAddr,
     conn: Arc<Connection>,
     registry: Arc<Registry>,
 }
 
 impl Counted {
-    fn new(stream: TcpStream, conn: Arc<Connection>, registry: Arc<Registry>) -> Counted {
+    /// Counts a new socket from `peer`, or gives it back if that address already holds its
+    /// share of connections.
+    fn new(
+        stream: TcpStream,
+        peer: std::net::IpAddr,
+        conn: Arc<Connection>,
+        registry: Arc<Registry>,
+    ) -> Result<Counted, TcpStream> {
+        let peer = address_group(peer);
+        if let Some(max) = registry.limits.per_address_max {
+            let mut per_address = registry.per_address.lock();
+            let held = per_address.entry(peer).or_insert(0);
+            if *held >= max {
+                return Err(stream);
+            }
+            *held += 1;
+        }
         let open = registry.open.fetch_add(1, Ordering::AcqRel) + 1;
         registry.metrics.http_connections.set(open as i64);
-        Counted {
+        Ok(Counted {
             stream,
+            peer,
             conn,
             registry,
-        }
+        })
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
+        if self.registry.limits.per_address_max.is_some() {
+            let mut per_address = self.registry.per_address.lock();
+            if let Some(held) = per_address.get_mut(&self.peer) {
+                *held -= 1;
+                if *held == 0 {
+                    per_address.remove(&self.peer);
+                }
+            }
+        }
         let open = self.registry.open.fetch_sub(1, Ordering::AcqRel) - 1;
         self.registry.metrics.http_connections.set(open as i64);
         self.registry.closed.notify_waiters();
+    }
+}
+
+/// The unit one client holds: an IPv4 address, or an IPv6 /64 (what one subscriber gets).
+pub fn address_group(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.into(),
+            None => {
+                let s = v6.segments();
+                std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0).into()
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -427,7 +499,10 @@ async fn phase_expired(conn: &Connection, limits: &Limits) -> CloseReason {
             Phase::Head { since, .. } => {
                 Some((since + limits.header_read_timeout, CloseReason::SlowHead))
             }
-            Phase::Busy { .. } | Phase::Done => None,
+            Phase::Busy { since, .. } => {
+                Some((since + limits.request_timeout, CloseReason::Stalled))
+            }
+            Phase::Done => None,
         };
         match deadline {
             Some((at, reason)) if at <= Instant::now() => return reason,
@@ -467,20 +542,20 @@ fn deadline_body(body: poem::Body, deadline: Instant, conn: Arc<Connection>) -> 
     poem::Body::from_bytes_stream(timed)
 }
 
-/// When the body of a request with these headers must have arrived, if it has one.
-fn body_deadline(headers: &http::HeaderMap, limits: &Limits) -> Option<Instant> {
-    let declared = headers
+/// When the body of `req` must have arrived, if it has one: any body not already complete
+/// (HTTP/2 bodies need no `Content-Length`), with its declared length at the minimum rate.
+fn body_deadline(req: &http::Request<Incoming>, limits: &Limits) -> Option<Instant> {
+    use hyper::body::Body;
+    if req.body().is_end_stream() {
+        return None;
+    }
+    let declared = req
+        .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
-    let length = match declared {
-        Some(0) | None if !chunked => return None,
-        Some(n) => n,
-        // Chunked: the length is unknown, the base allowance applies.
-        None => 0,
-    };
-    let transfer_ms = length
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let transfer_ms = declared
         .saturating_mul(1000)
         .checked_div(limits.body_min_bytes_per_sec)
         .unwrap_or(0);
@@ -511,6 +586,7 @@ where
         closed: tokio::sync::Notify::new(),
         closing: AtomicUsize::new(0),
         refusal: refusal(),
+        per_address: Mutex::new(HashMap::new()),
     });
     let stopping = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -538,8 +614,14 @@ where
                     closed_for: Mutex::new(None),
                     evicted: std::sync::atomic::AtomicBool::new(false),
                 });
-                let stream = Counted::new(stream, conn.clone(), registry.clone());
-                registry.went_idle(&conn);
+                let stream = match Counted::new(stream, peer.ip(), conn.clone(), registry.clone()) {
+                    Ok(counted) => counted,
+                    Err(stream) => {
+                        refuse(stream, &registry);
+                        continue;
+                    }
+                };
+                registry.accepted(&conn);
                 tasks.spawn(serve_connection(
                     stream,
                     conn,
@@ -613,7 +695,7 @@ async fn serve_connection(
                 conn: conn.clone(),
                 registry: registry.clone(),
             };
-            let deadline = body_deadline(req.headers(), &registry.limits);
+            let deadline = body_deadline(&req, &registry.limits);
             let endpoint = endpoint.clone();
             let conn = conn.clone();
             async move {
@@ -644,7 +726,7 @@ async fn serve_connection(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
-        .max_concurrent_streams(100)
+        .max_concurrent_streams(32)
         .max_pending_accept_reset_streams(20)
         .max_header_list_size(16 * 1024);
     // Boxed rather than pinned on the stack, so that it can be dropped (closing the socket)
@@ -655,8 +737,13 @@ async fn serve_connection(
         _ = conn.kill.cancelled() => *conn.closed_for.lock(),
         reason = phase_expired(&conn, &registry.limits) => Some(reason),
         _ = stopping.cancelled() => {
+            // In-flight requests may finish; nothing else is waited for (the server's grace
+            // period bounds the whole shutdown).
             connection.as_mut().graceful_shutdown();
-            let _ = connection.as_mut().await;
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = conn.kill.cancelled() => {}
+            }
             None
         }
     };

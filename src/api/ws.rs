@@ -180,6 +180,8 @@ pub enum CloseReason {
     RoleChanged,
     HeartbeatTimeout,
     ShuttingDown,
+    /// The user opened more than `ws.connections_per_user_max`; the oldest gives way.
+    TooManyConnections,
 }
 
 impl CloseReason {
@@ -194,6 +196,7 @@ impl CloseReason {
             CloseReason::RoleChanged => (CloseCode::Again, "role_changed"),
             CloseReason::HeartbeatTimeout => (CloseCode::Away, "heartbeat_timeout"),
             CloseReason::ShuttingDown => (CloseCode::Away, "going_away"),
+            CloseReason::TooManyConnections => (CloseCode::Policy, "too_many_connections"),
         }
     }
 }
@@ -242,12 +245,18 @@ impl crate::core::live::LiveConnections for Hub {
 }
 
 impl Hub {
-    fn register(&self, conn: Arc<Conn>) {
-        self.by_user
-            .write()
-            .entry(conn.user_id.clone())
-            .or_default()
-            .push(conn);
+    /// Lists a new connection. A user holds at most `max` at once: past it the oldest is
+    /// closed (`too_many_connections`), so stale sockets never lock the user out, and one
+    /// account cannot hold the server's connections.
+    fn register(&self, conn: Arc<Conn>, max: usize) {
+        let mut map = self.by_user.write();
+        let list = map.entry(conn.user_id.clone()).or_default();
+        list.push(conn);
+        let excess = list.len().saturating_sub(max.max(1));
+        for old in &list[..excess] {
+            old.close
+                .send_replace(Some(CloseReason::TooManyConnections));
+        }
     }
 
     fn unregister(&self, conn: &Conn) {
@@ -785,7 +794,9 @@ impl Session {
             queue,
             close,
         });
-        self.ctx.hub.register(conn.clone());
+        self.ctx
+            .hub
+            .register(conn.clone(), self.ctx.config.ws.connections_per_user_max);
         self.conn = Some(conn);
         // A ban or revocation committed between the check above and the registration would
         // have found no connection to close: check once more now that it is registered.

@@ -323,3 +323,36 @@ async fn when_every_connection_is_busy_a_newcomer_is_refused_with_503() {
     assert_eq!(body["code"], "unavailable");
     assert_eq!(body["status"], 503);
 }
+
+#[tokio::test]
+async fn one_address_holds_a_bounded_share_of_the_connections() {
+    use tokio::io::AsyncReadExt;
+    let t = TestApp::spawn_with(|c| c.server.connections.per_address_max = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect(&t).await);
+    }
+    let mut fourth = connect(&t).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), fourth.read_to_end(&mut answer))
+        .await
+        .expect("refused promptly")
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(held);
+    // Once they are gone, the address is welcome again.
+    let ok = until("the address has room again", || async {
+        t.http
+            .get(format!("{}/healthz", t.base))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+    })
+    .await;
+    assert_eq!(ok.status(), 200);
+}

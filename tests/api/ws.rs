@@ -407,3 +407,23 @@ async fn frames_with_wrong_types_are_refused() {
         "well-typed frames still work"
     );
 }
+
+/// One account cannot hold the server's connections: past `ws.connections_per_user_max`, a new
+/// connection closes the user's oldest.
+#[tokio::test]
+async fn a_user_holds_a_bounded_number_of_connections_the_newest_winning() {
+    let t = TestApp::spawn_with(|c| c.ws.connections_per_user_max = 2).await;
+    let u = t.user().await;
+    let mut first = t.ws_ready(&u.access).await;
+    let mut second = t.ws_ready(&u.access).await;
+    let mut third = t.ws_ready(&u.access).await;
+    assert_eq!(first.closed().await, "too_many_connections");
+    for ws in [&mut second, &mut third] {
+        ws.send(json!({"type": "ping", "nonce": 1})).await;
+        assert_eq!(
+            ws.recv_type("pong").await["nonce"],
+            1,
+            "the newer ones stay"
+        );
+    }
+}
