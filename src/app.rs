@@ -295,6 +295,7 @@ impl App {
             Arc::new(domains::mission_control::moderation::ModerationRules {
                 store: store.clone(),
                 config: ctx.config.moderation.clone(),
+                waiting_for: Default::default(),
             }),
         );
 

@@ -247,6 +247,9 @@ pub struct ModerationConfig {
     pub nudity_threshold: u32,
     pub nudity_window_secs: u64,
     pub established_account_days: u32,
+    /// Distinct counted reporters a rule needs besides the weight: one or two well-standing
+    /// accounts cannot act on anyone alone.
+    pub min_reporters: u32,
     /// `suspend` (for `suspension_secs`, with a case for moderators to uphold as a ban or
     /// lift) or `ban` (a permanent ban, with a case all the same).
     pub automatic_action: AutomaticAction,
@@ -268,6 +271,7 @@ impl Default for ModerationConfig {
             nudity_threshold: 3,
             nudity_window_secs: 30 * 86_400,
             established_account_days: 30,
+            min_reporters: 3,
             automatic_action: AutomaticAction::Suspend,
             suspension_secs: 3 * 86_400,
         }

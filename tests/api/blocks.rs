@@ -253,7 +253,7 @@ async fn nudity_penalties_need_a_call_and_weigh_by_standing() {
     let streamer = t.with_role(&admin, "streamer").await;
     let _streamer_online = t.ws_ready(&streamer.access).await;
     let mut callers = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         callers.push(caller_who_met(&t, &admin, &streamer).await);
     }
     // A month later the callers' accounts are established.
@@ -330,8 +330,20 @@ async fn nudity_penalties_need_a_call_and_weigh_by_standing() {
     );
     assert_eq!(
         status_of(&t, &streamer).await.0,
+        200,
+        "weight 4 of 3, but only 2 of the 3 reporters a rule needs"
+    );
+    assert_eq!(
+        block(&t, &callers[2], &streamer.user_id, "nudity")
+            .await
+            .status,
+        200
+    );
+    t.caught_up().await;
+    assert_eq!(
+        status_of(&t, &streamer).await.0,
         403,
-        "weight 4 of 3: suspended"
+        "weight 6 from 3 reporters: suspended"
     );
     let cases = open_cases(&t, &admin).await;
     assert_eq!(
@@ -350,15 +362,21 @@ async fn nudity_penalties_need_a_call_and_weigh_by_standing() {
         .await;
     assert_eq!(r.body["state"], "lifted", "{:?}", r.body);
     assert_eq!(status_of(&t, &streamer).await.0, 200, "lifted at once");
-    // The same reports do not suspend again.
-    assert_eq!(
-        block(&t, &callers[1], &streamer.user_id, "nudity")
-            .await
-            .status,
-        200
-    );
+    // The same reports do not suspend again, even unblocked and made anew.
+    for caller in &callers {
+        let path = format!("/v1/blocks/{}", streamer.user_id);
+        let r = t
+            .call(Method::DELETE, &path, Some(&caller.access), None)
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+        assert_eq!(
+            block(&t, caller, &streamer.user_id, "nudity").await.status,
+            200
+        );
+    }
     t.caught_up().await;
     assert_eq!(status_of(&t, &streamer).await.0, 200);
+    assert!(open_cases(&t, &admin).await.is_empty());
     // Users cannot read penalties or cases.
     assert_eq!(
         t.get("/v1/admin/penalties", &callers[0].access)
@@ -380,6 +398,7 @@ async fn the_automatic_action_can_be_a_ban() {
     let t = TestApp::spawn_with(|c| {
         c.moderation.automatic_action = duet::config::AutomaticAction::Ban;
         c.moderation.harassment_threshold = 2;
+        c.moderation.min_reporters = 2;
     })
     .await;
     let admin = t.admin().await;

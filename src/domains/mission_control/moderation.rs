@@ -131,12 +131,19 @@ pub enum CaseDecision {
     Lift,
 }
 
-/// One counted block: who, how much it weighs, when.
+/// One counted block: who, how much it weighs, when. A moderator who lifts a case dismisses
+/// its signals: they are kept, so the same person blocking again (after unblocking) cannot
+/// reopen it, and never count again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Signal {
     weight: u32,
     at_ms: i64,
+    #[serde(default)]
+    dismissed: bool,
 }
+
+/// Reporters listed on one case at most (the weight counts them all).
+const CASE_REPORTERS_MAX: usize = 100;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Case {
@@ -193,6 +200,9 @@ fn on_blocked(
     reason: BlockReason,
     at_ms: i64,
 ) -> AppResult<()> {
+    // A block replaces the blocker's earlier one: its reason no longer counts toward another
+    // rule.
+    withdraw(tx, blocker, target, Rule::of(reason))?;
     let Some(rule) = Rule::of(reason) else {
         return Ok(());
     };
@@ -218,7 +228,15 @@ fn on_blocked(
     let Some(weight) = weigh(tx, config, rule, blocker, target)? else {
         return Ok(());
     };
-    put(&mut tx.table(SIGNALS)?, key, &Signal { weight, at_ms })?;
+    put(
+        &mut tx.table(SIGNALS)?,
+        key,
+        &Signal {
+            weight,
+            at_ms,
+            dismissed: false,
+        },
+    )?;
     if rule == Rule::Nudity {
         blocklist::record_penalty_tx(tx, target, reason, blocker, weight)?;
     }
@@ -230,8 +248,28 @@ fn on_blocked(
     {
         let mut case: Case = get(&tx.read(CASES)?, case_id.as_str())?
             .ok_or_else(|| AppError::internal("an open case without its record"))?;
+        if case.reporters.iter().any(|(r, _)| r == blocker) {
+            return Ok(());
+        }
         case.weight += weight;
-        case.reporters.push((blocker.to_owned(), weight));
+        if case.reporters.len() < CASE_REPORTERS_MAX {
+            case.reporters.push((blocker.to_owned(), weight));
+        }
+        // The suspension ran out before a moderator got to the case, and reports keep coming:
+        // suspend again rather than let them go on.
+        if case.action == AutomaticAction::Suspend && !account.is_banned(tx.now_ms()) {
+            let until = tx.now_ms() + config.suspension_secs as i64 * 1000;
+            let why = suspension_reason(rule, case.reporters.len(), case.weight);
+            user::suspend_tx(tx, target, &why, ACTOR, until)?;
+            case.suspended_until_ms = Some(until);
+            audit_tx(
+                tx,
+                ACTOR,
+                "user.auto_suspend",
+                target,
+                json!({"caseId": case.id, "rule": rule.as_str(), "weight": case.weight, "untilMs": until, "again": true}),
+            )?;
+        }
         put(&mut tx.table(CASES)?, case.id.as_str(), &case)?;
         return Ok(());
     }
@@ -248,14 +286,16 @@ fn on_blocked(
     {
         let (k, v) = row?;
         let signal: Signal = dec(v.value())?;
-        if signal.at_ms >= since {
+        if signal.at_ms >= since && !signal.dismissed {
             total += signal.weight;
             reporters.push((k.value().2.to_owned(), signal.weight));
         }
     }
-    if total < threshold {
+    // Weight alone is not enough: one or two well-standing accounts must not act on anyone.
+    if total < threshold || reporters.len() < config.min_reporters as usize {
         return Ok(());
     }
+    reporters.truncate(CASE_REPORTERS_MAX);
     open_case(tx, config, target, rule, total, reporters)
 }
 
@@ -268,11 +308,7 @@ fn open_case(
     reporters: Vec<(String, u32)>,
 ) -> AppResult<()> {
     let now = tx.now_ms();
-    let why = format!(
-        "automatic: reported for {} by {} people who met you (weight {weight})",
-        rule.as_str(),
-        reporters.len()
-    );
+    let why = suspension_reason(rule, reporters.len(), weight);
     let suspended_until_ms = match config.automatic_action {
         AutomaticAction::Suspend => {
             let until = now + config.suspension_secs as i64 * 1000;
@@ -319,6 +355,13 @@ fn open_case(
     )
 }
 
+fn suspension_reason(rule: Rule, reporters: usize, weight: u32) -> String {
+    format!(
+        "automatic: reported for {} by {reporters} people who met you (weight {weight})",
+        rule.as_str()
+    )
+}
+
 fn store_case(tx: &Tx, case: &Case, previous: Option<CaseState>) -> AppResult<()> {
     put(&mut tx.table(CASES)?, case.id.as_str(), case)?;
     let mut by_state = tx.table(CASES_BY_STATE)?;
@@ -329,13 +372,26 @@ fn store_case(tx: &Tx, case: &Case, previous: Option<CaseState>) -> AppResult<()
     Ok(())
 }
 
-/// A lifted block no longer counts toward a rule.
-fn on_unblocked(tx: &Tx, blocker: &str, target: &str) -> AppResult<()> {
+/// The blocker's signals against `target` stop counting, except for `keep` (the rule of a
+/// block that replaced theirs); dismissed ones stay, so they can never count again.
+fn withdraw(tx: &Tx, blocker: &str, target: &str, keep: Option<Rule>) -> AppResult<()> {
     let mut signals = tx.table(SIGNALS)?;
     for rule in [Rule::Harassment, Rule::Nudity] {
-        signals.remove((target, rule.as_str(), blocker))?;
+        if Some(rule) == keep {
+            continue;
+        }
+        let key = (target, rule.as_str(), blocker);
+        let dismissed = get::<_, Signal>(&signals, key)?.is_some_and(|s| s.dismissed);
+        if !dismissed {
+            signals.remove(key)?;
+        }
     }
     Ok(())
+}
+
+/// A lifted block no longer counts toward a rule.
+fn on_unblocked(tx: &Tx, blocker: &str, target: &str) -> AppResult<()> {
+    withdraw(tx, blocker, target, None)
 }
 
 /// A moderator decides an open case: `uphold` makes it a permanent ban, `lift` ends the
@@ -388,11 +444,25 @@ pub async fn decide(
             store_case(tx, &case, Some(CaseState::Open))?;
             tx.table(OPEN_CASES)?
                 .remove((target.as_str(), case.rule.as_str()))?;
-            // A lifted case starts the count over: the same reports do not suspend again.
+            // A lifted case starts the count over: the reports it rested on are dismissed and
+            // never count again, even if their authors unblock and block again.
             if case.state == CaseState::Lifted {
                 let mut signals = tx.table(SIGNALS)?;
-                for (reporter, _) in &case.reporters {
-                    signals.remove((target.as_str(), case.rule.as_str(), reporter.as_str()))?;
+                let rule = case.rule.as_str();
+                let range = (target.as_str(), rule, "")..=(target.as_str(), rule, "\u{10ffff}");
+                let mut dismissed = Vec::new();
+                for row in signals.range(range)? {
+                    let (k, v) = row?;
+                    let mut signal: Signal = dec(v.value())?;
+                    signal.dismissed = true;
+                    dismissed.push((k.value().2.to_owned(), signal));
+                }
+                for (reporter, signal) in dismissed {
+                    put(
+                        &mut signals,
+                        (target.as_str(), rule, reporter.as_str()),
+                        &signal,
+                    )?;
                 }
             }
             audit_tx(
@@ -434,6 +504,9 @@ pub async fn cases(ctx: &crate::app::Ctx, state: CaseState, limit: usize) -> App
 pub struct ModerationRules {
     pub store: Store,
     pub config: ModerationConfig,
+    /// For the batch being retried: its last event and the log head `interactions` must reach.
+    /// Kept across retries, so a busy log cannot keep moving the target away.
+    pub waiting_for: parking_lot::Mutex<Option<(u64, u64)>>,
 }
 
 impl Consumer for ModerationRules {
@@ -452,20 +525,27 @@ impl Consumer for ModerationRules {
         };
         // What the rules read must be written first: a call the block ended, and the
         // interactions recorded from everything before (the ended call included).
-        let upstream_ready = wait_applied(
+        let blocks_done = wait_applied(
             &self.store,
             &[blocklist::CALL_BLOCKS_CONSUMER],
             last,
             UPSTREAM_WAIT,
         )
-        .await?
-            && wait_applied(
-                &self.store,
-                &[interaction::CONSUMER],
-                self.store.head_seq(),
-                UPSTREAM_WAIT,
-            )
-            .await?;
+        .await?;
+        let head = {
+            let mut waiting = self.waiting_for.lock();
+            match *waiting {
+                Some((batch, head)) if batch == last => head,
+                _ if blocks_done => {
+                    let head = self.store.head_seq();
+                    *waiting = Some((last, head));
+                    head
+                }
+                _ => u64::MAX,
+            }
+        };
+        let upstream_ready = blocks_done
+            && wait_applied(&self.store, &[interaction::CONSUMER], head, UPSTREAM_WAIT).await?;
         if !upstream_ready {
             return Err(AppError::new(
                 Code::Unavailable,
