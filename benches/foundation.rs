@@ -69,6 +69,8 @@ async fn run(s: Sizes) {
     // Throughput is measured here, not the per-caller limits (which would stop it at once).
     config.rate_limits.user_writes.max = u32::MAX;
     config.rate_limits.address_writes.max = u32::MAX;
+    // Every client of a benchmark is on 127.0.0.1.
+    config.server.connections.per_address_max = usize::MAX;
     config.server.listen = "127.0.0.1:0".into();
     config.server.data_dir = dir.path().to_path_buf();
     config.log.level = "warn".into();
@@ -266,7 +268,26 @@ async fn fan_out(app: &App, base: &str, http: &reqwest::Client, subscribers: usi
             .unwrap();
         req.headers_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let (mut ws, _) = match tokio_tungstenite::connect_async(req).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                let m = http
+                    .get(format!("{base}/metrics"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                for l in m
+                    .lines()
+                    .filter(|l| l.contains("http_conn") || l.contains("ws_conn"))
+                {
+                    eprintln!("{l}");
+                }
+                panic!("ws {i}: {e}");
+            }
+        };
         use futures_util::SinkExt;
         let sub =
             rmp_serde::to_vec_named(&json!({"type": "subscribe", "topic": "settings"})).unwrap();

@@ -221,6 +221,8 @@ async fn http(s: &Sizes) -> f64 {
     // Throughput is measured here, not the per-caller limits (which would stop it at once).
     config.rate_limits.user_writes.max = u32::MAX;
     config.rate_limits.address_writes.max = u32::MAX;
+    // Every client of a benchmark is on 127.0.0.1.
+    config.server.connections.per_address_max = usize::MAX;
     config.server.listen = "127.0.0.1:0".into();
     config.server.data_dir = dir.path().to_path_buf();
     config.log.level = "warn".into();

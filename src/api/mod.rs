@@ -179,7 +179,9 @@ async fn limit_writes<E: Endpoint>(next: E, req: Request) -> poem::Result<Respon
         match user {
             Some(user_id) => count_user_write(ctx, &user_id)?,
             None => {
-                let address = client_meta(ctx, &req).address.unwrap_or_default();
+                let address = crate::core::rate_limit::address_key(
+                    &client_meta(ctx, &req).address.unwrap_or_default(),
+                );
                 let limit = ctx
                     .config
                     .rate_limits

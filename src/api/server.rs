@@ -378,7 +378,7 @@ impl Counted {
         conn: Arc<Connection>,
         registry: Arc<Registry>,
     ) -> Result<Counted, TcpStream> {
-        let peer = address_group(peer);
+        let peer = crate::core::rate_limit::address_group(peer);
         if let Some(max) = registry.limits.per_address_max {
             let mut per_address = registry.per_address.lock();
             let held = per_address.entry(peer).or_insert(0);
@@ -412,20 +412,6 @@ impl Drop for Counted {
         let open = self.registry.open.fetch_sub(1, Ordering::AcqRel) - 1;
         self.registry.metrics.http_connections.set(open as i64);
         self.registry.closed.notify_waiters();
-    }
-}
-
-/// The unit one client holds: an IPv4 address, or an IPv6 /64 (what one subscriber gets).
-pub fn address_group(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.into(),
-            None => {
-                let s = v6.segments();
-                std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0).into()
-            }
-        },
-        v4 => v4,
     }
 }
 

@@ -271,9 +271,10 @@ async fn the_owner_is_never_locked_out_by_someone_elses_guesses() {
     );
 }
 
-/// A guess spread over many addresses still meets the per-account ceiling.
+/// A guess spread over many addresses still meets the per-account ceiling, which then refuses
+/// new addresses — but not the owner's, where the account signed in before.
 #[tokio::test]
-async fn distributed_guessing_meets_the_per_account_ceiling() {
+async fn distributed_guessing_meets_the_per_account_ceiling_but_spares_the_owners_address() {
     let t = TestApp::spawn_with(|c| {
         c.server.client_ip_header = "x-forwarded-for".into();
         c.auth.throttle.account_failures_max = 6;
@@ -286,6 +287,11 @@ async fn distributed_guessing_meets_the_per_account_ceiling() {
         json!({"email": email, "password": "right-password"}),
     )
     .await;
+    let home = "198.51.100.7";
+    assert_eq!(
+        login_from(&t, home, email, "right-password").await.status,
+        200
+    );
     for i in 0..6 {
         let r = login_from(&t, &format!("192.0.2.{i}"), email, "wrong-password").await;
         assert_eq!(r.code(), "invalid_credentials");
@@ -293,6 +299,23 @@ async fn distributed_guessing_meets_the_per_account_ceiling() {
     let r = login_from(&t, "192.0.2.100", email, "wrong-password").await;
     assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
     assert!((1..=901).contains(&retry_after(&r)));
+    let owner = login_from(&t, home, email, "right-password").await;
+    assert_eq!(
+        owner.status, 200,
+        "the owner's address is spared: {:?}",
+        owner.body
+    );
+    // IPv6 addresses of one /64 are one client.
+    for i in 1..=3 {
+        let r = login_from(&t, &format!("2001:db8:5:6::{i}"), "v6@example.com", "wrong").await;
+        assert_eq!(r.code(), "invalid_credentials");
+    }
+    let r = login_from(&t, "2001:db8:5:6::99", "v6@example.com", "wrong").await;
+    assert_eq!(
+        r.code(),
+        "rate_limited",
+        "the same /64 waits like one address"
+    );
 }
 
 /// Probing which emails are registered is throttled per address like guessing passwords:

@@ -922,7 +922,7 @@ impl SignupLimit {
     fn new(ctx: &Ctx, meta: &ClientMeta) -> SignupLimit {
         let t = &ctx.config.auth.throttle;
         SignupLimit {
-            key: format!("signup:{}", meta.address.as_deref().unwrap_or("")),
+            key: format!("signup:{}", counted_address(meta)),
             max: u64::from(t.signups_per_address_max),
             window_ms: t.window_secs as i64 * 1000,
         }
@@ -1032,12 +1032,20 @@ async fn record_failure(
         .await
 }
 
+/// How long an address the account signed in from stays exempt from the account's ceiling.
+const TRUSTED_ADDRESS_MS: i64 = 90 * 86_400_000;
+
+/// The client's address as throttling counts it (an IPv6 /64 is one client).
+fn counted_address(meta: &ClientMeta) -> String {
+    crate::core::rate_limit::address_key(meta.address.as_deref().unwrap_or(""))
+}
+
 fn backoff_key(account: &str, meta: &ClientMeta) -> String {
-    format!("{account}|{}", meta.address.as_deref().unwrap_or(""))
+    format!("{account}|{}", counted_address(meta))
 }
 
 fn address_key(meta: &ClientMeta) -> String {
-    format!("address:{}", meta.address.as_deref().unwrap_or(""))
+    format!("address:{}", counted_address(meta))
 }
 
 /// A successful sign-in: recorded, and the pair's failures forgotten.
@@ -1049,9 +1057,13 @@ fn signed_in(
     meta: &ClientMeta,
 ) -> AppResult<()> {
     record_attempt(tx, account, Some(user_id), method, meta, true)?;
-    tx.table(SIGN_IN_BACKOFF)?
-        .remove(backoff_key(account, meta).as_str())?;
-    Ok(())
+    let mut backoffs = tx.table(SIGN_IN_BACKOFF)?;
+    let trusted = Backoff {
+        failures: 0,
+        last_ms: tx.now_ms(),
+        trusted_until_ms: tx.now_ms() + TRUSTED_ADDRESS_MS,
+    };
+    put(&mut backoffs, backoff_key(account, meta).as_str(), &trusted)
 }
 
 fn record_attempt(
@@ -1114,17 +1126,22 @@ async fn check_throttle(
         .store
         .read(move |rtx| {
             let t = rtx.open_table(LOGIN_THROTTLE)?;
-            let mut retry_ms = 0i64;
+            let backoff: Backoff = match &pair {
+                Some(pair) => {
+                    get(&rtx.open_table(SIGN_IN_BACKOFF)?, pair.as_str())?.unwrap_or_default()
+                }
+                None => Backoff::default(),
+            };
+            // An address the account signed in from lately is the owner's: a guess spread over
+            // other addresses must not lock it out (its own failures still slow it).
+            let trusted = backoff.trusted_until_ms > now;
+            let mut retry_ms = backoff.wait_ms(now, &cfg).unwrap_or(0);
             for (key, max) in &keys {
+                if trusted && key.starts_with("account:") {
+                    continue;
+                }
                 let th: Throttle = get(&t, key.as_str())?.unwrap_or_default();
                 if let Some(ms) = th.wait_ms(now, window_ms, u64::from(*max)) {
-                    retry_ms = retry_ms.max(ms);
-                }
-            }
-            if let Some(pair) = pair {
-                let backoff: Backoff =
-                    get(&rtx.open_table(SIGN_IN_BACKOFF)?, pair.as_str())?.unwrap_or_default();
-                if let Some(ms) = backoff.wait_ms(now, &cfg) {
                     retry_ms = retry_ms.max(ms);
                 }
             }

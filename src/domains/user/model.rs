@@ -172,6 +172,10 @@ pub struct LoginAttempt {
 pub struct Backoff {
     pub failures: u32,
     pub last_ms: i64,
+    /// The account signed in from this address: until then it is exempt from the account's
+    /// ceiling (the owner is not locked out by guesses from elsewhere).
+    #[serde(default)]
+    pub trusted_until_ms: i64,
 }
 
 impl Backoff {
