@@ -108,6 +108,9 @@ pub struct Limit {
     pub window_ms: i64,
 }
 
+/// Counters by (limit name, key), each with the window of its limit, to know when it is idle.
+type Shard = HashMap<(&'static str, String), (Throttle, i64)>;
+
 /// Independent locks, so callers on different keys rarely wait for each other.
 const SHARDS: usize = 64;
 
@@ -116,8 +119,7 @@ const SHARDS: usize = 64;
 /// one that started longest ago makes room — a flood of new keys cannot grow memory, and
 /// cannot lock out callers who were not part of it either.
 pub struct RateLimiter {
-    /// Each counter with the window of its limit, to know when it is idle.
-    shards: Vec<Mutex<HashMap<(&'static str, String), (Throttle, i64)>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard_max: usize,
     hasher: std::collections::hash_map::RandomState,
 }
