@@ -34,6 +34,9 @@ pub struct Ctx {
     pub store: Store,
     pub tokens: TokenIssuer,
     pub external: Option<ExternalVerifier>,
+    /// Sign in with Apple and with Google, when configured.
+    pub apple_id: Option<ExternalVerifier>,
+    pub google_id: Option<ExternalVerifier>,
     pub apple: Option<crate::providers::apple::AppleVerifier>,
     pub google: Option<crate::providers::google::GooglePlay>,
     pub pubsub: Option<crate::providers::google::PubSubVerifier>,
@@ -141,6 +144,14 @@ impl App {
             &config.auth.issuer,
             config.auth.access_token_ttl_secs,
         )?;
+        let apple_id = match config.auth.apple.enabled {
+            true => Some(ExternalVerifier::apple(&config.auth.apple, clock.now_ms()).await?),
+            false => None,
+        };
+        let google_id = match config.auth.google.enabled {
+            true => Some(ExternalVerifier::google(&config.auth.google, clock.now_ms()).await?),
+            false => None,
+        };
         let external = if config.auth.external.enabled {
             Some(ExternalVerifier::new(&config.auth.external, clock.now_ms()).await?)
         } else {
@@ -182,6 +193,8 @@ impl App {
             store,
             tokens,
             external,
+            apple_id,
+            google_id,
             apple,
             google,
             pubsub,

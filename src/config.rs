@@ -521,6 +521,10 @@ pub struct AuthConfig {
     pub signing_key_file: String,
     pub throttle: ThrottleConfig,
     pub external: ExternalIdpConfig,
+    /// Sign in with Apple: `POST /v1/auth/apple`.
+    pub apple: OidcProviderConfig,
+    /// Sign in with Google: `POST /v1/auth/google`.
+    pub google: OidcProviderConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -560,6 +564,37 @@ pub struct ExternalIdpConfig {
     pub jwks_refresh_secs: u64,
     /// Allowed clock skew for `exp`, `iat` and `auth_time`.
     pub leeway_secs: u64,
+}
+
+/// An OpenID Connect provider whose ID tokens sign people in (`auth.apple`, `auth.google`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcProviderConfig {
+    pub enabled: bool,
+    /// Accepted `aud` values: Apple's bundle and service ids; Google's iOS, Android and web
+    /// client ids.
+    pub audiences: Vec<String>,
+    /// A JWKS file with the provider's public keys. One of `jwks_file` and `jwks_url`
+    /// (Apple: `https://appleid.apple.com/auth/keys`; Google:
+    /// `https://www.googleapis.com/oauth2/v3/certs`).
+    pub jwks_file: String,
+    pub jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    /// Allowed clock skew for `exp` and `iat`.
+    pub leeway_secs: u64,
+}
+
+impl Default for OidcProviderConfig {
+    fn default() -> Self {
+        OidcProviderConfig {
+            enabled: false,
+            audiences: Vec::new(),
+            jwks_file: String::new(),
+            jwks_url: String::new(),
+            jwks_refresh_secs: 3600,
+            leeway_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -635,6 +670,8 @@ impl Default for AuthConfig {
             signing_key_file: String::new(),
             throttle: ThrottleConfig::default(),
             external: ExternalIdpConfig::default(),
+            apple: OidcProviderConfig::default(),
+            google: OidcProviderConfig::default(),
         }
     }
 }
@@ -805,6 +842,23 @@ impl Config {
             || t.window_secs == 0
         {
             return Err(bad("auth.throttle", "limits and window must be positive"));
+        }
+        for (key, p) in [
+            ("auth.apple", &self.auth.apple),
+            ("auth.google", &self.auth.google),
+        ] {
+            if !p.enabled {
+                continue;
+            }
+            if p.audiences.is_empty() || p.audiences.iter().any(String::is_empty) {
+                return Err(bad(&format!("{key}.audiences"), "required when enabled"));
+            }
+            if p.jwks_file.is_empty() == p.jwks_url.is_empty() {
+                return Err(bad(key, "set exactly one of jwks_file and jwks_url"));
+            }
+            if p.jwks_refresh_secs == 0 {
+                return Err(bad(&format!("{key}.jwks_refresh_secs"), "must be positive"));
+            }
         }
         let x = &self.auth.external;
         if x.enabled {

@@ -28,6 +28,12 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("auth_register", Who::Public, creds.clone()),
         ("auth_login", Who::Public, creds.clone()),
         ("auth_external", Who::Public, json!({"idToken": "x"})),
+        (
+            "auth_apple",
+            Who::Public,
+            json!({"idToken": "x", "nonce": "n"}),
+        ),
+        ("auth_google", Who::Public, json!({"idToken": "x"})),
         ("auth_refresh", Who::Public, json!({"refreshToken": "x"})),
         ("auth_logout", Who::Any, Value::Null),
         ("me_link_credentials", Who::Any, creds),

@@ -1022,3 +1022,173 @@ async fn a_role_change_makes_live_connections_reconnect() {
         .await;
     assert_eq!(again.recv().await["code"], "forbidden");
 }
+
+// --- Sign in with Apple and with Google (issue 12) ----------------------------------------
+
+const APPLE_BUNDLE: &str = "com.duet.app";
+const GOOGLE_CLIENT: &str = "1234-ios.apps.googleusercontent.com";
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn providers_app() -> TestApp {
+    let jwks = format!(
+        "{}/tests/fixtures/idp-jwks.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    TestApp::spawn_with(|c| {
+        c.auth.apple.enabled = true;
+        c.auth.apple.audiences = vec![APPLE_BUNDLE.into(), "com.duet.web".into()];
+        c.auth.apple.jwks_file = jwks.clone();
+        c.auth.google.enabled = true;
+        c.auth.google.audiences = vec![
+            GOOGLE_CLIENT.into(),
+            "5678-web.apps.googleusercontent.com".into(),
+        ];
+        c.auth.google.jwks_file = jwks;
+    })
+    .await
+}
+
+fn apple_claims(now_s: i64, sub: &str, nonce: &str) -> serde_json::Value {
+    json!({
+        "iss": "https://appleid.apple.com",
+        "aud": APPLE_BUNDLE,
+        "sub": sub,
+        "iat": now_s - 10,
+        "exp": now_s + 600,
+        "nonce": sha256_hex(nonce),
+        "email": "abc123@privaterelay.appleid.com",
+        "email_verified": "true",
+        "is_private_email": "true",
+    })
+}
+
+#[tokio::test]
+async fn sign_in_with_apple_checks_every_claim_and_keys_by_sub() {
+    let t = providers_app().await;
+    let key = fixture("idp-private.pem");
+    let now = t.now_ms() / 1000;
+    let apple = |token: String, nonce: &str| {
+        t.post(
+            "/v1/auth/apple",
+            None,
+            json!({"idToken": token, "nonce": nonce}),
+        )
+    };
+    let tok = id_token(
+        &key,
+        "test-key-1",
+        apple_claims(now, "001234.abcd", "raw-nonce-1"),
+    );
+    let first = apple(tok.clone(), "raw-nonce-1").await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let again = apple(tok, "raw-nonce-1").await;
+    assert_eq!(again.body["userId"], first.body["userId"], "keyed by sub");
+
+    let mut refusals = Vec::new();
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = apple_claims(now, "001234.abcd", "raw-nonce-1");
+        f(&mut c);
+        id_token(&key, "test-key-1", c)
+    };
+    refusals.push(("wrong nonce", apple(with(&|_| {}), "another-nonce").await));
+    refusals.push((
+        "wrong audience",
+        apple(with(&|c| c["aud"] = json!("com.evil.app")), "raw-nonce-1").await,
+    ));
+    refusals.push((
+        "wrong issuer",
+        apple(
+            with(&|c| c["iss"] = json!("https://accounts.google.com")),
+            "raw-nonce-1",
+        )
+        .await,
+    ));
+    refusals.push((
+        "expired",
+        apple(with(&|c| c["exp"] = json!(now - 120)), "raw-nonce-1").await,
+    ));
+    let other = id_token(
+        &fixture("idp-other-private.pem"),
+        "test-key-1",
+        apple_claims(now, "001234.abcd", "raw-nonce-1"),
+    );
+    refusals.push(("wrong signature", apple(other, "raw-nonce-1").await));
+    for (why, r) in refusals {
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (401, "unauthorized"),
+            "{why}: {:?}",
+            r.body
+        );
+    }
+    let empty = apple(with(&|_| {}), "").await;
+    assert_eq!(empty.code(), "validation_failed");
+}
+
+#[tokio::test]
+async fn sign_in_with_google_accepts_both_issuers_and_every_client_id() {
+    let t = providers_app().await;
+    let key = fixture("idp-private.pem");
+    let now = t.now_ms() / 1000;
+    let google = |claims: serde_json::Value| {
+        let token = id_token(&key, "test-key-1", claims);
+        t.post("/v1/auth/google", None, json!({"idToken": token}))
+    };
+    let claims = |iss: &str, aud: &str| {
+        json!({"iss": iss, "aud": aud, "sub": "110169484474386276334", "iat": now - 5, "exp": now + 3600,
+               "email": "someone@gmail.com", "email_verified": true})
+    };
+    let a = google(claims("https://accounts.google.com", GOOGLE_CLIENT)).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let b = google(claims(
+        "accounts.google.com",
+        "5678-web.apps.googleusercontent.com",
+    ))
+    .await;
+    assert_eq!(
+        b.body["userId"], a.body["userId"],
+        "the same Google account from the web client"
+    );
+    let wrong_aud = google(claims(
+        "https://accounts.google.com",
+        "9999-other.apps.googleusercontent.com",
+    ))
+    .await;
+    assert_eq!(wrong_aud.code(), "unauthorized");
+    let wrong_iss = google(claims("https://appleid.apple.com", GOOGLE_CLIENT)).await;
+    assert_eq!(wrong_iss.code(), "unauthorized");
+    // An Apple token is no Google token, nor the other way round: separate accounts per provider.
+    let apple_tok = id_token(
+        &key,
+        "test-key-1",
+        apple_claims(now, "110169484474386276334", "n"),
+    );
+    let r = t
+        .post("/v1/auth/google", None, json!({"idToken": apple_tok}))
+        .await;
+    assert_eq!(r.code(), "unauthorized");
+}
+
+#[tokio::test]
+async fn providers_that_are_not_configured_are_unavailable() {
+    let t = TestApp::spawn().await;
+    let r = t
+        .post(
+            "/v1/auth/apple",
+            None,
+            json!({"idToken": "x.y.z", "nonce": "n"}),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (503, "unavailable"));
+    let r = t
+        .post("/v1/auth/google", None, json!({"idToken": "x.y.z"}))
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (503, "unavailable"));
+}

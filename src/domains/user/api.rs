@@ -50,6 +50,23 @@ pub struct ExternalSignIn {
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
+pub struct AppleSignIn {
+    /// The identity token from `ASAuthorizationAppleIDCredential.identityToken`.
+    pub id_token: String,
+    /// The raw nonce the app generated; Apple signed its SHA-256 (hex) into the token.
+    /// 1–256 characters.
+    pub nonce: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct GoogleSignIn {
+    /// The ID token from Google Sign-In (any of the configured client ids).
+    pub id_token: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
@@ -202,6 +219,40 @@ impl AuthApi {
     ) -> AppResult<Json<TokenResponse>> {
         let meta = client_meta(&ctx, req);
         let t = super::sign_in_external(&ctx, &body.id_token, meta).await?;
+        Ok(Json(t.into()))
+    }
+
+    /// Sign in with Apple: the identity token is checked against Apple's keys, issuer,
+    /// audience (a configured bundle or service id), expiry and the nonce. The first use
+    /// creates the account. Public; throttled per address. `unavailable` when not configured.
+    #[oai(path = "/apple", method = "post", operation_id = "auth_apple")]
+    async fn apple(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        req: &Request,
+        body: JsonBody<AppleSignIn>,
+    ) -> AppResult<Json<TokenResponse>> {
+        let meta = client_meta(&ctx, req);
+        let provider = super::IdProvider::Apple;
+        let t =
+            super::sign_in_with_id_token(&ctx, provider, &body.id_token, Some(&body.nonce), meta)
+                .await?;
+        Ok(Json(t.into()))
+    }
+
+    /// Sign in with Google: the ID token is checked against Google's keys, issuer, audience
+    /// (a configured client id) and expiry. The first use creates the account. Public;
+    /// throttled per address. `unavailable` when not configured.
+    #[oai(path = "/google", method = "post", operation_id = "auth_google")]
+    async fn google(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        req: &Request,
+        body: JsonBody<GoogleSignIn>,
+    ) -> AppResult<Json<TokenResponse>> {
+        let meta = client_meta(&ctx, req);
+        let provider = super::IdProvider::Google;
+        let t = super::sign_in_with_id_token(&ctx, provider, &body.id_token, None, meta).await?;
         Ok(Json(t.into()))
     }
 

@@ -10,7 +10,7 @@ crate::domain_events! {
         /// A new account exists (any sign-in method).
         SignedUp = "user_signed_up" {
             user_id: UserId,
-            /// `device`, `password` or `external`.
+            /// `device`, `password`, `external` (Firebase-compatible), `apple` or `google`.
             method: String,
             platform: Option<Platform>,
         }

@@ -315,22 +315,89 @@ pub async fn sign_in_external(
     id_token: &str,
     meta: ClientMeta,
 ) -> AppResult<AuthTokens> {
-    let verifier = ctx.external.as_ref().ok_or_else(|| {
-        AppError::new(
-            Code::Unavailable,
-            "external sign-in is not configured on this server",
-        )
-    })?;
+    sign_in_with_id_token(ctx, IdProvider::Firebase, id_token, None, meta).await
+}
+
+/// The identity providers whose ID tokens sign people in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdProvider {
+    /// Firebase-compatible tokens (`auth.external`), so Firebase users keep their UIDs.
+    Firebase,
+    Apple,
+    Google,
+}
+
+impl IdProvider {
+    /// The prefix of the identity key (`<prefix>:<sub>`); Firebase's predates the others.
+    fn prefix(self) -> &'static str {
+        match self {
+            IdProvider::Firebase => "firebase",
+            IdProvider::Apple => "apple",
+            IdProvider::Google => "google",
+        }
+    }
+
+    /// The `method` of the `user_signed_up` event.
+    fn signup_method(self) -> &'static str {
+        match self {
+            IdProvider::Firebase => "external",
+            IdProvider::Apple => "apple",
+            IdProvider::Google => "google",
+        }
+    }
+
+    fn method(self) -> SignInMethod {
+        match self {
+            IdProvider::Firebase => SignInMethod::External,
+            IdProvider::Apple => SignInMethod::Apple,
+            IdProvider::Google => SignInMethod::Google,
+        }
+    }
+
+    fn verifier(self, ctx: &Ctx) -> AppResult<&external::IdTokenVerifier> {
+        let (verifier, name) = match self {
+            IdProvider::Firebase => (ctx.external.as_ref(), "external sign-in"),
+            IdProvider::Apple => (ctx.apple_id.as_ref(), "Sign in with Apple"),
+            IdProvider::Google => (ctx.google_id.as_ref(), "Sign in with Google"),
+        };
+        verifier.ok_or_else(|| {
+            AppError::new(
+                Code::Unavailable,
+                format!("{name} is not configured on this server"),
+            )
+        })
+    }
+}
+
+/// Longest nonce accepted with an Apple identity token.
+pub const NONCE_CHARS_MAX: usize = 256;
+
+/// Signs in with a provider's ID token: the first use creates the account, keyed by the
+/// provider's `sub`. `nonce` (Apple) must hash to the token's `nonce` claim.
+pub async fn sign_in_with_id_token(
+    ctx: &Ctx,
+    provider: IdProvider,
+    id_token: &str,
+    nonce: Option<&str>,
+    meta: ClientMeta,
+) -> AppResult<AuthTokens> {
+    let verifier = provider.verifier(ctx)?;
+    if nonce.is_some_and(|n| n.is_empty() || n.chars().count() > NONCE_CHARS_MAX) {
+        return Err(AppError::validation(format!(
+            "nonce must be 1–{NONCE_CHARS_MAX} characters"
+        )));
+    }
+    let method = provider.method();
     // The subject is unknown until the token is verified, so only the address is throttled.
     check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
-    let identity = match verifier.verify(id_token, ctx.store.now_ms()).await {
+    let identity = match verifier.verify(id_token, nonce, ctx.store.now_ms()).await {
         Ok(i) => i,
         Err(e) => {
-            record_failure(ctx, None, SignInMethod::External, &meta).await?;
+            record_failure(ctx, None, method, &meta).await?;
             return Err(e);
         }
     };
-    let account = format!("firebase:{}", identity.subject);
+    let account = format!("{}:{}", provider.prefix(), identity.subject);
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, r) = (meta.clone(), refresh.clone());
@@ -343,7 +410,7 @@ pub async fn sign_in_external(
                 Some(i) => i.user_id,
                 None => {
                     admit_signup(tx, &limit)?;
-                    let user = create_user(tx, m.platform, None, None, "external")?;
+                    let user = create_user(tx, m.platform, None, None, provider.signup_method())?;
                     note_signup(tx, &limit)?;
                     let link = Identity {
                         user_id: user.id.clone(),
@@ -353,15 +420,8 @@ pub async fn sign_in_external(
                     user.id
                 }
             };
-            record_attempt(
-                tx,
-                &account,
-                Some(&user_id),
-                SignInMethod::External,
-                &m,
-                true,
-            )?;
-            open_session(tx, &user_id, SignInMethod::External, &m, &r, ttl_ms)
+            signed_in(tx, &account, &user_id, method, &m)?;
+            open_session(tx, &user_id, method, &m, &r, ttl_ms)
         })
         .await?;
     tokens(ctx, session, refresh)

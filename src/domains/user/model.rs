@@ -112,6 +112,8 @@ pub enum SignInMethod {
     Device,
     Password,
     External,
+    Apple,
+    Google,
 }
 
 pub use crate::core::platform::Platform;
