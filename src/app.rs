@@ -37,6 +37,9 @@ pub struct Ctx {
     /// Sign in with Apple and with Google, when configured.
     pub apple_id: Option<ExternalVerifier>,
     pub google_id: Option<ExternalVerifier>,
+    /// Facebook Login: the Graph API, and Limited Login's token verifier when configured.
+    pub facebook: Option<crate::providers::facebook::FacebookGraph>,
+    pub facebook_limited: Option<ExternalVerifier>,
     pub apple: Option<crate::providers::apple::AppleVerifier>,
     pub google: Option<crate::providers::google::GooglePlay>,
     pub pubsub: Option<crate::providers::google::PubSubVerifier>,
@@ -152,6 +155,15 @@ impl App {
             true => Some(ExternalVerifier::google(&config.auth.google, clock.now_ms()).await?),
             false => None,
         };
+        let fb = &config.auth.facebook;
+        let facebook = fb
+            .enabled
+            .then(|| crate::providers::facebook::FacebookGraph::new(fb));
+        let facebook_limited =
+            match fb.enabled && !(fb.jwks_file.is_empty() && fb.jwks_url.is_empty()) {
+                true => Some(ExternalVerifier::facebook_limited(fb, clock.now_ms()).await?),
+                false => None,
+            };
         let external = if config.auth.external.enabled {
             Some(ExternalVerifier::new(&config.auth.external, clock.now_ms()).await?)
         } else {
@@ -195,6 +207,8 @@ impl App {
             external,
             apple_id,
             google_id,
+            facebook,
+            facebook_limited,
             apple,
             google,
             pubsub,

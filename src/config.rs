@@ -525,6 +525,8 @@ pub struct AuthConfig {
     pub apple: OidcProviderConfig,
     /// Sign in with Google: `POST /v1/auth/google`.
     pub google: OidcProviderConfig,
+    /// Facebook Login: `POST /v1/auth/facebook`.
+    pub facebook: FacebookConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -564,6 +566,40 @@ pub struct ExternalIdpConfig {
     pub jwks_refresh_secs: u64,
     /// Allowed clock skew for `exp`, `iat` and `auth_time`.
     pub leeway_secs: u64,
+}
+
+/// Facebook Login: `POST /v1/auth/facebook` with a user access token (checked through the
+/// Graph API) or an iOS Limited Login token (checked against Facebook's JWKS).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FacebookConfig {
+    pub enabled: bool,
+    pub app_id: String,
+    pub app_secret: String,
+    /// The Graph API, versioned.
+    pub graph_base_url: String,
+    /// Limited Login: Facebook's keys as a JWKS file or URL
+    /// (`https://limited.facebook.com/.well-known/oauth/openid/jwks/`); both empty: Limited
+    /// Login tokens are refused.
+    pub jwks_file: String,
+    pub jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    pub leeway_secs: u64,
+}
+
+impl Default for FacebookConfig {
+    fn default() -> Self {
+        FacebookConfig {
+            enabled: false,
+            app_id: String::new(),
+            app_secret: String::new(),
+            graph_base_url: "https://graph.facebook.com/v19.0".into(),
+            jwks_file: String::new(),
+            jwks_url: String::new(),
+            jwks_refresh_secs: 3600,
+            leeway_secs: 60,
+        }
+    }
 }
 
 /// An OpenID Connect provider whose ID tokens sign people in (`auth.apple`, `auth.google`).
@@ -672,6 +708,7 @@ impl Default for AuthConfig {
             external: ExternalIdpConfig::default(),
             apple: OidcProviderConfig::default(),
             google: OidcProviderConfig::default(),
+            facebook: FacebookConfig::default(),
         }
     }
 }
@@ -858,6 +895,21 @@ impl Config {
             }
             if p.jwks_refresh_secs == 0 {
                 return Err(bad(&format!("{key}.jwks_refresh_secs"), "must be positive"));
+            }
+        }
+        let f = &self.auth.facebook;
+        if f.enabled {
+            if f.app_id.is_empty() || f.app_secret.is_empty() {
+                return Err(bad("auth.facebook", "app_id and app_secret are required"));
+            }
+            if !f.jwks_file.is_empty() && !f.jwks_url.is_empty() {
+                return Err(bad(
+                    "auth.facebook",
+                    "set at most one of jwks_file and jwks_url",
+                ));
+            }
+            if f.jwks_refresh_secs == 0 {
+                return Err(bad("auth.facebook.jwks_refresh_secs", "must be positive"));
             }
         }
         let x = &self.auth.external;

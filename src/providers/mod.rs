@@ -3,6 +3,7 @@
 //! or verifies what a provider issued with keys and certificates from configuration.
 
 pub mod apple;
+pub mod facebook;
 pub mod google;
 pub mod google_oauth;
 pub mod jwks;

@@ -34,6 +34,7 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             json!({"idToken": "x", "nonce": "n"}),
         ),
         ("auth_google", Who::Public, json!({"idToken": "x"})),
+        ("auth_facebook", Who::Public, json!({"accessToken": "x"})),
         ("auth_refresh", Who::Public, json!({"refreshToken": "x"})),
         ("auth_logout", Who::Any, Value::Null),
         ("me_link_credentials", Who::Any, creds),

@@ -1192,3 +1192,138 @@ async fn providers_that_are_not_configured_are_unavailable() {
         .await;
     assert_eq!((r.status.as_u16(), r.code()), (503, "unavailable"));
 }
+
+/// A fake Graph API: `debug_token` and `me` answer from a table of user tokens, and every
+/// request's query is recorded.
+async fn fake_graph() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+) {
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let record = |seen: std::sync::Arc<parking_lot::Mutex<Vec<String>>>, path: &'static str| {
+        poem::endpoint::make(move |req: poem::Request| {
+            let seen = seen.clone();
+            async move {
+                let query = req.uri().query().unwrap_or("").to_owned();
+                seen.lock().push(format!("{path}?{query}"));
+                let param = |k: &str| {
+                    query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let token = param(if path == "debug_token" {
+                    "input_token"
+                } else {
+                    "access_token"
+                });
+                // user tokens: good (app 42, user 1001), other-app (app 7), dead (invalid),
+                // liar (debug says 1001, me says 2002); anything else: Graph's 400.
+                let (app, valid, user, me) = match token.as_str() {
+                    "good" => ("42", true, "1001", "1001"),
+                    "other-app" => ("7", true, "1001", "1001"),
+                    "dead" => ("42", false, "1001", "1001"),
+                    "liar" => ("42", true, "1001", "2002"),
+                    _ => {
+                        return poem::Response::builder()
+                            .status(poem::http::StatusCode::BAD_REQUEST)
+                            .body(
+                                r#"{"error":{"message":"Invalid OAuth access token.","code":190}}"#,
+                            );
+                    }
+                };
+                let body = if path == "debug_token" {
+                    json!({"data": {"app_id": app, "type": "USER", "application": "Duet",
+                                    "is_valid": valid, "user_id": user, "expires_at": 0}})
+                } else {
+                    json!({"id": me, "email": "fb@example.com"})
+                };
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(body.to_string())
+            }
+        })
+    };
+    let app = poem::Route::new()
+        .at(
+            "/v19.0/debug_token",
+            poem::get(record(seen.clone(), "debug_token")),
+        )
+        .at("/v19.0/me", poem::get(record(seen.clone(), "me")));
+    (serve_fake(app).await, seen)
+}
+
+#[tokio::test]
+async fn facebook_login_checks_the_token_with_the_graph_api() {
+    let (addr, seen) = fake_graph().await;
+    let jwks = format!(
+        "{}/tests/fixtures/idp-jwks.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let t = TestApp::spawn_with(|c| {
+        c.auth.facebook.enabled = true;
+        c.auth.facebook.app_id = "42".into();
+        c.auth.facebook.app_secret = "s3cret".into();
+        c.auth.facebook.graph_base_url = format!("http://{addr}/v19.0");
+        c.auth.facebook.jwks_file = jwks;
+    })
+    .await;
+    let fb = |body: serde_json::Value| t.post("/v1/auth/facebook", None, body);
+    let ok = fb(json!({"accessToken": "good"})).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    {
+        let seen = seen.lock();
+        assert!(seen[0].starts_with("debug_token?"), "{seen:?}");
+        assert!(seen[0].contains("input_token=good"), "{seen:?}");
+        assert!(
+            seen[0].contains("access_token=42%7Cs3cret"),
+            "the app's token: {seen:?}"
+        );
+        assert!(
+            seen[1].starts_with("me?") && seen[1].contains("fields=id%2Cemail"),
+            "{seen:?}"
+        );
+    }
+    for (token, why) in [
+        ("other-app", "issued to another app"),
+        ("dead", "not valid"),
+        ("liar", "names another user"),
+        ("garbage", "Graph refuses it"),
+    ] {
+        let r = fb(json!({"accessToken": token})).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (401, "unauthorized"),
+            "{why}: {:?}",
+            r.body
+        );
+    }
+    // Limited Login: an OIDC token for app 42 is the same Facebook user (app-scoped id).
+    let now = t.now_ms() / 1000;
+    let limited = |aud: &str| {
+        id_token(
+            &fixture("idp-private.pem"),
+            "test-key-1",
+            json!({"iss": "https://www.facebook.com", "aud": aud, "sub": "1001",
+                   "iat": now - 5, "exp": now + 3600, "nonce": "x"}),
+        )
+    };
+    let same = fb(json!({"idToken": limited("42")})).await;
+    assert_eq!(same.body["userId"], ok.body["userId"], "{:?}", same.body);
+    let wrong_app = fb(json!({"idToken": limited("7")})).await;
+    assert_eq!(wrong_app.code(), "unauthorized");
+    let both = fb(json!({"accessToken": "good", "idToken": limited("42")})).await;
+    assert_eq!(both.code(), "validation_failed");
+    let neither = fb(json!({})).await;
+    assert_eq!(neither.code(), "validation_failed");
+}
+
+#[tokio::test]
+async fn facebook_login_is_unavailable_until_configured() {
+    let t = TestApp::spawn().await;
+    let r = t
+        .post("/v1/auth/facebook", None, json!({"accessToken": "good"}))
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (503, "unavailable"));
+}

@@ -60,6 +60,16 @@ pub struct AppleSignIn {
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
+pub struct FacebookSignIn {
+    /// A user access token from Facebook Login (checked through the Graph API). Give this or
+    /// `idToken`.
+    pub access_token: Option<String>,
+    /// An iOS Limited Login token (OIDC, checked against Facebook's keys).
+    pub id_token: Option<String>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
 pub struct GoogleSignIn {
     /// The ID token from Google Sign-In (any of the configured client ids).
     pub id_token: String,
@@ -253,6 +263,33 @@ impl AuthApi {
         let meta = client_meta(&ctx, req);
         let provider = super::IdProvider::Google;
         let t = super::sign_in_with_id_token(&ctx, provider, &body.id_token, None, meta).await?;
+        Ok(Json(t.into()))
+    }
+
+    /// Facebook Login: a user access token checked through the Graph API (`debug_token` with
+    /// the app's token: valid, a user token, this app; then `me`), or an iOS Limited Login
+    /// token checked against Facebook's keys (audience the app id). Exactly one of the two.
+    /// The first use creates the account. Public; throttled per address.
+    #[oai(path = "/facebook", method = "post", operation_id = "auth_facebook")]
+    async fn facebook(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        req: &Request,
+        body: JsonBody<FacebookSignIn>,
+    ) -> AppResult<Json<TokenResponse>> {
+        let meta = client_meta(&ctx, req);
+        let t = match (&body.access_token, &body.id_token) {
+            (Some(access), None) => super::sign_in_facebook(&ctx, access, meta).await?,
+            (None, Some(id)) => {
+                let provider = super::IdProvider::Facebook;
+                super::sign_in_with_id_token(&ctx, provider, id, None, meta).await?
+            }
+            _ => {
+                return Err(crate::core::error::AppError::validation(
+                    "give exactly one of accessToken and idToken",
+                ));
+            }
+        };
         Ok(Json(t.into()))
     }
 

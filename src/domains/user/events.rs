@@ -10,7 +10,8 @@ crate::domain_events! {
         /// A new account exists (any sign-in method).
         SignedUp = "user_signed_up" {
             user_id: UserId,
-            /// `device`, `password`, `external` (Firebase-compatible), `apple` or `google`.
+            /// `device`, `password`, `external` (Firebase-compatible), `apple`, `google` or
+            /// `facebook`.
             method: String,
             platform: Option<Platform>,
         }

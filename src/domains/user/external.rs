@@ -133,6 +133,32 @@ impl IdTokenVerifier {
         Self::provider("auth.google", cfg, issuers, now_ms).await
     }
 
+    /// Facebook Limited Login tokens (`auth.facebook`, when it names a JWKS): audience the app
+    /// id.
+    pub async fn facebook_limited(
+        cfg: &crate::config::FacebookConfig,
+        now_ms: i64,
+    ) -> anyhow::Result<IdTokenVerifier> {
+        let rules = Rules {
+            issuers: vec![
+                "https://www.facebook.com".into(),
+                "https://limited.facebook.com".into(),
+            ],
+            audiences: vec![cfg.app_id.clone()],
+            auth_time: false,
+            leeway_secs: cfg.leeway_secs as i64,
+        };
+        Self::load(
+            "auth.facebook",
+            &cfg.jwks_file,
+            &cfg.jwks_url,
+            cfg.jwks_refresh_secs,
+            rules,
+            now_ms,
+        )
+        .await
+    }
+
     async fn provider(
         section: &str,
         cfg: &OidcProviderConfig,

@@ -325,6 +325,9 @@ pub enum IdProvider {
     Firebase,
     Apple,
     Google,
+    /// iOS Limited Login's OIDC token; a classic access token goes through
+    /// [`sign_in_facebook`].
+    Facebook,
 }
 
 impl IdProvider {
@@ -334,6 +337,7 @@ impl IdProvider {
             IdProvider::Firebase => "firebase",
             IdProvider::Apple => "apple",
             IdProvider::Google => "google",
+            IdProvider::Facebook => "facebook",
         }
     }
 
@@ -343,6 +347,7 @@ impl IdProvider {
             IdProvider::Firebase => "external",
             IdProvider::Apple => "apple",
             IdProvider::Google => "google",
+            IdProvider::Facebook => "facebook",
         }
     }
 
@@ -351,6 +356,7 @@ impl IdProvider {
             IdProvider::Firebase => SignInMethod::External,
             IdProvider::Apple => SignInMethod::Apple,
             IdProvider::Google => SignInMethod::Google,
+            IdProvider::Facebook => SignInMethod::Facebook,
         }
     }
 
@@ -359,6 +365,7 @@ impl IdProvider {
             IdProvider::Firebase => (ctx.external.as_ref(), "external sign-in"),
             IdProvider::Apple => (ctx.apple_id.as_ref(), "Sign in with Apple"),
             IdProvider::Google => (ctx.google_id.as_ref(), "Sign in with Google"),
+            IdProvider::Facebook => (ctx.facebook_limited.as_ref(), "Facebook Limited Login"),
         };
         verifier.ok_or_else(|| {
             AppError::new(
@@ -397,7 +404,52 @@ pub async fn sign_in_with_id_token(
             return Err(e);
         }
     };
-    let account = format!("{}:{}", provider.prefix(), identity.subject);
+    sign_in_identity(ctx, provider, &identity.subject, meta).await
+}
+
+/// Facebook Login with a user access token, checked through the Graph API. The account is
+/// keyed by the app-scoped user id, the same as Limited Login's `sub`.
+pub async fn sign_in_facebook(
+    ctx: &Ctx,
+    access_token: &str,
+    meta: ClientMeta,
+) -> AppResult<AuthTokens> {
+    let graph = ctx.facebook.as_ref().ok_or_else(|| {
+        AppError::new(
+            Code::Unavailable,
+            "Facebook Login is not configured on this server",
+        )
+    })?;
+    if access_token.is_empty() || access_token.len() > ACCESS_TOKEN_BYTES_MAX {
+        return Err(AppError::validation(format!(
+            "accessToken must be 1–{ACCESS_TOKEN_BYTES_MAX} bytes"
+        )));
+    }
+    check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
+    let person = match graph.verify(access_token).await {
+        Ok(p) => p,
+        Err(e) => {
+            if e.code == Code::Unauthorized {
+                record_failure(ctx, None, SignInMethod::Facebook, &meta).await?;
+            }
+            return Err(e);
+        }
+    };
+    sign_in_identity(ctx, IdProvider::Facebook, &person.id, meta).await
+}
+
+/// Longest provider access token accepted.
+const ACCESS_TOKEN_BYTES_MAX: usize = 4096;
+
+/// Signs `subject` of `provider` in, creating the account on first use.
+async fn sign_in_identity(
+    ctx: &Ctx,
+    provider: IdProvider,
+    subject: &str,
+    meta: ClientMeta,
+) -> AppResult<AuthTokens> {
+    let method = provider.method();
+    let account = format!("{}:{subject}", provider.prefix());
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, r) = (meta.clone(), refresh.clone());

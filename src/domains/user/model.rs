@@ -114,6 +114,7 @@ pub enum SignInMethod {
     External,
     Apple,
     Google,
+    Facebook,
 }
 
 pub use crate::core::platform::Platform;
