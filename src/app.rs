@@ -18,7 +18,7 @@ use crate::core::live::LiveConnections;
 use crate::core::metrics::Metrics;
 use crate::core::store::Store;
 use crate::domains;
-use crate::domains::user::external::ExternalVerifier;
+use crate::domains::user::external::IdTokenVerifier;
 use crate::domains::user::presence::{self, Presence};
 
 /// The store file inside the data directory.
@@ -33,13 +33,13 @@ pub struct Ctx {
     pub config: Config,
     pub store: Store,
     pub tokens: TokenIssuer,
-    pub external: Option<ExternalVerifier>,
+    pub external: Option<IdTokenVerifier>,
     /// Sign in with Apple and with Google, when configured.
-    pub apple_id: Option<ExternalVerifier>,
-    pub google_id: Option<ExternalVerifier>,
+    pub apple_id: Option<IdTokenVerifier>,
+    pub google_id: Option<IdTokenVerifier>,
     /// Facebook Login: the Graph API, and Limited Login's token verifier when configured.
     pub facebook: Option<crate::providers::facebook::FacebookGraph>,
-    pub facebook_limited: Option<ExternalVerifier>,
+    pub facebook_limited: Option<IdTokenVerifier>,
     pub apple: Option<crate::providers::apple::AppleVerifier>,
     pub google: Option<crate::providers::google::GooglePlay>,
     pub pubsub: Option<crate::providers::google::PubSubVerifier>,
@@ -148,11 +148,11 @@ impl App {
             config.auth.access_token_ttl_secs,
         )?;
         let apple_id = match config.auth.apple.enabled {
-            true => Some(ExternalVerifier::apple(&config.auth.apple, clock.now_ms()).await?),
+            true => Some(IdTokenVerifier::apple(&config.auth.apple, clock.now_ms()).await?),
             false => None,
         };
         let google_id = match config.auth.google.enabled {
-            true => Some(ExternalVerifier::google(&config.auth.google, clock.now_ms()).await?),
+            true => Some(IdTokenVerifier::google(&config.auth.google, clock.now_ms()).await?),
             false => None,
         };
         let fb = &config.auth.facebook;
@@ -161,11 +161,11 @@ impl App {
             .then(|| crate::providers::facebook::FacebookGraph::new(fb));
         let facebook_limited =
             match fb.enabled && !(fb.jwks_file.is_empty() && fb.jwks_url.is_empty()) {
-                true => Some(ExternalVerifier::facebook_limited(fb, clock.now_ms()).await?),
+                true => Some(IdTokenVerifier::facebook_limited(fb, clock.now_ms()).await?),
                 false => None,
             };
         let external = if config.auth.external.enabled {
-            Some(ExternalVerifier::new(&config.auth.external, clock.now_ms()).await?)
+            Some(IdTokenVerifier::new(&config.auth.external, clock.now_ms()).await?)
         } else {
             None
         };

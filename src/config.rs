@@ -829,7 +829,6 @@ impl Config {
             ("body_read_timeout_ms", c.body_read_timeout_ms),
             ("idle_timeout_ms", c.idle_timeout_ms),
             ("request_timeout_ms", c.request_timeout_ms),
-            ("per_address_max", c.per_address_max as u64),
             ("accept_backoff_max_ms", c.accept_backoff_max_ms),
         ] {
             if ms == 0 {
@@ -838,6 +837,12 @@ impl Config {
                     "must be at least 1 (a phase without a bound is what the limits prevent)",
                 ));
             }
+        }
+        if c.per_address_max == 0 {
+            return Err(bad(
+                "server.connections.per_address_max",
+                "must be at least 1",
+            ));
         }
         if c.body_min_bytes_per_sec == 0 {
             return Err(bad(

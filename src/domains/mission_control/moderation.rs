@@ -258,17 +258,7 @@ fn on_blocked(
         // The suspension ran out before a moderator got to the case, and reports keep coming:
         // suspend again rather than let them go on.
         if case.action == AutomaticAction::Suspend && !account.is_banned(tx.now_ms()) {
-            let until = tx.now_ms() + config.suspension_secs as i64 * 1000;
-            let why = suspension_reason(rule, case.reporters.len(), case.weight);
-            user::suspend_tx(tx, target, &why, ACTOR, until)?;
-            case.suspended_until_ms = Some(until);
-            audit_tx(
-                tx,
-                ACTOR,
-                "user.auto_suspend",
-                target,
-                json!({"caseId": case.id, "rule": rule.as_str(), "weight": case.weight, "untilMs": until, "again": true}),
-            )?;
+            act(tx, config, &mut case, true)?;
         }
         put(&mut tx.table(CASES)?, case.id.as_str(), &case)?;
         return Ok(());
@@ -307,50 +297,58 @@ fn open_case(
     weight: u32,
     reporters: Vec<(String, u32)>,
 ) -> AppResult<()> {
-    let now = tx.now_ms();
-    let why = suspension_reason(rule, reporters.len(), weight);
-    let suspended_until_ms = match config.automatic_action {
-        AutomaticAction::Suspend => {
-            let until = now + config.suspension_secs as i64 * 1000;
-            user::suspend_tx(tx, target, &why, ACTOR, until)?;
-            Some(until)
-        }
-        AutomaticAction::Ban => {
-            user::ban_tx(tx, target, &why, ACTOR)?;
-            None
-        }
-    };
-    let case = Case {
+    let mut case = Case {
         id: new_id(),
         user_id: target.to_owned(),
         rule,
         state: CaseState::Open,
-        opened_at_ms: now,
+        opened_at_ms: tx.now_ms(),
         action: config.automatic_action,
-        suspended_until_ms,
+        suspended_until_ms: None,
         weight,
         reporters,
         decided_by: None,
         decided_at_ms: None,
         note: None,
     };
+    act(tx, config, &mut case, false)?;
     store_case(tx, &case, None)?;
     tx.table(OPEN_CASES)?
         .insert((target, rule.as_str()), case.id.as_str())?;
+    Ok(())
+}
+
+/// Carries out `case`'s automatic action on its user (a suspension from now, or a ban), and
+/// audits it; `again` for a suspension renewed while the case waits for a moderator.
+fn act(tx: &Tx, config: &ModerationConfig, case: &mut Case, again: bool) -> AppResult<()> {
+    let why = suspension_reason(case.rule, case.reporters.len(), case.weight);
+    let target = case.user_id.clone();
+    case.suspended_until_ms = match case.action {
+        AutomaticAction::Suspend => {
+            let until = tx.now_ms() + config.suspension_secs as i64 * 1000;
+            user::suspend_tx(tx, &target, &why, ACTOR, until)?;
+            Some(until)
+        }
+        AutomaticAction::Ban => {
+            user::ban_tx(tx, &target, &why, ACTOR)?;
+            None
+        }
+    };
     audit_tx(
         tx,
         ACTOR,
-        match config.automatic_action {
+        match case.action {
             AutomaticAction::Suspend => "user.auto_suspend",
             AutomaticAction::Ban => "user.auto_ban",
         },
-        target,
+        &target,
         json!({
             "caseId": case.id,
-            "rule": rule.as_str(),
-            "weight": weight,
+            "rule": case.rule.as_str(),
+            "weight": case.weight,
             "reporters": case.reporters.len(),
-            "untilMs": suspended_until_ms,
+            "untilMs": case.suspended_until_ms,
+            "again": again,
         }),
     )
 }

@@ -75,9 +75,6 @@ pub struct IdTokenVerifier {
     keys: JwksCache,
 }
 
-/// The verifier of Firebase-compatible tokens (kept under its first name).
-pub type ExternalVerifier = IdTokenVerifier;
-
 impl IdTokenVerifier {
     /// Loads the keys once; a server configured for a provider does not start without them.
     async fn load(

@@ -34,31 +34,36 @@ pub struct Ban {
 }
 
 impl UserRecord {
-    /// Refuses a banned account (`account_banned`); a suspension past its end no longer counts.
-    pub fn refuse_if_banned(&self, now_ms: i64) -> crate::core::error::AppResult<()> {
-        match &self.ban {
-            Some(ban) if ban.until_ms.is_none_or(|until| until > now_ms) => {
-                Err(crate::core::error::AppError::new(
-                    crate::core::error::Code::AccountBanned,
-                    match ban.until_ms {
-                        Some(until) => format!(
-                            "account suspended until {}: {}",
-                            crate::core::clock::to_datetime(until)
-                                .format(&time::format_description::well_known::Rfc3339)
-                                .unwrap_or_default(),
-                            ban.reason
-                        ),
-                        None => format!("account banned: {}", ban.reason),
-                    },
-                ))
-            }
-            _ => Ok(()),
-        }
+    /// The ban in force at `now_ms`, if any: a suspension past its end no longer counts.
+    pub fn ban_in_force(&self, now_ms: i64) -> Option<&Ban> {
+        self.ban
+            .as_ref()
+            .filter(|ban| ban.until_ms.is_none_or(|until| until > now_ms))
     }
 
     /// Whether a ban (or a suspension not over yet) is in force.
     pub fn is_banned(&self, now_ms: i64) -> bool {
-        self.refuse_if_banned(now_ms).is_err()
+        self.ban_in_force(now_ms).is_some()
+    }
+
+    /// Refuses a banned account (`account_banned`), saying why and, for a suspension, until when.
+    pub fn refuse_if_banned(&self, now_ms: i64) -> crate::core::error::AppResult<()> {
+        let Some(ban) = self.ban_in_force(now_ms) else {
+            return Ok(());
+        };
+        Err(crate::core::error::AppError::new(
+            crate::core::error::Code::AccountBanned,
+            match ban.until_ms {
+                Some(until) => format!(
+                    "account suspended until {}: {}",
+                    crate::core::clock::to_datetime(until)
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    ban.reason
+                ),
+                None => format!("account banned: {}", ban.reason),
+            },
+        ))
     }
 }
 
