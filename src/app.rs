@@ -40,6 +40,10 @@ pub struct Ctx {
     /// Facebook Login: the Graph API, and Limited Login's token verifier when configured.
     pub facebook: Option<crate::providers::facebook::FacebookGraph>,
     pub facebook_limited: Option<IdTokenVerifier>,
+    /// One-time codes by SMS for phone sign-in, when configured.
+    pub sms: Option<crate::providers::sms::Twilio>,
+    /// Emails about the account (verification and reset links).
+    pub auth_mail: domains::user::email::Mailer,
     pub apple: Option<crate::providers::apple::AppleVerifier>,
     pub google: Option<crate::providers::google::GooglePlay>,
     pub pubsub: Option<crate::providers::google::PubSubVerifier>,
@@ -164,6 +168,12 @@ impl App {
                 true => Some(IdTokenVerifier::facebook_limited(fb, clock.now_ms()).await?),
                 false => None,
             };
+        let sms = config
+            .auth
+            .phone
+            .enabled
+            .then(|| crate::providers::sms::Twilio::new(&config.auth.phone));
+        let (auth_mail, mailer) = domains::user::email::Mailer::start(&config);
         let external = if config.auth.external.enabled {
             Some(IdTokenVerifier::new(&config.auth.external, clock.now_ms()).await?)
         } else {
@@ -209,6 +219,8 @@ impl App {
             google_id,
             facebook,
             facebook_limited,
+            sms,
+            auth_mail,
             apple,
             google,
             pubsub,
@@ -250,11 +262,19 @@ impl App {
         if indexed > 0 {
             tracing::info!(purchases = indexed, "indexed store purchases by user");
         }
+        let indexed = ctx
+            .store
+            .write(domains::user::identities::index_identities_by_user)
+            .await?;
+        if indexed > 0 {
+            tracing::info!(identities = indexed, "indexed sign-in identities by account");
+        }
         let seeded = domains::billing::seed_defaults(&ctx).await?;
         if seeded > 0 {
             tracing::info!(tariffs = seeded, "installed the default call tariffs");
         }
         let mut workers = vec![
+            mailer,
             tokio::spawn(api::ws::run_dispatcher(ctx.clone(), ctx.shutdown_signal())),
             tokio::spawn(sweep_presence(ctx.clone())),
             tokio::spawn(release_expired_holds(ctx.clone())),

@@ -527,6 +527,135 @@ pub struct AuthConfig {
     pub google: OidcProviderConfig,
     /// Facebook Login: `POST /v1/auth/facebook`.
     pub facebook: FacebookConfig,
+    /// Sign-in by phone number with a one-time SMS code: `POST /v1/auth/phone/start|verify`.
+    pub phone: PhoneConfig,
+    /// Email verification and password reset links (sent through `notifications.sendgrid`).
+    pub email: EmailAuthConfig,
+    /// Account deletion (`DELETE /v1/me`) and data export (`GET /v1/me/export`).
+    pub deletion: DeletionConfig,
+}
+
+/// How the one-time SMS code is sent and checked.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsProvider {
+    /// Twilio Verify makes, sends and checks the code (`verify_service_sid`).
+    TwilioVerify,
+    /// Duet makes the code, keeps only its hash, and sends it as a Twilio Messaging SMS
+    /// (`messaging_service_sid` or `from_number`).
+    TwilioMessaging,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhoneConfig {
+    pub enabled: bool,
+    pub provider: SmsProvider,
+    /// Twilio account (HTTP basic auth: `account_sid` and `auth_token`, or an API key's sid
+    /// and secret with `account_sid` still naming the account).
+    pub account_sid: String,
+    pub auth_token: String,
+    /// `twilio_verify`: the Verify service (`VA…`).
+    pub verify_service_sid: String,
+    /// `twilio_messaging`: the Messaging service (`MG…`), or else `from_number`.
+    pub messaging_service_sid: String,
+    pub from_number: String,
+    pub verify_base_url: String,
+    pub api_base_url: String,
+    /// Digits of a code Duet makes (`twilio_messaging`), 4–10.
+    pub code_digits: u32,
+    /// A code is good for this long after it was sent.
+    pub code_ttl_secs: u64,
+    /// Wrong codes tolerated per code; then a new one must be asked for.
+    pub attempts_max: u32,
+    /// The least time between two codes to one number.
+    pub resend_interval_secs: u64,
+    /// Codes sent to one number per hour.
+    pub sends_per_number_max: u32,
+    /// Codes asked for from one client address per hour.
+    pub sends_per_address_max: u32,
+    /// Codes sent per hour over everyone.
+    pub sends_per_hour_max: u32,
+    /// Codes sent per 24 hours over everyone: SMS cost money, this is the ceiling of the bill.
+    pub sends_per_day_max: u32,
+}
+
+impl Default for PhoneConfig {
+    fn default() -> Self {
+        PhoneConfig {
+            enabled: false,
+            provider: SmsProvider::TwilioVerify,
+            account_sid: String::new(),
+            auth_token: String::new(),
+            verify_service_sid: String::new(),
+            messaging_service_sid: String::new(),
+            from_number: String::new(),
+            verify_base_url: "https://verify.twilio.com".into(),
+            api_base_url: "https://api.twilio.com".into(),
+            code_digits: 6,
+            code_ttl_secs: 600,
+            attempts_max: 5,
+            resend_interval_secs: 30,
+            sends_per_number_max: 5,
+            sends_per_address_max: 20,
+            sends_per_hour_max: 1_000,
+            sends_per_day_max: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailAuthConfig {
+    /// Where the links in emails point: the web page that posts the token to
+    /// `/v1/auth/email/verify` or `/v1/auth/password/reset`. `{token}` is replaced.
+    pub verify_link: String,
+    pub reset_link: String,
+    /// A verification link works for this long.
+    pub verify_link_ttl_hours: u64,
+    /// A password reset link works for this long.
+    pub reset_link_ttl_minutes: u64,
+    /// An email an account added but never verified is released after this long.
+    pub claim_ttl_days: u64,
+    /// Verification emails one account may ask for per hour.
+    pub resends_per_hour_max: u32,
+    /// Emails (verification or reset) sent to one address per hour, whoever asks.
+    pub emails_per_address_per_hour_max: u32,
+    /// Auth emails waiting to be sent; past it new ones are dropped (and logged).
+    pub queue_max: usize,
+}
+
+impl Default for EmailAuthConfig {
+    fn default() -> Self {
+        EmailAuthConfig {
+            verify_link: "http://127.0.0.1:8080/verify-email?token={token}".into(),
+            reset_link: "http://127.0.0.1:8080/reset-password?token={token}".into(),
+            verify_link_ttl_hours: 48,
+            reset_link_ttl_minutes: 60,
+            claim_ttl_days: 7,
+            resends_per_hour_max: 5,
+            emails_per_address_per_hour_max: 5,
+            queue_max: 1_024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeletionConfig {
+    /// `DELETE /v1/me` needs a session opened this recently (a fresh sign-in).
+    pub fresh_sign_in_secs: u64,
+    /// Deletion happens this long after it was asked for; signing in again before cancels it.
+    pub grace_days: u64,
+}
+
+impl Default for DeletionConfig {
+    fn default() -> Self {
+        DeletionConfig {
+            fresh_sign_in_secs: 300,
+            grace_days: 14,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -709,6 +838,9 @@ impl Default for AuthConfig {
             apple: OidcProviderConfig::default(),
             google: OidcProviderConfig::default(),
             facebook: FacebookConfig::default(),
+            phone: PhoneConfig::default(),
+            email: EmailAuthConfig::default(),
+            deletion: DeletionConfig::default(),
         }
     }
 }
@@ -916,6 +1048,65 @@ impl Config {
             if f.jwks_refresh_secs == 0 {
                 return Err(bad("auth.facebook.jwks_refresh_secs", "must be positive"));
             }
+        }
+        let p = &self.auth.phone;
+        if p.enabled {
+            if p.account_sid.is_empty() || p.auth_token.is_empty() {
+                return Err(bad(
+                    "auth.phone",
+                    "account_sid and auth_token are required",
+                ));
+            }
+            match p.provider {
+                SmsProvider::TwilioVerify if p.verify_service_sid.is_empty() => {
+                    return Err(bad(
+                        "auth.phone.verify_service_sid",
+                        "required with twilio_verify",
+                    ));
+                }
+                SmsProvider::TwilioMessaging
+                    if p.messaging_service_sid.is_empty() == p.from_number.is_empty() =>
+                {
+                    return Err(bad(
+                        "auth.phone",
+                        "set exactly one of messaging_service_sid and from_number with twilio_messaging",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !(4..=10).contains(&p.code_digits) {
+            return Err(bad("auth.phone.code_digits", "must be 4–10"));
+        }
+        if p.code_ttl_secs == 0
+            || p.attempts_max == 0
+            || p.sends_per_number_max == 0
+            || p.sends_per_address_max == 0
+            || p.sends_per_hour_max == 0
+            || p.sends_per_day_max == 0
+        {
+            return Err(bad("auth.phone", "ttl, attempts and send limits must be positive"));
+        }
+        let e = &self.auth.email;
+        for (key, link) in [
+            ("auth.email.verify_link", &e.verify_link),
+            ("auth.email.reset_link", &e.reset_link),
+        ] {
+            if !link.contains("{token}") {
+                return Err(bad(key, "must contain {token}"));
+            }
+        }
+        if e.verify_link_ttl_hours == 0
+            || e.reset_link_ttl_minutes == 0
+            || e.claim_ttl_days == 0
+            || e.resends_per_hour_max == 0
+            || e.emails_per_address_per_hour_max == 0
+            || e.queue_max == 0
+        {
+            return Err(bad("auth.email", "lifetimes and limits must be positive"));
+        }
+        if self.auth.deletion.fresh_sign_in_secs == 0 {
+            return Err(bad("auth.deletion.fresh_sign_in_secs", "must be positive"));
         }
         let x = &self.auth.external;
         if x.enabled {

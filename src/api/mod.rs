@@ -44,6 +44,14 @@ pub enum NoContent {
     Done,
 }
 
+/// Accepted: the rest happens after the answer (an email goes out, a deletion is scheduled).
+#[derive(ApiResponse)]
+pub enum Accepted {
+    /// Accepted.
+    #[oai(status = 202)]
+    Queued,
+}
+
 #[derive(Tags)]
 pub enum ApiTags {
     /// Sign-in, tokens and sign-out.

@@ -28,7 +28,9 @@ pub enum Code {
     RateLimited,
     /// Email and password (or device secret) did not match.
     InvalidCredentials,
-    /// The email is already registered to another account.
+    /// The email is already registered to another account. Registration no longer answers
+    /// it (answers never reveal whether an email is registered); kept so the code keeps its
+    /// meaning.
     EmailTaken,
     /// A refresh token was presented twice: the session family is revoked.
     RefreshTokenReused,
@@ -56,11 +58,26 @@ pub enum Code {
     Unavailable,
     /// A bug or a storage failure; details are in the server log only.
     Internal,
+    /// A one-time code (SMS) is wrong, expired, or was never sent.
+    InvalidCode,
+    /// The one-time code was tried too often; ask for a new one.
+    CodeAttemptsExhausted,
+    /// A link's token (email verification, password reset) is unknown, used or expired.
+    InvalidToken,
+    /// The provider vouches for an email that belongs to an existing account: sign in to that
+    /// account and link this provider (`POST /v1/me/identities/{provider}`) instead.
+    LinkRequired,
+    /// This way of signing in already belongs to another account.
+    IdentityInUse,
+    /// The account's last way of signing in cannot be removed.
+    LastIdentity,
+    /// The operation needs a fresh sign-in (a session opened moments ago).
+    ReauthenticationRequired,
 }
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 30] = [
         Code::Unauthorized,
         Code::Forbidden,
         Code::AccountBanned,
@@ -84,6 +101,13 @@ impl Code {
         Code::Blocked,
         Code::Unavailable,
         Code::Internal,
+        Code::InvalidCode,
+        Code::CodeAttemptsExhausted,
+        Code::InvalidToken,
+        Code::LinkRequired,
+        Code::IdentityInUse,
+        Code::LastIdentity,
+        Code::ReauthenticationRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,14 +135,26 @@ impl Code {
             Code::Blocked => "blocked",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
+            Code::InvalidCode => "invalid_code",
+            Code::CodeAttemptsExhausted => "code_attempts_exhausted",
+            Code::InvalidToken => "invalid_token",
+            Code::LinkRequired => "link_required",
+            Code::IdentityInUse => "identity_in_use",
+            Code::LastIdentity => "last_identity",
+            Code::ReauthenticationRequired => "reauthentication_required",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            Code::Unauthorized | Code::InvalidCredentials | Code::RefreshTokenReused => {
-                StatusCode::UNAUTHORIZED
-            }
+            Code::Unauthorized
+            | Code::InvalidCredentials
+            | Code::RefreshTokenReused
+            | Code::InvalidCode
+            | Code::CodeAttemptsExhausted
+            | Code::ReauthenticationRequired => StatusCode::UNAUTHORIZED,
+            Code::InvalidToken => StatusCode::BAD_REQUEST,
+            Code::LinkRequired | Code::IdentityInUse | Code::LastIdentity => StatusCode::CONFLICT,
             Code::Forbidden | Code::AccountBanned => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::ValidationFailed
@@ -165,6 +201,13 @@ impl Code {
             Code::Blocked => "Blocked",
             Code::Unavailable => "Service unavailable",
             Code::Internal => "Internal error",
+            Code::InvalidCode => "Invalid code",
+            Code::CodeAttemptsExhausted => "Code attempts exhausted",
+            Code::InvalidToken => "Invalid or expired link",
+            Code::LinkRequired => "Linking required",
+            Code::IdentityInUse => "Identity in use",
+            Code::LastIdentity => "Last way to sign in",
+            Code::ReauthenticationRequired => "Sign in again",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod google;
 pub mod google_oauth;
 pub mod jwks;
 pub mod notify;
+pub mod sms;
 pub mod video;
 
 /// One HTTP client for all adapters: bounded timeouts, rustls.

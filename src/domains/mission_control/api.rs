@@ -181,6 +181,23 @@ impl AdminApi {
         Ok(NoContent::Done)
     }
 
+    /// A user's ways of signing in (and an email added but not verified yet). Admin.
+    #[oai(
+        path = "/users/:user_id/identities",
+        method = "get",
+        operation_id = "admin_user_identities"
+    )]
+    async fn identities(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        user_id: Path<String>,
+    ) -> AppResult<Json<crate::domains::user::api::IdentityList>> {
+        auth.require(&ctx, Access::Admin).await?;
+        let items = crate::domains::user::identities::list(&ctx, &user_id).await?;
+        Ok(Json(crate::domains::user::api::IdentityList::of(items)))
+    }
+
     /// The moderators' queue: cases the automatic rules opened, in one state (default
     /// `open`), oldest first. Moderators and admins.
     #[oai(

@@ -103,7 +103,7 @@ impl Delivery {
                 to: s.address.clone(),
                 subject: s.title.clone(),
                 text: s.body.clone(),
-                unsubscribe_url: s.unsubscribe_url.clone().unwrap_or_default(),
+                unsubscribe_url: s.unsubscribe_url.clone(),
             };
             return sg.send(&email).await;
         }

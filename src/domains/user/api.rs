@@ -10,16 +10,17 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth, NoContent, client_meta};
+use crate::api::{Accepted, ApiTags, BearerAuth, NoContent, client_meta};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::AppResult;
 
 use super::AuthTokens;
+use super::identities::{IdentityInfo, Proof};
 use super::model::{
-    DEVICE_ID_CHARS_MAX, PUSH_TOKEN_CHARS_MAX, Platform, PushDevice, PushProvider, SessionRecord,
-    SignInMethod, parse_token_like,
+    DEVICE_ID_CHARS_MAX, IdentityKind, PUSH_TOKEN_CHARS_MAX, Platform, PushDevice, PushProvider,
+    SessionRecord, SignInMethod, parse_token_like,
 };
 
 #[derive(Object)]
@@ -73,6 +74,60 @@ pub struct FacebookSignIn {
 pub struct GoogleSignIn {
     /// The ID token from Google Sign-In (any of the configured client ids).
     pub id_token: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PhoneStart {
+    /// E.164: `+`, the country code and the number (8–15 digits); spaces and dashes are
+    /// ignored.
+    pub phone: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PhoneCodeSent {
+    /// Seconds the code stays good.
+    pub expires_in: u64,
+    /// Seconds before another code can be sent to the number.
+    pub resend_in: u64,
+}
+
+#[derive(poem_openapi::ApiResponse)]
+pub enum PhoneStartResponse {
+    /// The code is on its way.
+    #[oai(status = 202)]
+    Sent(Json<PhoneCodeSent>),
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PhoneVerify {
+    pub phone: String,
+    /// The 4–10 digit code from the SMS.
+    pub code: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct LinkTokenBody {
+    /// The token from the link in the email.
+    pub token: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ForgotPassword {
+    pub email: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ResetPassword {
+    /// The token from the link in the email.
+    pub token: String,
+    /// The new password, 8–256 characters.
+    pub password: String,
 }
 
 #[derive(Object)]
@@ -145,6 +200,118 @@ pub struct SessionList {
 #[oai(rename_all = "camelCase")]
 pub struct RevokedCount {
     pub revoked: u32,
+}
+
+/// What proves the caller holds the identity to link; the fields depend on the provider:
+/// `device`: deviceId + deviceSecret; `email`: email + password (the email is verified by a
+/// link before it signs in); `phone`: phone + code (from `POST /v1/auth/phone/start`);
+/// `apple`: idToken + nonce; `google`, `firebase`: idToken; `facebook`: accessToken or idToken
+/// (Limited Login).
+#[derive(Object, Default)]
+#[oai(rename_all = "camelCase")]
+pub struct IdentityProof {
+    pub device_id: Option<String>,
+    pub device_secret: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub phone: Option<String>,
+    pub code: Option<String>,
+    pub id_token: Option<String>,
+    pub nonce: Option<String>,
+    pub access_token: Option<String>,
+}
+
+impl IdentityProof {
+    fn into_proof(self, kind: IdentityKind) -> AppResult<Proof> {
+        let need = |v: Option<String>, field: &str| {
+            v.ok_or_else(|| {
+                crate::core::error::AppError::validation(format!(
+                    "linking {} needs `{field}`",
+                    kind.as_str()
+                ))
+            })
+        };
+        let id_token = |provider, token, nonce| Proof::IdToken {
+            provider,
+            id_token: token,
+            nonce,
+        };
+        use super::IdProvider;
+        Ok(match kind {
+            IdentityKind::Device => Proof::Device {
+                device_id: need(self.device_id, "deviceId")?,
+                device_secret: need(self.device_secret, "deviceSecret")?,
+            },
+            IdentityKind::Email => Proof::Email {
+                email: need(self.email, "email")?,
+                password: need(self.password, "password")?,
+            },
+            IdentityKind::Phone => Proof::Phone {
+                phone: need(self.phone, "phone")?,
+                code: need(self.code, "code")?,
+            },
+            IdentityKind::Apple => id_token(
+                IdProvider::Apple,
+                need(self.id_token, "idToken")?,
+                Some(need(self.nonce, "nonce")?),
+            ),
+            IdentityKind::Google => id_token(IdProvider::Google, need(self.id_token, "idToken")?, None),
+            IdentityKind::Firebase => {
+                id_token(IdProvider::Firebase, need(self.id_token, "idToken")?, None)
+            }
+            IdentityKind::Facebook => match (self.access_token, self.id_token) {
+                (Some(token), None) => Proof::FacebookAccessToken(token),
+                (None, Some(token)) => id_token(IdProvider::Facebook, token, None),
+                _ => {
+                    return Err(crate::core::error::AppError::validation(
+                        "give exactly one of accessToken and idToken",
+                    ));
+                }
+            },
+        })
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IdentityView {
+    /// Opaque; what `DELETE /v1/me/identities/{id}` takes.
+    pub id: String,
+    pub provider: IdentityKind,
+    /// The device id, email address, phone number or the provider's user id.
+    pub subject: String,
+    /// When it was linked; absent for identities linked before this was recorded, and for an
+    /// email not verified yet.
+    pub linked_at: Option<OffsetDateTime>,
+    /// `false` only for an email added and not verified yet: it cannot sign in until its link
+    /// is opened.
+    pub verified: bool,
+}
+
+impl From<IdentityInfo> for IdentityView {
+    fn from(i: IdentityInfo) -> Self {
+        IdentityView {
+            id: i.id,
+            provider: i.kind,
+            subject: i.subject,
+            linked_at: (i.linked_at_ms > 0).then(|| to_datetime(i.linked_at_ms)),
+            verified: i.verified,
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IdentityList {
+    pub items: Vec<IdentityView>,
+}
+
+impl IdentityList {
+    pub fn of(items: Vec<IdentityInfo>) -> IdentityList {
+        IdentityList {
+            items: items.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 #[derive(Object)]
@@ -293,6 +460,85 @@ impl AuthApi {
         Ok(Json(t.into()))
     }
 
+    /// Send a one-time code by SMS to sign in with a phone number (E.164). The answer is the
+    /// same whether the number has an account. Public; limited per number, per address and
+    /// overall (`rate_limited` with `Retry-After`); `unavailable` when not configured.
+    #[oai(path = "/phone/start", method = "post", operation_id = "auth_phone_start")]
+    async fn phone_start(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        req: &Request,
+        body: JsonBody<PhoneStart>,
+    ) -> AppResult<PhoneStartResponse> {
+        let meta = client_meta(&ctx, req);
+        let sent = super::phone::start(&ctx, &body.phone, meta).await?;
+        Ok(PhoneStartResponse::Sent(Json(PhoneCodeSent {
+            expires_in: sent.expires_in_secs,
+            resend_in: sent.resend_in_secs,
+        })))
+    }
+
+    /// Sign in with the code sent to the phone; the first use of a number creates the account.
+    /// A wrong code is `invalid_code`; too many wrong tries `code_attempts_exhausted` (ask for a
+    /// new code). Public; throttled like password sign-in.
+    #[oai(path = "/phone/verify", method = "post", operation_id = "auth_phone_verify")]
+    async fn phone_verify(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        req: &Request,
+        body: JsonBody<PhoneVerify>,
+    ) -> AppResult<Json<TokenResponse>> {
+        let meta = client_meta(&ctx, req);
+        let t = super::sign_in_phone(&ctx, &body.phone, &body.code, meta).await?;
+        Ok(Json(t.into()))
+    }
+
+    /// Open an email verification link: the account that added the email owns it from now on
+    /// and can sign in with it. `invalid_token` when the link is unknown, used or expired.
+    /// Public.
+    #[oai(path = "/email/verify", method = "post", operation_id = "auth_email_verify")]
+    async fn email_verify(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        body: JsonBody<LinkTokenBody>,
+    ) -> AppResult<NoContent> {
+        super::email::verify(&ctx, &body.token).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Ask for a password reset link. The answer is `202` whether or not the email belongs to
+    /// an account; only a verified email gets a link. Public; throttled per address.
+    #[oai(
+        path = "/password/forgot",
+        method = "post",
+        operation_id = "auth_password_forgot"
+    )]
+    async fn password_forgot(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        req: &Request,
+        body: JsonBody<ForgotPassword>,
+    ) -> AppResult<Accepted> {
+        let meta = client_meta(&ctx, req);
+        super::email::forgot(&ctx, &body.email, meta).await?;
+        Ok(Accepted::Queued)
+    }
+
+    /// Set a new password with a reset link; every session of the account is revoked. Public.
+    #[oai(
+        path = "/password/reset",
+        method = "post",
+        operation_id = "auth_password_reset"
+    )]
+    async fn password_reset(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        body: JsonBody<ResetPassword>,
+    ) -> AppResult<NoContent> {
+        super::email::reset(&ctx, &body.token, &body.password).await?;
+        Ok(NoContent::Done)
+    }
+
     /// Exchange a refresh token for a new pair. The old refresh token stops working; using it
     /// again revokes the whole session (`refresh_token_reused`). Public.
     #[oai(path = "/refresh", method = "post", operation_id = "auth_refresh")]
@@ -337,6 +583,73 @@ impl AccountApi {
         let meta = client_meta(&ctx, req);
         let t = super::register(&ctx, &body.email, &body.password, Some(who), meta).await?;
         Ok(Json(t.into()))
+    }
+
+    /// Send a new verification link for the email the caller added. Any role; at most
+    /// `auth.email.resends_per_hour_max` an hour.
+    #[oai(
+        path = "/email/verification",
+        method = "post",
+        operation_id = "me_email_resend"
+    )]
+    async fn email_resend(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Accepted> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        super::email::resend_verification(&ctx, &who.user_id).await?;
+        Ok(Accepted::Queued)
+    }
+
+    /// The caller's ways of signing in (and an email added but not verified yet). Any role.
+    #[oai(path = "/identities", method = "get", operation_id = "me_identities")]
+    async fn identities(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<IdentityList>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let items = super::identities::list(&ctx, &who.user_id).await?;
+        Ok(Json(IdentityList::of(items)))
+    }
+
+    /// Link another way of signing in, with that provider's proof (see `IdentityProof`). An
+    /// email is added unverified and a link goes to it. One that belongs to another account is
+    /// `identity_in_use`. Answers the caller's identities. Any role.
+    #[oai(
+        path = "/identities/:provider",
+        method = "post",
+        operation_id = "me_identity_link"
+    )]
+    async fn link_identity(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        req: &Request,
+        auth: BearerAuth,
+        provider: Path<IdentityKind>,
+        body: JsonBody<IdentityProof>,
+    ) -> AppResult<Json<IdentityList>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let meta = client_meta(&ctx, req);
+        let proof = body.0.into_proof(provider.0)?;
+        super::identities::link(&ctx, &who, proof, meta).await?;
+        let items = super::identities::list(&ctx, &who.user_id).await?;
+        Ok(Json(IdentityList::of(items)))
+    }
+
+    /// Remove one of the caller's ways of signing in; the last one cannot be removed
+    /// (`last_identity`). Any role.
+    #[oai(
+        path = "/identities/:identity_id",
+        method = "delete",
+        operation_id = "me_identity_unlink"
+    )]
+    async fn unlink_identity(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        identity_id: Path<String>,
+    ) -> AppResult<NoContent> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        super::identities::unlink(&ctx, &who.user_id, &identity_id).await?;
+        Ok(NoContent::Done)
     }
 
     /// The caller's live sessions, most recently used first. Any role.

@@ -10,13 +10,45 @@ crate::domain_events! {
         /// A new account exists (any sign-in method).
         SignedUp = "user_signed_up" {
             user_id: UserId,
-            /// `device`, `password`, `external` (Firebase-compatible), `apple`, `google` or
-            /// `facebook`.
+            /// `device`, `password`, `external` (Firebase-compatible), `apple`, `google`,
+            /// `facebook` or `phone`.
             method: String,
             platform: Option<Platform>,
         }
         /// An existing account got an email address and password.
         EmailLinked = "user_email_linked" {}
+        /// A way of signing in was added to the account (its first one at sign-up included).
+        IdentityLinked = "user_identity_linked" {
+            user_id: UserId,
+            /// `device`, `email`, `phone`, `apple`, `google`, `facebook` or `firebase`.
+            provider: String,
+        }
+        /// A way of signing in was removed from the account.
+        IdentityUnlinked = "user_identity_unlinked" {
+            user_id: UserId,
+            provider: String,
+        }
+        /// The password was set through a reset link; every session was revoked.
+        PasswordReset = "user_password_reset" {
+            user_id: UserId,
+        }
+        /// The account will be deleted at `dueMs` unless its owner signs in before.
+        DeletionScheduled = "user_deletion_scheduled" {
+            user_id: UserId,
+            /// Unix ms.
+            due_ms: i64,
+            /// `owner` or `admin`.
+            by: String,
+        }
+        /// The owner signed in again before the deletion was due.
+        DeletionCancelled = "user_deletion_cancelled" {
+            user_id: UserId,
+        }
+        /// The account's personal data is erased everywhere in Duet. Every consumer that keeps a
+        /// copy (the replica, ad networks) erases its own on this event.
+        Erased = "user_erased" {
+            user_id: UserId,
+        }
         /// A session ended early: signed out, revoked, or its refresh token was reused.
         SessionRevoked = "session_revoked" {
             session_id: String,

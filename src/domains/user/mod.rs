@@ -1,10 +1,14 @@
-//! The user domain: accounts, sign-in (device, password, external ID token), sessions with
-//! refresh-token rotation and reuse detection, login attempts and throttling, push registration
-//! tokens, roles and bans, and presence.
+//! The user domain: accounts, sign-in (device, password, phone, Apple, Google, Facebook,
+//! Firebase-compatible ID tokens), linked identities, verified emails and password reset,
+//! sessions with refresh-token rotation and reuse detection, login attempts and throttling,
+//! push registration tokens, roles and bans, scheduled account deletion, and presence.
 
 pub mod api;
+pub mod email;
 pub mod events;
 pub mod external;
+pub mod identities;
+pub mod phone;
 pub mod model;
 pub mod presence;
 mod tables;
@@ -113,13 +117,7 @@ pub async fn sign_in_device(
     platform: Platform,
     meta: ClientMeta,
 ) -> AppResult<AuthTokens> {
-    let device_id = parse_token_like("deviceId", device_id, 1, DEVICE_ID_CHARS_MAX)?;
-    let secret = parse_token_like(
-        "deviceSecret",
-        device_secret,
-        DEVICE_SECRET_CHARS_MIN,
-        DEVICE_SECRET_CHARS_MAX,
-    )?;
+    let (device_id, secret) = parse_device(device_id, device_secret)?;
     let account = format!("device:{device_id}");
     let _claim = ctx.sign_in.claim(&account)?;
     check_throttle(ctx, Some(&account), &meta, AddressLimit::Ignored).await?;
@@ -131,7 +129,8 @@ pub async fn sign_in_device(
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, acc, r) = (meta.clone(), account.clone(), refresh.clone());
-    let limit = SignupLimit::new(ctx, &meta);
+    let limit = Quota::signups(ctx, &meta);
+    let device_id = device_id.clone();
     let result = ctx
         .store
         .write(move |tx| {
@@ -147,14 +146,11 @@ pub async fn sign_in_device(
                     identity.user_id
                 }
                 None => {
-                    admit_signup(tx, &limit)?;
-                    let user = create_user(tx, Some(platform), None, None, "device")?;
-                    note_signup(tx, &limit)?;
-                    let identity = Identity {
-                        user_id: user.id.clone(),
-                        secret_hash: Some(secret_hash.clone()),
-                    };
-                    put(&mut tx.table(IDENTITIES)?, acc.as_str(), &identity)?;
+                    admit(tx, std::slice::from_ref(&limit))?;
+                    let user = create_user(tx, Some(platform), None, "device")?;
+                    note(tx, std::slice::from_ref(&limit))?;
+                    let hash = Some(secret_hash.clone());
+                    identities::link_tx(tx, IdentityKind::Device, &device_id, &user.id, hash)?;
                     user.id
                 }
             };
@@ -165,8 +161,23 @@ pub async fn sign_in_device(
     finish_sign_in(ctx, result, &account, SignInMethod::Device, &meta, refresh).await
 }
 
+/// The device id and secret of a device sign-in, checked.
+fn parse_device(device_id: &str, device_secret: &str) -> AppResult<(String, String)> {
+    Ok((
+        parse_token_like("deviceId", device_id, 1, DEVICE_ID_CHARS_MAX)?,
+        parse_token_like(
+            "deviceSecret",
+            device_secret,
+            DEVICE_SECRET_CHARS_MIN,
+            DEVICE_SECRET_CHARS_MAX,
+        )?,
+    ))
+}
+
 /// Creates an account with email and password, or, when `linking` is given, adds them to that
-/// (typically anonymous) account so it can sign in from another device.
+/// (typically anonymous) account so it can sign in from another device once the email is
+/// verified. Either way the email is only claimed until its owner opens the verification link,
+/// and the answer is the same whether the address is registered (see [`email`]).
 pub async fn register(
     ctx: &Ctx,
     email: &str,
@@ -177,21 +188,6 @@ pub async fn register(
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
     check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
-    let account = format!("email:{}", email.as_str());
-    // Checked before the (deliberately slow) hash, and counted as a failure of the address:
-    // trying emails one after another is throttled like guessing passwords.
-    let probe = account.clone();
-    let taken = ctx
-        .store
-        .read(move |rtx| Ok(rtx.open_table(IDENTITIES)?.get(probe.as_str())?.is_some()))
-        .await?;
-    if taken {
-        record_failure(ctx, None, SignInMethod::Password, &meta).await?;
-        return Err(AppError::new(
-            Code::EmailTaken,
-            "this email is already registered",
-        ));
-    }
     let hash = {
         let _slot = ctx.sign_in.hashing_slot().await?;
         hash_password(password).await?
@@ -199,56 +195,80 @@ pub async fn register(
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, r) = (meta.clone(), refresh.clone());
-    let limit = SignupLimit::new(ctx, &meta);
-    let tokens_for = ctx
+    let limit = Quota::signups(ctx, &meta);
+    let cfg = ctx.config.auth.email.clone();
+    let (session, mail) = ctx
         .store
         .write(move |tx| {
-            if tx.read(IDENTITIES)?.get(account.as_str())?.is_some() {
-                return Err(AppError::new(
-                    Code::EmailTaken,
-                    "this email is already registered",
-                ));
-            }
-            let user_id = match &linking {
-                Some(p) => {
-                    let mut user = find_user_tx(tx, &p.user_id)?
-                        .ok_or_else(|| AppError::not_found("account not found"))?;
-                    if user.email.is_some() {
-                        return Err(AppError::conflict("this account already has an email"));
-                    }
-                    user.email = Some(email.as_str().to_owned());
-                    user.password_hash = Some(hash.clone());
-                    put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
-                    tx.emit(NewEvent::about(&user.id, UserEvent::EmailLinked {}))?;
-                    user.id
-                }
+            let mut user = match &linking {
+                Some(p) => find_user_tx(tx, &p.user_id)?
+                    .ok_or_else(|| AppError::not_found("account not found"))?,
                 None => {
-                    admit_signup(tx, &limit)?;
-                    let user = create_user(
-                        tx,
-                        m.platform,
-                        Some(email.as_str()),
-                        Some(&hash),
-                        "password",
-                    )?;
-                    note_signup(tx, &limit)?;
-                    user.id
+                    admit(tx, std::slice::from_ref(&limit))?;
+                    let user = create_user(tx, m.platform, Some(&hash), "password")?;
+                    note(tx, std::slice::from_ref(&limit))?;
+                    user
                 }
             };
-            let mut ids = tx.table(IDENTITIES)?;
-            put(
-                &mut ids,
-                account.as_str(),
-                &Identity {
-                    user_id: user_id.clone(),
-                    secret_hash: None,
-                },
-            )?;
-            drop(ids);
-            open_session(tx, &user_id, SignInMethod::Password, &m, &r, ttl_ms)
+            let mail = claim_email(tx, &cfg, &mut user, &email, &hash)?;
+            let session = open_session(tx, &user.id, SignInMethod::Password, &m, &r, ttl_ms)?;
+            Ok((session, mail))
         })
         .await?;
-    tokens(ctx, tokens_for, refresh)
+    if let Some(mail) = mail {
+        ctx.auth_mail.queue(mail);
+    }
+    tokens(ctx, session, refresh)
+}
+
+/// Claims `email` with `password_hash` for `user` (written back here). An account whose email
+/// is already verified changes it by unlinking that one first.
+fn claim_email(
+    tx: &Tx,
+    cfg: &crate::config::EmailAuthConfig,
+    user: &mut UserRecord,
+    email: &Email,
+    password_hash: &str,
+) -> AppResult<Option<email::AuthMail>> {
+    if user.email.is_some() {
+        return Err(AppError::conflict("this account already has a verified email"));
+    }
+    user.password_hash = Some(password_hash.to_owned());
+    user.password_set_at_ms = tx.now_ms();
+    let mail = email::claim_tx(tx, cfg, user, email)?;
+    put(&mut tx.table(USERS)?, user.id.as_str(), user)?;
+    Ok(mail)
+}
+
+/// Adds email and password to the caller's account as a claim (a verification link goes out).
+async fn add_email(
+    ctx: &Ctx,
+    user_id: &str,
+    email: &str,
+    password: &str,
+    meta: ClientMeta,
+) -> AppResult<()> {
+    let email = Email::parse(email)?;
+    let password = Password::parse(password)?;
+    check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
+    let hash = {
+        let _slot = ctx.sign_in.hashing_slot().await?;
+        hash_password(password).await?
+    };
+    let cfg = ctx.config.auth.email.clone();
+    let user_id = user_id.to_owned();
+    let mail = ctx
+        .store
+        .write(move |tx| {
+            let mut user =
+                find_user_tx(tx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            claim_email(tx, &cfg, &mut user, &email, &hash)
+        })
+        .await?;
+    if let Some(mail) = mail {
+        ctx.auth_mail.queue(mail);
+    }
+    Ok(())
 }
 
 /// Email + password sign-in.
@@ -318,6 +338,17 @@ pub async fn sign_in_external(
     sign_in_with_id_token(ctx, IdProvider::Firebase, id_token, None, meta).await
 }
 
+/// Signs in with a one-time code sent by SMS: the first use of a number creates the account.
+pub async fn sign_in_phone(
+    ctx: &Ctx,
+    phone: &str,
+    code: &str,
+    meta: ClientMeta,
+) -> AppResult<AuthTokens> {
+    let phone = phone::check_code(ctx, phone, code, &meta).await?;
+    sign_in_identity(ctx, IdentityKind::Phone, &phone, None, meta).await
+}
+
 /// The identity providers whose ID tokens sign people in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdProvider {
@@ -331,32 +362,13 @@ pub enum IdProvider {
 }
 
 impl IdProvider {
-    /// The prefix of the identity key (`<prefix>:<sub>`); Firebase's predates the others.
-    fn prefix(self) -> &'static str {
+    /// The kind of identity its subjects are.
+    pub fn kind(self) -> IdentityKind {
         match self {
-            IdProvider::Firebase => "firebase",
-            IdProvider::Apple => "apple",
-            IdProvider::Google => "google",
-            IdProvider::Facebook => "facebook",
-        }
-    }
-
-    /// The `method` of the `user_signed_up` event.
-    fn signup_method(self) -> &'static str {
-        match self {
-            IdProvider::Firebase => "external",
-            IdProvider::Apple => "apple",
-            IdProvider::Google => "google",
-            IdProvider::Facebook => "facebook",
-        }
-    }
-
-    fn method(self) -> SignInMethod {
-        match self {
-            IdProvider::Firebase => SignInMethod::External,
-            IdProvider::Apple => SignInMethod::Apple,
-            IdProvider::Google => SignInMethod::Google,
-            IdProvider::Facebook => SignInMethod::Facebook,
+            IdProvider::Firebase => IdentityKind::Firebase,
+            IdProvider::Apple => IdentityKind::Apple,
+            IdProvider::Google => IdentityKind::Google,
+            IdProvider::Facebook => IdentityKind::Facebook,
         }
     }
 
@@ -388,23 +400,34 @@ pub async fn sign_in_with_id_token(
     nonce: Option<&str>,
     meta: ClientMeta,
 ) -> AppResult<AuthTokens> {
+    let identity = verify_id_token(ctx, provider, id_token, nonce, &meta).await?;
+    let email = identity.email_verified.then_some(identity.email).flatten();
+    sign_in_identity(ctx, provider.kind(), &identity.subject, email, meta).await
+}
+
+/// Checks a provider's ID token (throttled per address; a bad token counts as a failure).
+async fn verify_id_token(
+    ctx: &Ctx,
+    provider: IdProvider,
+    id_token: &str,
+    nonce: Option<&str>,
+    meta: &ClientMeta,
+) -> AppResult<external::ExternalIdentity> {
     let verifier = provider.verifier(ctx)?;
     if nonce.is_some_and(|n| n.is_empty() || n.chars().count() > NONCE_CHARS_MAX) {
         return Err(AppError::validation(format!(
             "nonce must be 1–{NONCE_CHARS_MAX} characters"
         )));
     }
-    let method = provider.method();
     // The subject is unknown until the token is verified, so only the address is throttled.
-    check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
-    let identity = match verifier.verify(id_token, nonce, ctx.store.now_ms()).await {
-        Ok(i) => i,
+    check_throttle(ctx, None, meta, AddressLimit::Applies).await?;
+    match verifier.verify(id_token, nonce, ctx.store.now_ms()).await {
+        Ok(i) => Ok(i),
         Err(e) => {
-            record_failure(ctx, None, method, &meta).await?;
-            return Err(e);
+            record_failure(ctx, None, provider.kind().method(), meta).await?;
+            Err(e)
         }
-    };
-    sign_in_identity(ctx, provider, &identity.subject, meta).await
+    }
 }
 
 /// Facebook Login with a user access token, checked through the Graph API. The account is
@@ -414,6 +437,17 @@ pub async fn sign_in_facebook(
     access_token: &str,
     meta: ClientMeta,
 ) -> AppResult<AuthTokens> {
+    let person = verify_facebook(ctx, access_token, &meta).await?;
+    // Facebook gives only confirmed emails.
+    sign_in_identity(ctx, IdentityKind::Facebook, &person.id, person.email, meta).await
+}
+
+/// Checks a Facebook user access token through the Graph API.
+async fn verify_facebook(
+    ctx: &Ctx,
+    access_token: &str,
+    meta: &ClientMeta,
+) -> AppResult<crate::providers::facebook::FacebookUser> {
     let graph = ctx.facebook.as_ref().ok_or_else(|| {
         AppError::new(
             Code::Unavailable,
@@ -425,50 +459,68 @@ pub async fn sign_in_facebook(
             "accessToken must be 1–{ACCESS_TOKEN_BYTES_MAX} bytes"
         )));
     }
-    check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
-    let person = match graph.verify(access_token).await {
-        Ok(p) => p,
+    check_throttle(ctx, None, meta, AddressLimit::Applies).await?;
+    match graph.verify(access_token).await {
+        Ok(p) => Ok(p),
         Err(e) => {
             if e.code == Code::Unauthorized {
-                record_failure(ctx, None, SignInMethod::Facebook, &meta).await?;
+                record_failure(ctx, None, SignInMethod::Facebook, meta).await?;
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    sign_in_identity(ctx, IdProvider::Facebook, &person.id, meta).await
+    }
 }
 
 /// Longest provider access token accepted.
 const ACCESS_TOKEN_BYTES_MAX: usize = 4096;
 
-/// Signs `subject` of `provider` in, creating the account on first use.
+/// Signs `subject` of `kind` in, creating the account on first use. A new account takes the
+/// provider's verified `email` as its own — unless another account has it, in which case the
+/// person is asked to sign in there and link this provider (`link_required`), never merged
+/// silently.
 async fn sign_in_identity(
     ctx: &Ctx,
-    provider: IdProvider,
+    kind: IdentityKind,
     subject: &str,
+    email: Option<String>,
     meta: ClientMeta,
 ) -> AppResult<AuthTokens> {
-    let method = provider.method();
-    let account = format!("{}:{subject}", provider.prefix());
+    let method = kind.method();
+    let account = kind.key(subject);
+    let email = email.and_then(|e| Email::parse(&e).ok());
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
-    let (m, r) = (meta.clone(), refresh.clone());
-    let limit = SignupLimit::new(ctx, &meta);
+    let (m, r, subject) = (meta.clone(), refresh.clone(), subject.to_owned());
+    let limit = Quota::signups(ctx, &meta);
     let session = ctx
         .store
         .write(move |tx| {
-            let existing: Option<Identity> = get(&tx.read(IDENTITIES)?, account.as_str())?;
-            let user_id = match existing {
-                Some(i) => i.user_id,
+            let user_id = match identities::owner_tx(tx, kind, &subject)? {
+                Some(user_id) => user_id,
                 None => {
-                    admit_signup(tx, &limit)?;
-                    let user = create_user(tx, m.platform, None, None, provider.signup_method())?;
-                    note_signup(tx, &limit)?;
-                    let link = Identity {
-                        user_id: user.id.clone(),
-                        secret_hash: None,
-                    };
-                    put(&mut tx.table(IDENTITIES)?, account.as_str(), &link)?;
+                    let email = email.as_ref().map(Email::as_str);
+                    if let Some(e) = email
+                        && identities::owner_tx(tx, IdentityKind::Email, e)?.is_some()
+                    {
+                        return Err(AppError::new(
+                            Code::LinkRequired,
+                            format!(
+                                "an account with this {} email exists: sign in to it and link {} \
+                                 (POST /v1/me/identities/{})",
+                                kind.as_str(),
+                                kind.as_str(),
+                                kind.as_str()
+                            ),
+                        ));
+                    }
+                    admit(tx, std::slice::from_ref(&limit))?;
+                    let mut user = create_user(tx, m.platform, None, kind.signup_method())?;
+                    note(tx, std::slice::from_ref(&limit))?;
+                    identities::link_tx(tx, kind, &subject, &user.id, None)?;
+                    if let Some(e) = email {
+                        email::adopt_tx(tx, &mut user, e)?;
+                        put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
+                    }
                     user.id
                 }
             };
@@ -661,6 +713,100 @@ pub async fn revoke_session(
             Ok(())
         })
         .await
+}
+
+/// Revokes every live session of the user, inside a write (a password reset, a deletion).
+pub(crate) fn revoke_all_sessions_tx(tx: &Tx, user_id: &str, reason: &str) -> AppResult<u32> {
+    let ids: Vec<String> = {
+        let by_user = tx.read(SESSIONS_BY_USER)?;
+        let mut out = Vec::new();
+        for row in by_user.range((user_id, "")..)? {
+            let (k, _) = row?;
+            let (u, sid) = k.value();
+            if u != user_id {
+                break;
+            }
+            out.push(sid.to_owned());
+        }
+        out
+    };
+    let mut revoked = 0;
+    for sid in ids {
+        let Some(mut s) = get::<&str, SessionRecord>(&tx.read(SESSIONS)?, sid.as_str())? else {
+            continue;
+        };
+        if s.revoked_at_ms.is_some() {
+            continue;
+        }
+        s.revoked_at_ms = Some(tx.now_ms());
+        s.revoked_reason = Some(reason.to_owned());
+        put(&mut tx.table(SESSIONS)?, sid.as_str(), &s)?;
+        tx.emit(NewEvent::about(
+            user_id,
+            UserEvent::SessionRevoked {
+                session_id: sid,
+                reason: reason.to_owned(),
+            },
+        ))?;
+        revoked += 1;
+    }
+    Ok(revoked)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduled deletion (the erasure itself is `privacy`'s, over every domain).
+
+/// Schedules the account's deletion at `due_ms` and signs it out everywhere; signing in again
+/// before then cancels it. `by` is `owner` or `admin`.
+pub fn schedule_deletion_tx(tx: &Tx, user_id: &str, due_ms: i64, by: &str) -> AppResult<()> {
+    let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+    let mut due = tx.table(DELETIONS_DUE)?;
+    if let Some(old) = user.deletion_due_ms {
+        due.remove((old, user_id))?;
+    }
+    due.insert((due_ms, user_id), ())?;
+    drop(due);
+    user.deletion_due_ms = Some(due_ms);
+    put(&mut tx.table(USERS)?, user_id, &user)?;
+    revoke_all_sessions_tx(tx, user_id, "account_deletion")?;
+    tx.emit(NewEvent::about(
+        user_id,
+        UserEvent::DeletionScheduled {
+            user_id: user_id.to_owned().into(),
+            due_ms,
+            by: by.to_owned(),
+        },
+    ))?;
+    Ok(())
+}
+
+/// Takes a scheduled deletion back. The caller writes `user` back.
+fn cancel_deletion_tx(tx: &Tx, user: &mut UserRecord) -> AppResult<()> {
+    if let Some(due) = user.deletion_due_ms.take() {
+        tx.table(DELETIONS_DUE)?.remove((due, user.id.as_str()))?;
+        put(&mut tx.table(USERS)?, user.id.as_str(), &*user)?;
+        tx.emit(NewEvent::about(
+            &user.id,
+            UserEvent::DeletionCancelled {
+                user_id: user.id.clone().into(),
+            },
+        ))?;
+    }
+    Ok(())
+}
+
+/// Accounts whose deletion is due at `now_ms`, oldest first, at most `limit`.
+pub fn deletions_due(rtx: &ReadTransaction, now_ms: i64, limit: usize) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for row in rtx.open_table(DELETIONS_DUE)?.range((i64::MIN, "")..)? {
+        let (k, _) = row?;
+        let (due, user_id) = k.value();
+        if due > now_ms || out.len() >= limit {
+            break;
+        }
+        out.push(user_id.to_owned());
+    }
+    Ok(out)
 }
 
 /// Revokes every live session of the user but `keep`; returns how many.
@@ -896,16 +1042,15 @@ pub fn bootstrap_account(
                 let mut user =
                     find_user_tx(tx, &i.user_id)?.ok_or_else(|| AppError::not_found("account"))?;
                 user.password_hash = Some(hash.clone());
+                user.password_set_at_ms = tx.now_ms();
                 put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
                 user.id
             }
             None => {
-                let user = create_user(tx, None, Some(email.as_str()), Some(&hash), "cli")?;
-                let link = Identity {
-                    user_id: user.id.clone(),
-                    secret_hash: None,
-                };
-                put(&mut tx.table(IDENTITIES)?, account.as_str(), &link)?;
+                // The operator vouches for the address: it is verified.
+                let mut user = create_user(tx, None, Some(&hash), "cli")?;
+                email::adopt_tx(tx, &mut user, email.as_str())?;
+                put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
                 user.id
             }
         };
@@ -924,7 +1069,6 @@ fn refresh_ttl_ms(ctx: &Ctx) -> i64 {
 fn create_user(
     tx: &Tx,
     platform: Option<Platform>,
-    email: Option<&str>,
     password_hash: Option<&str>,
     method: &str,
 ) -> AppResult<UserRecord> {
@@ -933,9 +1077,12 @@ fn create_user(
         role: Role::User,
         created_at_ms: tx.now_ms(),
         platform,
-        email: email.map(str::to_owned),
+        email: None,
         password_hash: password_hash.map(str::to_owned),
         ban: None,
+        pending_email: None,
+        password_set_at_ms: if password_hash.is_some() { tx.now_ms() } else { 0 },
+        deletion_due_ms: None,
     };
     put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
     tx.emit(NewEvent::about(
@@ -957,9 +1104,13 @@ fn open_session(
     refresh_token: &str,
     ttl_ms: i64,
 ) -> AppResult<SessionRecord> {
-    let user =
+    let mut user =
         find_user_tx(tx, user_id)?.ok_or_else(|| AppError::unauthorized("no such account"))?;
     user.refuse_if_banned(tx.now_ms())?;
+    if user.deletion_due_ms.is_some() {
+        // Signing in again is how the owner takes a deletion request back.
+        cancel_deletion_tx(tx, &mut user)?;
+    }
     let now = tx.now_ms();
     let session = SessionRecord {
         id: new_id(),
@@ -1022,37 +1173,63 @@ async fn finish_sign_in(
     }
 }
 
-/// Accounts one client address may create within the throttle window.
+/// One counted limit on `login_throttle`: at most `max` occurrences of `key` within a sliding
+/// `window_ms`. Sign-ups per address, SMS sends and auth emails are all counted this way.
 #[derive(Debug, Clone)]
-struct SignupLimit {
+pub(crate) struct Quota {
     key: String,
     max: u64,
     window_ms: i64,
 }
 
-impl SignupLimit {
-    fn new(ctx: &Ctx, meta: &ClientMeta) -> SignupLimit {
-        let t = &ctx.config.auth.throttle;
-        SignupLimit {
-            key: format!("signup:{}", counted_address(meta)),
-            max: u64::from(t.signups_per_address_max),
-            window_ms: t.window_secs as i64 * 1000,
+impl Quota {
+    pub(crate) fn new(key: String, max: u32, window_ms: i64) -> Quota {
+        Quota {
+            key,
+            max: u64::from(max),
+            window_ms,
         }
+    }
+
+    /// Accounts one client address may create within the throttle window.
+    fn signups(ctx: &Ctx, meta: &ClientMeta) -> Quota {
+        let t = &ctx.config.auth.throttle;
+        Quota::new(
+            format!("signup:{}", counted_address(meta)),
+            t.signups_per_address_max,
+            t.window_secs as i64 * 1000,
+        )
     }
 }
 
-/// Refuses a new account when the address created too many lately. Reads only, so it runs
-/// before the operation writes anything.
-fn admit_signup(tx: &Tx, limit: &SignupLimit) -> AppResult<()> {
-    let th: Throttle = get(&tx.read(LOGIN_THROTTLE)?, limit.key.as_str())?.unwrap_or_default();
-    match th.wait_ms(tx.now_ms(), limit.window_ms, limit.max) {
+/// How long until every quota has room for one more, if any is full. Reads only, so it runs
+/// before an operation writes anything.
+pub(crate) fn quota_wait_ms(tx: &Tx, quotas: &[Quota]) -> AppResult<Option<i64>> {
+    let table = tx.read(LOGIN_THROTTLE)?;
+    let mut wait = None;
+    for q in quotas {
+        let th: Throttle = get(&table, q.key.as_str())?.unwrap_or_default();
+        if let Some(ms) = th.wait_ms(tx.now_ms(), q.window_ms, q.max) {
+            wait = Some(wait.unwrap_or(0).max(ms));
+        }
+    }
+    Ok(wait)
+}
+
+/// Refuses (`rate_limited`, with the wait) when a quota is full.
+pub(crate) fn admit(tx: &Tx, quotas: &[Quota]) -> AppResult<()> {
+    match quota_wait_ms(tx, quotas)? {
         Some(ms) => Err(AppError::rate_limited((ms as u64).div_ceil(1000))),
         None => Ok(()),
     }
 }
 
-fn note_signup(tx: &Tx, limit: &SignupLimit) -> AppResult<()> {
-    note_occurrence(tx, &limit.key, limit.window_ms)
+/// Counts one occurrence against each quota.
+pub(crate) fn note(tx: &Tx, quotas: &[Quota]) -> AppResult<()> {
+    for q in quotas {
+        note_occurrence(tx, &q.key, q.window_ms)?;
+    }
+    Ok(())
 }
 
 /// Bounds password hashing (argon2id takes ~19 MiB and tens of ms each) and lets only one

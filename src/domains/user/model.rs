@@ -21,6 +21,55 @@ pub struct UserRecord {
     pub password_hash: Option<String>,
     #[serde(default)]
     pub ban: Option<Ban>,
+    /// An email the account added and has not verified yet.
+    #[serde(default)]
+    pub pending_email: Option<PendingEmail>,
+    /// When the password was last set (unix ms): reset links issued before it are void.
+    #[serde(default)]
+    pub password_set_at_ms: i64,
+    /// The account is to be deleted at this time (unix ms), unless its owner signs in first.
+    #[serde(default)]
+    pub deletion_due_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingEmail {
+    pub address: String,
+    /// The claim is released after this (unix ms).
+    pub expires_at_ms: i64,
+}
+
+/// What a link in an email lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+/// A link's token, stored under its SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkToken {
+    pub purpose: LinkPurpose,
+    pub user_id: String,
+    pub email: String,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// The one-time code sent to a phone number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhoneChallenge {
+    /// SHA-256 of `<salt>:<number>:<code>`, when Duet made the code; `None` when the SMS
+    /// provider keeps it (Twilio Verify).
+    #[serde(default)]
+    pub code_hash: Option<String>,
+    #[serde(default)]
+    pub salt: String,
+    pub sent_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// Codes tried against it so far.
+    pub attempts: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -74,6 +123,9 @@ pub struct Identity {
     /// For device identities: SHA-256 of the device secret.
     #[serde(default)]
     pub secret_hash: Option<String>,
+    /// When it was linked (unix ms); 0 for identities linked before this was recorded.
+    #[serde(default)]
+    pub linked_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +172,92 @@ pub enum SignInMethod {
     Apple,
     Google,
     Facebook,
+    Phone,
+}
+
+/// The ways into an account. Each identity is stored under the key `<kind>:<subject>`: a
+/// device id, a verified email, an E.164 phone number, or a provider's subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum IdentityKind {
+    Device,
+    Email,
+    Phone,
+    Apple,
+    Google,
+    Facebook,
+    /// Firebase-compatible ID tokens (`POST /v1/auth/external`).
+    Firebase,
+}
+
+impl IdentityKind {
+    pub const ALL: [IdentityKind; 7] = [
+        IdentityKind::Device,
+        IdentityKind::Email,
+        IdentityKind::Phone,
+        IdentityKind::Apple,
+        IdentityKind::Google,
+        IdentityKind::Facebook,
+        IdentityKind::Firebase,
+    ];
+
+    /// The prefix of its identity keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Device => "device",
+            IdentityKind::Email => "email",
+            IdentityKind::Phone => "phone",
+            IdentityKind::Apple => "apple",
+            IdentityKind::Google => "google",
+            IdentityKind::Facebook => "facebook",
+            IdentityKind::Firebase => "firebase",
+        }
+    }
+
+    pub fn parse(raw: &str) -> AppResult<IdentityKind> {
+        IdentityKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+            .ok_or_else(|| {
+                AppError::validation(format!(
+                    "provider must be one of device, email, phone, apple, google, facebook, firebase; not `{raw}`"
+                ))
+            })
+    }
+
+    /// The identity key of `subject`.
+    pub fn key(self, subject: &str) -> String {
+        format!("{}:{subject}", self.as_str())
+    }
+
+    /// The kind and subject of a stored identity key.
+    pub fn of_key(key: &str) -> Option<(IdentityKind, &str)> {
+        let (prefix, subject) = key.split_once(':')?;
+        let kind = IdentityKind::ALL.into_iter().find(|k| k.as_str() == prefix)?;
+        Some((kind, subject))
+    }
+
+    pub fn method(self) -> SignInMethod {
+        match self {
+            IdentityKind::Device => SignInMethod::Device,
+            IdentityKind::Email => SignInMethod::Password,
+            IdentityKind::Phone => SignInMethod::Phone,
+            IdentityKind::Apple => SignInMethod::Apple,
+            IdentityKind::Google => SignInMethod::Google,
+            IdentityKind::Facebook => SignInMethod::Facebook,
+            IdentityKind::Firebase => SignInMethod::External,
+        }
+    }
+
+    /// The `method` of the `user_signed_up` event (`external` and `password` predate this).
+    pub fn signup_method(self) -> &'static str {
+        match self {
+            IdentityKind::Firebase => "external",
+            IdentityKind::Email => "password",
+            other => other.as_str(),
+        }
+    }
 }
 
 pub use crate::core::platform::Platform;

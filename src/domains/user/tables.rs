@@ -3,8 +3,23 @@
 crate::tables! {
     /// user id → UserRecord.
     USERS: &str => &[u8] = "user_by_id";
-    /// `email:<lowercased>` | `device:<deviceId>` | `firebase:<sub>` → Identity.
+    /// `<kind>:<subject>` → Identity: `device:<deviceId>`, `email:<verified, lowercased>`,
+    /// `phone:<E.164>`, `apple:<sub>`, `google:<sub>`, `facebook:<app-scoped id>`,
+    /// `firebase:<sub>`.
     IDENTITIES: &str => &[u8] = "user_identity";
+    /// (user id, identity key): an account's identities.
+    IDENTITIES_BY_USER: (&str, &str) => () = "user_identity_by_user";
+    /// (email, user id) → expiry (unix ms): accounts that added the email and have not verified
+    /// it yet. Any number may claim one email; the first to verify it owns it.
+    EMAIL_CLAIMS: (&str, &str) => i64 = "user_email_claim";
+    /// SHA-256 of a link's token → LinkToken (email verification, password reset).
+    EMAIL_TOKENS: &str => &[u8] = "user_email_token";
+    /// E.164 number → PhoneChallenge: the one-time code sent to it.
+    PHONE_CODES: &str => &[u8] = "user_phone_code";
+    /// (due ms, user id): accounts whose deletion is scheduled.
+    DELETIONS_DUE: (i64, &str) => () = "user_deletion_due";
+    /// `identity_index` → 1 once every identity is in `user_identity_by_user`.
+    USER_META: &str => u64 = "user_meta";
     /// session id → SessionRecord.
     SESSIONS: &str => &[u8] = "session_by_id";
     /// (user id, session id): a user's sessions.

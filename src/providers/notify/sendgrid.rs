@@ -11,8 +11,9 @@ pub struct Email {
     pub to: String,
     pub subject: String,
     pub text: String,
-    /// The one-click unsubscribe link (also in the text).
-    pub unsubscribe_url: String,
+    /// The one-click unsubscribe link (also in the text); none for emails about the account
+    /// itself (verification, password reset), which every account gets.
+    pub unsubscribe_url: Option<String>,
 }
 
 pub struct SendGrid {
@@ -35,16 +36,18 @@ impl SendGrid {
     }
 
     pub async fn send(&self, email: &Email) -> Outcome {
-        let body = json!({
+        let mut body = json!({
             "personalizations": [{"to": [{"email": email.to}]}],
             "from": {"email": self.from_email, "name": self.from_name},
             "subject": email.subject,
             "content": [{"type": "text/plain", "value": email.text}],
-            "headers": {
-                "List-Unsubscribe": format!("<{}>", email.unsubscribe_url),
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            },
         });
+        if let Some(url) = &email.unsubscribe_url {
+            body["headers"] = json!({
+                "List-Unsubscribe": format!("<{url}>"),
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            });
+        }
         match self
             .http
             .post(&self.url)
