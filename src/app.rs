@@ -267,7 +267,10 @@ impl App {
             .write(domains::user::identities::index_identities_by_user)
             .await?;
         if indexed > 0 {
-            tracing::info!(identities = indexed, "indexed sign-in identities by account");
+            tracing::info!(
+                identities = indexed,
+                "indexed sign-in identities by account"
+            );
         }
         let seeded = domains::billing::seed_defaults(&ctx).await?;
         if seeded > 0 {

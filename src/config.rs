@@ -1052,10 +1052,7 @@ impl Config {
         let p = &self.auth.phone;
         if p.enabled {
             if p.account_sid.is_empty() || p.auth_token.is_empty() {
-                return Err(bad(
-                    "auth.phone",
-                    "account_sid and auth_token are required",
-                ));
+                return Err(bad("auth.phone", "account_sid and auth_token are required"));
             }
             match p.provider {
                 SmsProvider::TwilioVerify if p.verify_service_sid.is_empty() => {
@@ -1085,7 +1082,10 @@ impl Config {
             || p.sends_per_hour_max == 0
             || p.sends_per_day_max == 0
         {
-            return Err(bad("auth.phone", "ttl, attempts and send limits must be positive"));
+            return Err(bad(
+                "auth.phone",
+                "ttl, attempts and send limits must be positive",
+            ));
         }
         let e = &self.auth.email;
         for (key, link) in [

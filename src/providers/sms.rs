@@ -51,7 +51,10 @@ impl Twilio {
             account_sid: cfg.account_sid.clone(),
             auth_token: cfg.auth_token.clone(),
             verify_url: format!("{verify}/v2/Services/{}", cfg.verify_service_sid),
-            messages_url: format!("{api}/2010-04-01/Accounts/{}/Messages.json", cfg.account_sid),
+            messages_url: format!(
+                "{api}/2010-04-01/Accounts/{}/Messages.json",
+                cfg.account_sid
+            ),
             sender: if cfg.messaging_service_sid.is_empty() {
                 ("From", cfg.from_number.clone())
             } else {
@@ -79,7 +82,10 @@ impl Twilio {
         match self.post(&url, &[("To", phone), ("Code", code)]).await {
             Ok(body) => {
                 let answer: VerifyAnswer = serde_json::from_slice(&body).map_err(|e| {
-                    AppError::new(Code::ProviderFailed, format!("Twilio: unexpected answer: {e}"))
+                    AppError::new(
+                        Code::ProviderFailed,
+                        format!("Twilio: unexpected answer: {e}"),
+                    )
                 })?;
                 Ok(match answer.status.as_str() {
                     "approved" => CheckResult::Approved,
@@ -131,7 +137,10 @@ impl Twilio {
             )),
             _ => Err(failed(format!(
                 "HTTP {status}: {}",
-                String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
             ))),
         }
     }

@@ -36,6 +36,32 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("auth_google", Who::Public, json!({"idToken": "x"})),
         ("auth_facebook", Who::Public, json!({"accessToken": "x"})),
         ("auth_refresh", Who::Public, json!({"refreshToken": "x"})),
+        (
+            "auth_phone_start",
+            Who::Public,
+            json!({"phone": "+15550109999"}),
+        ),
+        (
+            "auth_phone_verify",
+            Who::Public,
+            json!({"phone": "+15550109999", "code": "123456"}),
+        ),
+        ("auth_email_verify", Who::Public, json!({"token": "x"})),
+        (
+            "auth_password_forgot",
+            Who::Public,
+            json!({"email": "x@example.com"}),
+        ),
+        (
+            "auth_password_reset",
+            Who::Public,
+            json!({"token": "x", "password": "password-1"}),
+        ),
+        ("me_email_resend", Who::Any, Value::Null),
+        ("me_identities", Who::Any, Value::Null),
+        ("me_identity_link", Who::Any, json!({"idToken": "x"})),
+        ("me_identity_unlink", Who::Any, Value::Null),
+        ("admin_user_identities", Who::Admin, Value::Null),
         ("auth_logout", Who::Any, Value::Null),
         ("me_link_credentials", Who::Any, creds),
         ("me_sessions", Who::Any, Value::Null),
@@ -272,7 +298,9 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{clip_id}", "clip-1")
                 .replace("{chat_id}", "chat-1")
                 .replace("{seq}", "1")
-                .replace("{send_id}", "s-1");
+                .replace("{send_id}", "s-1")
+                .replace("{provider}", "google")
+                .replace("{identity_id}", "i-1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

@@ -46,9 +46,35 @@ async fn device_sign_in_creates_the_account_once_and_checks_the_secret() {
     assert_eq!(n, 1, "one sign-up event for one account");
 }
 
+/// An app with SendGrid configured: emails go to a fake that records them.
+pub async fn spawn_with_mail(
+    adjust: impl FnOnce(&mut duet::config::Config),
+) -> (TestApp, std::sync::Arc<crate::notifications::Fake>) {
+    let (sendgrid, base) = crate::notifications::fake_provider().await;
+    let t = TestApp::spawn_with(|c| {
+        c.notifications.sendgrid.api_key = "sg-key".into();
+        c.notifications.sendgrid.base_url = base;
+        c.notifications.sendgrid.from_email = "hello@duet.example".into();
+        c.auth.email.verify_link = "https://duet.example/verify?token={token}".into();
+        c.auth.email.reset_link = "https://duet.example/reset?token={token}".into();
+        adjust(c);
+    })
+    .await;
+    (t, sendgrid)
+}
+
+/// Waits for an email to `to` with a link, and returns the link's token.
+pub async fn link_mailed_to(sendgrid: &crate::notifications::Fake, to: &str) -> String {
+    until(&format!("a link mailed to {to}"), || async {
+        let bodies: Vec<serde_json::Value> = sendgrid.sends().into_iter().map(|g| g.body).collect();
+        mailed_link_token(&bodies, to)
+    })
+    .await
+}
+
 #[tokio::test]
-async fn register_then_login_with_password() {
-    let t = TestApp::spawn().await;
+async fn register_verify_then_login_with_password() {
+    let (t, mail) = spawn_with_mail(|_| {}).await;
     let r = t
         .post(
             "/v1/auth/register",
@@ -57,14 +83,7 @@ async fn register_then_login_with_password() {
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let dup = t
-        .post(
-            "/v1/auth/register",
-            None,
-            json!({"email": "anna@example.com", "password": "whatever12"}),
-        )
-        .await;
-    assert_eq!((dup.status.as_u16(), dup.code()), (409, "email_taken"));
+    let anna = tokens(&r.body);
     let weak = t
         .post(
             "/v1/auth/register",
@@ -81,6 +100,37 @@ async fn register_then_login_with_password() {
         )
         .await;
     assert_eq!(bad_email.code(), "validation_failed");
+    let me = t.get("/v1/me/profile", &anna.access).await;
+    assert_eq!(me.body["private"]["email"], "anna@example.com");
+    assert_eq!(me.body["private"]["emailVerified"], false);
+    let early = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "anna@example.com", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(early.code(), "invalid_credentials", "not verified yet");
+
+    let token = link_mailed_to(&mail, "anna@example.com").await;
+    let sent = mail.sends();
+    assert_eq!(sent[0].header("authorization"), Some("Bearer sg-key"));
+    assert_eq!(sent[0].body["from"]["email"], "hello@duet.example");
+    assert!(
+        sent[0].body["headers"].is_null(),
+        "no unsubscribe on account emails"
+    );
+    let r = t
+        .post("/v1/auth/email/verify", None, json!({"token": token}))
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let again = t
+        .post("/v1/auth/email/verify", None, json!({"token": token}))
+        .await;
+    assert_eq!(
+        (again.status.as_u16(), again.code()),
+        (400, "invalid_token")
+    );
 
     let ok = t
         .post(
@@ -89,12 +139,13 @@ async fn register_then_login_with_password() {
             json!({"email": "anna@example.com", "password": "correct horse"}),
         )
         .await;
-    assert_eq!(ok.status, 200);
-    assert_eq!(ok.body["userId"], r.body["userId"]);
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(ok.body["userId"], anna.user_id.as_str());
     let me = t
         .get("/v1/me/profile", ok.body["accessToken"].as_str().unwrap())
         .await;
     assert_eq!(me.body["private"]["email"], "anna@example.com");
+    assert_eq!(me.body["private"]["emailVerified"], true);
     let wrong = t
         .post(
             "/v1/auth/login",
@@ -118,7 +169,7 @@ async fn register_then_login_with_password() {
 
 #[tokio::test]
 async fn an_anonymous_account_can_link_email_and_password() {
-    let t = TestApp::spawn().await;
+    let (t, mail) = spawn_with_mail(|_| {}).await;
     let anon = t.user().await;
     let r = t
         .post(
@@ -129,6 +180,11 @@ async fn an_anonymous_account_can_link_email_and_password() {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["userId"], anon.user_id.as_str());
+    let token = link_mailed_to(&mail, "c@example.com").await;
+    let r = t
+        .post("/v1/auth/email/verify", None, json!({"token": token}))
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
     let login = t
         .post(
             "/v1/auth/login",
@@ -174,12 +230,7 @@ async fn spawn_behind_proxy() -> TestApp {
 async fn wrong_passwords_slow_the_guesser_exponentially() {
     let t = spawn_behind_proxy().await;
     let email = "t@example.com";
-    t.post(
-        "/v1/auth/register",
-        None,
-        json!({"email": email, "password": "right-password"}),
-    )
-    .await;
+    t.email_account(email, "right-password").await;
     let attacker = "203.0.113.7";
     for _ in 0..3 {
         let r = login_from(&t, attacker, email, "wrong-password").await;
@@ -215,12 +266,7 @@ async fn wrong_passwords_slow_the_guesser_exponentially() {
 async fn the_owner_is_never_locked_out_by_someone_elses_guesses() {
     let t = spawn_behind_proxy().await;
     let email = "owner@example.com";
-    t.post(
-        "/v1/auth/register",
-        None,
-        json!({"email": email, "password": "right-password"}),
-    )
-    .await;
+    t.email_account(email, "right-password").await;
     let attacker = "203.0.113.8";
     for _ in 0..10 {
         let r = login_from(&t, attacker, email, "wrong-password").await;
@@ -281,12 +327,7 @@ async fn distributed_guessing_meets_the_per_account_ceiling_but_spares_the_owner
     })
     .await;
     let email = "d@example.com";
-    t.post(
-        "/v1/auth/register",
-        None,
-        json!({"email": email, "password": "right-password"}),
-    )
-    .await;
+    t.email_account(email, "right-password").await;
     let home = "198.51.100.7";
     assert_eq!(
         login_from(&t, home, email, "right-password").await.status,
@@ -318,40 +359,53 @@ async fn distributed_guessing_meets_the_per_account_ceiling_but_spares_the_owner
     );
 }
 
-/// Probing which emails are registered is throttled per address like guessing passwords:
-/// each `email_taken` counts as a failure, and past the limit the address gets `429`.
+/// Registration never tells whether an email is registered: a taken address is answered like
+/// a free one (a new account that has only claimed the address), so probing learns nothing.
+/// Registrations from one address are still limited, like every sign-up.
 #[tokio::test]
-async fn probing_for_registered_emails_is_throttled_per_address() {
-    let t = TestApp::spawn_with(|c| c.auth.throttle.address_failures_max = 3).await;
-    let ok = t
-        .post(
-            "/v1/auth/register",
-            None,
-            json!({"email": "taken@example.com", "password": "correct horse"}),
-        )
-        .await;
-    assert_eq!(ok.status, 200, "{:?}", ok.body);
-    let mut codes = Vec::new();
-    for i in 0..5 {
+async fn registration_answers_the_same_for_taken_and_free_emails() {
+    let t = TestApp::spawn_with(|c| c.auth.throttle.signups_per_address_max = 3).await;
+    t.email_account("taken@example.com", "correct horse").await;
+    let mut shapes = Vec::new();
+    for email in ["taken@example.com", "free@example.com"] {
         let r = t
             .post(
                 "/v1/auth/register",
                 None,
-                json!({"email": "taken@example.com", "password": format!("guess-{i}-long")}),
+                json!({"email": email, "password": "guess-long-1"}),
             )
             .await;
-        codes.push(r.code().to_owned());
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let mut keys: Vec<String> = r.body.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        shapes.push(keys);
+        // Neither signs in with the password until its email is verified.
+        let login = t
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": email, "password": "guess-long-1"}),
+            )
+            .await;
+        assert_eq!(login.code(), "invalid_credentials", "{email}");
     }
-    assert_eq!(
-        codes,
-        [
-            "email_taken",
-            "email_taken",
-            "email_taken",
-            "rate_limited",
-            "rate_limited"
-        ]
-    );
+    assert_eq!(shapes[0], shapes[1]);
+    let r = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "third@example.com", "password": "guess-long-1"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "fourth@example.com", "password": "guess-long-1"}),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
 }
 
 #[tokio::test]
@@ -475,12 +529,7 @@ async fn access_tokens_expire_after_fifteen_minutes_and_logout_ends_the_session(
 #[tokio::test]
 async fn sessions_are_listed_and_revoked() {
     let t = TestApp::spawn().await;
-    t.post(
-        "/v1/auth/register",
-        None,
-        json!({"email": "s@example.com", "password": "password-1"}),
-    )
-    .await;
+    t.email_account("s@example.com", "password-1").await;
     let login = || {
         t.post(
             "/v1/auth/login",
@@ -493,7 +542,7 @@ async fn sessions_are_listed_and_revoked() {
     let c = tokens(&login().await.body);
     let list = t.get("/v1/me/sessions", &a.access).await;
     let items = list.body["items"].as_array().unwrap();
-    assert_eq!(items.len(), 4, "register + three logins");
+    assert_eq!(items.len(), 4, "four logins");
     assert_eq!(items.iter().filter(|s| s["current"] == true).count(), 1);
 
     let b_sid = session_id(&t, &b).await;
@@ -740,7 +789,7 @@ async fn roles_are_set_by_admins_and_take_effect_at_once() {
 
 const PROJECT: &str = "duet-test";
 
-fn id_token(key_pem: &str, kid: &str, claims: serde_json::Value) -> String {
+pub fn id_token(key_pem: &str, kid: &str, claims: serde_json::Value) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_owned());
     let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).expect("rsa key");
@@ -768,7 +817,7 @@ async fn external_app(jwks: impl FnOnce(&mut duet::config::Config)) -> TestApp {
     .await
 }
 
-fn fixture(name: &str) -> String {
+pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
         "{}/tests/fixtures/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -1026,7 +1075,7 @@ async fn a_role_change_makes_live_connections_reconnect() {
 // --- Sign in with Apple and with Google (issue 12) ----------------------------------------
 
 const APPLE_BUNDLE: &str = "com.duet.app";
-const GOOGLE_CLIENT: &str = "1234-ios.apps.googleusercontent.com";
+pub const GOOGLE_CLIENT: &str = "1234-ios.apps.googleusercontent.com";
 
 fn sha256_hex(s: &str) -> String {
     use sha2::{Digest, Sha256};

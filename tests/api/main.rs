@@ -2,6 +2,7 @@
 //! real server on port 0 with its own data directory.
 
 mod access;
+mod accounts;
 mod auth;
 mod billing;
 mod blocks;

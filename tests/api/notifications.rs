@@ -519,15 +519,7 @@ async fn a_provider_down_is_retried_then_dead_lettered_and_nothing_is_lost() {
 async fn missed_calls_are_mailed_in_a_digest_until_unsubscribed() {
     let (t, p) = app_with_providers(|_| {}).await;
     let admin = t.admin().await;
-    let r = t
-        .post(
-            "/v1/auth/register",
-            None,
-            json!({"email": "star@example.com", "password": "password-1"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let streamer = tokens(&r.body);
+    let streamer = t.email_account("star@example.com", "password-1").await;
     let r = t
         .call(
             Method::PUT,

@@ -38,14 +38,7 @@ fn assert_public_only(v: &Value, secrets: &[&str]) {
 #[tokio::test]
 async fn profiles_split_private_and_public_and_nothing_private_leaks() {
     let t = TestApp::spawn().await;
-    let anna = t
-        .post(
-            "/v1/auth/register",
-            None,
-            json!({"email": "anna@example.com", "password": "password-1"}),
-        )
-        .await;
-    let anna = tokens(&anna.body);
+    let anna = t.email_account("anna@example.com", "password-1").await;
     let bob = t.user().await;
     let mut ws = t.ws_ready(&anna.access).await;
     ws.send(json!({"type": "subscribe", "topic": "account"}))

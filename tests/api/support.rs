@@ -381,3 +381,44 @@ pub async fn serve_fake(app: impl poem::Endpoint + 'static) -> std::net::SocketA
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
     addr
 }
+
+/// The token in the newest link of an email sent to `to`, among a fake SendGrid's requests
+/// (`personalizations[0].to[0].email`, `content[0].value`).
+pub fn mailed_link_token(mails: &[Value], to: &str) -> Option<String> {
+    mails.iter().rev().find_map(|m| {
+        if m["personalizations"][0]["to"][0]["email"] != to {
+            return None;
+        }
+        let text = m["content"][0]["value"].as_str()?;
+        let start = text.find("token=")? + "token=".len();
+        let token: String = text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        Some(token)
+    })
+}
+
+impl TestApp {
+    /// An account with a verified email and a password, signed in over HTTP. The operator's
+    /// bootstrap stands in for the verification link, which the email tests follow for real.
+    pub async fn email_account(&self, email: &str, password: &str) -> Tokens {
+        let store = self.app().ctx.store.clone();
+        let (e, p) = (email.to_owned(), password.to_owned());
+        tokio::task::spawn_blocking(move || {
+            duet::domains::user::bootstrap_account(&store, &e, &p, Role::User)
+        })
+        .await
+        .unwrap()
+        .expect("bootstrap account");
+        let r = self
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        tokens(&r.body)
+    }
+}

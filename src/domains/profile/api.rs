@@ -95,8 +95,11 @@ pub struct PayoutDetailsDto {
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct PrivateProfile {
-    /// The sign-in email; change it through account support.
+    /// The account's email: the verified one it signs in with, or else the one it added and
+    /// has not verified yet (see `emailVerified`). Change it through `/v1/me/identities`.
     pub email: Option<String>,
+    /// Whether `email` is verified; an unverified email cannot sign in or get emails.
+    pub email_verified: bool,
     pub phone: Option<String>,
     /// `YYYY-MM-DD`.
     pub birth_date: Option<String>,
@@ -175,7 +178,12 @@ fn my_profile(own: OwnProfile, today: Date) -> MyProfile {
     MyProfile {
         public: PublicProfile::build(&own.user, p, &own.presence, own.counts, today),
         private: PrivateProfile {
-            email: own.user.email.clone(),
+            email: own
+                .user
+                .email
+                .clone()
+                .or_else(|| own.user.pending_email.as_ref().map(|p| p.address.clone())),
+            email_verified: own.user.email.is_some(),
             phone: p.phone.clone(),
             birth_date: p.birth_date.clone(),
             kyc_status: p.kyc_status,

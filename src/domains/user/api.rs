@@ -255,7 +255,9 @@ impl IdentityProof {
                 need(self.id_token, "idToken")?,
                 Some(need(self.nonce, "nonce")?),
             ),
-            IdentityKind::Google => id_token(IdProvider::Google, need(self.id_token, "idToken")?, None),
+            IdentityKind::Google => {
+                id_token(IdProvider::Google, need(self.id_token, "idToken")?, None)
+            }
             IdentityKind::Firebase => {
                 id_token(IdProvider::Firebase, need(self.id_token, "idToken")?, None)
             }
@@ -463,7 +465,11 @@ impl AuthApi {
     /// Send a one-time code by SMS to sign in with a phone number (E.164). The answer is the
     /// same whether the number has an account. Public; limited per number, per address and
     /// overall (`rate_limited` with `Retry-After`); `unavailable` when not configured.
-    #[oai(path = "/phone/start", method = "post", operation_id = "auth_phone_start")]
+    #[oai(
+        path = "/phone/start",
+        method = "post",
+        operation_id = "auth_phone_start"
+    )]
     async fn phone_start(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -481,7 +487,11 @@ impl AuthApi {
     /// Sign in with the code sent to the phone; the first use of a number creates the account.
     /// A wrong code is `invalid_code`; too many wrong tries `code_attempts_exhausted` (ask for a
     /// new code). Public; throttled like password sign-in.
-    #[oai(path = "/phone/verify", method = "post", operation_id = "auth_phone_verify")]
+    #[oai(
+        path = "/phone/verify",
+        method = "post",
+        operation_id = "auth_phone_verify"
+    )]
     async fn phone_verify(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -496,7 +506,11 @@ impl AuthApi {
     /// Open an email verification link: the account that added the email owns it from now on
     /// and can sign in with it. `invalid_token` when the link is unknown, used or expired.
     /// Public.
-    #[oai(path = "/email/verify", method = "post", operation_id = "auth_email_verify")]
+    #[oai(
+        path = "/email/verify",
+        method = "post",
+        operation_id = "auth_email_verify"
+    )]
     async fn email_verify(
         &self,
         ctx: Data<&Arc<Ctx>>,

@@ -126,7 +126,11 @@ fn issue_link(
         issued_at_ms: now,
         expires_at_ms: now + ttl_ms,
     };
-    put(&mut tx.table(EMAIL_TOKENS)?, secret_hash(&token).as_str(), &rec)?;
+    put(
+        &mut tx.table(EMAIL_TOKENS)?,
+        secret_hash(&token).as_str(),
+        &rec,
+    )?;
     Ok(token)
 }
 
@@ -293,7 +297,11 @@ pub(super) fn adopt_tx(tx: &Tx, user: &mut UserRecord, email: &str) -> AppResult
         claims.remove((email, uid.as_str()))?;
     }
     drop(claims);
-    for uid in claimants.iter().filter(|u| **u != user.id).map(String::as_str) {
+    for uid in claimants
+        .iter()
+        .filter(|u| **u != user.id)
+        .map(String::as_str)
+    {
         if let Some(mut other) = find_user_tx(tx, uid)?
             && other
                 .pending_email

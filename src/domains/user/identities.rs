@@ -256,7 +256,10 @@ pub async fn link(ctx: &Ctx, who: &Principal, proof: Proof, meta: ClientMeta) ->
             let (id, secret) = super::parse_device(&device_id, &device_secret)?;
             (id, Some(secret_hash(&secret)))
         }
-        Proof::Phone { phone, code } => (super::phone::check_code(ctx, &phone, &code, &meta).await?, None),
+        Proof::Phone { phone, code } => (
+            super::phone::check_code(ctx, &phone, &code, &meta).await?,
+            None,
+        ),
         Proof::IdToken {
             provider,
             id_token,

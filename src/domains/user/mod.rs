@@ -8,8 +8,8 @@ pub mod email;
 pub mod events;
 pub mod external;
 pub mod identities;
-pub mod phone;
 pub mod model;
+pub mod phone;
 pub mod presence;
 mod tables;
 pub use tables::TABLES;
@@ -231,7 +231,9 @@ fn claim_email(
     password_hash: &str,
 ) -> AppResult<Option<email::AuthMail>> {
     if user.email.is_some() {
-        return Err(AppError::conflict("this account already has a verified email"));
+        return Err(AppError::conflict(
+            "this account already has a verified email",
+        ));
     }
     user.password_hash = Some(password_hash.to_owned());
     user.password_set_at_ms = tx.now_ms();
@@ -1081,7 +1083,11 @@ fn create_user(
         password_hash: password_hash.map(str::to_owned),
         ban: None,
         pending_email: None,
-        password_set_at_ms: if password_hash.is_some() { tx.now_ms() } else { 0 },
+        password_set_at_ms: if password_hash.is_some() {
+            tx.now_ms()
+        } else {
+            0
+        },
         deletion_due_ms: None,
     };
     put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;

@@ -234,7 +234,9 @@ impl IdentityKind {
     /// The kind and subject of a stored identity key.
     pub fn of_key(key: &str) -> Option<(IdentityKind, &str)> {
         let (prefix, subject) = key.split_once(':')?;
-        let kind = IdentityKind::ALL.into_iter().find(|k| k.as_str() == prefix)?;
+        let kind = IdentityKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == prefix)?;
         Some((kind, subject))
     }
 

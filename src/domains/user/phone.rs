@@ -57,7 +57,11 @@ const HOUR_MS: i64 = 3_600_000;
 
 fn send_quotas(cfg: &PhoneConfig, phone: &str, meta: &ClientMeta) -> [Quota; 4] {
     [
-        Quota::new(format!("sms:number:{phone}"), cfg.sends_per_number_max, HOUR_MS),
+        Quota::new(
+            format!("sms:number:{phone}"),
+            cfg.sends_per_number_max,
+            HOUR_MS,
+        ),
         Quota::new(
             format!("sms:address:{}", super::counted_address(meta)),
             cfg.sends_per_address_max,
@@ -244,7 +248,15 @@ mod tests {
     #[test]
     fn numbers_are_e164_after_typing_separators_are_removed() {
         assert_eq!(parse_phone("+1 (555) 010-9999").unwrap(), "+15550109999");
-        for bad in ["", "+", "15550109999", "+0555010999", "+1555", "+1234567890123456", "+1555abc9999"] {
+        for bad in [
+            "",
+            "+",
+            "15550109999",
+            "+0555010999",
+            "+1555",
+            "+1234567890123456",
+            "+1555abc9999",
+        ] {
             assert!(parse_phone(bad).is_err(), "{bad}");
         }
     }

@@ -1,0 +1,735 @@
+//! Accounts (issue 12): phone sign-in by SMS code against a fake Twilio, verified emails that an
+//! unverified claim never blocks, password reset by link, linked identities, and answers that
+//! never tell whether an email or number is registered.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::auth::{GOOGLE_CLIENT, fixture, id_token, link_mailed_to, spawn_with_mail};
+use crate::notifications::{Fake, Got, fake_provider};
+use crate::support::*;
+
+/// The fields of a form body a fake recorded.
+fn form(got: &Got) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let s = s.replace('+', " ");
+        let mut out = Vec::new();
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    got.body
+        .as_str()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn field(got: &Got, name: &str) -> Option<String> {
+    form(got)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// The code in the newest SMS sent to `phone`.
+fn sms_code(twilio: &Fake, phone: &str) -> String {
+    let sent = twilio.sends();
+    let sms = sent
+        .iter()
+        .rev()
+        .find(|g| field(g, "To").as_deref() == Some(phone))
+        .expect("an SMS to the number");
+    let body = field(sms, "Body").unwrap();
+    body.split_whitespace()
+        .find_map(|w| {
+            let w = w.trim_end_matches('.');
+            (w.len() == 6 && w.chars().all(|c| c.is_ascii_digit())).then(|| w.to_owned())
+        })
+        .expect("a 6-digit code in the SMS")
+}
+
+async fn phone_app(
+    verify: bool,
+    adjust: impl FnOnce(&mut duet::config::Config),
+) -> (TestApp, Arc<Fake>) {
+    let (twilio, base) = fake_provider().await;
+    let t = TestApp::spawn_with(|c| {
+        let p = &mut c.auth.phone;
+        p.enabled = true;
+        p.account_sid = "AC-test".into();
+        p.auth_token = "tw-token".into();
+        if verify {
+            p.provider = duet::config::SmsProvider::TwilioVerify;
+            p.verify_service_sid = "VA-test".into();
+        } else {
+            p.provider = duet::config::SmsProvider::TwilioMessaging;
+            p.messaging_service_sid = "MG-test".into();
+        }
+        p.verify_base_url = base.clone();
+        p.api_base_url = base;
+        c.server.client_ip_header = "x-forwarded-for".into();
+        adjust(c);
+    })
+    .await;
+    (t, twilio)
+}
+
+async fn start(t: &TestApp, phone: &str) -> Reply {
+    t.post("/v1/auth/phone/start", None, json!({"phone": phone}))
+        .await
+}
+
+async fn verify(t: &TestApp, phone: &str, code: &str) -> Reply {
+    t.post(
+        "/v1/auth/phone/verify",
+        None,
+        json!({"phone": phone, "code": code}),
+    )
+    .await
+}
+
+fn wrong(code: &str) -> String {
+    let first = if code.starts_with('9') { '1' } else { '9' };
+    format!("{first}{}", &code[1..])
+}
+
+#[tokio::test]
+async fn phone_sign_in_with_our_own_codes() {
+    let (t, twilio) = phone_app(false, |_| {}).await;
+    let phone = "+15550100001";
+    let r = start(&t, "+1 555 010-0001").await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body, json!({"expiresIn": 600, "resendIn": 30}));
+    let sent = twilio.sends();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].method, "POST");
+    assert_eq!(sent[0].path, "/2010-04-01/Accounts/AC-test/Messages.json");
+    // HTTP basic auth with the account sid and auth token.
+    assert_eq!(
+        sent[0].header("authorization"),
+        Some("Basic QUMtdGVzdDp0dy10b2tlbg==")
+    );
+    assert_eq!(field(&sent[0], "To").as_deref(), Some(phone));
+    assert_eq!(
+        field(&sent[0], "MessagingServiceSid").as_deref(),
+        Some("MG-test")
+    );
+    let code = sms_code(&twilio, phone);
+
+    let bad = verify(&t, phone, &wrong(&code)).await;
+    assert_eq!((bad.status.as_u16(), bad.code()), (401, "invalid_code"));
+    let ok = verify(&t, phone, &code).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let first = tokens(&ok.body);
+    let used = verify(&t, phone, &code).await;
+    assert_eq!(used.code(), "invalid_code", "a code works once");
+    let ids = t.get("/v1/me/identities", &first.access).await;
+    assert_eq!(ids.body["items"][0]["provider"], "phone");
+    assert_eq!(ids.body["items"][0]["subject"], phone);
+    assert_eq!(ids.body["items"][0]["verified"], true);
+
+    // The same number again is the same account.
+    t.clock.advance_ms(31_000);
+    assert_eq!(start(&t, phone).await.status, 202);
+    let again = verify(&t, phone, &sms_code(&twilio, phone)).await;
+    assert_eq!(again.body["userId"], first.user_id.as_str());
+
+    // Malformed numbers and codes.
+    for bad in ["5550100001", "+0555", "+1555abc0001"] {
+        assert_eq!(start(&t, bad).await.code(), "validation_failed", "{bad}");
+    }
+    assert_eq!(
+        verify(&t, phone, "12ab56").await.code(),
+        "validation_failed"
+    );
+}
+
+#[tokio::test]
+async fn phone_codes_expire_and_run_out_of_attempts() {
+    let (t, twilio) = phone_app(false, |_| {}).await;
+    // Attempts: five wrong codes, then even the right one is refused.
+    let phone = "+15550100002";
+    start(&t, phone).await;
+    let code = sms_code(&twilio, phone);
+    for i in 0..5 {
+        let r = verify(&t, phone, &wrong(&code)).await;
+        assert_eq!(r.code(), "invalid_code", "try {i}: {:?}", r.body);
+        // Past three failures the number's sign-in waits a little longer each time.
+        t.clock.advance_ms(60_000);
+    }
+    let r = verify(&t, phone, &code).await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (401, "code_attempts_exhausted")
+    );
+    // A new code works again.
+    start(&t, phone).await;
+    let r = verify(&t, phone, &sms_code(&twilio, phone)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // Expiry: ten minutes.
+    let phone = "+15550100003";
+    start(&t, phone).await;
+    let code = sms_code(&twilio, phone);
+    t.clock.advance_ms(600_001);
+    assert_eq!(verify(&t, phone, &code).await.code(), "invalid_code");
+}
+
+#[tokio::test]
+async fn phone_sends_are_throttled_per_number_per_address_and_by_the_daily_ceiling() {
+    let (t, twilio) = phone_app(false, |c| {
+        c.auth.phone.sends_per_number_max = 2;
+        c.auth.phone.sends_per_address_max = 3;
+        c.auth.phone.sends_per_day_max = 4;
+    })
+    .await;
+    let from = |addr: &'static str, phone: &'static str| {
+        let t = &t;
+        async move {
+            let r = t
+                .http
+                .post(format!("{}/v1/auth/phone/start", t.base))
+                .header("x-forwarded-for", addr)
+                .json(&json!({"phone": phone}))
+                .send()
+                .await
+                .unwrap();
+            Reply::from(r).await
+        }
+    };
+    // One code per resend interval.
+    assert_eq!(from("198.51.100.1", "+15550100010").await.status, 202);
+    let r = from("198.51.100.1", "+15550100010").await;
+    assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
+    let wait: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait));
+    // Per number: two an hour.
+    t.clock.advance_ms(31_000);
+    assert_eq!(from("198.51.100.2", "+15550100010").await.status, 202);
+    t.clock.advance_ms(31_000);
+    assert_eq!(
+        from("198.51.100.3", "+15550100010").await.code(),
+        "rate_limited"
+    );
+    // Per address: three an hour, whatever the numbers.
+    assert_eq!(from("198.51.100.1", "+15550100011").await.status, 202);
+    assert_eq!(from("198.51.100.1", "+15550100012").await.status, 202);
+    assert_eq!(
+        from("198.51.100.1", "+15550100013").await.code(),
+        "rate_limited"
+    );
+    // The daily ceiling over everyone: four SMS in 24 hours, then nothing goes out.
+    assert_eq!(
+        from("198.51.100.9", "+15550100014").await.code(),
+        "rate_limited"
+    );
+    assert_eq!(twilio.sends().len(), 4, "refused sends cost nothing");
+    t.clock.advance_ms(24 * 3_600_000);
+    assert_eq!(from("198.51.100.9", "+15550100014").await.status, 202);
+}
+
+#[tokio::test]
+async fn phone_sign_in_through_twilio_verify() {
+    let (t, twilio) = phone_app(true, |_| {}).await;
+    let phone = "+447700900123";
+    let r = start(&t, phone).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let sent = twilio.sends();
+    assert_eq!(sent[0].path, "/v2/Services/VA-test/Verifications");
+    assert_eq!(field(&sent[0], "To").as_deref(), Some(phone));
+    assert_eq!(field(&sent[0], "Channel").as_deref(), Some("sms"));
+
+    twilio
+        .answers
+        .lock()
+        .push_back((200, json!({"status": "pending", "valid": false})));
+    let r = verify(&t, phone, "111111").await;
+    assert_eq!(r.code(), "invalid_code");
+    let check = twilio.sends().pop().unwrap();
+    assert_eq!(check.path, "/v2/Services/VA-test/VerificationCheck");
+    assert_eq!(field(&check, "Code").as_deref(), Some("111111"));
+    assert_eq!(field(&check, "To").as_deref(), Some(phone));
+
+    // No pending verification at Twilio: 404 there, invalid_code here.
+    twilio
+        .answers
+        .lock()
+        .push_back((404, json!({"code": 20404, "status": 404})));
+    assert_eq!(verify(&t, phone, "222222").await.code(), "invalid_code");
+
+    twilio
+        .answers
+        .lock()
+        .push_back((200, json!({"status": "approved", "valid": true})));
+    let r = verify(&t, phone, "424242").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Used up: Twilio is not asked again.
+    let before = twilio.sends().len();
+    assert_eq!(verify(&t, phone, "424242").await.code(), "invalid_code");
+    assert_eq!(twilio.sends().len(), before);
+
+    // Twilio down: provider_failed, and the number may ask again at once.
+    t.clock.advance_ms(31_000);
+    twilio
+        .answers
+        .lock()
+        .push_back((500, json!({"message": "down"})));
+    let r = start(&t, "+447700900124").await;
+    assert_eq!((r.status.as_u16(), r.code()), (502, "provider_failed"));
+    assert_eq!(start(&t, "+447700900124").await.status, 202);
+}
+
+#[tokio::test]
+async fn phone_sign_in_is_unavailable_until_configured() {
+    let t = TestApp::spawn().await;
+    let r = start(&t, "+15550100001").await;
+    assert_eq!((r.status.as_u16(), r.code()), (503, "unavailable"));
+    let r = verify(&t, "+15550100001", "123456").await;
+    assert_eq!((r.status.as_u16(), r.code()), (503, "unavailable"));
+}
+
+/// Someone who registers another person's email only claims it: the owner still registers
+/// it, verifies it from their mailbox, and the claim is released; an unverified claim also
+/// lapses by itself.
+#[tokio::test]
+async fn an_unverified_claim_never_blocks_the_owner() {
+    let (t, mail) = spawn_with_mail(|_| {}).await;
+    let register = |email: &'static str| {
+        t.post(
+            "/v1/auth/register",
+            None,
+            json!({"email": email, "password": "password-1"}),
+        )
+    };
+    let squatter = tokens(&register("victim@example.com").await.body);
+    let squatters_link = link_mailed_to(&mail, "victim@example.com").await;
+    let owner = register("victim@example.com").await;
+    assert_eq!(owner.status, 200, "{:?}", owner.body);
+    let owner = tokens(&owner.body);
+    let owners_link = until("a second link", || async {
+        let bodies: Vec<Value> = mail.sends().into_iter().map(|g| g.body).collect();
+        mailed_link_token(&bodies, "victim@example.com").filter(|l| *l != squatters_link)
+    })
+    .await;
+    let r = t
+        .post("/v1/auth/email/verify", None, json!({"token": owners_link}))
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    // The squatter's link (had they had it) no longer makes them the owner.
+    let r = t
+        .post(
+            "/v1/auth/email/verify",
+            None,
+            json!({"token": squatters_link}),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_token");
+    let squat = t.get("/v1/me/profile", &squatter.access).await;
+    assert_eq!(
+        squat.body["private"]["email"],
+        Value::Null,
+        "claim released"
+    );
+    let login = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "victim@example.com", "password": "password-1"}),
+        )
+        .await;
+    assert_eq!(login.body["userId"], owner.user_id.as_str());
+
+    // A claim lapses: after claim_ttl_days the link and resending are refused.
+    let lapsing = tokens(&register("later@example.com").await.body);
+    let link = link_mailed_to(&mail, "later@example.com").await;
+    t.clock.advance_ms(8 * 86_400_000);
+    let r = t
+        .post("/v1/auth/email/verify", None, json!({"token": link}))
+        .await;
+    assert_eq!(r.code(), "invalid_token");
+    let lapsing = t.refresh(&lapsing).await;
+    let r = t
+        .post(
+            "/v1/me/email/verification",
+            Some(&lapsing.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.code(), "conflict");
+}
+
+#[tokio::test]
+async fn verification_emails_can_be_sent_again_within_limits() {
+    let (t, mail) = spawn_with_mail(|c| c.auth.email.resends_per_hour_max = 2).await;
+    let r = t
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": "again@example.com", "password": "password-1"}),
+        )
+        .await;
+    let who = tokens(&r.body);
+    let first = link_mailed_to(&mail, "again@example.com").await;
+    for _ in 0..2 {
+        let r = t
+            .post("/v1/me/email/verification", Some(&who.access), json!({}))
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+    }
+    let r = t
+        .post("/v1/me/email/verification", Some(&who.access), json!({}))
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
+    let newest = until("three emails", || async {
+        let bodies: Vec<Value> = mail.sends().into_iter().map(|g| g.body).collect();
+        (bodies.len() == 3).then(|| mailed_link_token(&bodies, "again@example.com").unwrap())
+    })
+    .await;
+    assert_ne!(newest, first);
+    let r = t
+        .post("/v1/auth/email/verify", None, json!({"token": newest}))
+        .await;
+    assert_eq!(r.status, 204);
+    let r = t
+        .post("/v1/me/email/verification", Some(&who.access), json!({}))
+        .await;
+    assert_eq!(r.code(), "conflict", "nothing left to verify");
+}
+
+#[tokio::test]
+async fn password_reset_by_link_revokes_every_session_and_reveals_nothing() {
+    let (t, mail) = spawn_with_mail(|_| {}).await;
+    let a = t.email_account("reset@example.com", "old-password").await;
+    let b = t.email_account("reset@example.com", "old-password").await;
+    // A claim that was never verified gets no reset link either.
+    t.post(
+        "/v1/auth/register",
+        None,
+        json!({"email": "pending@example.com", "password": "password-1"}),
+    )
+    .await;
+    link_mailed_to(&mail, "pending@example.com").await;
+
+    let mut answers = Vec::new();
+    for email in [
+        "reset@example.com",
+        "nobody@example.com",
+        "pending@example.com",
+    ] {
+        let r = t
+            .post("/v1/auth/password/forgot", None, json!({"email": email}))
+            .await;
+        answers.push((r.status.as_u16(), r.body.clone()));
+    }
+    assert_eq!(answers[0], (202, Value::Null));
+    assert_eq!(
+        answers[0], answers[1],
+        "unknown emails are answered the same"
+    );
+    assert_eq!(answers[0], answers[2]);
+    let token = link_mailed_to(&mail, "reset@example.com").await;
+    let to: Vec<String> = mail
+        .sends()
+        .iter()
+        .map(|g| {
+            g.body["personalizations"][0]["to"][0]["email"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        to,
+        ["pending@example.com", "reset@example.com"],
+        "only the verified email got a reset link"
+    );
+
+    let short = t
+        .post(
+            "/v1/auth/password/reset",
+            None,
+            json!({"token": token, "password": "short"}),
+        )
+        .await;
+    assert_eq!(short.code(), "validation_failed");
+    let r = t
+        .post(
+            "/v1/auth/password/reset",
+            None,
+            json!({"token": token, "password": "new-password"}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    for s in [&a, &b] {
+        assert_eq!(t.get("/v1/me/profile", &s.access).await.status, 401);
+        let r = t
+            .post("/v1/auth/refresh", None, json!({"refreshToken": s.refresh}))
+            .await;
+        assert_eq!(r.status, 401, "sessions are revoked: {:?}", r.body);
+    }
+    let again = t
+        .post(
+            "/v1/auth/password/reset",
+            None,
+            json!({"token": token, "password": "other-password"}),
+        )
+        .await;
+    assert_eq!(again.code(), "invalid_token");
+    let old = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "reset@example.com", "password": "old-password"}),
+        )
+        .await;
+    assert_eq!(old.code(), "invalid_credentials");
+    let new = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "reset@example.com", "password": "new-password"}),
+        )
+        .await;
+    assert_eq!(new.body["userId"], a.user_id.as_str());
+    // Expired links are refused.
+    t.post(
+        "/v1/auth/password/forgot",
+        None,
+        json!({"email": "reset@example.com"}),
+    )
+    .await;
+    let late = until("a second reset link", || async {
+        let bodies: Vec<Value> = mail.sends().into_iter().map(|g| g.body).collect();
+        mailed_link_token(&bodies, "reset@example.com").filter(|l| *l != token)
+    })
+    .await;
+    t.clock.advance_ms(3_600_001);
+    let r = t
+        .post(
+            "/v1/auth/password/reset",
+            None,
+            json!({"token": late, "password": "third-password"}),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_token");
+}
+
+async fn google_app() -> TestApp {
+    let jwks = format!(
+        "{}/tests/fixtures/idp-jwks.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    TestApp::spawn_with(|c| {
+        c.auth.google.enabled = true;
+        c.auth.google.audiences = vec![GOOGLE_CLIENT.into()];
+        c.auth.google.jwks_file = jwks;
+    })
+    .await
+}
+
+fn google_token(t: &TestApp, sub: &str, email: &str, verified: bool) -> String {
+    let now = t.now_ms() / 1000;
+    id_token(
+        &fixture("idp-private.pem"),
+        "test-key-1",
+        json!({"iss": "https://accounts.google.com", "aud": GOOGLE_CLIENT, "sub": sub,
+               "iat": now - 5, "exp": now + 3600, "email": email, "email_verified": verified}),
+    )
+}
+
+async fn identities(t: &TestApp, who: &Tokens) -> Vec<Value> {
+    let r = t.get("/v1/me/identities", &who.access).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn identities_are_linked_listed_and_unlinked_never_the_last() {
+    let t = google_app().await;
+    let admin = t.admin().await;
+    let anon = t.user().await;
+    let ids = identities(&t, &anon).await;
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0]["provider"], "device");
+    let device_id = ids[0]["id"].as_str().unwrap().to_owned();
+
+    let token = google_token(&t, "g-1", "anon@gmail.com", true);
+    let r = t
+        .post(
+            "/v1/me/identities/google",
+            Some(&anon.access),
+            json!({"idToken": token}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let providers: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["device", "google"]);
+    // Google now signs in to the same account.
+    let g = t
+        .post("/v1/auth/google", None, json!({"idToken": token}))
+        .await;
+    assert_eq!(g.body["userId"], anon.user_id.as_str());
+    // Another account cannot take it.
+    let other = t.user().await;
+    let r = t
+        .post(
+            "/v1/me/identities/google",
+            Some(&other.access),
+            json!({"idToken": token}),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, "identity_in_use"));
+    // A proof missing its field, and a bad token.
+    let r = t
+        .post("/v1/me/identities/google", Some(&anon.access), json!({}))
+        .await;
+    assert_eq!(r.code(), "validation_failed");
+    let r = t
+        .post(
+            "/v1/me/identities/google",
+            Some(&anon.access),
+            json!({"idToken": "x.y.z"}),
+        )
+        .await;
+    assert_eq!(r.code(), "unauthorized");
+    // A second device links as a way in too.
+    let r = t
+        .post(
+            "/v1/me/identities/device",
+            Some(&anon.access),
+            json!({"deviceId": "tablet-1", "deviceSecret": "tablet-secret-123456"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let tablet = t.sign_in_device("tablet-1", "tablet-secret-123456").await;
+    assert_eq!(tablet.body["userId"], anon.user_id.as_str());
+
+    // Unlinking: down to one, never zero.
+    let ids = identities(&t, &anon).await;
+    for i in &ids[1..] {
+        let r = t
+            .call(
+                Method::DELETE,
+                &format!("/v1/me/identities/{}", i["id"].as_str().unwrap()),
+                Some(&anon.access),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+    }
+    let r = t
+        .call(
+            Method::DELETE,
+            &format!("/v1/me/identities/{device_id}"),
+            Some(&anon.access),
+            None,
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, "last_identity"));
+    let r = t
+        .call(
+            Method::DELETE,
+            "/v1/me/identities/nope",
+            Some(&anon.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // Google is no longer a way into this account: it makes a new one.
+    let g = t
+        .post("/v1/auth/google", None, json!({"idToken": token}))
+        .await;
+    assert_ne!(g.body["userId"], anon.user_id.as_str());
+
+    // Admins see a user's identities; others do not.
+    let r = t
+        .get(
+            &format!("/v1/admin/users/{}/identities", anon.user_id),
+            &admin.access,
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{:?}", r.body);
+    let r = t
+        .get(
+            &format!("/v1/admin/users/{}/identities", anon.user_id),
+            &other.access,
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
+    // Every change is on the log, naming the provider and never the subject.
+    let events = t
+        .get(
+            &format!(
+                "/v1/admin/events?type=user_identity_unlinked&userId={}",
+                anon.user_id
+            ),
+            &admin.access,
+        )
+        .await;
+    let items = events.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{:?}", events.body);
+    assert!(!events.body.to_string().contains("g-1"));
+}
+
+/// A provider vouching for an email that another account owns is asked to link, never merged
+/// silently; an email the provider does not vouch for makes a separate account.
+#[tokio::test]
+async fn a_providers_verified_email_of_an_existing_account_asks_for_linking() {
+    let t = google_app().await;
+    let known = t.email_account("known@example.com", "password-1").await;
+    let token = google_token(&t, "g-2", "known@example.com", true);
+    let r = t
+        .post("/v1/auth/google", None, json!({"idToken": token}))
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, "link_required"));
+    let r = t
+        .post(
+            "/v1/me/identities/google",
+            Some(&known.access),
+            json!({"idToken": token}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = t
+        .post("/v1/auth/google", None, json!({"idToken": token}))
+        .await;
+    assert_eq!(r.body["userId"], known.user_id.as_str());
+
+    let unverified = google_token(&t, "g-3", "known@example.com", false);
+    let r = t
+        .post("/v1/auth/google", None, json!({"idToken": unverified}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_ne!(r.body["userId"], known.user_id.as_str());
+
+    // A new account from a provider takes its verified email.
+    let fresh = google_token(&t, "g-4", "Fresh@Gmail.com", true);
+    let r = t
+        .post("/v1/auth/google", None, json!({"idToken": fresh}))
+        .await;
+    let me = t
+        .get("/v1/me/profile", r.body["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(me.body["private"]["email"], "fresh@gmail.com");
+    assert_eq!(me.body["private"]["emailVerified"], true);
+}
