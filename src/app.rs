@@ -25,6 +25,8 @@ use crate::domains::user::presence::{self, Presence};
 pub const STORE_FILE: &str = "duet.redb";
 /// How long shutdown waits for the last user of the store to let go.
 const STORE_CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// How often due account deletions are looked for.
+const ERASURES_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// How often presence grace periods are checked.
 const PRESENCE_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -285,6 +287,7 @@ impl App {
             tokio::spawn(end_lost_calls(ctx.clone())),
             tokio::spawn(run_deliveries(ctx.clone())),
             tokio::spawn(run_digest(ctx.clone())),
+            tokio::spawn(run_erasures(ctx.clone())),
         ];
         // The block consumers came after the blocks they carry out (which used to be applied in
         // the block's own request): on a data directory from before, they start at the head.
@@ -520,6 +523,25 @@ async fn run_digest(ctx: Arc<Ctx>) {
             _ = tick.tick() => {
                 if let Err(e) = domains::notification::digest::run_if_due(&ctx).await {
                     tracing::warn!(error = %e, "the missed-call digest failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Erases the accounts whose deletion is due.
+async fn run_erasures(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(ERASURES_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = ctx.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match domains::privacy::run_due(&ctx).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(accounts = n, "erased accounts whose deletion was due"),
+                    Err(e) => tracing::warn!(error = %e, "erasing due accounts failed"),
                 }
             }
             _ = stop.changed() => return,

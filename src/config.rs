@@ -647,6 +647,8 @@ pub struct DeletionConfig {
     pub fresh_sign_in_secs: u64,
     /// Deletion happens this long after it was asked for; signing in again before cancels it.
     pub grace_days: u64,
+    /// Data exports (`GET /v1/me/export`) one account may take per hour: each reads all of it.
+    pub exports_per_hour_max: u32,
 }
 
 impl Default for DeletionConfig {
@@ -654,6 +656,7 @@ impl Default for DeletionConfig {
         DeletionConfig {
             fresh_sign_in_secs: 300,
             grace_days: 14,
+            exports_per_hour_max: 6,
         }
     }
 }
@@ -1105,8 +1108,12 @@ impl Config {
         {
             return Err(bad("auth.email", "lifetimes and limits must be positive"));
         }
-        if self.auth.deletion.fresh_sign_in_secs == 0 {
-            return Err(bad("auth.deletion.fresh_sign_in_secs", "must be positive"));
+        if self.auth.deletion.fresh_sign_in_secs == 0 || self.auth.deletion.exports_per_hour_max == 0
+        {
+            return Err(bad(
+                "auth.deletion",
+                "fresh_sign_in_secs and exports_per_hour_max must be positive",
+            ));
         }
         let x = &self.auth.external;
         if x.enabled {

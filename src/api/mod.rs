@@ -103,6 +103,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,
+            domains::privacy::api::PrivacyApi,
         ),
         "Duet",
         env!("CARGO_PKG_VERSION"),

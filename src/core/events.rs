@@ -691,6 +691,53 @@ pub async fn wait_applied(
     Ok(true)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Erasure: the log keeps every event, but not what it said about a person who was erased.
+
+/// The events of `kind` indexed under `user_id` (as subject or audience), inside a write.
+pub fn of_user_tx(tx: &Tx, user_id: &str, kind: &str) -> AppResult<Vec<Event>> {
+    let idx = tx.read(EVENT_BY_USER)?;
+    let log = tx.read(EVENT_LOG)?;
+    let mut out = Vec::new();
+    for row in idx.range((user_id, 0)..=(user_id, u64::MAX))? {
+        let seq = row?.0.value().1;
+        if let Some(event) = get::<u64, Event>(&log, seq)?
+            && event.kind == kind
+        {
+            out.push(event);
+        }
+    }
+    Ok(out)
+}
+
+/// Every event whose stored record `matches` (raw bytes: MessagePack keeps strings as UTF-8,
+/// so a byte search finds a person's id or name without decoding): the events that mention an
+/// erased person wherever they are indexed. A read over the whole log, off the writer.
+pub fn scan(rtx: &ReadTransaction, matches: impl Fn(&[u8]) -> bool) -> AppResult<Vec<Event>> {
+    let mut out = Vec::new();
+    for row in rtx.open_table(EVENT_LOG)?.iter()? {
+        let (_, v) = row?;
+        if matches(v.value()) {
+            out.push(dec(v.value())?);
+        }
+    }
+    Ok(out)
+}
+
+/// Rewrites what event `seq` says through `f`; its seq, kind, subject, audience and version
+/// stay. `f` must leave a payload its kind still decodes (replace text, keep the shape).
+pub fn rewrite_tx(tx: &Tx, seq: u64, f: impl FnOnce(&mut serde_json::Value)) -> AppResult<()> {
+    let Some(mut event) = get::<u64, Event>(&tx.read(EVENT_LOG)?, seq)? else {
+        return Ok(());
+    };
+    let before = event.data.clone();
+    f(&mut event.data);
+    if event.data != before {
+        put(&mut tx.table(EVENT_LOG)?, seq, &event)?;
+    }
+    Ok(())
+}
+
 /// Starts a consumer that has never run at the head of the log, so one added to an existing
 /// data directory does not replay history its domain already reflects. Call it before the
 /// consumer runs and before the server takes requests.

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod clock;
 pub mod cursor;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod idempotency;

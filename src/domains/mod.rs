@@ -13,6 +13,7 @@ pub mod interaction;
 pub mod mission_control;
 pub mod notification;
 pub mod payment;
+pub mod privacy;
 pub mod profile;
 pub mod settings;
 pub mod user;

@@ -443,3 +443,83 @@ async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> {
         })
         .await
 }
+
+// ---------------------------------------------------------------------------------------------
+// Erasure (account deletion).
+
+/// Turns every text message the person wrote into a tombstone — the other member sees a
+/// deleted message where it was — in the timeline and in its `chat_message` event
+/// (`candidates`: the events that mention them). Gift and call records stay: they carry no
+/// text, and the other member's history keeps its shape.
+pub fn erase_tx(tx: &Tx, user_id: &str, candidates: &[Event]) -> AppResult<()> {
+    let chats: Vec<String> = {
+        let m = tx.read(MEMBERSHIPS)?;
+        let mut out = Vec::new();
+        for row in m.range((user_id, "")..)? {
+            let (k, _) = row?;
+            let (u, chat) = k.value();
+            if u != user_id {
+                break;
+            }
+            out.push(chat.to_owned());
+        }
+        out
+    };
+    let now = tx.now_ms();
+    for chat in &chats {
+        let written: Vec<(u64, Message)> = {
+            let t = tx.read(MESSAGES)?;
+            let mut out = Vec::new();
+            for row in t.range((chat.as_str(), 0)..=(chat.as_str(), u64::MAX))? {
+                let (k, v) = row?;
+                let msg: Message = dec(v.value())?;
+                if msg.sender_id == user_id && msg.kind == MessageKind::Text {
+                    out.push((k.value().1, msg));
+                }
+            }
+            out
+        };
+        let mut t = tx.table(MESSAGES)?;
+        for (seq, mut msg) in written {
+            msg.text = None;
+            msg.client_message_id = None;
+            msg.deleted_at_ms.get_or_insert(now);
+            put(&mut t, (chat.as_str(), seq), &msg)?;
+        }
+    }
+    let client_ids: Vec<String> = {
+        let t = tx.read(CLIENT_MESSAGE_IDS)?;
+        let mut out = Vec::new();
+        for row in t.range((user_id, "")..)? {
+            let (k, _) = row?;
+            let (u, id) = k.value();
+            if u != user_id {
+                break;
+            }
+            out.push(id.to_owned());
+        }
+        out
+    };
+    let mut t = tx.table(CLIENT_MESSAGE_IDS)?;
+    for id in &client_ids {
+        t.remove((user_id, id.as_str()))?;
+    }
+    drop(t);
+    tx.table(SEND_THROTTLE)?.remove(user_id)?;
+    for e in candidates {
+        let Some(ChatEvent::Message {
+            sender_id, kind, ..
+        }) = e.decoded::<ChatEvent>()
+        else {
+            continue;
+        };
+        if sender_id.as_str() == user_id && kind == MessageKind::Text {
+            crate::core::events::rewrite_tx(tx, e.seq, |data| {
+                data["text"] = serde_json::Value::Null;
+                data["clientMessageId"] = serde_json::Value::Null;
+                data["deleted"] = serde_json::Value::Bool(true);
+            })?;
+        }
+    }
+    Ok(())
+}

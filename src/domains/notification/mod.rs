@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
-use crate::core::events::{Audience, NewEvent};
+use crate::core::erasure::{ERASED, Needles};
+use crate::core::events::{Audience, Event, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
 use crate::domains::user::{self, model::PushProvider};
@@ -421,4 +422,128 @@ pub async fn send_system(
 /// Whether a device's provider takes VoIP pushes.
 pub fn is_voip(provider: PushProvider) -> bool {
     provider == PushProvider::ApnsVoip
+}
+
+// ---------------------------------------------------------------------------------------------
+// Erasure (account deletion).
+
+/// What a notification about an erased person keeps: their name is replaced, and a message
+/// preview (their writing) goes entirely.
+fn scrub_about(kind: Kind, title: &mut String, body: &mut String, needles: &Needles) {
+    needles.scrub_str(title);
+    if kind == Kind::NewMessage {
+        *body = ERASED.to_owned();
+    } else {
+        needles.scrub_str(body);
+    }
+}
+
+/// Erases the person's notifications, preferences and sends (their push tokens and email
+/// address), and what other people's notifications, sends and `notification` events said about
+/// them (`candidates`: the events that mention them). The outbox keeps its rows, for the
+/// delivery record, with the address gone.
+pub fn erase_tx(tx: &Tx, user_id: &str, needles: &Needles, candidates: &[Event]) -> AppResult<()> {
+    let names_them = |bytes: &[u8]| memchr::memmem::find(bytes, user_id.as_bytes()).is_some();
+    let (own, about): (Vec<Notification>, Vec<Notification>) = {
+        let t = tx.read(NOTIFICATIONS)?;
+        let mut own = Vec::new();
+        let mut about = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            if !names_them(v.value()) {
+                continue;
+            }
+            let n: Notification = dec(v.value())?;
+            if n.user_id == user_id {
+                own.push(n);
+            } else {
+                about.push(n);
+            }
+        }
+        (own, about)
+    };
+    for n in &own {
+        let key = (user_id, n.id.as_str());
+        tx.table(NOTIFICATIONS)?.remove(key)?;
+        tx.table(UNREAD_IDS)?.remove(key)?;
+        tx.table(BY_SEQ)?.remove(n.seq)?;
+        tx.table(DIGEST_PENDING)?.remove(key)?;
+        if let Some(due) = n.fallback_due_ms {
+            tx.table(FALLBACK_DUE)?.remove((due, user_id, n.id.as_str()))?;
+        }
+    }
+    tx.table(UNREAD)?.remove(user_id)?;
+    tx.table(PREFERENCES)?.remove(user_id)?;
+    for mut n in about {
+        scrub_about(n.kind, &mut n.title, &mut n.body, needles);
+        put(
+            &mut tx.table(NOTIFICATIONS)?,
+            (n.user_id.as_str(), n.id.as_str()),
+            &n,
+        )?;
+    }
+    let told: Vec<(String, String)> = {
+        let t = tx.read(FAVORITE_ONLINE_TOLD)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, _) = row?;
+            let (follower, favorite) = k.value();
+            if follower == user_id || favorite == user_id {
+                out.push((follower.to_owned(), favorite.to_owned()));
+            }
+        }
+        out
+    };
+    for (a, b) in &told {
+        tx.table(FAVORITE_ONLINE_TOLD)?
+            .remove((a.as_str(), b.as_str()))?;
+    }
+    let sends: Vec<Send> = {
+        let t = tx.read(OUTBOX)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            if names_them(v.value()) || needles.in_bytes(v.value()) {
+                out.push(dec(v.value())?);
+            }
+        }
+        out
+    };
+    for mut s in sends {
+        if s.user_id == user_id {
+            s.address = ERASED.to_owned();
+            s.device_id = None;
+            s.title = ERASED.to_owned();
+            s.body = ERASED.to_owned();
+            s.unsubscribe_url = None;
+        } else {
+            scrub_about(s.kind, &mut s.title, &mut s.body, needles);
+        }
+        put(&mut tx.table(OUTBOX)?, s.id.as_str(), &s)?;
+    }
+    for e in candidates {
+        let Some(NotificationEvent::Notification { kind, data, .. }) =
+            e.decoded::<NotificationEvent>()
+        else {
+            continue;
+        };
+        let theirs = e.subject.as_deref() == Some(user_id);
+        if !theirs && !data.to_string().contains(user_id) {
+            continue;
+        }
+        crate::core::events::rewrite_tx(tx, e.seq, |payload| {
+            let field = |payload: &Value, f: &str| {
+                payload[f].as_str().unwrap_or_default().to_owned()
+            };
+            let (mut title, mut body) = (field(payload, "title"), field(payload, "body"));
+            if theirs {
+                (title, body) = (ERASED.to_owned(), ERASED.to_owned());
+            } else {
+                scrub_about(kind, &mut title, &mut body, needles);
+            }
+            payload["title"] = Value::String(title);
+            payload["body"] = Value::String(body);
+        })?;
+    }
+    Ok(())
 }

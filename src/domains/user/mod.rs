@@ -4,6 +4,7 @@
 //! push registration tokens, roles and bans, scheduled account deletion, and presence.
 
 pub mod api;
+pub mod deletion;
 pub mod email;
 pub mod events;
 pub mod external;
@@ -87,7 +88,9 @@ pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<P
             })
             .await?
     };
-    let user = user.ok_or_else(|| AppError::unauthorized("the account no longer exists"))?;
+    let user = user
+        .filter(|u| u.erased_at_ms.is_none())
+        .ok_or_else(|| AppError::unauthorized("the account no longer exists"))?;
     match session {
         Some(s) if s.revoked_at_ms.is_none() && s.user_id == user.id => {}
         _ => return Err(AppError::unauthorized("the session has been revoked")),
@@ -755,62 +758,6 @@ pub(crate) fn revoke_all_sessions_tx(tx: &Tx, user_id: &str, reason: &str) -> Ap
     Ok(revoked)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Scheduled deletion (the erasure itself is `privacy`'s, over every domain).
-
-/// Schedules the account's deletion at `due_ms` and signs it out everywhere; signing in again
-/// before then cancels it. `by` is `owner` or `admin`.
-pub fn schedule_deletion_tx(tx: &Tx, user_id: &str, due_ms: i64, by: &str) -> AppResult<()> {
-    let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
-    let mut due = tx.table(DELETIONS_DUE)?;
-    if let Some(old) = user.deletion_due_ms {
-        due.remove((old, user_id))?;
-    }
-    due.insert((due_ms, user_id), ())?;
-    drop(due);
-    user.deletion_due_ms = Some(due_ms);
-    put(&mut tx.table(USERS)?, user_id, &user)?;
-    revoke_all_sessions_tx(tx, user_id, "account_deletion")?;
-    tx.emit(NewEvent::about(
-        user_id,
-        UserEvent::DeletionScheduled {
-            user_id: user_id.to_owned().into(),
-            due_ms,
-            by: by.to_owned(),
-        },
-    ))?;
-    Ok(())
-}
-
-/// Takes a scheduled deletion back. The caller writes `user` back.
-fn cancel_deletion_tx(tx: &Tx, user: &mut UserRecord) -> AppResult<()> {
-    if let Some(due) = user.deletion_due_ms.take() {
-        tx.table(DELETIONS_DUE)?.remove((due, user.id.as_str()))?;
-        put(&mut tx.table(USERS)?, user.id.as_str(), &*user)?;
-        tx.emit(NewEvent::about(
-            &user.id,
-            UserEvent::DeletionCancelled {
-                user_id: user.id.clone().into(),
-            },
-        ))?;
-    }
-    Ok(())
-}
-
-/// Accounts whose deletion is due at `now_ms`, oldest first, at most `limit`.
-pub fn deletions_due(rtx: &ReadTransaction, now_ms: i64, limit: usize) -> AppResult<Vec<String>> {
-    let mut out = Vec::new();
-    for row in rtx.open_table(DELETIONS_DUE)?.range((i64::MIN, "")..)? {
-        let (k, _) = row?;
-        let (due, user_id) = k.value();
-        if due > now_ms || out.len() >= limit {
-            break;
-        }
-        out.push(user_id.to_owned());
-    }
-    Ok(out)
-}
-
 /// Revokes every live session of the user but `keep`; returns how many.
 pub async fn revoke_other_sessions(ctx: &Ctx, user_id: &str, keep: &str) -> AppResult<u32> {
     let live = list_sessions(ctx, user_id).await?;
@@ -1089,6 +1036,7 @@ fn create_user(
             0
         },
         deletion_due_ms: None,
+        erased_at_ms: None,
     };
     put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
     tx.emit(NewEvent::about(
@@ -1115,7 +1063,7 @@ fn open_session(
     user.refuse_if_banned(tx.now_ms())?;
     if user.deletion_due_ms.is_some() {
         // Signing in again is how the owner takes a deletion request back.
-        cancel_deletion_tx(tx, &mut user)?;
+        deletion::cancel_tx(tx, &mut user)?;
     }
     let now = tx.now_ms();
     let session = SessionRecord {

@@ -30,6 +30,10 @@ pub struct UserRecord {
     /// The account is to be deleted at this time (unix ms), unless its owner signs in first.
     #[serde(default)]
     pub deletion_due_ms: Option<i64>,
+    /// The account was erased: only this pseudonymous shell is left, for the records that
+    /// must be kept (ledger, payouts, audit, penalties).
+    #[serde(default)]
+    pub erased_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,0 +1,274 @@
+//! Account deletion, the user domain's part: the request (a fresh sign-in, then a grace period
+//! that signing in again cancels), and erasing what this domain keeps about the person once it
+//! is due. The orchestration over every domain is `privacy`'s.
+
+use redb::{ReadTransaction, ReadableTable};
+
+use crate::app::Ctx;
+use crate::core::auth::Principal;
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::NewEvent;
+use crate::core::ids::secret_hash;
+use crate::core::store::{Tx, dec, get, put};
+
+use super::events::UserEvent;
+use super::model::*;
+use super::tables::*;
+use super::{find_user, find_user_tx, identities, revoke_all_sessions_tx};
+
+/// Schedules the caller's own deletion after the grace period. Their session must have been
+/// opened within `auth.deletion.fresh_sign_in_secs`: a phone left unlocked is not enough.
+pub async fn request(ctx: &Ctx, who: &Principal) -> AppResult<i64> {
+    let cfg = ctx.config.auth.deletion.clone();
+    let (user_id, session_id) = (who.user_id.to_string(), who.session_id.clone());
+    ctx.store
+        .write(move |tx| {
+            let session: SessionRecord = get(&tx.read(SESSIONS)?, session_id.as_str())?
+                .ok_or_else(|| AppError::unauthorized("the session has been revoked"))?;
+            if tx.now_ms() - session.created_at_ms > cfg.fresh_sign_in_secs as i64 * 1000 {
+                return Err(AppError::new(
+                    Code::ReauthenticationRequired,
+                    format!(
+                        "deleting the account needs a sign-in within the last {} seconds; sign in again",
+                        cfg.fresh_sign_in_secs
+                    ),
+                ));
+            }
+            let due = tx.now_ms() + cfg.grace_days as i64 * 86_400_000;
+            schedule_tx(tx, &user_id, due, "owner")?;
+            Ok(due)
+        })
+        .await
+}
+
+/// Schedules the account's deletion at `due_ms` and signs it out everywhere; signing in again
+/// before then cancels it. `by` is `owner` or `admin`.
+pub fn schedule_tx(tx: &Tx, user_id: &str, due_ms: i64, by: &str) -> AppResult<()> {
+    let mut user = find_user_tx(tx, user_id)?
+        .filter(|u| u.erased_at_ms.is_none())
+        .ok_or_else(|| AppError::not_found("no such user"))?;
+    let mut due = tx.table(DELETIONS_DUE)?;
+    if let Some(old) = user.deletion_due_ms {
+        due.remove((old, user_id))?;
+    }
+    due.insert((due_ms, user_id), ())?;
+    drop(due);
+    user.deletion_due_ms = Some(due_ms);
+    put(&mut tx.table(USERS)?, user_id, &user)?;
+    revoke_all_sessions_tx(tx, user_id, "account_deletion")?;
+    tx.emit(NewEvent::about(
+        user_id,
+        UserEvent::DeletionScheduled {
+            user_id: user_id.to_owned().into(),
+            due_ms,
+            by: by.to_owned(),
+        },
+    ))?;
+    Ok(())
+}
+
+/// Takes a scheduled deletion back (the owner signed in). The caller writes `user` back.
+pub(super) fn cancel_tx(tx: &Tx, user: &mut UserRecord) -> AppResult<()> {
+    if let Some(due) = user.deletion_due_ms.take() {
+        tx.table(DELETIONS_DUE)?.remove((due, user.id.as_str()))?;
+        put(&mut tx.table(USERS)?, user.id.as_str(), &*user)?;
+        tx.emit(NewEvent::about(
+            &user.id,
+            UserEvent::DeletionCancelled {
+                user_id: user.id.clone().into(),
+            },
+        ))?;
+    }
+    Ok(())
+}
+
+/// Accounts whose deletion is due at `now_ms`, oldest first, at most `limit`.
+pub fn due(rtx: &ReadTransaction, now_ms: i64, limit: usize) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for row in rtx.open_table(DELETIONS_DUE)?.range((i64::MIN, "")..)? {
+        let (k, _) = row?;
+        let (due, user_id) = k.value();
+        if due > now_ms || out.len() >= limit {
+            break;
+        }
+        out.push(user_id.to_owned());
+    }
+    Ok(out)
+}
+
+/// Whether the account's deletion is still due at the write's time (the owner may have signed
+/// in since it was found due).
+pub fn still_due_tx(tx: &Tx, user_id: &str) -> AppResult<bool> {
+    Ok(find_user_tx(tx, user_id)?
+        .and_then(|u| u.deletion_due_ms)
+        .is_some_and(|due| due <= tx.now_ms()))
+}
+
+/// The strings that identify the person in this domain: emails, phone numbers, device ids and
+/// the providers' subjects.
+pub fn personal_strings(rtx: &ReadTransaction, user_id: &str) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    if let Some(user) = find_user(rtx, user_id)? {
+        out.extend(user.email);
+        out.extend(user.pending_email.map(|p| p.address));
+    }
+    let index = rtx.open_table(IDENTITIES_BY_USER)?;
+    for row in index.range((user_id, "")..)? {
+        let (k, _) = row?;
+        let (u, key) = k.value();
+        if u != user_id {
+            break;
+        }
+        if let Some((_, subject)) = IdentityKind::of_key(key) {
+            out.push(subject.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Erases what the user domain keeps about the person: identities, claims and links, codes,
+/// sessions, devices, presence, sign-in attempts and their counters. The account stays as a
+/// pseudonymous shell (its id, role and ban), which the ledger, payouts, audit and penalties
+/// go on naming. Emits `user_erased`.
+pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
+    let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+    let keys = identities::keys_tx(tx, user_id)?;
+    let mut account_keys = keys.clone();
+    let mut emails: Vec<String> = user.email.iter().cloned().collect();
+    if let Some(p) = &user.pending_email {
+        emails.push(p.address.clone());
+        account_keys.push(IdentityKind::Email.key(&p.address));
+    }
+    super::email::release_own_claim_tx(tx, &mut user)?;
+    {
+        let mut ids = tx.table(IDENTITIES)?;
+        let mut index = tx.table(IDENTITIES_BY_USER)?;
+        for key in &keys {
+            ids.remove(key.as_str())?;
+            index.remove((user_id, key.as_str()))?;
+        }
+        let mut codes = tx.table(PHONE_CODES)?;
+        for key in &keys {
+            if let Some((IdentityKind::Phone, phone)) = IdentityKind::of_key(key) {
+                codes.remove(phone)?;
+            }
+        }
+    }
+    // Links still waiting in mailboxes.
+    let links: Vec<String> = {
+        let t = tx.read(EMAIL_TOKENS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let link: LinkToken = dec(v.value())?;
+            if link.user_id == user_id || emails.contains(&link.email) {
+                out.push(k.value().to_owned());
+            }
+        }
+        out
+    };
+    let mut tokens = tx.table(EMAIL_TOKENS)?;
+    for k in &links {
+        tokens.remove(k.as_str())?;
+    }
+    drop(tokens);
+    // Sessions (their addresses and user agents) and push devices.
+    let sessions: Vec<String> = keys_of(&tx.read(SESSIONS_BY_USER)?, user_id)?;
+    {
+        let mut by_user = tx.table(SESSIONS_BY_USER)?;
+        let mut rows = tx.table(SESSIONS)?;
+        for sid in &sessions {
+            rows.remove(sid.as_str())?;
+            by_user.remove((user_id, sid.as_str()))?;
+        }
+    }
+    for device in super::devices_tx(tx, user_id)? {
+        tx.table(PUSH_DEVICES)?
+            .remove((user_id, device.device_id.as_str()))?;
+        tx.table(PUSH_TOKEN_OWNERS)?
+            .remove(secret_hash(&device.token).as_str())?;
+    }
+    tx.table(PRESENCE)?.remove(user_id)?;
+    tx.table(ONLINE_USERS)?.remove(user_id)?;
+    tx.table(ONLINE_STREAMERS)?.remove(user_id)?;
+    // Sign-in attempts name the account key (an email, a number) even when they failed.
+    let attempts: Vec<String> = {
+        let t = tx.read(LOGIN_ATTEMPTS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let a: LoginAttempt = dec(v.value())?;
+            if a.user_id.as_deref() == Some(user_id) || account_keys.contains(&a.account) {
+                out.push(k.value().to_owned());
+            }
+        }
+        out
+    };
+    let mut t = tx.table(LOGIN_ATTEMPTS)?;
+    for k in &attempts {
+        t.remove(k.as_str())?;
+    }
+    drop(t);
+    let mut counters = tx.table(LOGIN_THROTTLE)?;
+    for key in &account_keys {
+        counters.remove(format!("account:{key}").as_str())?;
+        if let Some((IdentityKind::Phone, phone)) = IdentityKind::of_key(key) {
+            counters.remove(format!("sms:number:{phone}").as_str())?;
+        }
+    }
+    for email in &emails {
+        counters.remove(format!("mail:{email}").as_str())?;
+    }
+    counters.remove(format!("resend:{user_id}").as_str())?;
+    drop(counters);
+    let backoffs: Vec<String> = {
+        let t = tx.read(SIGN_IN_BACKOFF)?;
+        let mut out = Vec::new();
+        for key in &account_keys {
+            let prefix = format!("{key}|");
+            for row in t.range(prefix.as_str()..)? {
+                let (k, _) = row?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                out.push(k.value().to_owned());
+            }
+        }
+        out
+    };
+    let mut t = tx.table(SIGN_IN_BACKOFF)?;
+    for k in &backoffs {
+        t.remove(k.as_str())?;
+    }
+    drop(t);
+    if let Some(due) = user.deletion_due_ms.take() {
+        tx.table(DELETIONS_DUE)?.remove((due, user_id))?;
+    }
+    user.email = None;
+    user.password_hash = None;
+    user.erased_at_ms = Some(tx.now_ms());
+    put(&mut tx.table(USERS)?, user_id, &user)?;
+    tx.emit(NewEvent::about(
+        user_id,
+        UserEvent::Erased {
+            user_id: user_id.to_owned().into(),
+        },
+    ))?;
+    Ok(())
+}
+
+fn keys_of(
+    t: &impl ReadableTable<(&'static str, &'static str), ()>,
+    user_id: &str,
+) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for row in t.range((user_id, "")..)? {
+        let (k, _) = row?;
+        let (u, second) = k.value();
+        if u != user_id {
+            break;
+        }
+        out.push(second.to_owned());
+    }
+    Ok(out)
+}
