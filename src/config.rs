@@ -1108,7 +1108,8 @@ impl Config {
         {
             return Err(bad("auth.email", "lifetimes and limits must be positive"));
         }
-        if self.auth.deletion.fresh_sign_in_secs == 0 || self.auth.deletion.exports_per_hour_max == 0
+        if self.auth.deletion.fresh_sign_in_secs == 0
+            || self.auth.deletion.exports_per_hour_max == 0
         {
             return Err(bad(
                 "auth.deletion",

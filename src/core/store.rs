@@ -102,10 +102,37 @@ where
     Ok(())
 }
 
-/// One table of the registry: its name and how to create it.
+/// Takes one row as stored: its key and value bytes.
+pub type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) + 'a;
+/// Takes one row as stored, with its table's name.
+pub type TableRowVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) + 'a;
+
+/// One table of the registry: its name, how to create it, and how to read its rows as bytes.
 pub struct TableSpec {
     pub name: &'static str,
     pub create: fn(&WriteTransaction) -> Result<(), redb::TableError>,
+    /// Hands every row's key and value, as stored bytes, to the callback: what a check that
+    /// must see every table (erasure leaves nothing behind) reads without knowing the types.
+    pub scan: fn(&redb::ReadTransaction, &mut RowVisitor<'_>) -> AppResult<()>,
+}
+
+/// Hands every row of every table (the domains' `registry` and the core's) to `f`, with the
+/// table's name.
+pub fn scan_every_table(
+    rtx: &redb::ReadTransaction,
+    registry: &[&[TableSpec]],
+    f: &mut TableRowVisitor<'_>,
+) -> AppResult<()> {
+    for spec in registry
+        .iter()
+        .flat_map(|t| t.iter())
+        .chain(TABLES)
+        .chain(events::TABLES)
+        .chain(super::idempotency::TABLES)
+    {
+        (spec.scan)(rtx, &mut |k, v| f(spec.name, k, v))?;
+    }
+    Ok(())
 }
 
 /// Declares a domain's tables and a `TABLES` registry entry for each, so the store can create
@@ -119,6 +146,17 @@ macro_rules! tables {
             $( $crate::core::store::TableSpec {
                 name: $s,
                 create: |txn| txn.open_table($name).map(|_| ()),
+                scan: |rtx, f| {
+                    use ::redb::ReadableTable as _;
+                    for row in rtx.open_table($name)?.iter()? {
+                        let (k, v) = row?;
+                        f(
+                            <$k as ::redb::Value>::as_bytes(&k.value()).as_ref(),
+                            <$v as ::redb::Value>::as_bytes(&v.value()).as_ref(),
+                        );
+                    }
+                    Ok(())
+                },
             }, )*
         ];
     };

@@ -733,3 +733,304 @@ async fn a_providers_verified_email_of_an_existing_account_asks_for_linking() {
     assert_eq!(me.body["private"]["email"], "fresh@gmail.com");
     assert_eq!(me.body["private"]["emailVerified"], true);
 }
+
+/// Every table of the store, every key and value as stored: which of `needles` appear where.
+async fn leftovers(t: &TestApp, needles: &[&str]) -> Vec<(String, String)> {
+    let needles: Vec<String> = needles.iter().map(|s| s.to_string()).collect();
+    t.app()
+        .ctx
+        .store
+        .read(move |rtx| {
+            let mut found = Vec::new();
+            duet::core::store::scan_every_table(rtx, duet::domains::TABLES, &mut |table, k, v| {
+                for n in &needles {
+                    let hit = |b: &[u8]| b.windows(n.len()).any(|w| w == n.as_bytes());
+                    if hit(k) || hit(v) {
+                        found.push((table.to_owned(), n.clone()));
+                    }
+                }
+            })?;
+            Ok(found)
+        })
+        .await
+        .unwrap()
+}
+
+/// Account deletion end to end: the export before it holds the person's profile, messages,
+/// transfers and calls; deleting needs a fresh sign-in and signing in again cancels it; after
+/// the grace period nothing that identifies them is left in any table, the ledger still
+/// verifies, and the other side of their chat sees tombstones.
+#[tokio::test]
+async fn deletion_erases_everything_personal_after_the_grace_period() {
+    let (t, twilio) = phone_app(false, |_| {}).await;
+    let admin = t.admin().await;
+    let email = "zelda.quimby@example.com";
+    let phone = "+15550199999";
+    let z = t.email_account(email, "zelda-password").await;
+    assert_eq!(start(&t, phone).await.status, 202);
+    let r = t
+        .post(
+            "/v1/me/identities/phone",
+            Some(&z.access),
+            json!({"phone": phone, "code": sms_code(&twilio, phone)}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = t
+        .call(
+            Method::PATCH,
+            "/v1/me/profile",
+            Some(&z.access),
+            Some(json!({
+                "displayName": "Zelda Quimby",
+                "phone": phone,
+                "bio": "Orchids and jazz",
+                "payoutDetails": {"method": "bank_transfer", "account": "DE89370400440532013000",
+                                  "holderName": "Zelda Quimby"}
+            })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    crate::coins::credit(&t, &admin, &z.user_id, 1000, "wallet").await;
+    let bob = t.with_role(&admin, "streamer").await;
+    let said = "Meet me by the moonlit orchids";
+    for (from, to, text) in [
+        (&z, &bob.user_id, said),
+        (&bob, &z.user_id, "See you there"),
+    ] {
+        let r = t
+            .post(
+                &format!("/v1/chats/{to}/messages"),
+                Some(&from.access),
+                json!({"clientMessageId": duet::core::ids::new_id(), "text": text}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let pair = crate::calls::Pair {
+        online: vec![t.ws_ready(&z.access).await, t.ws_ready(&bob.access).await],
+        user: z.clone(),
+        streamer: bob.clone(),
+    };
+    t.settle().await;
+    let call = crate::calls::connect(&t, &pair).await;
+    t.clock.advance_ms(30_000);
+    crate::calls::run_timers(&t).await;
+    crate::calls::act(&t, &z, &call, "hangup").await;
+    drop(pair);
+    t.caught_up().await;
+    let told = t.get("/v1/me/notifications", &bob.access).await;
+    assert!(
+        told.body.to_string().contains("Zelda Quimby"),
+        "bob was told about her: {:?}",
+        told.body
+    );
+
+    // The export before deletion.
+    let export = t.get("/v1/me/export", &z.access).await;
+    assert_eq!(export.status, 200, "{:?}", export.body);
+    let x = &export.body;
+    assert_eq!(x["format"], "duet-export/1");
+    assert_eq!(x["userId"], z.user_id.as_str());
+    assert_eq!(x["profile"]["display_name"], "Zelda Quimby");
+    assert_eq!(x["profile"]["phone"], phone);
+    assert_eq!(x["account"]["email"], email);
+    assert!(x["account"].get("password_hash").is_none());
+    let providers: Vec<&str> = x["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["email", "phone"]);
+    let texts: Vec<&str> = x["conversations"][0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, [said, "See you there"], "oldest first");
+    let wallet = x["transfers"]["wallet"].as_array().unwrap();
+    assert!(wallet.len() >= 2, "the credit and the call: {wallet:?}");
+    assert_eq!(x["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(x["calls"][0]["id"], call.as_str());
+    // An admin can take the same export; it is audited.
+    let r = t
+        .get(
+            &format!("/v1/admin/users/{}/export", z.user_id),
+            &admin.access,
+        )
+        .await;
+    assert_eq!(r.body["profile"], x["profile"]);
+
+    // Deleting needs a fresh sign-in.
+    t.clock.advance_ms(10 * 60_000);
+    let z = t.refresh(&z).await;
+    let r = t
+        .call(Method::DELETE, "/v1/me", Some(&z.access), None)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (401, "reauthentication_required")
+    );
+    let login = || async {
+        let r = t
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": email, "password": "zelda-password"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        tokens(&r.body)
+    };
+    let fresh = login().await;
+    let r = t
+        .call(Method::DELETE, "/v1/me", Some(&fresh.access), None)
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["deleteAt"], "2026-03-15T12:10:30Z");
+    assert_eq!(
+        t.get("/v1/me/profile", &fresh.access).await.status,
+        401,
+        "signed out everywhere"
+    );
+    // Signing in again cancels it; asking again schedules it again.
+    let again = login().await;
+    let cancelled = t
+        .get(
+            &format!(
+                "/v1/admin/events?type=user_deletion_cancelled&userId={}",
+                z.user_id
+            ),
+            &admin.access,
+        )
+        .await;
+    assert_eq!(cancelled.body["items"].as_array().unwrap().len(), 1);
+    let r = t
+        .call(Method::DELETE, "/v1/me", Some(&again.access), None)
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let ctx = t.app().ctx.clone();
+    assert_eq!(
+        duet::domains::privacy::run_due(&ctx).await.unwrap(),
+        0,
+        "not yet"
+    );
+
+    t.clock.advance_ms(14 * 86_400_000 + 1_000);
+    assert_eq!(duet::domains::privacy::run_due(&ctx).await.unwrap(), 1);
+
+    let left = leftovers(
+        &t,
+        &[
+            email,
+            phone,
+            "Zelda",
+            "Quimby",
+            "Orchids and jazz",
+            "moonlit orchids",
+            "DE89370400440532013000",
+        ],
+    )
+    .await;
+    assert!(left.is_empty(), "personal data left behind: {left:?}");
+
+    // The other side sees a tombstone where her message was; their own stays.
+    let bob = t.refresh(&bob).await;
+    let chats = t.get("/v1/chats", &bob.access).await;
+    let chat = chats.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let timeline = t
+        .get(&format!("/v1/chats/{chat}/messages"), &bob.access)
+        .await;
+    let items = timeline.body["items"].as_array().unwrap();
+    let hers = items
+        .iter()
+        .find(|m| m["senderId"] == z.user_id.as_str() && m["kind"] == "text")
+        .unwrap();
+    assert_eq!(hers["deleted"], true);
+    assert!(hers.get("text").is_none_or(Value::is_null));
+    assert!(
+        items.iter().any(|m| m["text"] == "See you there"),
+        "{items:?}"
+    );
+    assert_eq!(
+        t.get(&format!("/v1/profiles/{}", z.user_id), &bob.access)
+            .await
+            .status,
+        404
+    );
+    // Nothing signs in to it any more, and the records that must stay still add up.
+    let r = t
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": "zelda-password"}),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_credentials");
+    assert_eq!(t.get("/v1/me/profile", &again.access).await.status, 401);
+    let report = ctx
+        .store
+        .read(|rtx| duet::domains::balance::verify::verify(rtx, |_, _| {}))
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    let admin = t.refresh(&admin).await;
+    let erased = t
+        .get(
+            &format!("/v1/admin/events?type=user_erased&userId={}", z.user_id),
+            &admin.access,
+        )
+        .await;
+    assert_eq!(erased.body["items"].as_array().unwrap().len(), 1);
+}
+
+/// An admin deletes an account at once; it is audited, and the account is gone.
+#[tokio::test]
+async fn an_admin_deletes_an_account_at_once() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let u = t.email_account("gone@example.com", "password-1").await;
+    let path = format!("/v1/admin/users/{}", u.user_id);
+    let r = t
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&u.access),
+            Some(json!({"reason": "r"})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = t
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&admin.access),
+            Some(json!({"reason": "asked by email, ticket 42"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(t.get("/v1/me/profile", &u.access).await.status, 401);
+    assert!(leftovers(&t, &["gone@example.com"]).await.is_empty());
+    let audit = t.get("/v1/admin/audit", &admin.access).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"user.delete") && actions.contains(&"user.erase"),
+        "{actions:?}"
+    );
+    let r = t
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&admin.access),
+            Some(json!({"reason": "again"})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "already erased");
+}

@@ -18,8 +18,8 @@ use redb::{ReadTransaction, ReadableTable};
 use serde_json::{Value, json};
 
 use crate::app::Ctx;
-use crate::core::error::{AppError, AppResult};
 use crate::core::erasure::{ERASED, Needles};
+use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, Event, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
@@ -469,7 +469,8 @@ pub fn erase_tx(tx: &Tx, user_id: &str, needles: &Needles, candidates: &[Event])
         tx.table(BY_SEQ)?.remove(n.seq)?;
         tx.table(DIGEST_PENDING)?.remove(key)?;
         if let Some(due) = n.fallback_due_ms {
-            tx.table(FALLBACK_DUE)?.remove((due, user_id, n.id.as_str()))?;
+            tx.table(FALLBACK_DUE)?
+                .remove((due, user_id, n.id.as_str()))?;
         }
     }
     tx.table(UNREAD)?.remove(user_id)?;
@@ -532,9 +533,8 @@ pub fn erase_tx(tx: &Tx, user_id: &str, needles: &Needles, candidates: &[Event])
             continue;
         }
         crate::core::events::rewrite_tx(tx, e.seq, |payload| {
-            let field = |payload: &Value, f: &str| {
-                payload[f].as_str().unwrap_or_default().to_owned()
-            };
+            let field =
+                |payload: &Value, f: &str| payload[f].as_str().unwrap_or_default().to_owned();
             let (mut title, mut body) = (field(payload, "title"), field(payload, "body"));
             if theirs {
                 (title, body) = (ERASED.to_owned(), ERASED.to_owned());

@@ -107,7 +107,11 @@ impl PrivacyApi {
     /// everywhere; the personal data is erased after `auth.deletion.grace_days` unless the
     /// owner signs in again before, which cancels it. Any role.
     #[oai(path = "/v1/me", method = "delete", operation_id = "me_delete")]
-    async fn delete_me(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<DeletionResponse> {
+    async fn delete_me(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<DeletionResponse> {
         let who = auth.require(&ctx, Access::Any).await?;
         let due = crate::domains::user::deletion::request(&ctx, &who).await?;
         Ok(DeletionResponse::Scheduled(Json(DeletionScheduled {
@@ -118,7 +122,11 @@ impl PrivacyApi {
     /// Everything Duet keeps about the caller, as one JSON archive (GDPR access and
     /// portability). At most `auth.deletion.exports_per_hour_max` an hour. Any role.
     #[oai(path = "/v1/me/export", method = "get", operation_id = "me_export")]
-    async fn export(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<ExportArchive>> {
+    async fn export(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<ExportArchive>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let per_hour = crate::config::RateConfig {
             max: ctx.config.auth.deletion.exports_per_hour_max,

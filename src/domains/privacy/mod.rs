@@ -24,8 +24,7 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::events;
 use crate::domains::balance::model::Account;
 use crate::domains::{
-    audit, balance, blocklist, chat, favorites, mission_control, notification, profile, user,
-    video,
+    audit, balance, blocklist, chat, favorites, mission_control, notification, profile, user, video,
 };
 
 /// Accounts erased in one pass of the sweeper, at most.
@@ -94,10 +93,17 @@ pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
 }
 
 /// An admin deletes an account at once (a request that reached support, a legal order).
-pub async fn delete_by_admin(ctx: &Ctx, admin: &Principal, user_id: &str, reason: &str) -> AppResult<()> {
+pub async fn delete_by_admin(
+    ctx: &Ctx,
+    admin: &Principal,
+    user_id: &str,
+    reason: &str,
+) -> AppResult<()> {
     let reason = crate::core::text::Text::<1, 500>::parse("reason", reason)?;
     if admin.user_id.as_str() == user_id {
-        return Err(AppError::conflict("admins cannot delete their own account here"));
+        return Err(AppError::conflict(
+            "admins cannot delete their own account here",
+        ));
     }
     let (admin_id, uid) = (admin.user_id.to_string(), user_id.to_owned());
     ctx.store
@@ -180,7 +186,10 @@ async fn conversations(ctx: &Ctx, user_id: &str) -> AppResult<Vec<Value>> {
     loop {
         let page = chat::inbox(ctx, user_id, before.clone(), PAGE).await?;
         let Some(last) = page.last() else { break };
-        before = Some((last.conversation.last_at_ms, last.conversation.id.to_string()));
+        before = Some((
+            last.conversation.last_at_ms,
+            last.conversation.id.to_string(),
+        ));
         for summary in page {
             let chat_id = summary.conversation.id.to_string();
             let mut messages = Vec::new();
@@ -232,10 +241,14 @@ async fn favorites_of(ctx: &Ctx, user_id: &str) -> AppResult<Vec<Value>> {
     let mut out = Vec::new();
     let mut before = None;
     while out.len() < EXPORT_ROWS_MAX {
-        let page = favorites::page(ctx, favorites::Listing::Favorites, user_id, before, PAGE).await?;
+        let page =
+            favorites::page(ctx, favorites::Listing::Favorites, user_id, before, PAGE).await?;
         let Some(last) = page.last() else { break };
         before = Some(last.clone());
-        out.extend(page.into_iter().map(|(since, id)| json!({"user_id": id, "since_ms": since})));
+        out.extend(
+            page.into_iter()
+                .map(|(since, id)| json!({"user_id": id, "since_ms": since})),
+        );
     }
     Ok(out)
 }

@@ -210,7 +210,14 @@ pub fn erase_tx(
     for e in candidates.iter().filter(theirs) {
         crate::core::events::rewrite_tx(tx, e.seq, |data| {
             if let Some(p) = data.get_mut("profile").and_then(|p| p.as_object_mut()) {
-                for field in ["displayName", "bio", "avatarMediaId", "country", "gender", "age"] {
+                for field in [
+                    "displayName",
+                    "bio",
+                    "avatarMediaId",
+                    "country",
+                    "gender",
+                    "age",
+                ] {
                     p.insert(field.into(), serde_json::Value::Null);
                 }
                 p.insert("languages".into(), serde_json::json!([]));
