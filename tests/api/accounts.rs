@@ -629,7 +629,11 @@ async fn identities_are_linked_listed_and_unlinked_never_the_last() {
         let r = t
             .call(
                 Method::DELETE,
-                &format!("/v1/me/identities/{}", i["id"].as_str().unwrap()),
+                &format!(
+                    "/v1/me/identities/{}/{}",
+                    i["provider"].as_str().unwrap(),
+                    i["id"].as_str().unwrap()
+                ),
                 Some(&anon.access),
                 None,
             )
@@ -639,7 +643,7 @@ async fn identities_are_linked_listed_and_unlinked_never_the_last() {
     let r = t
         .call(
             Method::DELETE,
-            &format!("/v1/me/identities/{device_id}"),
+            &format!("/v1/me/identities/device/{device_id}"),
             Some(&anon.access),
             None,
         )
@@ -648,7 +652,7 @@ async fn identities_are_linked_listed_and_unlinked_never_the_last() {
     let r = t
         .call(
             Method::DELETE,
-            "/v1/me/identities/nope",
+            "/v1/me/identities/google/nope",
             Some(&anon.access),
             None,
         )

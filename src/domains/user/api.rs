@@ -277,7 +277,7 @@ impl IdentityProof {
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct IdentityView {
-    /// Opaque; what `DELETE /v1/me/identities/{id}` takes.
+    /// Opaque; what `DELETE /v1/me/identities/{provider}/{identityId}` takes.
     pub id: String,
     pub provider: IdentityKind,
     /// The device id, email address, phone number or the provider's user id.
@@ -648,10 +648,10 @@ impl AccountApi {
         Ok(Json(IdentityList::of(items)))
     }
 
-    /// Remove one of the caller's ways of signing in; the last one cannot be removed
-    /// (`last_identity`). Any role.
+    /// Remove one of the caller's ways of signing in (`id` from the list; `provider` is its
+    /// provider); the last one cannot be removed (`last_identity`). Any role.
     #[oai(
-        path = "/identities/:identity_id",
+        path = "/identities/:provider/:identity_id",
         method = "delete",
         operation_id = "me_identity_unlink"
     )]
@@ -659,10 +659,11 @@ impl AccountApi {
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
+        provider: Path<IdentityKind>,
         identity_id: Path<String>,
     ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Any).await?;
-        super::identities::unlink(&ctx, &who.user_id, &identity_id).await?;
+        super::identities::unlink(&ctx, &who.user_id, provider.0, &identity_id).await?;
         Ok(NoContent::Done)
     }
 

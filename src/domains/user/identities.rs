@@ -20,7 +20,7 @@ use super::{ClientMeta, IdProvider, find_user_tx};
 /// One of an account's ways in, as its owner (or an admin) sees it.
 #[derive(Debug, Clone)]
 pub struct IdentityInfo {
-    /// Opaque and stable: what `DELETE /v1/me/identities/{id}` takes.
+    /// Opaque and stable: what `DELETE /v1/me/identities/{provider}/{id}` takes.
     pub id: String,
     pub kind: IdentityKind,
     /// The device id, email address, phone number or the provider's subject.
@@ -172,13 +172,14 @@ pub async fn list(ctx: &Ctx, user_id: &str) -> AppResult<Vec<IdentityInfo>> {
 
 /// Removes one of the caller's ways in (or the email they have not verified). The last
 /// verified one stays: an account nobody can sign in to is lost.
-pub async fn unlink(ctx: &Ctx, user_id: &str, id: &str) -> AppResult<()> {
+pub async fn unlink(ctx: &Ctx, user_id: &str, kind: IdentityKind, id: &str) -> AppResult<()> {
     let (user_id, id) = (user_id.to_owned(), id.to_owned());
     ctx.store
         .write(move |tx| {
             let mut user =
                 find_user_tx(tx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
             if let Some(p) = &user.pending_email
+                && kind == IdentityKind::Email
                 && id_of(&IdentityKind::Email.key(&p.address)) == id
             {
                 super::email::release_own_claim_tx(tx, &mut user)?;
@@ -188,7 +189,7 @@ pub async fn unlink(ctx: &Ctx, user_id: &str, id: &str) -> AppResult<()> {
             let keys = keys_tx(tx, &user_id)?;
             let key = keys
                 .iter()
-                .find(|k| id_of(k) == id)
+                .find(|k| id_of(k) == id && IdentityKind::of_key(k).is_some_and(|(k, _)| k == kind))
                 .ok_or_else(|| AppError::not_found("no such identity"))?;
             if keys.len() == 1 {
                 return Err(AppError::new(
