@@ -48,6 +48,24 @@ pub fn dec<T: DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
     Ok(rmp_serde::from_slice(bytes)?)
 }
 
+/// The second parts of the keys of a `(first, second)` table whose first part is `first`, in
+/// order: "everything of this owner" for the many `(owner, x)` tables and indexes.
+pub fn second_keys<V: redb::Value + 'static>(
+    t: &impl ReadableTable<(&'static str, &'static str), V>,
+    first: &str,
+) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for row in t.range((first, "")..)? {
+        let (k, _) = row?;
+        let (a, b) = k.value();
+        if a != first {
+            break;
+        }
+        out.push(b.to_owned());
+    }
+    Ok(out)
+}
+
 /// One page of an `(owner, ms, id) → ()` index, newest first, strictly before the `(ms, id)`
 /// cursor (the last row of the previous page); `None` starts at the newest.
 pub fn newest_first(

@@ -108,17 +108,9 @@ impl FacebookGraph {
         let failed = |why: String| AppError::new(Code::ProviderFailed, format!("Facebook: {why}"));
         let url = reqwest::Url::parse_with_params(&format!("{}/{path}", self.base), query)
             .map_err(|e| failed(format!("graph_base_url: {e}")))?;
-        let resp = self
-            .http
-            .get(url)
-            .send()
+        let (status, body) = super::answer(self.http.get(url), ANSWER_BYTES_MAX)
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
-        if body.len() > ANSWER_BYTES_MAX {
-            return Err(failed("the answer is too large".into()));
-        }
+            .map_err(failed)?;
         // Graph answers a bad user token with 400 and an `error` object: not our failure.
         if status.is_client_error() {
             return Err(AppError::unauthorized(

@@ -20,3 +20,18 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("a TLS backend is compiled in")
 }
+
+/// Sends `request` and reads the whole answer, refusing one over `bytes_max`: the status and
+/// the body, or why there is none (for the adapter's `provider_failed` message).
+pub async fn answer(
+    request: reqwest::RequestBuilder,
+    bytes_max: usize,
+) -> Result<(reqwest::StatusCode, bytes::Bytes), String> {
+    let resp = request.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if body.len() > bytes_max {
+        return Err("the answer is too large".into());
+    }
+    Ok((status, body))
+}

@@ -112,19 +112,14 @@ impl Twilio {
 
     async fn post(&self, url: &str, form: &[(&str, &str)]) -> AppResult<bytes::Bytes> {
         let failed = |why: String| AppError::new(Code::ProviderFailed, format!("Twilio: {why}"));
-        let resp = self
+        let request = self
             .http
             .post(url)
             .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .form(form)
-            .send()
+            .form(form);
+        let (status, body) = super::answer(request, ANSWER_BYTES_MAX)
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
-        if body.len() > ANSWER_BYTES_MAX {
-            return Err(failed("the answer is too large".into()));
-        }
+            .map_err(failed)?;
         match status.as_u16() {
             200..=299 => Ok(body),
             // Twilio's answer to a number it cannot send to (21211, 60200): the caller's input.

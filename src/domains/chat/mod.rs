@@ -452,19 +452,7 @@ async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> {
 /// (`candidates`: the events that mention them). Gift and call records stay: they carry no
 /// text, and the other member's history keeps its shape.
 pub fn erase_tx(tx: &Tx, user_id: &str, candidates: &[Event]) -> AppResult<()> {
-    let chats: Vec<String> = {
-        let m = tx.read(MEMBERSHIPS)?;
-        let mut out = Vec::new();
-        for row in m.range((user_id, "")..)? {
-            let (k, _) = row?;
-            let (u, chat) = k.value();
-            if u != user_id {
-                break;
-            }
-            out.push(chat.to_owned());
-        }
-        out
-    };
+    let chats = crate::core::store::second_keys(&tx.read(MEMBERSHIPS)?, user_id)?;
     let now = tx.now_ms();
     for chat in &chats {
         let written: Vec<(u64, Message)> = {
@@ -487,19 +475,7 @@ pub fn erase_tx(tx: &Tx, user_id: &str, candidates: &[Event]) -> AppResult<()> {
             put(&mut t, (chat.as_str(), seq), &msg)?;
         }
     }
-    let client_ids: Vec<String> = {
-        let t = tx.read(CLIENT_MESSAGE_IDS)?;
-        let mut out = Vec::new();
-        for row in t.range((user_id, "")..)? {
-            let (k, _) = row?;
-            let (u, id) = k.value();
-            if u != user_id {
-                break;
-            }
-            out.push(id.to_owned());
-        }
-        out
-    };
+    let client_ids = crate::core::store::second_keys(&tx.read(CLIENT_MESSAGE_IDS)?, user_id)?;
     let mut t = tx.table(CLIENT_MESSAGE_IDS)?;
     for id in &client_ids {
         t.remove((user_id, id.as_str()))?;

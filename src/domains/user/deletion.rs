@@ -9,7 +9,7 @@ use crate::core::auth::Principal;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
 use crate::core::ids::secret_hash;
-use crate::core::store::{Tx, dec, get, put};
+use crate::core::store::{Tx, dec, get, put, second_keys};
 
 use super::events::UserEvent;
 use super::model::*;
@@ -112,14 +112,8 @@ pub fn personal_strings(rtx: &ReadTransaction, user_id: &str) -> AppResult<Vec<S
         out.extend(user.email);
         out.extend(user.pending_email.map(|p| p.address));
     }
-    let index = rtx.open_table(IDENTITIES_BY_USER)?;
-    for row in index.range((user_id, "")..)? {
-        let (k, _) = row?;
-        let (u, key) = k.value();
-        if u != user_id {
-            break;
-        }
-        if let Some((_, subject)) = IdentityKind::of_key(key) {
+    for key in second_keys(&rtx.open_table(IDENTITIES_BY_USER)?, user_id)? {
+        if let Some((_, subject)) = IdentityKind::of_key(&key) {
             out.push(subject.to_owned());
         }
     }
@@ -173,7 +167,7 @@ pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
     }
     drop(tokens);
     // Sessions (their addresses and user agents) and push devices.
-    let sessions: Vec<String> = keys_of(&tx.read(SESSIONS_BY_USER)?, user_id)?;
+    let sessions = second_keys(&tx.read(SESSIONS_BY_USER)?, user_id)?;
     {
         let mut by_user = tx.table(SESSIONS_BY_USER)?;
         let mut rows = tx.table(SESSIONS)?;
@@ -255,20 +249,4 @@ pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
         },
     ))?;
     Ok(())
-}
-
-fn keys_of(
-    t: &impl ReadableTable<(&'static str, &'static str), ()>,
-    user_id: &str,
-) -> AppResult<Vec<String>> {
-    let mut out = Vec::new();
-    for row in t.range((user_id, "")..)? {
-        let (k, _) = row?;
-        let (u, second) = k.value();
-        if u != user_id {
-            break;
-        }
-        out.push(second.to_owned());
-    }
-    Ok(out)
 }

@@ -14,7 +14,6 @@
 //! purpose: their links are secrets (stored here only as SHA-256), and a lost one is asked for
 //! again.
 
-use redb::ReadableTable;
 use tokio::sync::mpsc;
 
 use crate::app::Ctx;
@@ -22,7 +21,7 @@ use crate::config::{Config, EmailAuthConfig};
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
 use crate::core::ids::{random_token, secret_hash};
-use crate::core::store::{Tx, get, put};
+use crate::core::store::{Tx, get, put, second_keys};
 use crate::providers::notify::Outcome;
 use crate::providers::notify::sendgrid::{Email as Mail, SendGrid};
 
@@ -279,19 +278,7 @@ pub async fn verify(ctx: &Ctx, token: &str) -> AppResult<()> {
 pub(super) fn adopt_tx(tx: &Tx, user: &mut UserRecord, email: &str) -> AppResult<()> {
     identities::link_tx(tx, IdentityKind::Email, email, &user.id, None)?;
     user.email = Some(email.to_owned());
-    let claimants: Vec<String> = {
-        let claims = tx.read(EMAIL_CLAIMS)?;
-        let mut out = Vec::new();
-        for row in claims.range((email, "")..)? {
-            let (k, _) = row?;
-            let (e, uid) = k.value();
-            if e != email {
-                break;
-            }
-            out.push(uid.to_owned());
-        }
-        out
-    };
+    let claimants = second_keys(&tx.read(EMAIL_CLAIMS)?, email)?;
     let mut claims = tx.table(EMAIL_CLAIMS)?;
     for uid in &claimants {
         claims.remove((email, uid.as_str()))?;

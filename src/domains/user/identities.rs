@@ -10,7 +10,7 @@ use crate::core::auth::Principal;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
 use crate::core::ids::secret_hash;
-use crate::core::store::{Tx, get, put};
+use crate::core::store::{Tx, get, put, second_keys};
 
 use super::events::UserEvent;
 use super::model::*;
@@ -68,25 +68,9 @@ pub(super) fn link_tx(
     Ok(())
 }
 
-fn keys_in(
-    index: &impl ReadableTable<(&'static str, &'static str), ()>,
-    user_id: &str,
-) -> AppResult<Vec<String>> {
-    let mut out = Vec::new();
-    for row in index.range((user_id, "")..)? {
-        let (k, _) = row?;
-        let (u, key) = k.value();
-        if u != user_id {
-            break;
-        }
-        out.push(key.to_owned());
-    }
-    Ok(out)
-}
-
 /// The identity keys of an account, inside a write.
 pub(super) fn keys_tx(tx: &Tx, user_id: &str) -> AppResult<Vec<String>> {
-    keys_in(&tx.read(IDENTITIES_BY_USER)?, user_id)
+    second_keys(&tx.read(IDENTITIES_BY_USER)?, user_id)
 }
 
 /// Removes identity `key` of `user_id`, with its index row and event.
@@ -147,7 +131,7 @@ pub async fn list(ctx: &Ctx, user_id: &str) -> AppResult<Vec<IdentityInfo>> {
         .read(move |rtx| {
             let ids = rtx.open_table(IDENTITIES)?;
             let mut out = Vec::new();
-            for key in keys_in(&rtx.open_table(IDENTITIES_BY_USER)?, &user_id)? {
+            for key in second_keys(&rtx.open_table(IDENTITIES_BY_USER)?, &user_id)? {
                 if let Some(identity) = get::<&str, Identity>(&ids, key.as_str())?
                     && let Some(i) = info(&key, &identity)
                 {

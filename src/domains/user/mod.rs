@@ -188,13 +188,7 @@ pub async fn register(
     linking: Option<Principal>,
     meta: ClientMeta,
 ) -> AppResult<AuthTokens> {
-    let email = Email::parse(email)?;
-    let password = Password::parse(password)?;
-    check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
-    let hash = {
-        let _slot = ctx.sign_in.hashing_slot().await?;
-        hash_password(password).await?
-    };
+    let (email, hash) = email_and_hash(ctx, email, password, &meta).await?;
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, r) = (meta.clone(), refresh.clone());
@@ -222,6 +216,21 @@ pub async fn register(
         ctx.auth_mail.queue(mail);
     }
     tokens(ctx, session, refresh)
+}
+
+/// Checks an email and a password, and hashes the password (a slow hash, throttled per
+/// address like a sign-in).
+async fn email_and_hash(
+    ctx: &Ctx,
+    email: &str,
+    password: &str,
+    meta: &ClientMeta,
+) -> AppResult<(Email, String)> {
+    let email = Email::parse(email)?;
+    let password = Password::parse(password)?;
+    check_throttle(ctx, None, meta, AddressLimit::Applies).await?;
+    let _slot = ctx.sign_in.hashing_slot().await?;
+    Ok((email, hash_password(password).await?))
 }
 
 /// Claims `email` with `password_hash` for `user` (written back here). An account whose email
@@ -253,13 +262,7 @@ async fn add_email(
     password: &str,
     meta: ClientMeta,
 ) -> AppResult<()> {
-    let email = Email::parse(email)?;
-    let password = Password::parse(password)?;
-    check_throttle(ctx, None, &meta, AddressLimit::Applies).await?;
-    let hash = {
-        let _slot = ctx.sign_in.hashing_slot().await?;
-        hash_password(password).await?
-    };
+    let (email, hash) = email_and_hash(ctx, email, password, &meta).await?;
     let cfg = ctx.config.auth.email.clone();
     let user_id = user_id.to_owned();
     let mail = ctx
@@ -722,19 +725,7 @@ pub async fn revoke_session(
 
 /// Revokes every live session of the user, inside a write (a password reset, a deletion).
 pub(crate) fn revoke_all_sessions_tx(tx: &Tx, user_id: &str, reason: &str) -> AppResult<u32> {
-    let ids: Vec<String> = {
-        let by_user = tx.read(SESSIONS_BY_USER)?;
-        let mut out = Vec::new();
-        for row in by_user.range((user_id, "")..)? {
-            let (k, _) = row?;
-            let (u, sid) = k.value();
-            if u != user_id {
-                break;
-            }
-            out.push(sid.to_owned());
-        }
-        out
-    };
+    let ids = crate::core::store::second_keys(&tx.read(SESSIONS_BY_USER)?, user_id)?;
     let mut revoked = 0;
     for sid in ids {
         let Some(mut s) = get::<&str, SessionRecord>(&tx.read(SESSIONS)?, sid.as_str())? else {

@@ -125,13 +125,7 @@ pub async fn start(ctx: &Ctx, phone: &str, meta: ClientMeta) -> AppResult<CodeSe
     };
     if let Err(e) = sent {
         // Nothing went out: the number may ask again at once (the quotas keep their count).
-        let p = phone.clone();
-        ctx.store
-            .write(move |tx| {
-                tx.table(PHONE_CODES)?.remove(p.as_str())?;
-                Ok(())
-            })
-            .await?;
+        forget_code(ctx, &phone).await?;
         return Err(e);
     }
     let cfg = &ctx.config.auth.phone;
@@ -229,15 +223,20 @@ pub async fn check_code(
     }
     if asked_provider {
         // Twilio approved it: the challenge is used up here too.
-        let p = phone.clone();
-        ctx.store
-            .write(move |tx| {
-                tx.table(PHONE_CODES)?.remove(p.as_str())?;
-                Ok(())
-            })
-            .await?;
+        forget_code(ctx, &phone).await?;
     }
     Ok(phone)
+}
+
+/// Drops the code pending for `phone`.
+async fn forget_code(ctx: &Ctx, phone: &str) -> AppResult<()> {
+    let p = phone.to_owned();
+    ctx.store
+        .write(move |tx| {
+            tx.table(PHONE_CODES)?.remove(p.as_str())?;
+            Ok(())
+        })
+        .await
 }
 
 #[cfg(test)]
