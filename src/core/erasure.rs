@@ -3,7 +3,10 @@
 //! another person's notification, the event log. Each domain removes its own rows about the
 //! person itself; this finds the copies nobody indexed.
 
+use redb::ReadableTable;
 use serde_json::Value;
+
+use super::error::AppResult;
 
 /// What an erased string becomes.
 pub const ERASED: &str = "[deleted]";
@@ -79,6 +82,31 @@ impl Needles {
             _ => false,
         }
     }
+}
+
+/// Rows of a table keyed by time-ordered ids (new rows come last) whose stored value
+/// `matches`, after the key `after`: found with a read off the writer, then — for the rows
+/// added since — once more in the write, from the last key the read saw, which is a short
+/// tail. Returns the matching keys and the last key looked at.
+pub fn matching_rows(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    after: Option<&str>,
+    matches: impl Fn(&[u8]) -> AppResult<bool>,
+) -> AppResult<(Vec<String>, Option<String>)> {
+    let mut keys = Vec::new();
+    let mut last = after.map(str::to_owned);
+    let rows = match after {
+        Some(a) => t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?,
+        None => t.iter()?,
+    };
+    for row in rows {
+        let (k, v) = row?;
+        if matches(v.value())? {
+            keys.push(k.value().to_owned());
+        }
+        last = Some(k.value().to_owned());
+    }
+    Ok((keys, last))
 }
 
 #[cfg(test)]

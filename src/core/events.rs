@@ -714,8 +714,21 @@ pub fn of_user_tx(tx: &Tx, user_id: &str, kind: &str) -> AppResult<Vec<Event>> {
 /// so a byte search finds a person's id or name without decoding): the events that mention an
 /// erased person wherever they are indexed. A read over the whole log, off the writer.
 pub fn scan(rtx: &ReadTransaction, matches: impl Fn(&[u8]) -> bool) -> AppResult<Vec<Event>> {
+    scan_in(&rtx.open_table(EVENT_LOG)?, 0, matches)
+}
+
+/// [`scan`] over the events after `seq` only, inside a write: what was appended since a scan.
+pub fn scan_after_tx(tx: &Tx, seq: u64, matches: impl Fn(&[u8]) -> bool) -> AppResult<Vec<Event>> {
+    scan_in(&tx.read(EVENT_LOG)?, seq, matches)
+}
+
+fn scan_in(
+    log: &impl ReadableTable<u64, &'static [u8]>,
+    after: u64,
+    matches: impl Fn(&[u8]) -> bool,
+) -> AppResult<Vec<Event>> {
     let mut out = Vec::new();
-    for row in rtx.open_table(EVENT_LOG)?.iter()? {
+    for row in log.range(after.saturating_add(1)..)? {
         let (_, v) = row?;
         if matches(v.value()) {
             out.push(dec(v.value())?);

@@ -18,7 +18,7 @@ use redb::{ReadTransaction, ReadableTable};
 use serde_json::{Value, json};
 
 use crate::app::Ctx;
-use crate::core::erasure::{ERASED, Needles};
+use crate::core::erasure::{ERASED, Needles, matching_rows};
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, Event, NewEvent};
 use crate::core::ids::new_id;
@@ -438,29 +438,70 @@ fn scrub_about(kind: Kind, title: &mut String, body: &mut String, needles: &Need
     }
 }
 
+/// What erasing the person will touch that only a scan finds, found with a read off the
+/// writer: other people's notifications that name them, the favorite-online pairs they are
+/// in, and the sends to them or about them.
+pub struct ErasurePlan {
+    about: Vec<(String, String)>,
+    told: Vec<(String, String)>,
+    sends: Vec<String>,
+    sends_seen_upto: Option<String>,
+}
+
+fn names(user_id: &str, bytes: &[u8]) -> bool {
+    memchr::memmem::find(bytes, user_id.as_bytes()).is_some()
+}
+
+pub fn plan(rtx: &ReadTransaction, user_id: &str, needles: &Needles) -> AppResult<ErasurePlan> {
+    let mut about = Vec::new();
+    for row in rtx.open_table(NOTIFICATIONS)?.iter()? {
+        let (k, v) = row?;
+        let (owner, id) = k.value();
+        if owner != user_id && names(user_id, v.value()) {
+            about.push((owner.to_owned(), id.to_owned()));
+        }
+    }
+    let mut told = Vec::new();
+    for row in rtx.open_table(FAVORITE_ONLINE_TOLD)?.iter()? {
+        let (k, _) = row?;
+        let (follower, favorite) = k.value();
+        if follower == user_id || favorite == user_id {
+            told.push((follower.to_owned(), favorite.to_owned()));
+        }
+    }
+    let (sends, sends_seen_upto) = matching_rows(&rtx.open_table(OUTBOX)?, None, |b| {
+        Ok(names(user_id, b) || needles.in_bytes(b))
+    })?;
+    Ok(ErasurePlan {
+        about,
+        told,
+        sends,
+        sends_seen_upto,
+    })
+}
+
 /// Erases the person's notifications, preferences and sends (their push tokens and email
 /// address), and what other people's notifications, sends and `notification` events said about
 /// them (`candidates`: the events that mention them). The outbox keeps its rows, for the
 /// delivery record, with the address gone.
-pub fn erase_tx(tx: &Tx, user_id: &str, needles: &Needles, candidates: &[Event]) -> AppResult<()> {
-    let names_them = |bytes: &[u8]| memchr::memmem::find(bytes, user_id.as_bytes()).is_some();
-    let (own, about): (Vec<Notification>, Vec<Notification>) = {
+pub fn erase_tx(
+    tx: &Tx,
+    user_id: &str,
+    needles: &Needles,
+    plan: &ErasurePlan,
+    candidates: &[Event],
+) -> AppResult<()> {
+    let own: Vec<Notification> = {
         let t = tx.read(NOTIFICATIONS)?;
-        let mut own = Vec::new();
-        let mut about = Vec::new();
-        for row in t.iter()? {
-            let (_, v) = row?;
-            if !names_them(v.value()) {
-                continue;
+        let mut out = Vec::new();
+        for row in t.range((user_id, "")..)? {
+            let (k, v) = row?;
+            if k.value().0 != user_id {
+                break;
             }
-            let n: Notification = dec(v.value())?;
-            if n.user_id == user_id {
-                own.push(n);
-            } else {
-                about.push(n);
-            }
+            out.push(dec(v.value())?);
         }
-        (own, about)
+        out
     };
     for n in &own {
         let key = (user_id, n.id.as_str());
@@ -475,42 +516,24 @@ pub fn erase_tx(tx: &Tx, user_id: &str, needles: &Needles, candidates: &[Event])
     }
     tx.table(UNREAD)?.remove(user_id)?;
     tx.table(PREFERENCES)?.remove(user_id)?;
-    for mut n in about {
-        scrub_about(n.kind, &mut n.title, &mut n.body, needles);
-        put(
-            &mut tx.table(NOTIFICATIONS)?,
-            (n.user_id.as_str(), n.id.as_str()),
-            &n,
-        )?;
-    }
-    let told: Vec<(String, String)> = {
-        let t = tx.read(FAVORITE_ONLINE_TOLD)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, _) = row?;
-            let (follower, favorite) = k.value();
-            if follower == user_id || favorite == user_id {
-                out.push((follower.to_owned(), favorite.to_owned()));
-            }
+    for (owner, id) in &plan.about {
+        let key = (owner.as_str(), id.as_str());
+        let found: Option<Notification> = get(&tx.read(NOTIFICATIONS)?, key)?;
+        if let Some(mut n) = found {
+            scrub_about(n.kind, &mut n.title, &mut n.body, needles);
+            put(&mut tx.table(NOTIFICATIONS)?, key, &n)?;
         }
-        out
-    };
-    for (a, b) in &told {
+    }
+    for (a, b) in &plan.told {
         tx.table(FAVORITE_ONLINE_TOLD)?
             .remove((a.as_str(), b.as_str()))?;
     }
-    let sends: Vec<Send> = {
-        let t = tx.read(OUTBOX)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (_, v) = row?;
-            if names_them(v.value()) || needles.in_bytes(v.value()) {
-                out.push(dec(v.value())?);
-            }
-        }
-        out
-    };
-    for mut s in sends {
+    let (since, _) = matching_rows(&tx.read(OUTBOX)?, plan.sends_seen_upto.as_deref(), |b| {
+        Ok(names(user_id, b) || needles.in_bytes(b))
+    })?;
+    for id in plan.sends.iter().chain(&since) {
+        let found: Option<Send> = get(&tx.read(OUTBOX)?, id.as_str())?;
+        let Some(mut s) = found else { continue };
         if s.user_id == user_id {
             s.address = ERASED.to_owned();
             s.device_id = None;
@@ -520,7 +543,7 @@ pub fn erase_tx(tx: &Tx, user_id: &str, needles: &Needles, candidates: &[Event])
         } else {
             scrub_about(s.kind, &mut s.title, &mut s.body, needles);
         }
-        put(&mut tx.table(OUTBOX)?, s.id.as_str(), &s)?;
+        put(&mut tx.table(OUTBOX)?, id.as_str(), &s)?;
     }
     for e in candidates {
         let Some(NotificationEvent::Notification { kind, data, .. }) =

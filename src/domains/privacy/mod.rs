@@ -57,17 +57,19 @@ pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
     let uid = user_id.to_owned();
     // Found outside the write: the strings that identify them, and every event that mentions
     // them or those strings.
-    let (needles, candidates) = ctx
+    // Everything that needs a scan is found here, with a read: the single writer only applies
+    // it (and looks at the short tails written since).
+    let (needles, scanned, scanned_upto, user_plan, notification_plan) = ctx
         .store
         .read(move |rtx| {
             let mut strings = user::deletion::personal_strings(rtx, &uid)?;
             strings.extend(profile::personal_strings(rtx, &uid)?);
             let needles = Needles::new(strings);
-            let id = uid.as_bytes();
-            let candidates = events::scan(rtx, |bytes| {
-                memchr::memmem::find(bytes, id).is_some() || needles.in_bytes(bytes)
-            })?;
-            Ok((needles, candidates))
+            let upto = events::head_seq(rtx)?;
+            let scanned = events::scan(rtx, |b| mentions(&uid, &needles, b))?;
+            let user_plan = user::deletion::plan(rtx, &uid)?;
+            let notification_plan = notification::plan(rtx, &uid, &needles)?;
+            Ok((needles, scanned, upto, user_plan, notification_plan))
         })
         .await?;
     let uid = user_id.to_owned();
@@ -76,8 +78,13 @@ pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
             if !user::deletion::still_due_tx(tx, &uid)? {
                 return Ok(false);
             }
+            // And the events appended since the scan.
+            let mut candidates = scanned.clone();
+            candidates.extend(events::scan_after_tx(tx, scanned_upto, |b| {
+                mentions(&uid, &needles, b)
+            })?);
             chat::erase_tx(tx, &uid, &candidates)?;
-            notification::erase_tx(tx, &uid, &needles, &candidates)?;
+            notification::erase_tx(tx, &uid, &needles, &notification_plan, &candidates)?;
             blocklist::erase_tx(tx, &uid)?;
             profile::erase_tx(tx, &uid, &candidates)?;
             for e in &candidates {
@@ -85,11 +92,16 @@ pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
                     needles.scrub_json(data);
                 })?;
             }
-            user::deletion::erase_tx(tx, &uid)?;
+            user::deletion::erase_tx(tx, &uid, &user_plan)?;
             audit::record_tx(tx, SWEEPER, "user.erase", &uid, json!({}))?;
             Ok(true)
         })
         .await
+}
+
+/// Whether a stored record mentions the person: their id, or one of their strings.
+fn mentions(user_id: &str, needles: &Needles, bytes: &[u8]) -> bool {
+    memchr::memmem::find(bytes, user_id.as_bytes()).is_some() || needles.in_bytes(bytes)
 }
 
 /// An admin deletes an account at once (a request that reached support, a legal order).

@@ -6,6 +6,7 @@ use redb::{ReadTransaction, ReadableTable};
 
 use crate::app::Ctx;
 use crate::core::auth::Principal;
+use crate::core::erasure::matching_rows;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::NewEvent;
 use crate::core::ids::secret_hash;
@@ -120,19 +121,60 @@ pub fn personal_strings(rtx: &ReadTransaction, user_id: &str) -> AppResult<Vec<S
     Ok(out)
 }
 
+/// What erasing the person will remove that only a scan finds, found with a read off the
+/// writer: their sign-in attempts (failed ones name the account key, an email or a number).
+pub struct ErasurePlan {
+    attempts: Vec<String>,
+    attempts_seen_upto: Option<String>,
+    account_keys: Vec<String>,
+}
+
+/// The account keys sign-in attempts and counters of the person are filed under: their
+/// identities and the email they claimed.
+fn account_keys(user: Option<&UserRecord>, identity_keys: Vec<String>) -> Vec<String> {
+    let mut keys = identity_keys;
+    if let Some(p) = user.and_then(|u| u.pending_email.as_ref()) {
+        keys.push(IdentityKind::Email.key(&p.address));
+    }
+    keys
+}
+
+fn attempt_of(user_id: &str, account_keys: &[String]) -> impl Fn(&[u8]) -> AppResult<bool> {
+    move |bytes| {
+        let a: LoginAttempt = dec(bytes)?;
+        Ok(a.user_id.as_deref() == Some(user_id) || account_keys.contains(&a.account))
+    }
+}
+
+pub fn plan(rtx: &ReadTransaction, user_id: &str) -> AppResult<ErasurePlan> {
+    let user = find_user(rtx, user_id)?;
+    let keys = second_keys(&rtx.open_table(IDENTITIES_BY_USER)?, user_id)?;
+    let account_keys = account_keys(user.as_ref(), keys);
+    let (attempts, attempts_seen_upto) = matching_rows(
+        &rtx.open_table(LOGIN_ATTEMPTS)?,
+        None,
+        attempt_of(user_id, &account_keys),
+    )?;
+    Ok(ErasurePlan {
+        attempts,
+        attempts_seen_upto,
+        account_keys,
+    })
+}
+
 /// Erases what the user domain keeps about the person: identities, claims and links, codes,
 /// sessions, devices, presence, sign-in attempts and their counters. The account stays as a
 /// pseudonymous shell (its id, role and ban), which the ledger, payouts, audit and penalties
 /// go on naming. Emits `user_erased`.
-pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
+pub fn erase_tx(tx: &Tx, user_id: &str, plan: &ErasurePlan) -> AppResult<()> {
     let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
     let keys = identities::keys_tx(tx, user_id)?;
-    let mut account_keys = keys.clone();
+    let mut account_keys = account_keys(Some(&user), keys.clone());
+    account_keys.extend(plan.account_keys.iter().cloned());
+    account_keys.sort();
+    account_keys.dedup();
     let mut emails: Vec<String> = user.email.iter().cloned().collect();
-    if let Some(p) = &user.pending_email {
-        emails.push(p.address.clone());
-        account_keys.push(IdentityKind::Email.key(&p.address));
-    }
+    emails.extend(user.pending_email.iter().map(|p| p.address.clone()));
     super::email::release_own_claim_tx(tx, &mut user)?;
     {
         let mut ids = tx.table(IDENTITIES)?;
@@ -185,21 +227,15 @@ pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
     tx.table(PRESENCE)?.remove(user_id)?;
     tx.table(ONLINE_USERS)?.remove(user_id)?;
     tx.table(ONLINE_STREAMERS)?.remove(user_id)?;
-    // Sign-in attempts name the account key (an email, a number) even when they failed.
-    let attempts: Vec<String> = {
-        let t = tx.read(LOGIN_ATTEMPTS)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            let a: LoginAttempt = dec(v.value())?;
-            if a.user_id.as_deref() == Some(user_id) || account_keys.contains(&a.account) {
-                out.push(k.value().to_owned());
-            }
-        }
-        out
-    };
+    // Sign-in attempts name the account key (an email, a number) even when they failed: the
+    // ones the plan found, and those made since (ids are time-ordered: a short tail).
+    let (since, _) = matching_rows(
+        &tx.read(LOGIN_ATTEMPTS)?,
+        plan.attempts_seen_upto.as_deref(),
+        attempt_of(user_id, &account_keys),
+    )?;
     let mut t = tx.table(LOGIN_ATTEMPTS)?;
-    for k in &attempts {
+    for k in plan.attempts.iter().chain(&since) {
         t.remove(k.as_str())?;
     }
     drop(t);
