@@ -516,6 +516,10 @@ pub struct AuthConfig {
     /// new refresh token (two clients refreshing at once both keep the session); after it,
     /// reuse revokes the session. 0: any reuse revokes.
     pub refresh_reuse_interval_secs: u64,
+    /// Changing how the account signs in (linking or removing a way in, adding an email) and
+    /// deleting it need a session opened this recently: a token taken from an unlocked phone
+    /// or a log is not enough (`reauthentication_required`).
+    pub fresh_sign_in_secs: u64,
     /// PKCS#8 PEM Ed25519 key that signs access tokens. Empty: `<data_dir>/signing-key.pem`,
     /// created on first start.
     pub signing_key_file: String,
@@ -578,6 +582,13 @@ pub struct PhoneConfig {
     pub sends_per_hour_max: u32,
     /// Codes sent per 24 hours over everyone: SMS cost money, this is the ceiling of the bill.
     pub sends_per_day_max: u32,
+    /// Codes tried per number per 24 hours, whatever codes were sent: bounds guessing over
+    /// time (a new code resets only its own attempts).
+    pub code_tries_per_day_max: u32,
+    /// Country calling codes served, as E.164 prefixes (`+44`, `+1`); empty serves every
+    /// number. Refusing the ranges the app is not offered in keeps SMS pumping to premium
+    /// numbers off the bill.
+    pub allowed_prefixes: Vec<String>,
 }
 
 impl Default for PhoneConfig {
@@ -600,6 +611,8 @@ impl Default for PhoneConfig {
             sends_per_address_max: 20,
             sends_per_hour_max: 1_000,
             sends_per_day_max: 10_000,
+            code_tries_per_day_max: 20,
+            allowed_prefixes: Vec::new(),
         }
     }
 }
@@ -643,8 +656,6 @@ impl Default for EmailAuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeletionConfig {
-    /// `DELETE /v1/me` needs a session opened this recently (a fresh sign-in).
-    pub fresh_sign_in_secs: u64,
     /// Deletion happens this long after it was asked for; signing in again before cancels it.
     pub grace_days: u64,
     /// Data exports (`GET /v1/me/export`) one account may take per hour: each reads all of it.
@@ -654,7 +665,6 @@ pub struct DeletionConfig {
 impl Default for DeletionConfig {
     fn default() -> Self {
         DeletionConfig {
-            fresh_sign_in_secs: 300,
             grace_days: 14,
             exports_per_hour_max: 6,
         }
@@ -835,6 +845,7 @@ impl Default for AuthConfig {
             access_token_ttl_secs: 900,
             refresh_token_ttl_days: 60,
             refresh_reuse_interval_secs: 5,
+            fresh_sign_in_secs: 300,
             signing_key_file: String::new(),
             throttle: ThrottleConfig::default(),
             external: ExternalIdpConfig::default(),
@@ -1084,6 +1095,7 @@ impl Config {
             || p.sends_per_address_max == 0
             || p.sends_per_hour_max == 0
             || p.sends_per_day_max == 0
+            || p.code_tries_per_day_max == 0
         {
             return Err(bad(
                 "auth.phone",
@@ -1108,12 +1120,13 @@ impl Config {
         {
             return Err(bad("auth.email", "lifetimes and limits must be positive"));
         }
-        if self.auth.deletion.fresh_sign_in_secs == 0
-            || self.auth.deletion.exports_per_hour_max == 0
-        {
+        if self.auth.fresh_sign_in_secs == 0 {
+            return Err(bad("auth.fresh_sign_in_secs", "must be positive"));
+        }
+        if self.auth.deletion.exports_per_hour_max == 0 {
             return Err(bad(
-                "auth.deletion",
-                "fresh_sign_in_secs and exports_per_hour_max must be positive",
+                "auth.deletion.exports_per_hour_max",
+                "must be positive",
             ));
         }
         let x = &self.auth.external;

@@ -151,8 +151,9 @@ impl Code {
             | Code::InvalidCredentials
             | Code::RefreshTokenReused
             | Code::InvalidCode
-            | Code::CodeAttemptsExhausted
-            | Code::ReauthenticationRequired => StatusCode::UNAUTHORIZED,
+            | Code::CodeAttemptsExhausted => StatusCode::UNAUTHORIZED,
+            // Not 401: clients read that as "refresh the token", which cannot help here.
+            Code::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Code::InvalidToken => StatusCode::BAD_REQUEST,
             Code::LinkRequired | Code::IdentityInUse | Code::LastIdentity => StatusCode::CONFLICT,
             Code::Forbidden | Code::AccountBanned => StatusCode::FORBIDDEN,

@@ -428,7 +428,7 @@ pub(crate) fn append(
     Ok(event)
 }
 
-pub(crate) fn head_seq(rtx: &ReadTransaction) -> AppResult<u64> {
+pub fn head_seq(rtx: &ReadTransaction) -> AppResult<u64> {
     let log = rtx.open_table(EVENT_LOG)?;
     Ok(log.last()?.map(|(k, _)| k.value()).unwrap_or(0))
 }
@@ -694,44 +694,38 @@ pub async fn wait_applied(
 // ---------------------------------------------------------------------------------------------
 // Erasure: the log keeps every event, but not what it said about a person who was erased.
 
-/// The events of `kind` indexed under `user_id` (as subject or audience), inside a write.
-pub fn of_user_tx(tx: &Tx, user_id: &str, kind: &str) -> AppResult<Vec<Event>> {
-    let idx = tx.read(EVENT_BY_USER)?;
-    let log = tx.read(EVENT_LOG)?;
-    let mut out = Vec::new();
-    for row in idx.range((user_id, 0)..=(user_id, u64::MAX))? {
-        let seq = row?.0.value().1;
-        if let Some(event) = get::<u64, Event>(&log, seq)?
-            && event.kind == kind
-        {
-            out.push(event);
-        }
-    }
-    Ok(out)
+/// The events indexed under `user_id` (as subject or audience) with `seq > after`: what the
+/// log says to or about a person, for their erasure. A read, off the writer.
+pub fn of_user(rtx: &ReadTransaction, user_id: &str, after: u64) -> AppResult<Vec<Event>> {
+    of_user_in(
+        &rtx.open_table(EVENT_BY_USER)?,
+        &rtx.open_table(EVENT_LOG)?,
+        user_id,
+        after,
+    )
 }
 
-/// Every event whose stored record `matches` (raw bytes: MessagePack keeps strings as UTF-8,
-/// so a byte search finds a person's id or name without decoding): the events that mention an
-/// erased person wherever they are indexed. A read over the whole log, off the writer.
-pub fn scan(rtx: &ReadTransaction, matches: impl Fn(&[u8]) -> bool) -> AppResult<Vec<Event>> {
-    scan_in(&rtx.open_table(EVENT_LOG)?, 0, matches)
+/// [`of_user`] inside a write: the events appended since a read looked.
+pub fn of_user_tx(tx: &Tx, user_id: &str, after: u64) -> AppResult<Vec<Event>> {
+    of_user_in(
+        &tx.read(EVENT_BY_USER)?,
+        &tx.read(EVENT_LOG)?,
+        user_id,
+        after,
+    )
 }
 
-/// [`scan`] over the events after `seq` only, inside a write: what was appended since a scan.
-pub fn scan_after_tx(tx: &Tx, seq: u64, matches: impl Fn(&[u8]) -> bool) -> AppResult<Vec<Event>> {
-    scan_in(&tx.read(EVENT_LOG)?, seq, matches)
-}
-
-fn scan_in(
+fn of_user_in(
+    idx: &impl ReadableTable<(&'static str, u64), ()>,
     log: &impl ReadableTable<u64, &'static [u8]>,
+    user_id: &str,
     after: u64,
-    matches: impl Fn(&[u8]) -> bool,
 ) -> AppResult<Vec<Event>> {
     let mut out = Vec::new();
-    for row in log.range(after.saturating_add(1)..)? {
-        let (_, v) = row?;
-        if matches(v.value()) {
-            out.push(dec(v.value())?);
+    for row in idx.range((user_id, after.saturating_add(1))..=(user_id, u64::MAX))? {
+        let seq = row?.0.value().1;
+        if let Some(event) = get::<u64, Event>(log, seq)? {
+            out.push(event);
         }
     }
     Ok(out)

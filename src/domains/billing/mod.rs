@@ -200,7 +200,7 @@ pub async fn tariff_for_call(
     ctx.store
         .read(move |rtx| {
             let callee_user = user::find_user(rtx, &callee)?
-                .filter(|u| !u.is_banned(now))
+                .filter(|u| u.is_reachable(now))
                 .ok_or_else(|| AppError::not_found("no such user"))?;
             let streamer = [
                 (caller_role, caller_id.as_str()),

@@ -200,7 +200,7 @@ pub async fn send_text(
                 });
             }
             let receiver = user::find_user_tx(tx, &to)?
-                .filter(|u| !u.is_banned(tx.now_ms()))
+                .filter(|u| u.is_reachable(tx.now_ms()))
                 .ok_or_else(|| AppError::not_found("no such user"))?;
             blocklist::refuse_if_blocked_tx(tx, &sender, &receiver.id)?;
             let now = tx.now_ms();
@@ -447,32 +447,40 @@ async fn peer(ctx: &Ctx, user_id: &str, chat_id: &str) -> AppResult<String> {
 // ---------------------------------------------------------------------------------------------
 // Erasure (account deletion).
 
+/// The text messages the person wrote, found with a read off the writer.
+pub struct ErasurePlan {
+    written: Vec<(String, u64)>,
+}
+
+pub fn plan(rtx: &ReadTransaction, user_id: &str) -> AppResult<ErasurePlan> {
+    let mut written = Vec::new();
+    let messages = rtx.open_table(MESSAGES)?;
+    for chat in crate::core::store::second_keys(&rtx.open_table(MEMBERSHIPS)?, user_id)? {
+        for row in messages.range((chat.as_str(), 0)..=(chat.as_str(), u64::MAX))? {
+            let (k, v) = row?;
+            let msg: Message = dec(v.value())?;
+            if msg.sender_id == user_id && msg.kind == MessageKind::Text {
+                written.push((chat.clone(), k.value().1));
+            }
+        }
+    }
+    Ok(ErasurePlan { written })
+}
+
 /// Turns every text message the person wrote into a tombstone — the other member sees a
 /// deleted message where it was — in the timeline and in its `chat_message` event
-/// (`candidates`: the events that mention them). Gift and call records stay: they carry no
-/// text, and the other member's history keeps its shape.
-pub fn erase_tx(tx: &Tx, user_id: &str, candidates: &[Event]) -> AppResult<()> {
-    let chats = crate::core::store::second_keys(&tx.read(MEMBERSHIPS)?, user_id)?;
+/// (`own_events`: the events indexed under the person). Gift and call records stay: they
+/// carry no text, and the other member's history keeps its shape.
+pub fn erase_tx(tx: &Tx, user_id: &str, plan: &ErasurePlan, own_events: &[Event]) -> AppResult<()> {
     let now = tx.now_ms();
-    for chat in &chats {
-        let written: Vec<(u64, Message)> = {
-            let t = tx.read(MESSAGES)?;
-            let mut out = Vec::new();
-            for row in t.range((chat.as_str(), 0)..=(chat.as_str(), u64::MAX))? {
-                let (k, v) = row?;
-                let msg: Message = dec(v.value())?;
-                if msg.sender_id == user_id && msg.kind == MessageKind::Text {
-                    out.push((k.value().1, msg));
-                }
-            }
-            out
-        };
-        let mut t = tx.table(MESSAGES)?;
-        for (seq, mut msg) in written {
+    for (chat, seq) in &plan.written {
+        let key = (chat.as_str(), *seq);
+        let found: Option<Message> = get(&tx.read(MESSAGES)?, key)?;
+        if let Some(mut msg) = found {
             msg.text = None;
             msg.client_message_id = None;
             msg.deleted_at_ms.get_or_insert(now);
-            put(&mut t, (chat.as_str(), seq), &msg)?;
+            put(&mut tx.table(MESSAGES)?, key, &msg)?;
         }
     }
     let client_ids = crate::core::store::second_keys(&tx.read(CLIENT_MESSAGE_IDS)?, user_id)?;
@@ -482,7 +490,7 @@ pub fn erase_tx(tx: &Tx, user_id: &str, candidates: &[Event]) -> AppResult<()> {
     }
     drop(t);
     tx.table(SEND_THROTTLE)?.remove(user_id)?;
-    for e in candidates {
+    for e in own_events {
         let Some(ChatEvent::Message {
             sender_id, kind, ..
         }) = e.decoded::<ChatEvent>()

@@ -194,7 +194,7 @@ fn auto_add(tx: &Tx, new_user: &str, config: &ChatConfig) -> AppResult<()> {
         let Some(u) = user::find_user_tx(tx, &id)? else {
             continue;
         };
-        if u.role != Role::Streamer || u.is_banned(tx.now_ms()) || id == new_user {
+        if u.role != Role::Streamer || !u.is_reachable(tx.now_ms()) || id == new_user {
             continue;
         }
         let speaks = profile::shares_language(&languages, &profile::languages_tx(tx, &id)?);

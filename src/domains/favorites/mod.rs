@@ -67,7 +67,7 @@ pub async fn add(ctx: &Ctx, user_id: &str, favorite_id: &str) -> AppResult<()> {
     ctx.store
         .write(move |tx| {
             user::find_user_tx(tx, &them)?
-                .filter(|u| !u.is_banned(tx.now_ms()))
+                .filter(|u| u.is_reachable(tx.now_ms()))
                 .ok_or_else(|| AppError::not_found("no such user"))?;
             if tx
                 .read(FAVORITES)?

@@ -201,7 +201,7 @@ pub async fn send(
                     .filter(|g: &Gift| g.active)
                     .ok_or_else(|| AppError::not_found(format!("no active gift {gift_id}")))?;
                 let receiver = user::find_user_tx(tx, &to)?
-                    .filter(|u| !u.is_banned(tx.now_ms()))
+                    .filter(|u| u.is_reachable(tx.now_ms()))
                     .ok_or_else(|| AppError::not_found("no such user"))?;
                 blocklist::refuse_if_blocked_tx(tx, &from, &to)?;
                 if receiver.role != Role::Streamer {

@@ -18,7 +18,7 @@ use redb::{ReadTransaction, ReadableTable};
 use serde_json::{Value, json};
 
 use crate::app::Ctx;
-use crate::core::erasure::{ERASED, Needles, matching_rows};
+use crate::core::erasure::{ERASED, matching_rows, mentions};
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, Event, NewEvent};
 use crate::core::ids::new_id;
@@ -427,38 +427,24 @@ pub fn is_voip(provider: PushProvider) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Erasure (account deletion).
 
-/// What a notification about an erased person keeps: their name is replaced, and a message
-/// preview (their writing) goes entirely.
-fn scrub_about(kind: Kind, title: &mut String, body: &mut String, needles: &Needles) {
-    needles.scrub_str(title);
-    if kind == Kind::NewMessage {
-        *body = ERASED.to_owned();
-    } else {
-        needles.scrub_str(body);
-    }
-}
-
 /// What erasing the person will touch that only a scan finds, found with a read off the
-/// writer: other people's notifications that name them, the favorite-online pairs they are
-/// in, and the sends to them or about them.
+/// writer: other people's notifications about them (with the seq of the event that delivered
+/// each), the favorite-online pairs they are in, and the sends to them or about them.
 pub struct ErasurePlan {
-    about: Vec<(String, String)>,
+    about: Vec<(String, String, u64)>,
     told: Vec<(String, String)>,
     sends: Vec<String>,
     sends_seen_upto: Option<String>,
 }
 
-fn names(user_id: &str, bytes: &[u8]) -> bool {
-    memchr::memmem::find(bytes, user_id.as_bytes()).is_some()
-}
-
-pub fn plan(rtx: &ReadTransaction, user_id: &str, needles: &Needles) -> AppResult<ErasurePlan> {
+pub fn plan(rtx: &ReadTransaction, user_id: &str) -> AppResult<ErasurePlan> {
     let mut about = Vec::new();
     for row in rtx.open_table(NOTIFICATIONS)?.iter()? {
         let (k, v) = row?;
         let (owner, id) = k.value();
-        if owner != user_id && names(user_id, v.value()) {
-            about.push((owner.to_owned(), id.to_owned()));
+        if owner != user_id && mentions(v.value(), user_id) {
+            let n: Notification = dec(v.value())?;
+            about.push((owner.to_owned(), id.to_owned(), n.seq));
         }
     }
     let mut told = Vec::new();
@@ -469,9 +455,8 @@ pub fn plan(rtx: &ReadTransaction, user_id: &str, needles: &Needles) -> AppResul
             told.push((follower.to_owned(), favorite.to_owned()));
         }
     }
-    let (sends, sends_seen_upto) = matching_rows(&rtx.open_table(OUTBOX)?, None, |b| {
-        Ok(names(user_id, b) || needles.in_bytes(b))
-    })?;
+    let (sends, sends_seen_upto) =
+        matching_rows(&rtx.open_table(OUTBOX)?, None, |b| Ok(mentions(b, user_id)))?;
     Ok(ErasurePlan {
         about,
         told,
@@ -481,16 +466,11 @@ pub fn plan(rtx: &ReadTransaction, user_id: &str, needles: &Needles) -> AppResul
 }
 
 /// Erases the person's notifications, preferences and sends (their push tokens and email
-/// address), and what other people's notifications, sends and `notification` events said about
-/// them (`candidates`: the events that mention them). The outbox keeps its rows, for the
-/// delivery record, with the address gone.
-pub fn erase_tx(
-    tx: &Tx,
-    user_id: &str,
-    needles: &Needles,
-    plan: &ErasurePlan,
-    candidates: &[Event],
-) -> AppResult<()> {
+/// address; queued ones are cancelled), and what other people were told about them: those
+/// notifications keep their kind and ids, and lose their title and text (a name, a message
+/// preview) — in the rows, the outbox and the events that delivered them. `own_events`: the
+/// events indexed under the person.
+pub fn erase_tx(tx: &Tx, user_id: &str, plan: &ErasurePlan, own_events: &[Event]) -> AppResult<()> {
     let own: Vec<Notification> = {
         let t = tx.read(NOTIFICATIONS)?;
         let mut out = Vec::new();
@@ -513,23 +493,29 @@ pub fn erase_tx(
             tx.table(FALLBACK_DUE)?
                 .remove((due, user_id, n.id.as_str()))?;
         }
+        let devices = crate::core::store::second_keys(&tx.read(SENT_TO_DEVICE)?, &n.id)?;
+        for d in &devices {
+            tx.table(SENT_TO_DEVICE)?
+                .remove((n.id.as_str(), d.as_str()))?;
+        }
     }
     tx.table(UNREAD)?.remove(user_id)?;
     tx.table(PREFERENCES)?.remove(user_id)?;
-    for (owner, id) in &plan.about {
+    for (owner, id, seq) in &plan.about {
         let key = (owner.as_str(), id.as_str());
         let found: Option<Notification> = get(&tx.read(NOTIFICATIONS)?, key)?;
         if let Some(mut n) = found {
-            scrub_about(n.kind, &mut n.title, &mut n.body, needles);
+            (n.title, n.body) = (ERASED.to_owned(), ERASED.to_owned());
             put(&mut tx.table(NOTIFICATIONS)?, key, &n)?;
         }
+        erase_delivery_event(tx, *seq)?;
     }
     for (a, b) in &plan.told {
         tx.table(FAVORITE_ONLINE_TOLD)?
             .remove((a.as_str(), b.as_str()))?;
     }
     let (since, _) = matching_rows(&tx.read(OUTBOX)?, plan.sends_seen_upto.as_deref(), |b| {
-        Ok(names(user_id, b) || needles.in_bytes(b))
+        Ok(mentions(b, user_id))
     })?;
     for id in plan.sends.iter().chain(&since) {
         let found: Option<Send> = get(&tx.read(OUTBOX)?, id.as_str())?;
@@ -537,36 +523,34 @@ pub fn erase_tx(
         if s.user_id == user_id {
             s.address = ERASED.to_owned();
             s.device_id = None;
-            s.title = ERASED.to_owned();
-            s.body = ERASED.to_owned();
             s.unsubscribe_url = None;
-        } else {
-            scrub_about(s.kind, &mut s.title, &mut s.body, needles);
+            if s.state == SendState::Queued {
+                tx.table(OUTBOX_DUE)?.remove((s.next_at_ms, id.as_str()))?;
+                s.state = SendState::Dead;
+                s.last_error = Some("the account was deleted".into());
+            }
         }
+        (s.title, s.body) = (ERASED.to_owned(), ERASED.to_owned());
         put(&mut tx.table(OUTBOX)?, id.as_str(), &s)?;
     }
-    for e in candidates {
-        let Some(NotificationEvent::Notification { kind, data, .. }) =
-            e.decoded::<NotificationEvent>()
-        else {
-            continue;
-        };
-        let theirs = e.subject.as_deref() == Some(user_id);
-        if !theirs && !data.to_string().contains(user_id) {
-            continue;
+    for e in own_events {
+        if matches!(
+            e.decoded::<NotificationEvent>(),
+            Some(NotificationEvent::Notification { .. })
+        ) {
+            erase_delivery_event(tx, e.seq)?;
         }
-        crate::core::events::rewrite_tx(tx, e.seq, |payload| {
-            let field =
-                |payload: &Value, f: &str| payload[f].as_str().unwrap_or_default().to_owned();
-            let (mut title, mut body) = (field(payload, "title"), field(payload, "body"));
-            if theirs {
-                (title, body) = (ERASED.to_owned(), ERASED.to_owned());
-            } else {
-                scrub_about(kind, &mut title, &mut body, needles);
-            }
-            payload["title"] = Value::String(title);
-            payload["body"] = Value::String(body);
-        })?;
     }
     Ok(())
+}
+
+/// Blanks the title and text of the `notification` event `seq` (kind and ids stay).
+fn erase_delivery_event(tx: &Tx, seq: u64) -> AppResult<()> {
+    crate::core::events::rewrite_tx(tx, seq, |payload| {
+        for field in ["title", "body"] {
+            if let Some(v) = payload.get_mut(field) {
+                *v = Value::String(ERASED.to_owned());
+            }
+        }
+    })
 }

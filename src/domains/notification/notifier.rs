@@ -188,7 +188,7 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
 /// with many followers never holds the writer for long (`delivery::tick` runs it).
 fn favorite_online(tx: &Tx, streamer: &str, at_ms: i64) -> AppResult<()> {
     let is_streamer = user::find_user_tx(tx, streamer)?
-        .is_some_and(|u| u.role == Role::Streamer && !u.is_banned(tx.now_ms()));
+        .is_some_and(|u| u.role == Role::Streamer && u.is_reachable(tx.now_ms()));
     if is_streamer {
         let job = Fanout {
             id: new_id(),

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::api::body::JsonBody;
 use crate::api::{ApiTags, BearerAuth, NoContent};
 use crate::app::Ctx;
 use crate::core::auth::Access;
@@ -32,13 +31,6 @@ pub enum DeletionResponse {
     Scheduled(Json<DeletionScheduled>),
 }
 
-#[derive(Object)]
-#[oai(rename_all = "camelCase")]
-pub struct AdminDeletion {
-    /// Why, 1–500 characters; kept in the audit log.
-    pub reason: String,
-}
-
 /// Everything Duet keeps about the person. Each section holds records as stored: field names
 /// in snake_case, times in unix milliseconds.
 #[derive(Object)]
@@ -46,6 +38,8 @@ pub struct AdminDeletion {
 pub struct ExportArchive {
     /// `duet-export/1`.
     pub format: String,
+    /// A section reached the export's bound (50,000 rows of one kind) and was cut there.
+    pub truncated: bool,
     pub generated_at: OffsetDateTime,
     pub user_id: String,
     /// The account: role, email (verified or pending), platform, ban, scheduled deletion.
@@ -80,6 +74,7 @@ impl ExportArchive {
         };
         ExportArchive {
             format: take("format").as_str().unwrap_or_default().to_owned(),
+            truncated: take("truncated").as_bool().unwrap_or_default(),
             generated_at: to_datetime(take("generated_at_ms").as_i64().unwrap_or_default()),
             user_id: take("user_id").as_str().unwrap_or_default().to_owned(),
             account: take("account"),
@@ -139,7 +134,8 @@ impl PrivacyApi {
     }
 
     /// Delete an account now: its personal data is erased at once (what must be kept stays,
-    /// pseudonymised). Admin; audited.
+    /// pseudonymised); signing in cannot cancel it. `reason` (1–500 characters) is kept in the
+    /// audit log. Admin; audited.
     #[oai(
         path = "/v1/admin/users/:user_id",
         method = "delete",
@@ -150,10 +146,10 @@ impl PrivacyApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         user_id: Path<String>,
-        body: JsonBody<AdminDeletion>,
+        reason: Query<String>,
     ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        super::delete_by_admin(&ctx, &who, &user_id, &body.reason).await?;
+        super::delete_by_admin(&ctx, &who, &user_id, &reason).await?;
         Ok(NoContent::Done)
     }
 

@@ -7,7 +7,8 @@
 //! goes, and the user domain removes identities, sessions, devices and sign-in records, leaving
 //! a pseudonymous shell. What must be kept stays, by id only: ledger entries, payouts, audit
 //! and penalty records. The event log keeps every event, but each one that mentioned the
-//! person is rewritten without their strings. `user_erased` tells every consumer that keeps a
+//! person is rewritten by the domain that owns its kind, field by field (a message's text, a
+//! profile's name, a notification's title). `user_erased` tells every consumer that keeps a
 //! copy (the replica, ad networks) to erase theirs.
 //!
 //! The export gathers the person's data from every domain into one JSON archive: records as
@@ -19,7 +20,6 @@ use serde_json::{Value, json};
 
 use crate::app::Ctx;
 use crate::core::auth::Principal;
-use crate::core::erasure::Needles;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events;
 use crate::domains::balance::model::Account;
@@ -30,8 +30,11 @@ use crate::domains::{
 /// Accounts erased in one pass of the sweeper, at most.
 const ERASURES_PER_PASS: usize = 16;
 /// Rows of one kind an export reads, at most (messages, transfers, calls, …): a bound on the
-/// work of one request.
-pub const EXPORT_ROWS_MAX: usize = 100_000;
+/// work and memory of one request. An archive that reached it says `truncated`.
+pub const EXPORT_ROWS_MAX: usize = 50_000;
+/// Exports built at once over everyone; past it the answer is `unavailable` (retry shortly).
+const EXPORTS_AT_ONCE: usize = 2;
+static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EXPORTS_AT_ONCE);
 /// The page size an export reads with.
 const PAGE: usize = 500;
 /// Who the audit log names for erasures the sweeper carries out.
@@ -46,7 +49,11 @@ pub async fn run_due(ctx: &Ctx) -> AppResult<usize> {
         .await?;
     let mut erased = 0;
     for user_id in due {
-        erased += usize::from(erase(ctx, &user_id).await?);
+        // One account that fails (and stays due, for the next pass) holds up no other.
+        match erase(ctx, &user_id).await {
+            Ok(done) => erased += usize::from(done),
+            Err(e) => tracing::error!(user = %user_id, error = %e, "erasing an account failed"),
+        }
     }
     Ok(erased)
 }
@@ -55,21 +62,19 @@ pub async fn run_due(ctx: &Ctx) -> AppResult<usize> {
 /// signed in since). Returns whether it did.
 pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
     let uid = user_id.to_owned();
-    // Found outside the write: the strings that identify them, and every event that mentions
-    // them or those strings.
-    // Everything that needs a scan is found here, with a read: the single writer only applies
-    // it (and looks at the short tails written since).
-    let (needles, scanned, scanned_upto, user_plan, notification_plan) = ctx
+    // Everything that needs a scan is found here, with a read; the single writer only applies
+    // it, and looks at the short tails written since.
+    let (own_events, seen_upto, chat_plan, notification_plan, user_plan) = ctx
         .store
         .read(move |rtx| {
-            let mut strings = user::deletion::personal_strings(rtx, &uid)?;
-            strings.extend(profile::personal_strings(rtx, &uid)?);
-            let needles = Needles::new(strings);
             let upto = events::head_seq(rtx)?;
-            let scanned = events::scan(rtx, |b| mentions(&uid, &needles, b))?;
-            let user_plan = user::deletion::plan(rtx, &uid)?;
-            let notification_plan = notification::plan(rtx, &uid, &needles)?;
-            Ok((needles, scanned, upto, user_plan, notification_plan))
+            Ok((
+                events::of_user(rtx, &uid, 0)?,
+                upto,
+                chat::plan(rtx, &uid)?,
+                notification::plan(rtx, &uid)?,
+                user::deletion::plan(rtx, &uid)?,
+            ))
         })
         .await?;
     let uid = user_id.to_owned();
@@ -78,30 +83,18 @@ pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
             if !user::deletion::still_due_tx(tx, &uid)? {
                 return Ok(false);
             }
-            // And the events appended since the scan.
-            let mut candidates = scanned.clone();
-            candidates.extend(events::scan_after_tx(tx, scanned_upto, |b| {
-                mentions(&uid, &needles, b)
-            })?);
-            chat::erase_tx(tx, &uid, &candidates)?;
-            notification::erase_tx(tx, &uid, &needles, &notification_plan, &candidates)?;
+            let mut own = own_events.clone();
+            own.extend(events::of_user_tx(tx, &uid, seen_upto)?);
+            chat::erase_tx(tx, &uid, &chat_plan, &own)?;
+            notification::erase_tx(tx, &uid, &notification_plan, &own)?;
             blocklist::erase_tx(tx, &uid)?;
-            profile::erase_tx(tx, &uid, &candidates)?;
-            for e in &candidates {
-                events::rewrite_tx(tx, e.seq, |data| {
-                    needles.scrub_json(data);
-                })?;
-            }
-            user::deletion::erase_tx(tx, &uid, &user_plan)?;
+            video::roulette::erase_tx(tx, &uid)?;
+            profile::erase_tx(tx, &uid, &own)?;
+            user::deletion::erase_tx(tx, &uid, &user_plan, &own)?;
             audit::record_tx(tx, SWEEPER, "user.erase", &uid, json!({}))?;
             Ok(true)
         })
         .await
-}
-
-/// Whether a stored record mentions the person: their id, or one of their strings.
-fn mentions(user_id: &str, needles: &Needles, bytes: &[u8]) -> bool {
-    memchr::memmem::find(bytes, user_id.as_bytes()).is_some() || needles.in_bytes(bytes)
 }
 
 /// An admin deletes an account at once (a request that reached support, a legal order).
@@ -153,6 +146,14 @@ fn to_json<T: serde::Serialize>(items: impl IntoIterator<Item = T>) -> AppResult
 
 /// Everything Duet keeps about the person, as one JSON object.
 pub async fn export(ctx: &Ctx, user_id: &str) -> AppResult<Value> {
+    let _turn = EXPORTS.try_acquire().map_err(|_| {
+        let mut e = AppError::new(
+            crate::core::error::Code::Unavailable,
+            "other exports are being built; retry shortly",
+        );
+        e.retry_after_secs = Some(5);
+        e
+    })?;
     let own = profile::own(ctx, user_id).await?;
     if own.user.erased_at_ms.is_some() {
         return Err(AppError::not_found("no such user"));
@@ -169,16 +170,8 @@ pub async fn export(ctx: &Ctx, user_id: &str) -> AppResult<Value> {
     if let Some(a) = account.as_object_mut() {
         a.remove("password_hash");
     }
-    Ok(json!({
-        "format": "duet-export/1",
-        "generated_at_ms": ctx.store.now_ms(),
-        "user_id": user_id,
-        "account": account,
-        "identities": identities,
-        "sessions": to_json(user::list_sessions(ctx, user_id).await?)?,
-        "devices": to_json(user::list_devices(ctx, user_id).await?)?,
-        "profile": serde_json::to_value(&own.profile).map_err(AppError::internal)?,
-        "conversations": conversations(ctx, user_id).await?,
+    let (conversations, messages) = conversations(ctx, user_id).await?;
+    let sections = json!({
         "transfers": {
             "wallet": transfers(ctx, &Account::wallet(user_id)).await?,
             "earnings": transfers(ctx, &Account::earnings(user_id)).await?,
@@ -187,15 +180,40 @@ pub async fn export(ctx: &Ctx, user_id: &str) -> AppResult<Value> {
         "favorites": favorites_of(ctx, user_id).await?,
         "blocks": to_json(blocklist::list(ctx, user_id, None, EXPORT_ROWS_MAX).await?)?,
         "notifications": notifications(ctx, user_id).await?,
+    });
+    let full = |v: &Value| v.as_array().is_some_and(|a| a.len() >= EXPORT_ROWS_MAX);
+    let truncated = messages >= EXPORT_ROWS_MAX
+        || ["calls", "favorites", "blocks", "notifications"]
+            .iter()
+            .any(|k| full(&sections[k]))
+        || full(&sections["transfers"]["wallet"])
+        || full(&sections["transfers"]["earnings"]);
+    Ok(json!({
+        "format": "duet-export/1",
+        "truncated": truncated,
+        "generated_at_ms": ctx.store.now_ms(),
+        "user_id": user_id,
+        "account": account,
+        "identities": identities,
+        "sessions": to_json(user::list_sessions(ctx, user_id).await?)?,
+        "devices": to_json(user::list_devices(ctx, user_id).await?)?,
+        "profile": serde_json::to_value(&own.profile).map_err(AppError::internal)?,
+        "conversations": conversations,
+        "transfers": sections["transfers"],
+        "calls": sections["calls"],
+        "favorites": sections["favorites"],
+        "blocks": sections["blocks"],
+        "notifications": sections["notifications"],
         "payouts": to_json(mission_control::payouts::list_of_streamer(ctx, user_id).await?)?,
     }))
 }
 
-async fn conversations(ctx: &Ctx, user_id: &str) -> AppResult<Vec<Value>> {
+/// The person's conversations with their messages, and how many messages were read.
+async fn conversations(ctx: &Ctx, user_id: &str) -> AppResult<(Vec<Value>, usize)> {
     let mut out = Vec::new();
     let mut before = None;
     let mut rows = 0;
-    loop {
+    while rows < EXPORT_ROWS_MAX && out.len() < EXPORT_ROWS_MAX {
         let page = chat::inbox(ctx, user_id, before.clone(), PAGE).await?;
         let Some(last) = page.last() else { break };
         before = Some((
@@ -220,7 +238,7 @@ async fn conversations(ctx: &Ctx, user_id: &str) -> AppResult<Vec<Value>> {
             }));
         }
     }
-    Ok(out)
+    Ok((out, rows))
 }
 
 async fn transfers(ctx: &Ctx, account: &Account) -> AppResult<Vec<Value>> {

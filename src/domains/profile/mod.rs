@@ -81,7 +81,7 @@ pub async fn public(ctx: &Ctx, user_id: &str) -> AppResult<PublicProfile> {
     ctx.store
         .read(move |rtx| {
             let user = user::find_user(rtx, &user_id)?
-                .filter(|u| !u.is_banned(now) && u.erased_at_ms.is_none())
+                .filter(|u| u.is_reachable(now))
                 .ok_or_else(|| AppError::not_found("no such profile"))?;
             let profile = profile_of(rtx, &user_id)?;
             let presence = user::presence_of(rtx, &user_id)?;
@@ -181,23 +181,12 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
 // ---------------------------------------------------------------------------------------------
 // Erasure (account deletion).
 
-/// The strings that identify the person in their profile: names, phone, payout account.
-pub fn personal_strings(rtx: &ReadTransaction, user_id: &str) -> AppResult<Vec<String>> {
-    let p = profile_of(rtx, user_id)?;
-    let mut out: Vec<String> = [p.display_name, p.phone].into_iter().flatten().collect();
-    if let Some(payout) = p.payout {
-        out.push(payout.holder_name);
-        out.push(payout.account);
-    }
-    Ok(out)
-}
-
 /// Erases the person's profile, and what their public profile said in their
-/// `profile_updated` events (`candidates`: the events that mention them).
+/// `profile_updated` events (`own_events`: the events indexed under the person).
 pub fn erase_tx(
     tx: &Tx,
     user_id: &str,
-    candidates: &[crate::core::events::Event],
+    own_events: &[crate::core::events::Event],
 ) -> AppResult<()> {
     tx.table(PROFILES)?.remove(user_id)?;
     let theirs = |e: &&crate::core::events::Event| {
@@ -207,7 +196,7 @@ pub fn erase_tx(
                 Some(events::ProfileEvent::Updated { .. })
             )
     };
-    for e in candidates.iter().filter(theirs) {
+    for e in own_events.iter().filter(theirs) {
         crate::core::events::rewrite_tx(tx, e.seq, |data| {
             if let Some(p) = data.get_mut("profile").and_then(|p| p.as_object_mut()) {
                 for field in [

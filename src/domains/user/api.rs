@@ -663,7 +663,7 @@ impl AccountApi {
         identity_id: Path<String>,
     ) -> AppResult<NoContent> {
         let who = auth.require(&ctx, Access::Any).await?;
-        super::identities::unlink(&ctx, &who.user_id, provider.0, &identity_id).await?;
+        super::identities::unlink(&ctx, &who, provider.0, &identity_id).await?;
         Ok(NoContent::Done)
     }
 

@@ -7,34 +7,25 @@ use redb::{ReadTransaction, ReadableTable};
 use crate::app::Ctx;
 use crate::core::auth::Principal;
 use crate::core::erasure::matching_rows;
-use crate::core::error::{AppError, AppResult, Code};
+use crate::core::error::{AppError, AppResult};
 use crate::core::events::NewEvent;
 use crate::core::ids::secret_hash;
-use crate::core::store::{Tx, dec, get, put, second_keys};
+use crate::core::store::{Tx, dec, put, second_keys};
 
 use super::events::UserEvent;
 use super::model::*;
 use super::tables::*;
 use super::{find_user, find_user_tx, identities, revoke_all_sessions_tx};
 
-/// Schedules the caller's own deletion after the grace period. Their session must have been
-/// opened within `auth.deletion.fresh_sign_in_secs`: a phone left unlocked is not enough.
+/// Schedules the caller's own deletion after the grace period. Their session must be fresh
+/// (`auth.fresh_sign_in_secs`): a phone left unlocked is not enough.
 pub async fn request(ctx: &Ctx, who: &Principal) -> AppResult<i64> {
     let cfg = ctx.config.auth.deletion.clone();
-    let (user_id, session_id) = (who.user_id.to_string(), who.session_id.clone());
+    let fresh = super::Freshness::of(ctx, who);
+    let user_id = who.user_id.to_string();
     ctx.store
         .write(move |tx| {
-            let session: SessionRecord = get(&tx.read(SESSIONS)?, session_id.as_str())?
-                .ok_or_else(|| AppError::unauthorized("the session has been revoked"))?;
-            if tx.now_ms() - session.created_at_ms > cfg.fresh_sign_in_secs as i64 * 1000 {
-                return Err(AppError::new(
-                    Code::ReauthenticationRequired,
-                    format!(
-                        "deleting the account needs a sign-in within the last {} seconds; sign in again",
-                        cfg.fresh_sign_in_secs
-                    ),
-                ));
-            }
+            fresh.check_tx(tx)?;
             let due = tx.now_ms() + cfg.grace_days as i64 * 86_400_000;
             schedule_tx(tx, &user_id, due, "owner")?;
             Ok(due)
@@ -55,6 +46,7 @@ pub fn schedule_tx(tx: &Tx, user_id: &str, due_ms: i64, by: &str) -> AppResult<(
     due.insert((due_ms, user_id), ())?;
     drop(due);
     user.deletion_due_ms = Some(due_ms);
+    user.deletion_forced |= by == "admin";
     put(&mut tx.table(USERS)?, user_id, &user)?;
     revoke_all_sessions_tx(tx, user_id, "account_deletion")?;
     tx.emit(NewEvent::about(
@@ -68,8 +60,12 @@ pub fn schedule_tx(tx: &Tx, user_id: &str, due_ms: i64, by: &str) -> AppResult<(
     Ok(())
 }
 
-/// Takes a scheduled deletion back (the owner signed in). The caller writes `user` back.
+/// Takes a scheduled deletion back (the owner signed in). The caller writes `user` back. One
+/// an admin ordered is not taken back: the sign-in is refused instead.
 pub(super) fn cancel_tx(tx: &Tx, user: &mut UserRecord) -> AppResult<()> {
+    if user.deletion_forced {
+        return Err(AppError::unauthorized("this account is being deleted"));
+    }
     if let Some(due) = user.deletion_due_ms.take() {
         tx.table(DELETIONS_DUE)?.remove((due, user.id.as_str()))?;
         put(&mut tx.table(USERS)?, user.id.as_str(), &*user)?;
@@ -105,28 +101,14 @@ pub fn still_due_tx(tx: &Tx, user_id: &str) -> AppResult<bool> {
         .is_some_and(|due| due <= tx.now_ms()))
 }
 
-/// The strings that identify the person in this domain: emails, phone numbers, device ids and
-/// the providers' subjects.
-pub fn personal_strings(rtx: &ReadTransaction, user_id: &str) -> AppResult<Vec<String>> {
-    let mut out = Vec::new();
-    if let Some(user) = find_user(rtx, user_id)? {
-        out.extend(user.email);
-        out.extend(user.pending_email.map(|p| p.address));
-    }
-    for key in second_keys(&rtx.open_table(IDENTITIES_BY_USER)?, user_id)? {
-        if let Some((_, subject)) = IdentityKind::of_key(&key) {
-            out.push(subject.to_owned());
-        }
-    }
-    Ok(out)
-}
-
 /// What erasing the person will remove that only a scan finds, found with a read off the
-/// writer: their sign-in attempts (failed ones name the account key, an email or a number).
+/// writer: their sign-in attempts (failed ones name the account key, an email or a number) and
+/// their sessions' refresh tokens.
 pub struct ErasurePlan {
     attempts: Vec<String>,
     attempts_seen_upto: Option<String>,
     account_keys: Vec<String>,
+    refresh_tokens: Vec<String>,
 }
 
 /// The account keys sign-in attempts and counters of the person are filed under: their
@@ -155,10 +137,20 @@ pub fn plan(rtx: &ReadTransaction, user_id: &str) -> AppResult<ErasurePlan> {
         None,
         attempt_of(user_id, &account_keys),
     )?;
+    let sessions = second_keys(&rtx.open_table(SESSIONS_BY_USER)?, user_id)?;
+    let mut refresh_tokens = Vec::new();
+    for row in rtx.open_table(REFRESH_TOKENS)?.iter()? {
+        let (k, v) = row?;
+        let rec: RefreshRecord = dec(v.value())?;
+        if sessions.contains(&rec.session_id) {
+            refresh_tokens.push(k.value().to_owned());
+        }
+    }
     Ok(ErasurePlan {
         attempts,
         attempts_seen_upto,
         account_keys,
+        refresh_tokens,
     })
 }
 
@@ -166,7 +158,12 @@ pub fn plan(rtx: &ReadTransaction, user_id: &str) -> AppResult<ErasurePlan> {
 /// sessions, devices, presence, sign-in attempts and their counters. The account stays as a
 /// pseudonymous shell (its id, role and ban), which the ledger, payouts, audit and penalties
 /// go on naming. Emits `user_erased`.
-pub fn erase_tx(tx: &Tx, user_id: &str, plan: &ErasurePlan) -> AppResult<()> {
+pub fn erase_tx(
+    tx: &Tx,
+    user_id: &str,
+    plan: &ErasurePlan,
+    own_events: &[crate::core::events::Event],
+) -> AppResult<()> {
     let mut user = find_user_tx(tx, user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
     let keys = identities::keys_tx(tx, user_id)?;
     let mut account_keys = account_keys(Some(&user), keys.clone());
@@ -224,6 +221,19 @@ pub fn erase_tx(tx: &Tx, user_id: &str, plan: &ErasurePlan) -> AppResult<()> {
         tx.table(PUSH_TOKEN_OWNERS)?
             .remove(secret_hash(&device.token).as_str())?;
     }
+    let mut refresh = tx.table(REFRESH_TOKENS)?;
+    for k in &plan.refresh_tokens {
+        refresh.remove(k.as_str())?;
+    }
+    drop(refresh);
+    // Device ids in the events that said a push token was dropped.
+    for e in own_events {
+        if let Some(UserEvent::PushTokenRemoved { .. }) = e.decoded::<UserEvent>() {
+            crate::core::events::rewrite_tx(tx, e.seq, |data| {
+                data["deviceId"] = serde_json::Value::String(crate::core::erasure::ERASED.into());
+            })?;
+        }
+    }
     tx.table(PRESENCE)?.remove(user_id)?;
     tx.table(ONLINE_USERS)?.remove(user_id)?;
     tx.table(ONLINE_STREAMERS)?.remove(user_id)?;
@@ -243,11 +253,13 @@ pub fn erase_tx(tx: &Tx, user_id: &str, plan: &ErasurePlan) -> AppResult<()> {
     for key in &account_keys {
         counters.remove(format!("account:{key}").as_str())?;
         if let Some((IdentityKind::Phone, phone)) = IdentityKind::of_key(key) {
-            counters.remove(format!("sms:number:{phone}").as_str())?;
+            for kind in ["number", "tries"] {
+                counters.remove(super::phone::number_key(kind, phone).as_str())?;
+            }
         }
     }
     for email in &emails {
-        counters.remove(format!("mail:{email}").as_str())?;
+        counters.remove(super::email::recipient_key(email).as_str())?;
     }
     counters.remove(format!("resend:{user_id}").as_str())?;
     drop(counters);

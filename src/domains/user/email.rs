@@ -100,13 +100,19 @@ fn hours_ms(h: u64) -> i64 {
     h as i64 * 3_600_000
 }
 
-/// Emails to one address per hour, whoever asks: nobody can flood a mailbox through Duet.
+/// Emails to one address per hour, whoever asks: nobody can flood a mailbox through Duet. It
+/// counts every request for the address, registered or not (so how full it is tells nothing),
+/// under the address's hash (so the counters of people who are not users hold no address).
 fn recipient_quota(cfg: &EmailAuthConfig, email: &str) -> Quota {
     Quota::new(
-        format!("mail:{email}"),
+        recipient_key(email),
         cfg.emails_per_address_per_hour_max,
         hours_ms(1),
     )
+}
+
+pub(super) fn recipient_key(email: &str) -> String {
+    format!("mail:{}", secret_hash(email))
 }
 
 fn issue_link(
@@ -161,18 +167,37 @@ pub(super) fn claim_tx(
         return Ok(None);
     }
     note(tx, &quota)?;
-    let owned = identities::owner_tx(tx, IdentityKind::Email, address)?.is_some();
-    if owned {
-        return Ok(Some(AuthMail {
-            to: address.to_owned(),
-            subject: "Someone tried to register with your email".into(),
-            text: "Someone (maybe you) tried to create a Duet account with this address, which \
-                   already has one. If it was you, sign in, or use \"Forgot password\" to set a \
-                   new password. Otherwise there is nothing to do."
-                .into(),
-        }));
+    if identities::owner_tx(tx, IdentityKind::Email, address)?.is_some() {
+        return Ok(Some(someone_tried(address)));
     }
     verification_mail(tx, cfg, &user.id, address).map(Some)
+}
+
+/// A note to the account's verified email that its ways of signing in changed, so the owner
+/// learns of a change they did not make; `None` without a verified email or past the
+/// address's hourly share.
+pub(super) fn sign_in_change_notice_tx(
+    tx: &Tx,
+    cfg: &EmailAuthConfig,
+    user: &UserRecord,
+    change: &str,
+) -> AppResult<Option<AuthMail>> {
+    let Some(address) = user.email.as_deref() else {
+        return Ok(None);
+    };
+    let quota = [recipient_quota(cfg, address)];
+    if quota_wait_ms(tx, &quota)?.is_some() {
+        return Ok(None);
+    }
+    note(tx, &quota)?;
+    Ok(Some(AuthMail {
+        to: address.to_owned(),
+        subject: "How you sign in to Duet changed".into(),
+        text: format!(
+            "{change}.\n\nIf this was not you, sign in, remove it under your account's sign-in \
+             methods, and reset your password."
+        ),
+    }))
 }
 
 fn verification_mail(
@@ -195,7 +220,9 @@ fn verification_mail(
     })
 }
 
-/// Sends the caller a new verification link for the email they claimed.
+/// Sends the caller a new verification link for the email they claimed. The answer does not
+/// depend on the address: when another account owns it meanwhile, the owner gets the note that
+/// someone tried instead, and past the address's hourly share nothing is sent.
 pub async fn resend_verification(ctx: &Ctx, user_id: &str) -> AppResult<()> {
     let cfg = ctx.config.auth.email.clone();
     let user_id = user_id.to_owned();
@@ -208,27 +235,42 @@ pub async fn resend_verification(ctx: &Ctx, user_id: &str) -> AppResult<()> {
                 .pending_email
                 .filter(|p| p.expires_at_ms > tx.now_ms())
                 .ok_or_else(|| AppError::conflict("no email is waiting for verification"))?;
-            let mine = Quota::new(
+            let mine = [Quota::new(
                 format!("resend:{user_id}"),
                 cfg.resends_per_hour_max,
                 hours_ms(1),
-            );
-            super::admit(tx, std::slice::from_ref(&mine))?;
-            let quotas = [mine, recipient_quota(&cfg, &pending.address)];
-            if quota_wait_ms(tx, &quotas)?.is_some() {
-                return Err(AppError::rate_limited(60));
+            )];
+            super::admit(tx, &mine)?;
+            // Decided before anything is written: an error after a write would undo the count.
+            let owned = identities::owner_tx(tx, IdentityKind::Email, &pending.address)?.is_some();
+            note(tx, &mine)?;
+            let recipient = [recipient_quota(&cfg, &pending.address)];
+            if quota_wait_ms(tx, &recipient)?.is_some() {
+                return Ok(None);
             }
-            note(tx, &quotas)?;
-            if identities::owner_tx(tx, IdentityKind::Email, &pending.address)?.is_some() {
-                return Err(AppError::conflict(
-                    "this email was verified by another account",
-                ));
+            note(tx, &recipient)?;
+            if owned {
+                return Ok(Some(someone_tried(&pending.address)));
             }
-            verification_mail(tx, &cfg, &user_id, &pending.address)
+            verification_mail(tx, &cfg, &user_id, &pending.address).map(Some)
         })
         .await?;
-    ctx.auth_mail.queue(mail);
+    if let Some(mail) = mail {
+        ctx.auth_mail.queue(mail);
+    }
     Ok(())
+}
+
+/// The note to an address's owner that someone tried to register it.
+fn someone_tried(address: &str) -> AuthMail {
+    AuthMail {
+        to: address.to_owned(),
+        subject: "Someone tried to register with your email".into(),
+        text: "Someone (maybe you) tried to create a Duet account with this address, which \
+               already has one. If it was you, sign in, or use \"Forgot password\" to set a \
+               new password. Otherwise there is nothing to do."
+            .into(),
+    }
 }
 
 /// Reads a link token: it must exist, be for `purpose` and not have expired.
@@ -328,14 +370,15 @@ pub async fn forgot(ctx: &Ctx, email: &str, meta: ClientMeta) -> AppResult<()> {
             super::admit(tx, std::slice::from_ref(&asker))?;
             note(tx, std::slice::from_ref(&asker))?;
             let address = email.as_str();
-            let Some(owner) = identities::owner_tx(tx, IdentityKind::Email, address)? else {
-                return Ok(None);
-            };
+            let owner = identities::owner_tx(tx, IdentityKind::Email, address)?;
             let quota = [recipient_quota(&cfg, address)];
             if quota_wait_ms(tx, &quota)?.is_some() {
                 return Ok(None);
             }
             note(tx, &quota)?;
+            let Some(owner) = owner else {
+                return Ok(None);
+            };
             let ttl_ms = cfg.reset_link_ttl_minutes as i64 * 60_000;
             let token = issue_link(tx, LinkPurpose::ResetPassword, &owner, address, ttl_ms)?;
             Ok(Some(AuthMail {

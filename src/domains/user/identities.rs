@@ -15,7 +15,7 @@ use crate::core::store::{Tx, get, put, second_keys};
 use super::events::UserEvent;
 use super::model::*;
 use super::tables::*;
-use super::{ClientMeta, IdProvider, find_user_tx};
+use super::{ClientMeta, Freshness, IdProvider, find_user_tx};
 
 /// One of an account's ways in, as its owner (or an admin) sees it.
 #[derive(Debug, Clone)]
@@ -156,10 +156,14 @@ pub async fn list(ctx: &Ctx, user_id: &str) -> AppResult<Vec<IdentityInfo>> {
 
 /// Removes one of the caller's ways in (or the email they have not verified). The last
 /// verified one stays: an account nobody can sign in to is lost.
-pub async fn unlink(ctx: &Ctx, user_id: &str, kind: IdentityKind, id: &str) -> AppResult<()> {
-    let (user_id, id) = (user_id.to_owned(), id.to_owned());
-    ctx.store
+pub async fn unlink(ctx: &Ctx, who: &Principal, kind: IdentityKind, id: &str) -> AppResult<()> {
+    let fresh = Freshness::of(ctx, who);
+    let cfg = ctx.config.auth.email.clone();
+    let (user_id, id) = (who.user_id.to_string(), id.to_owned());
+    let mail = ctx
+        .store
         .write(move |tx| {
+            fresh.check_tx(tx)?;
             let mut user =
                 find_user_tx(tx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
             if let Some(p) = &user.pending_email
@@ -168,7 +172,7 @@ pub async fn unlink(ctx: &Ctx, user_id: &str, kind: IdentityKind, id: &str) -> A
             {
                 super::email::release_own_claim_tx(tx, &mut user)?;
                 put(&mut tx.table(USERS)?, user_id.as_str(), &user)?;
-                return Ok(());
+                return Ok(None);
             }
             let keys = keys_tx(tx, &user_id)?;
             let key = keys
@@ -181,14 +185,25 @@ pub async fn unlink(ctx: &Ctx, user_id: &str, kind: IdentityKind, id: &str) -> A
                     "this is the account's only way to sign in; link another first",
                 ));
             }
+            // Told before an email is removed, so its owner hears of it too.
+            let change = format!(
+                "A way to sign in ({}) was removed from your account",
+                kind.as_str()
+            );
+            let mail = super::email::sign_in_change_notice_tx(tx, &cfg, &user, &change)?;
             if let Some((IdentityKind::Email, _)) = IdentityKind::of_key(key) {
                 user.email = None;
                 user.password_hash = None;
                 put(&mut tx.table(USERS)?, user_id.as_str(), &user)?;
             }
-            unlink_key_tx(tx, &user_id, key)
+            unlink_key_tx(tx, &user_id, key)?;
+            Ok(mail)
         })
-        .await
+        .await?;
+    if let Some(mail) = mail {
+        ctx.auth_mail.queue(mail);
+    }
+    Ok(())
 }
 
 /// What proves the caller holds the identity they link.
@@ -229,6 +244,8 @@ impl Proof {
 /// sent); every other identity is checked with its proof first and linked at once. An identity
 /// of another account is refused (`identity_in_use`).
 pub async fn link(ctx: &Ctx, who: &Principal, proof: Proof, meta: ClientMeta) -> AppResult<()> {
+    let fresh = Freshness::of(ctx, who);
+    fresh.check(ctx).await?;
     let kind = proof.kind();
     let (subject, secret) = match proof {
         Proof::Email { email, password } => {
@@ -259,10 +276,13 @@ pub async fn link(ctx: &Ctx, who: &Principal, proof: Proof, meta: ClientMeta) ->
         }
     };
     let user_id = who.user_id.to_string();
-    ctx.store
+    let cfg = ctx.config.auth.email.clone();
+    let mail = ctx
+        .store
         .write(move |tx| {
+            fresh.check_tx(tx)?;
             match owner_tx(tx, kind, &subject)? {
-                Some(owner) if owner == user_id => return Ok(()),
+                Some(owner) if owner == user_id => return Ok(None),
                 Some(_) => {
                     return Err(AppError::new(
                         Code::IdentityInUse,
@@ -271,7 +291,19 @@ pub async fn link(ctx: &Ctx, who: &Principal, proof: Proof, meta: ClientMeta) ->
                 }
                 None => {}
             }
-            link_tx(tx, kind, &subject, &user_id, secret.clone())
+            let user =
+                find_user_tx(tx, &user_id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            let change = format!(
+                "A way to sign in ({}) was added to your account",
+                kind.as_str()
+            );
+            let mail = super::email::sign_in_change_notice_tx(tx, &cfg, &user, &change)?;
+            link_tx(tx, kind, &subject, &user_id, secret.clone())?;
+            Ok(mail)
         })
-        .await
+        .await?;
+    if let Some(mail) = mail {
+        ctx.auth_mail.queue(mail);
+    }
+    Ok(())
 }

@@ -109,6 +109,56 @@ pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<P
     })
 }
 
+/// What a change to how an account signs in (or its deletion) asks of the caller's session:
+/// that it was opened within `auth.fresh_sign_in_secs`. A session continued by refreshing, or
+/// a token taken from an unlocked phone or a log, is not enough.
+#[derive(Debug, Clone)]
+pub struct Freshness {
+    session_id: String,
+    within_ms: i64,
+}
+
+impl Freshness {
+    pub fn of(ctx: &Ctx, who: &Principal) -> Freshness {
+        Freshness {
+            session_id: who.session_id.clone(),
+            within_ms: ctx.config.auth.fresh_sign_in_secs as i64 * 1000,
+        }
+    }
+
+    /// Refuses (`reauthentication_required`) unless the session is fresh; reads only.
+    pub fn check_tx(&self, tx: &Tx) -> AppResult<SessionRecord> {
+        self.check_in(&tx.read(SESSIONS)?, tx.now_ms())
+    }
+
+    /// The same check before any work (a slow hash, a provider call).
+    pub async fn check(&self, ctx: &Ctx) -> AppResult<()> {
+        let (me, now) = (self.clone(), ctx.store.now_ms());
+        ctx.store
+            .read(move |rtx| me.check_in(&rtx.open_table(SESSIONS)?, now).map(drop))
+            .await
+    }
+
+    fn check_in(
+        &self,
+        sessions: &impl ReadableTable<&'static str, &'static [u8]>,
+        now_ms: i64,
+    ) -> AppResult<SessionRecord> {
+        let session: SessionRecord = get(sessions, self.session_id.as_str())?
+            .ok_or_else(|| AppError::unauthorized("the session has been revoked"))?;
+        if now_ms - session.created_at_ms > self.within_ms {
+            return Err(AppError::new(
+                Code::ReauthenticationRequired,
+                format!(
+                    "this needs a sign-in within the last {} seconds; sign in again",
+                    self.within_ms / 1000
+                ),
+            ));
+        }
+        Ok(session)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sign-in.
 
@@ -188,7 +238,12 @@ pub async fn register(
     linking: Option<Principal>,
     meta: ClientMeta,
 ) -> AppResult<AuthTokens> {
-    let (email, hash) = email_and_hash(ctx, email, password, &meta).await?;
+    let fresh = linking.as_ref().map(|p| Freshness::of(ctx, p));
+    if let Some(f) = &fresh {
+        f.check(ctx).await?;
+    }
+    let claimant = linking.as_ref().map(|p| p.user_id.to_string());
+    let (email, hash) = email_and_hash(ctx, email, password, claimant.as_deref(), &meta).await?;
     let refresh = random_token(REFRESH_TOKEN_BYTES);
     let ttl_ms = refresh_ttl_ms(ctx);
     let (m, r) = (meta.clone(), refresh.clone());
@@ -197,6 +252,8 @@ pub async fn register(
     let (session, mail) = ctx
         .store
         .write(move |tx| {
+            // Linking continues the caller's sign-in: the session it opens is no fresher.
+            let caller = fresh.as_ref().map(|f| f.check_tx(tx)).transpose()?;
             let mut user = match &linking {
                 Some(p) => find_user_tx(tx, &p.user_id)?
                     .ok_or_else(|| AppError::not_found("account not found"))?,
@@ -208,7 +265,11 @@ pub async fn register(
                 }
             };
             let mail = claim_email(tx, &cfg, &mut user, &email, &hash)?;
-            let session = open_session(tx, &user.id, SignInMethod::Password, &m, &r, ttl_ms)?;
+            let mut session = open_session(tx, &user.id, SignInMethod::Password, &m, &r, ttl_ms)?;
+            if let Some(caller) = caller {
+                session.created_at_ms = caller.created_at_ms;
+                put(&mut tx.table(SESSIONS)?, session.id.as_str(), &session)?;
+            }
             Ok((session, mail))
         })
         .await?;
@@ -218,17 +279,39 @@ pub async fn register(
     tokens(ctx, session, refresh)
 }
 
-/// Checks an email and a password, and hashes the password (a slow hash, throttled per
-/// address like a sign-in).
+/// Checks an email and a password, and hashes the password. The slow hash is paid for first:
+/// each claim counts against the client address (`auth.throttle.signups_per_address_max` per
+/// window) and, for an account adding an email, the account (`auth.email.
+/// resends_per_hour_max` an hour), so nobody floods mailboxes or the hashing slots.
 async fn email_and_hash(
     ctx: &Ctx,
     email: &str,
     password: &str,
+    claimant: Option<&str>,
     meta: &ClientMeta,
 ) -> AppResult<(Email, String)> {
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
     check_throttle(ctx, None, meta, AddressLimit::Applies).await?;
+    let t = &ctx.config.auth.throttle;
+    let mut quotas = vec![Quota::new(
+        format!("claim:{}", counted_address(meta)),
+        t.signups_per_address_max,
+        t.window_secs as i64 * 1000,
+    )];
+    if let Some(user_id) = claimant {
+        quotas.push(Quota::new(
+            format!("claim:{user_id}"),
+            ctx.config.auth.email.resends_per_hour_max,
+            3_600_000,
+        ));
+    }
+    ctx.store
+        .write(move |tx| {
+            admit(tx, &quotas)?;
+            note(tx, &quotas)
+        })
+        .await?;
     let _slot = ctx.sign_in.hashing_slot().await?;
     Ok((email, hash_password(password).await?))
 }
@@ -262,7 +345,7 @@ async fn add_email(
     password: &str,
     meta: ClientMeta,
 ) -> AppResult<()> {
-    let (email, hash) = email_and_hash(ctx, email, password, &meta).await?;
+    let (email, hash) = email_and_hash(ctx, email, password, Some(user_id), &meta).await?;
     let cfg = ctx.config.auth.email.clone();
     let user_id = user_id.to_owned();
     let mail = ctx
@@ -446,8 +529,8 @@ pub async fn sign_in_facebook(
     meta: ClientMeta,
 ) -> AppResult<AuthTokens> {
     let person = verify_facebook(ctx, access_token, &meta).await?;
-    // Facebook gives only confirmed emails.
-    sign_in_identity(ctx, IdentityKind::Facebook, &person.id, person.email, meta).await
+    // The Graph API does not say whether the email was confirmed: it is not taken as verified.
+    sign_in_identity(ctx, IdentityKind::Facebook, &person.id, None, meta).await
 }
 
 /// Checks a Facebook user access token through the Graph API.
@@ -1027,6 +1110,7 @@ fn create_user(
             0
         },
         deletion_due_ms: None,
+        deletion_forced: false,
         erased_at_ms: None,
     };
     put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
@@ -1053,7 +1137,7 @@ fn open_session(
         find_user_tx(tx, user_id)?.ok_or_else(|| AppError::unauthorized("no such account"))?;
     user.refuse_if_banned(tx.now_ms())?;
     if user.deletion_due_ms.is_some() {
-        // Signing in again is how the owner takes a deletion request back.
+        // Signing in again is how the owner takes a deletion request back (not an admin's).
         deletion::cancel_tx(tx, &mut user)?;
     }
     let now = tx.now_ms();

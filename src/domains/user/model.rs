@@ -30,6 +30,9 @@ pub struct UserRecord {
     /// The account is to be deleted at this time (unix ms), unless its owner signs in first.
     #[serde(default)]
     pub deletion_due_ms: Option<i64>,
+    /// An admin ordered the deletion: signing in does not cancel it.
+    #[serde(default)]
+    pub deletion_forced: bool,
     /// The account was erased: only this pseudonymous shell is left, for the records that
     /// must be kept (ledger, payouts, audit, penalties).
     #[serde(default)]
@@ -97,6 +100,12 @@ impl UserRecord {
     /// Whether a ban (or a suspension not over yet) is in force.
     pub fn is_banned(&self, now_ms: i64) -> bool {
         self.ban_in_force(now_ms).is_some()
+    }
+
+    /// Whether others can reach the account (call it, message it, send it gifts, see it): it
+    /// is neither banned nor erased.
+    pub fn is_reachable(&self, now_ms: i64) -> bool {
+        !self.is_banned(now_ms) && self.erased_at_ms.is_none()
     }
 
     /// Refuses a banned account (`account_banned`), saying why and, for a suspension, until when.

@@ -44,6 +44,28 @@ pub fn parse_phone(raw: &str) -> AppResult<String> {
     Ok(s)
 }
 
+/// A number this server serves (`auth.phone.allowed_prefixes`), parsed.
+fn served(cfg: &PhoneConfig, raw: &str) -> AppResult<String> {
+    let phone = parse_phone(raw)?;
+    if !cfg.allowed_prefixes.is_empty()
+        && !cfg
+            .allowed_prefixes
+            .iter()
+            .any(|p| phone.starts_with(p.as_str()))
+    {
+        return Err(AppError::validation(
+            "phone sign-in is not offered for numbers of this country",
+        ));
+    }
+    Ok(phone)
+}
+
+/// The key under which a number's counters are kept: its hash, so counters of numbers that
+/// never became accounts hold no number.
+pub(super) fn number_key(kind: &str, phone: &str) -> String {
+    format!("sms:{kind}:{}", secret_hash(phone))
+}
+
 fn sms(ctx: &Ctx) -> AppResult<&Twilio> {
     ctx.sms.as_ref().ok_or_else(|| {
         AppError::new(
@@ -58,7 +80,7 @@ const HOUR_MS: i64 = 3_600_000;
 fn send_quotas(cfg: &PhoneConfig, phone: &str, meta: &ClientMeta) -> [Quota; 4] {
     [
         Quota::new(
-            format!("sms:number:{phone}"),
+            number_key("number", phone),
             cfg.sends_per_number_max,
             HOUR_MS,
         ),
@@ -82,8 +104,8 @@ pub struct CodeSent {
 /// Sends a one-time code to `phone`.
 pub async fn start(ctx: &Ctx, phone: &str, meta: ClientMeta) -> AppResult<CodeSent> {
     let twilio = sms(ctx)?;
-    let phone = parse_phone(phone)?;
     let cfg = ctx.config.auth.phone.clone();
+    let phone = served(&cfg, phone)?;
     // Duet's own code, when it makes them; only its salted hash is stored.
     let code = (!twilio.makes_codes()).then(|| {
         let n = rand::rng().random_range(0..10u64.pow(cfg.code_digits));
@@ -160,7 +182,7 @@ pub async fn check_code(
     meta: &ClientMeta,
 ) -> AppResult<String> {
     let twilio = sms(ctx)?;
-    let phone = parse_phone(phone)?;
+    let phone = served(&ctx.config.auth.phone, phone)?;
     if !(4..=10).contains(&code.len()) || !code.chars().all(|c| c.is_ascii_digit()) {
         return Err(AppError::validation("code must be 4–10 digits"));
     }
@@ -168,11 +190,17 @@ pub async fn check_code(
     let _claim = ctx.sign_in.claim(&account)?;
     super::check_throttle(ctx, Some(&account), meta, super::AddressLimit::Applies).await?;
     let attempts_max = ctx.config.auth.phone.attempts_max;
+    let tries = [Quota::new(
+        number_key("tries", &phone),
+        ctx.config.auth.phone.code_tries_per_day_max,
+        24 * HOUR_MS,
+    )];
     let (p, c) = (phone.clone(), code.to_owned());
     // Each try is committed whatever its result: a refusal must not roll the count back.
     let tried = ctx
         .store
         .write(move |tx| {
+            super::admit(tx, &tries)?;
             let Some(mut ch) = get::<&str, PhoneChallenge>(&tx.read(PHONE_CODES)?, p.as_str())?
             else {
                 return Ok(Try::Expired);
@@ -184,6 +212,7 @@ pub async fn check_code(
             if ch.attempts >= attempts_max {
                 return Ok(Try::Exhausted);
             }
+            super::note(tx, &tries)?;
             ch.attempts += 1;
             let result = match &ch.code_hash {
                 None => Try::AskProvider,

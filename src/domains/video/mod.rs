@@ -111,7 +111,7 @@ pub async fn start(
     ctx.store
         .write(move |tx| {
             let callee = user::find_user_tx(tx, &callee_id)?
-                .filter(|u| !u.is_banned(tx.now_ms()))
+                .filter(|u| u.is_reachable(tx.now_ms()))
                 .ok_or_else(|| AppError::not_found("no such user"))?;
             let streamer = [
                 (caller.role, caller.user_id.as_str()),

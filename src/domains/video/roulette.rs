@@ -465,3 +465,32 @@ pub async fn clip_for(ctx: &Ctx, user_id: &str, wait_ms: i64) -> AppResult<Optio
     }
     Ok(None)
 }
+
+/// Erasure (account deletion): the streamer's prerecorded clips go, and they leave the
+/// roulette queues. The clips table is the catalogue of a few hundred clips, so it is read
+/// whole.
+pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
+    let theirs: Vec<String> = {
+        let t = tx.read(super::tables::CLIPS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let clip: Clip = dec(v.value())?;
+            if clip.streamer_id == user_id {
+                out.push(k.value().to_owned());
+            }
+        }
+        out
+    };
+    for id in &theirs {
+        tx.table(super::tables::CLIPS)?.remove(id.as_str())?;
+    }
+    tx.table(super::tables::ROULETTE_USERS)?.remove(user_id)?;
+    tx.table(super::tables::ROULETTE_STREAMERS)?
+        .remove(user_id)?;
+    tx.table(super::tables::ROULETTE_AVAILABLE)?
+        .remove(user_id)?;
+    tx.table(super::tables::ROULETTE_LANGUAGES)?
+        .remove(user_id)?;
+    Ok(())
+}
