@@ -582,8 +582,8 @@ pub struct PhoneConfig {
     pub sends_per_hour_max: u32,
     /// Codes sent per 24 hours over everyone: SMS cost money, this is the ceiling of the bill.
     pub sends_per_day_max: u32,
-    /// Codes tried per number per 24 hours, whatever codes were sent: bounds guessing over
-    /// time (a new code resets only its own attempts).
+    /// Codes tried per number from one client address per 24 hours, whatever codes were
+    /// sent: a new code resets only its own attempts, this does not.
     pub code_tries_per_day_max: u32,
     /// Country calling codes served, as E.164 prefixes (`+44`, `+1`); empty serves every
     /// number. Refusing the ranges the app is not offered in keeps SMS pumping to premium

@@ -567,6 +567,18 @@ async fn identities_are_linked_listed_and_unlinked_never_the_last() {
     assert_eq!(ids[0]["provider"], "device");
     let device_id = ids[0]["id"].as_str().unwrap().to_owned();
 
+    // A second device links as a way in too.
+    let r = t
+        .post(
+            "/v1/me/identities/device",
+            Some(&anon.access),
+            json!({"deviceId": "tablet-1", "deviceSecret": "tablet-secret-123456"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let tablet = t.sign_in_device("tablet-1", "tablet-secret-123456").await;
+    assert_eq!(tablet.body["userId"], anon.user_id.as_str());
+
     let token = google_token(&t, "g-1", "anon@gmail.com", true);
     let r = t
         .post(
@@ -582,12 +594,23 @@ async fn identities_are_linked_listed_and_unlinked_never_the_last() {
         .iter()
         .map(|i| i["provider"].as_str().unwrap())
         .collect();
-    assert_eq!(providers, ["device", "google"]);
+    assert_eq!(providers, ["device", "device", "google"]);
     // Google now signs in to the same account.
     let g = t
         .post("/v1/auth/google", None, json!({"idToken": token}))
         .await;
     assert_eq!(g.body["userId"], anon.user_id.as_str());
+    let g = tokens(&g.body);
+    // From now on a device sign-in is not enough to change the ways in: whoever holds the
+    // unlocked phone could sign in by device again.
+    let r = t
+        .post(
+            "/v1/me/identities/device",
+            Some(&anon.access),
+            json!({"deviceId": "thief-1", "deviceSecret": "thief-secret-123456"}),
+        )
+        .await;
+    assert_eq!(r.code(), "reauthentication_required");
     // Another account cannot take it.
     let other = t.user().await;
     let r = t
@@ -600,28 +623,18 @@ async fn identities_are_linked_listed_and_unlinked_never_the_last() {
     assert_eq!((r.status.as_u16(), r.code()), (409, "identity_in_use"));
     // A proof missing its field, and a bad token.
     let r = t
-        .post("/v1/me/identities/google", Some(&anon.access), json!({}))
+        .post("/v1/me/identities/google", Some(&g.access), json!({}))
         .await;
     assert_eq!(r.code(), "validation_failed");
     let r = t
         .post(
             "/v1/me/identities/google",
-            Some(&anon.access),
+            Some(&g.access),
             json!({"idToken": "x.y.z"}),
         )
         .await;
     assert_eq!(r.code(), "unauthorized");
-    // A second device links as a way in too.
-    let r = t
-        .post(
-            "/v1/me/identities/device",
-            Some(&anon.access),
-            json!({"deviceId": "tablet-1", "deviceSecret": "tablet-secret-123456"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let tablet = t.sign_in_device("tablet-1", "tablet-secret-123456").await;
-    assert_eq!(tablet.body["userId"], anon.user_id.as_str());
+    let anon = g;
 
     // Unlinking: down to one, never zero.
     let ids = identities(&t, &anon).await;

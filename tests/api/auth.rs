@@ -193,6 +193,7 @@ async fn an_anonymous_account_can_link_email_and_password() {
         )
         .await;
     assert_eq!(login.body["userId"], anon.user_id.as_str());
+    // With a verified email, a device sign-in no longer changes how the account signs in.
     let again = t
         .post(
             "/v1/me/credentials",
@@ -200,7 +201,16 @@ async fn an_anonymous_account_can_link_email_and_password() {
             json!({"email": "d@example.com", "password": "linked-pass"}),
         )
         .await;
-    assert_eq!(again.code(), "conflict");
+    assert_eq!(again.code(), "reauthentication_required");
+    let by_password = tokens(&login.body);
+    let again = t
+        .post(
+            "/v1/me/credentials",
+            Some(&by_password.access),
+            json!({"email": "d@example.com", "password": "linked-pass"}),
+        )
+        .await;
+    assert_eq!(again.code(), "conflict", "it has a verified email already");
 }
 
 /// A password sign-in from `address` (the test server trusts `x-forwarded-for`).

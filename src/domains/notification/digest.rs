@@ -144,6 +144,16 @@ fn digest_one(
     text.push_str(&format!(
         "\nOpen Duet to call them back.\n\nNo more emails: {link}\n"
     ));
-    delivery::queue_email_tx(tx, first, &email, &subject, &text, link)?;
+    // The send's data names every caller listed, so erasing one of them finds this email too.
+    let listed: Vec<serde_json::Value> = unread
+        .iter()
+        .take(CALLS_LISTED_MAX)
+        .map(|n| serde_json::from_str(&n.data).unwrap_or_default())
+        .collect();
+    let lead = Notification {
+        data: serde_json::json!({ "calls": listed }).to_string(),
+        ..(*first).clone()
+    };
+    delivery::queue_email_tx(tx, &lead, &email, &subject, &text, link)?;
     Ok(true)
 }

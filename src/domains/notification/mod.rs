@@ -432,6 +432,9 @@ pub fn is_voip(provider: PushProvider) -> bool {
 /// each), the favorite-online pairs they are in, and the sends to them or about them.
 pub struct ErasurePlan {
     about: Vec<(String, String, u64)>,
+    /// The last event seq the read saw: notifications delivered after it are looked at again
+    /// in the write, through their seq index.
+    seen_seq: u64,
     told: Vec<(String, String)>,
     sends: Vec<String>,
     sends_seen_upto: Option<String>,
@@ -459,6 +462,7 @@ pub fn plan(rtx: &ReadTransaction, user_id: &str) -> AppResult<ErasurePlan> {
         matching_rows(&rtx.open_table(OUTBOX)?, None, |b| Ok(mentions(b, user_id)))?;
     Ok(ErasurePlan {
         about,
+        seen_seq: crate::core::events::head_seq(rtx)?,
         told,
         sends,
         sends_seen_upto,
@@ -501,7 +505,20 @@ pub fn erase_tx(tx: &Tx, user_id: &str, plan: &ErasurePlan, own_events: &[Event]
     }
     tx.table(UNREAD)?.remove(user_id)?;
     tx.table(PREFERENCES)?.remove(user_id)?;
-    for (owner, id, seq) in &plan.about {
+    // And the notifications about them delivered since the read (seqs are in order).
+    let mut about = plan.about.clone();
+    for row in tx.read(BY_SEQ)?.range(plan.seen_seq.saturating_add(1)..)? {
+        let (k, v) = row?;
+        let (owner, id) = v.value();
+        if owner == user_id {
+            continue;
+        }
+        let n: Option<Notification> = get(&tx.read(NOTIFICATIONS)?, (owner, id))?;
+        if n.is_some_and(|n| n.data.contains(user_id)) {
+            about.push((owner.to_owned(), id.to_owned(), k.value()));
+        }
+    }
+    for (owner, id, seq) in &about {
         let key = (owner.as_str(), id.as_str());
         let found: Option<Notification> = get(&tx.read(NOTIFICATIONS)?, key)?;
         if let Some(mut n) = found {

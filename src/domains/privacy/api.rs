@@ -115,7 +115,8 @@ impl PrivacyApi {
     }
 
     /// Everything Duet keeps about the caller, as one JSON archive (GDPR access and
-    /// portability). At most `auth.deletion.exports_per_hour_max` an hour. Any role.
+    /// portability). Needs a fresh sign-in (`reauthentication_required`), like deleting; at
+    /// most `auth.deletion.exports_per_hour_max` an hour. Any role.
     #[oai(path = "/v1/me/export", method = "get", operation_id = "me_export")]
     async fn export(
         &self,
@@ -123,6 +124,9 @@ impl PrivacyApi {
         auth: BearerAuth,
     ) -> AppResult<Json<ExportArchive>> {
         let who = auth.require(&ctx, Access::Any).await?;
+        crate::domains::user::Freshness::of(&ctx, &who)
+            .check(&ctx)
+            .await?;
         let per_hour = crate::config::RateConfig {
             max: ctx.config.auth.deletion.exports_per_hour_max,
             per_secs: 3600,

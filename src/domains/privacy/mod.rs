@@ -37,6 +37,8 @@ const EXPORTS_AT_ONCE: usize = 2;
 static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EXPORTS_AT_ONCE);
 /// The page size an export reads with.
 const PAGE: usize = 500;
+/// How long a failed erasure waits before it is tried again.
+const RETRY_FAILED_ERASURE_MS: i64 = 3_600_000;
 /// Who the audit log names for erasures the sweeper carries out.
 const SWEEPER: &str = "system:privacy";
 
@@ -49,10 +51,13 @@ pub async fn run_due(ctx: &Ctx) -> AppResult<usize> {
         .await?;
     let mut erased = 0;
     for user_id in due {
-        // One account that fails (and stays due, for the next pass) holds up no other.
+        // One account that fails holds up no other: it is tried again an hour later.
         match erase(ctx, &user_id).await {
             Ok(done) => erased += usize::from(done),
-            Err(e) => tracing::error!(user = %user_id, error = %e, "erasing an account failed"),
+            Err(e) => {
+                tracing::error!(user = %user_id, error = %e, "erasing an account failed; retrying in an hour");
+                user::deletion::postpone(ctx, &user_id, RETRY_FAILED_ERASURE_MS).await?;
+            }
         }
     }
     Ok(erased)

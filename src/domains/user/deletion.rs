@@ -93,6 +93,29 @@ pub fn due(rtx: &ReadTransaction, now_ms: i64, limit: usize) -> AppResult<Vec<St
     Ok(out)
 }
 
+/// Moves a due deletion whose erasure failed `by_ms` later, so the accounts due after it are
+/// not held up (the failure is logged; it is tried again then).
+pub async fn postpone(ctx: &Ctx, user_id: &str, by_ms: i64) -> AppResult<()> {
+    let user_id = user_id.to_owned();
+    ctx.store
+        .write(move |tx| {
+            let Some(mut user) = find_user_tx(tx, &user_id)? else {
+                return Ok(());
+            };
+            let Some(due) = user.deletion_due_ms else {
+                return Ok(());
+            };
+            let later = tx.now_ms().max(due) + by_ms;
+            let mut t = tx.table(DELETIONS_DUE)?;
+            t.remove((due, user_id.as_str()))?;
+            t.insert((later, user_id.as_str()), ())?;
+            drop(t);
+            user.deletion_due_ms = Some(later);
+            put(&mut tx.table(USERS)?, user_id.as_str(), &user)
+        })
+        .await
+}
+
 /// Whether the account's deletion is still due at the write's time (the owner may have signed
 /// in since it was found due).
 pub fn still_due_tx(tx: &Tx, user_id: &str) -> AppResult<bool> {
@@ -131,7 +154,15 @@ fn attempt_of(user_id: &str, account_keys: &[String]) -> impl Fn(&[u8]) -> AppRe
 pub fn plan(rtx: &ReadTransaction, user_id: &str) -> AppResult<ErasurePlan> {
     let user = find_user(rtx, user_id)?;
     let keys = second_keys(&rtx.open_table(IDENTITIES_BY_USER)?, user_id)?;
-    let account_keys = account_keys(user.as_ref(), keys);
+    let mut account_keys = account_keys(user.as_ref(), keys);
+    // Ways in they removed before: their successful sign-ins still name them.
+    for row in rtx.open_table(LOGIN_ATTEMPTS)?.iter()? {
+        let (_, v) = row?;
+        let a: LoginAttempt = dec(v.value())?;
+        if a.user_id.as_deref() == Some(user_id) && !account_keys.contains(&a.account) {
+            account_keys.push(a.account);
+        }
+    }
     let (attempts, attempts_seen_upto) = matching_rows(
         &rtx.open_table(LOGIN_ATTEMPTS)?,
         None,
@@ -253,13 +284,12 @@ pub fn erase_tx(
     for key in &account_keys {
         counters.remove(format!("account:{key}").as_str())?;
         if let Some((IdentityKind::Phone, phone)) = IdentityKind::of_key(key) {
-            for kind in ["number", "tries"] {
-                counters.remove(super::phone::number_key(kind, phone).as_str())?;
-            }
+            counters.remove(super::phone::number_key("number", phone).as_str())?;
         }
     }
     for email in &emails {
         counters.remove(super::email::recipient_key(email).as_str())?;
+        counters.remove(format!("notice:{}", secret_hash(email)).as_str())?;
     }
     counters.remove(format!("resend:{user_id}").as_str())?;
     drop(counters);

@@ -185,7 +185,13 @@ pub(super) fn sign_in_change_notice_tx(
     let Some(address) = user.email.as_deref() else {
         return Ok(None);
     };
-    let quota = [recipient_quota(cfg, address)];
+    // Their own share, so requests anyone can make (a reset, a registration) cannot use up the
+    // hour and silence this note.
+    let quota = [Quota::new(
+        format!("notice:{}", secret_hash(address)),
+        cfg.emails_per_address_per_hour_max,
+        hours_ms(1),
+    )];
     if quota_wait_ms(tx, &quota)?.is_some() {
         return Ok(None);
     }

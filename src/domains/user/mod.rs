@@ -109,9 +109,11 @@ pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<P
     })
 }
 
-/// What a change to how an account signs in (or its deletion) asks of the caller's session:
-/// that it was opened within `auth.fresh_sign_in_secs`. A session continued by refreshing, or
-/// a token taken from an unlocked phone or a log, is not enough.
+/// What a change to how an account signs in, its deletion or its export asks of the caller's
+/// session: that it is live and was opened within `auth.fresh_sign_in_secs` — a session
+/// continued by refreshing, or a token taken from a log, is not enough — and, when the account
+/// has any other way in, not by device: the device secret stays on the phone, so whoever holds
+/// the unlocked phone could sign in by device again.
 #[derive(Debug, Clone)]
 pub struct Freshness {
     session_id: String,
@@ -128,32 +130,53 @@ impl Freshness {
 
     /// Refuses (`reauthentication_required`) unless the session is fresh; reads only.
     pub fn check_tx(&self, tx: &Tx) -> AppResult<SessionRecord> {
-        self.check_in(&tx.read(SESSIONS)?, tx.now_ms())
+        self.check_in(
+            &tx.read(SESSIONS)?,
+            &tx.read(IDENTITIES_BY_USER)?,
+            tx.now_ms(),
+        )
     }
 
-    /// The same check before any work (a slow hash, a provider call).
+    /// The same check before any work (a slow hash, a provider call, an export).
     pub async fn check(&self, ctx: &Ctx) -> AppResult<()> {
         let (me, now) = (self.clone(), ctx.store.now_ms());
         ctx.store
-            .read(move |rtx| me.check_in(&rtx.open_table(SESSIONS)?, now).map(drop))
+            .read(move |rtx| {
+                let (sessions, index) = (
+                    rtx.open_table(SESSIONS)?,
+                    rtx.open_table(IDENTITIES_BY_USER)?,
+                );
+                me.check_in(&sessions, &index, now).map(drop)
+            })
             .await
     }
 
     fn check_in(
         &self,
         sessions: &impl ReadableTable<&'static str, &'static [u8]>,
+        identities: &impl ReadableTable<(&'static str, &'static str), ()>,
         now_ms: i64,
     ) -> AppResult<SessionRecord> {
         let session: SessionRecord = get(sessions, self.session_id.as_str())?
+            .filter(|s: &SessionRecord| s.revoked_at_ms.is_none())
             .ok_or_else(|| AppError::unauthorized("the session has been revoked"))?;
+        let again = |why: String| Err(AppError::new(Code::ReauthenticationRequired, why));
         if now_ms - session.created_at_ms > self.within_ms {
-            return Err(AppError::new(
-                Code::ReauthenticationRequired,
-                format!(
-                    "this needs a sign-in within the last {} seconds; sign in again",
-                    self.within_ms / 1000
-                ),
+            return again(format!(
+                "this needs a sign-in within the last {} seconds; sign in again",
+                self.within_ms / 1000
             ));
+        }
+        if session.method == SignInMethod::Device {
+            let keys = crate::core::store::second_keys(identities, &session.user_id)?;
+            let device = IdentityKind::Device.as_str();
+            if keys.iter().any(|k| !k.starts_with(device)) {
+                return again(
+                    "sign in with your email, phone or provider first; a device sign-in is \
+                     not enough for this"
+                        .into(),
+                );
+            }
         }
         Ok(session)
     }
@@ -268,6 +291,7 @@ pub async fn register(
             let mut session = open_session(tx, &user.id, SignInMethod::Password, &m, &r, ttl_ms)?;
             if let Some(caller) = caller {
                 session.created_at_ms = caller.created_at_ms;
+                session.method = caller.method;
                 put(&mut tx.table(SESSIONS)?, session.id.as_str(), &session)?;
             }
             Ok((session, mail))

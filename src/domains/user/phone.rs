@@ -190,8 +190,14 @@ pub async fn check_code(
     let _claim = ctx.sign_in.claim(&account)?;
     super::check_throttle(ctx, Some(&account), meta, super::AddressLimit::Applies).await?;
     let attempts_max = ctx.config.auth.phone.attempts_max;
+    // Per number and client address: a stranger trying codes from elsewhere cannot use up the
+    // owner's tries (guessing from many addresses stays bounded by the sends: 5 codes an hour
+    // of 5 tries each).
     let tries = [Quota::new(
-        number_key("tries", &phone),
+        number_key(
+            "tries",
+            &format!("{phone}|{}", super::counted_address(meta)),
+        ),
         ctx.config.auth.phone.code_tries_per_day_max,
         24 * HOUR_MS,
     )];
