@@ -66,6 +66,22 @@ pub fn second_keys<V: redb::Value + 'static>(
     Ok(out)
 }
 
+/// The records of a `(first, second) → record` table whose first part is `first`, in order.
+pub fn records_under<T: DeserializeOwned>(
+    t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    first: &str,
+) -> AppResult<Vec<T>> {
+    let mut out = Vec::new();
+    for row in t.range((first, "")..)? {
+        let (k, v) = row?;
+        if k.value().0 != first {
+            break;
+        }
+        out.push(dec(v.value())?);
+    }
+    Ok(out)
+}
+
 /// One page of an `(owner, ms, id) → ()` index, newest first, strictly before the `(ms, id)`
 /// cursor (the last row of the previous page); `None` starts at the newest.
 pub fn newest_first(
@@ -134,6 +150,16 @@ pub struct TableSpec {
     pub scan: fn(&redb::ReadTransaction, &mut RowVisitor<'_>) -> AppResult<()>,
 }
 
+/// Every table: the domains' `registry` and the core's own.
+fn every_spec<'a>(registry: &'a [&'a [TableSpec]]) -> impl Iterator<Item = &'a TableSpec> {
+    registry
+        .iter()
+        .flat_map(|t| t.iter())
+        .chain(TABLES)
+        .chain(events::TABLES)
+        .chain(super::idempotency::TABLES)
+}
+
 /// Hands every row of every table (the domains' `registry` and the core's) to `f`, with the
 /// table's name.
 pub fn scan_every_table(
@@ -141,13 +167,7 @@ pub fn scan_every_table(
     registry: &[&[TableSpec]],
     f: &mut TableRowVisitor<'_>,
 ) -> AppResult<()> {
-    for spec in registry
-        .iter()
-        .flat_map(|t| t.iter())
-        .chain(TABLES)
-        .chain(events::TABLES)
-        .chain(super::idempotency::TABLES)
-    {
+    for spec in every_spec(registry) {
         (spec.scan)(rtx, &mut |k, v| f(spec.name, k, v))?;
     }
     Ok(())
@@ -289,13 +309,7 @@ impl Store {
     ) -> anyhow::Result<Store> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
-        for spec in registry
-            .iter()
-            .flat_map(|t| t.iter())
-            .chain(TABLES)
-            .chain(events::TABLES)
-            .chain(super::idempotency::TABLES)
-        {
+        for spec in every_spec(registry) {
             (spec.create)(&txn)?;
         }
         migrate(&txn)?;

@@ -344,13 +344,7 @@ async fn an_unverified_claim_never_blocks_the_owner() {
         Value::Null,
         "claim released"
     );
-    let login = t
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": "victim@example.com", "password": "password-1"}),
-        )
-        .await;
+    let login = t.login("victim@example.com", "password-1").await;
     assert_eq!(login.body["userId"], owner.user_id.as_str());
 
     // A claim lapses: after claim_ttl_days the link and resending are refused.
@@ -489,21 +483,9 @@ async fn password_reset_by_link_revokes_every_session_and_reveals_nothing() {
         )
         .await;
     assert_eq!(again.code(), "invalid_token");
-    let old = t
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": "reset@example.com", "password": "old-password"}),
-        )
-        .await;
+    let old = t.login("reset@example.com", "old-password").await;
     assert_eq!(old.code(), "invalid_credentials");
-    let new = t
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": "reset@example.com", "password": "new-password"}),
-        )
-        .await;
+    let new = t.login("reset@example.com", "new-password").await;
     assert_eq!(new.body["userId"], a.user_id.as_str());
     // Expired links are refused.
     t.post(
@@ -895,13 +877,7 @@ async fn deletion_erases_everything_personal_after_the_grace_period() {
         (403, "reauthentication_required")
     );
     let login = || async {
-        let r = t
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({"email": email, "password": "zelda-password"}),
-            )
-            .await;
+        let r = t.login(email, "zelda-password").await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         tokens(&r.body)
     };
@@ -982,13 +958,7 @@ async fn deletion_erases_everything_personal_after_the_grace_period() {
         404
     );
     // Nothing signs in to it any more, and the records that must stay still add up.
-    let r = t
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": email, "password": "zelda-password"}),
-        )
-        .await;
+    let r = t.login(email, "zelda-password").await;
     assert_eq!(r.code(), "invalid_credentials");
     assert_eq!(t.get("/v1/me/profile", &again.access).await.status, 401);
     let report = ctx

@@ -400,6 +400,16 @@ pub fn mailed_link_token(mails: &[Value], to: &str) -> Option<String> {
 }
 
 impl TestApp {
+    /// A password sign-in.
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
     /// An account with a verified email and a password, signed in over HTTP. The operator's
     /// bootstrap stands in for the verification link, which the email tests follow for real.
     pub async fn email_account(&self, email: &str, password: &str) -> Tokens {
@@ -411,13 +421,7 @@ impl TestApp {
         .await
         .unwrap()
         .expect("bootstrap account");
-        let r = self
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({"email": email, "password": password}),
-            )
-            .await;
+        let r = self.login(email, password).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         tokens(&r.body)
     }

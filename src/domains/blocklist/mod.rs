@@ -368,18 +368,7 @@ pub fn find(rtx: &ReadTransaction, blocker_id: &str, blocked_id: &str) -> AppRes
 /// Removes what the person wrote in their blocks (the comments about the people they blocked).
 /// The blocks themselves, and the penalties, stay: they are the moderation record, by id only.
 pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
-    let blocks: Vec<Block> = {
-        let t = tx.read(BLOCKS)?;
-        let mut out = Vec::new();
-        for row in t.range((user_id, "")..)? {
-            let (k, v) = row?;
-            if k.value().0 != user_id {
-                break;
-            }
-            out.push(dec(v.value())?);
-        }
-        out
-    };
+    let blocks: Vec<Block> = crate::core::store::records_under(&tx.read(BLOCKS)?, user_id)?;
     for mut b in blocks.into_iter().filter(|b| b.comment.is_some()) {
         b.comment = None;
         let (blocker, blocked) = (b.blocker_id.as_str(), b.blocked_id.as_str());

@@ -475,18 +475,8 @@ pub fn plan(rtx: &ReadTransaction, user_id: &str) -> AppResult<ErasurePlan> {
 /// preview) — in the rows, the outbox and the events that delivered them. `own_events`: the
 /// events indexed under the person.
 pub fn erase_tx(tx: &Tx, user_id: &str, plan: &ErasurePlan, own_events: &[Event]) -> AppResult<()> {
-    let own: Vec<Notification> = {
-        let t = tx.read(NOTIFICATIONS)?;
-        let mut out = Vec::new();
-        for row in t.range((user_id, "")..)? {
-            let (k, v) = row?;
-            if k.value().0 != user_id {
-                break;
-            }
-            out.push(dec(v.value())?);
-        }
-        out
-    };
+    let own: Vec<Notification> =
+        crate::core::store::records_under(&tx.read(NOTIFICATIONS)?, user_id)?;
     for n in &own {
         let key = (user_id, n.id.as_str());
         tx.table(NOTIFICATIONS)?.remove(key)?;
