@@ -219,23 +219,7 @@ pub fn erase_tx(
         }
     }
     // Links still waiting in mailboxes.
-    let links: Vec<String> = {
-        let t = tx.read(EMAIL_TOKENS)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            let link: LinkToken = dec(v.value())?;
-            if link.user_id == user_id || emails.contains(&link.email) {
-                out.push(k.value().to_owned());
-            }
-        }
-        out
-    };
-    let mut tokens = tx.table(EMAIL_TOKENS)?;
-    for k in &links {
-        tokens.remove(k.as_str())?;
-    }
-    drop(tokens);
+    super::email::drop_links_of(tx, user_id, None)?;
     // Sessions (their addresses and user agents) and push devices.
     let sessions = second_keys(&tx.read(SESSIONS_BY_USER)?, user_id)?;
     {

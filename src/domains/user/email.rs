@@ -131,12 +131,29 @@ fn issue_link(
         issued_at_ms: now,
         expires_at_ms: now + ttl_ms,
     };
-    put(
-        &mut tx.table(EMAIL_TOKENS)?,
-        secret_hash(&token).as_str(),
-        &rec,
-    )?;
+    let key = secret_hash(&token);
+    put(&mut tx.table(EMAIL_TOKENS)?, key.as_str(), &rec)?;
+    tx.table(EMAIL_TOKENS_BY_USER)?
+        .insert((user_id, key.as_str()), ())?;
     Ok(token)
+}
+
+/// Removes one link (used, or void).
+fn drop_link(tx: &Tx, key: &str, user_id: &str) -> AppResult<()> {
+    tx.table(EMAIL_TOKENS)?.remove(key)?;
+    tx.table(EMAIL_TOKENS_BY_USER)?.remove((user_id, key))?;
+    Ok(())
+}
+
+/// Removes the account's links — those for `email` only, when given.
+pub(super) fn drop_links_of(tx: &Tx, user_id: &str, email: Option<&str>) -> AppResult<()> {
+    for key in second_keys(&tx.read(EMAIL_TOKENS_BY_USER)?, user_id)? {
+        let link: Option<LinkToken> = get(&tx.read(EMAIL_TOKENS)?, key.as_str())?;
+        if email.is_none() || link.is_none_or(|l| Some(l.email.as_str()) == email) {
+            drop_link(tx, &key, user_id)?;
+        }
+    }
+    Ok(())
 }
 
 /// Records that `user` claims `email` (replacing an earlier claim of theirs), and says what to
@@ -311,7 +328,7 @@ pub async fn verify(ctx: &Ctx, token: &str) -> AppResult<()> {
                     "this email was verified by another account",
                 ));
             }
-            tx.table(EMAIL_TOKENS)?.remove(key.as_str())?;
+            drop_link(tx, &key, &link.user_id)?;
             user.pending_email = None;
             adopt_tx(tx, &mut user, &link.email)?;
             put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;
@@ -429,7 +446,7 @@ pub async fn reset(ctx: &Ctx, token: &str, password: &str) -> AppResult<()> {
             {
                 return Err(void());
             }
-            tx.table(EMAIL_TOKENS)?.remove(key.as_str())?;
+            drop_link(tx, &key, &link.user_id)?;
             user.password_hash = Some(hash.clone());
             user.password_set_at_ms = tx.now_ms();
             put(&mut tx.table(USERS)?, user.id.as_str(), &user)?;

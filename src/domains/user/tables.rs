@@ -14,6 +14,8 @@ crate::tables! {
     EMAIL_CLAIMS: (&str, &str) => i64 = "user_email_claim";
     /// SHA-256 of a link's token → LinkToken (email verification, password reset).
     EMAIL_TOKENS: &str => &[u8] = "user_email_token";
+    /// (user id, SHA-256 of a link's token): an account's links, so they go with its claims.
+    EMAIL_TOKENS_BY_USER: (&str, &str) => () = "user_email_token_by_user";
     /// E.164 number → PhoneChallenge: the one-time code sent to it.
     PHONE_CODES: &str => &[u8] = "user_phone_code";
     /// (due ms, user id): accounts whose deletion is scheduled.
