@@ -33,6 +33,8 @@ const PRESENCE_SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Everything a request handler or worker needs, shared.
 pub struct Ctx {
     pub config: Config,
+    /// The gallery's index and feed caches (shutdown closes its writer, freeing the lock).
+    pub gallery: Arc<domains::gallery::Gallery>,
     pub store: Store,
     pub tokens: TokenIssuer,
     pub external: Option<IdTokenVerifier>,
@@ -207,6 +209,8 @@ impl App {
         let listen = config.listen_addr()?;
         let media = domains::video::media::Media::new(&config.video);
         let views = domains::interaction::ProfileViews::start(store.clone());
+        let (gallery, gallery_is_new) =
+            domains::gallery::Gallery::open(&config.server.data_dir, &config.gallery)?;
         let delivery = Arc::new(domains::notification::delivery::Delivery::from_config(
             &config.notifications,
         )?);
@@ -236,6 +240,7 @@ impl App {
                     .unwrap_or(2),
             ),
             media,
+            gallery: Arc::new(gallery),
             views,
             delivery,
             hub: hub.clone(),
@@ -273,6 +278,10 @@ impl App {
                 identities = indexed,
                 "indexed sign-in identities by account"
             );
+        }
+        if gallery_is_new {
+            let n = domains::gallery::rebuild(&ctx.store, &ctx.gallery, &|_, _| {}).await?;
+            tracing::info!(accounts = n, "built the gallery index from the store");
         }
         let seeded = domains::billing::seed_defaults(&ctx).await?;
         if seeded > 0 {
@@ -332,6 +341,12 @@ impl App {
             Arc::new(domains::favorites::BlockedFavorites {
                 store: store.clone(),
             }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::gallery::GalleryFeeder { ctx: ctx.clone() }),
         );
         spawn_consumer(
             &ctx,
@@ -427,6 +442,10 @@ impl App {
             w.abort();
             let _ = w.await;
         }
+        // The gallery's writer holds its directory's lock; a commit still running off the
+        // workers finishes first.
+        let gallery = ctx.gallery.clone();
+        let _ = tokio::task::spawn_blocking(move || gallery.index.close()).await;
         // WebSocket sessions and the presence writer let go of the store as they wind down;
         // wait for the file to close so the data directory can be opened again at once.
         let closed = ctx.store.closed();

@@ -45,6 +45,21 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// The gallery's index.
+    Gallery {
+        #[command(subcommand)]
+        command: GalleryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GalleryCommand {
+    /// Rebuild the gallery index (<data-dir>/gallery) from the store, from scratch. Runs on a
+    /// stopped server's data directory.
+    Reindex {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +128,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger {
             command: LedgerCommand::Verify { data_dir },
         } => verify_ledger(data_dir),
+        Command::Gallery {
+            command: GalleryCommand::Reindex { data_dir },
+        } => reindex_gallery(data_dir),
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -152,6 +170,38 @@ fn offline_store(
         app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new()))
     })?;
     Ok((rt, store))
+}
+
+fn reindex_gallery(data_dir: PathBuf) -> anyhow::Result<()> {
+    let path = data_dir.join(app::STORE_FILE);
+    if !path.exists() {
+        anyhow::bail!("{} does not exist", path.display());
+    }
+    let cfg = Config::load(None)?;
+    let (rt, store) = offline_store(data_dir.clone())?;
+    let (gallery, _) = crate::domains::gallery::Gallery::open(&data_dir, &cfg.gallery)
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    let gallery = Arc::new(gallery);
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "indexing {bar:40} {pos}/{len} accounts ({per_sec}, {eta})",
+        )
+        .expect("a valid template"),
+    );
+    let n = rt
+        .block_on(crate::domains::gallery::rebuild(
+            &store,
+            &gallery,
+            &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            },
+        ))
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.detail))?;
+    bar.finish_and_clear();
+    println!("gallery index rebuilt: {n} accounts");
+    Ok(())
 }
 
 fn verify_ledger(data_dir: PathBuf) -> anyhow::Result<()> {

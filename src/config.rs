@@ -28,6 +28,33 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub chat: ChatConfig,
     pub notifications: NotificationsConfig,
+    pub gallery: GalleryConfig,
+}
+
+/// The gallery's feeds (`GET /v1/gallery`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GalleryConfig {
+    /// How long a ranked list (per viewer role and filters) is shared before it is read from
+    /// the index again. 0: every first page reads the index.
+    pub ranked_cache_ms: u64,
+    /// Ranked lists kept at once; past it the cache starts over.
+    pub ranked_lists_max: usize,
+    /// How long a feed's cursor keeps the list its first page pinned (`cursor_expired` after).
+    pub cursor_ttl_secs: u64,
+    /// Pinned lists kept at once; past it the oldest goes.
+    pub cursors_max: usize,
+}
+
+impl Default for GalleryConfig {
+    fn default() -> Self {
+        GalleryConfig {
+            ranked_cache_ms: 100,
+            ranked_lists_max: 1_024,
+            cursor_ttl_secs: 600,
+            cursors_max: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -1119,6 +1146,13 @@ impl Config {
             || e.queue_max == 0
         {
             return Err(bad("auth.email", "lifetimes and limits must be positive"));
+        }
+        let g = &self.gallery;
+        if g.ranked_lists_max == 0 || g.cursor_ttl_secs == 0 || g.cursors_max == 0 {
+            return Err(bad(
+                "gallery",
+                "ranked_lists_max, cursor_ttl_secs and cursors_max must be positive",
+            ));
         }
         if self.auth.fresh_sign_in_secs == 0 {
             return Err(bad("auth.fresh_sign_in_secs", "must be positive"));

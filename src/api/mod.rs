@@ -97,6 +97,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
                 domains::blocklist::api::BlocklistApi,
                 domains::chat::api::ChatApi,
                 domains::favorites::api::FavoriteApi,
+                domains::gallery::api::GalleryApi,
                 domains::interaction::api::InteractionApi,
                 domains::notification::api::NotificationApi,
             ),

@@ -73,11 +73,13 @@ pub enum Code {
     LastIdentity,
     /// The operation needs a fresh sign-in (a session opened moments ago).
     ReauthenticationRequired,
+    /// A paging cursor outlived the list it pinned; start again from the first page.
+    CursorExpired,
 }
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 31] = [
         Code::Unauthorized,
         Code::Forbidden,
         Code::AccountBanned,
@@ -108,6 +110,7 @@ impl Code {
         Code::IdentityInUse,
         Code::LastIdentity,
         Code::ReauthenticationRequired,
+        Code::CursorExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +145,7 @@ impl Code {
             Code::IdentityInUse => "identity_in_use",
             Code::LastIdentity => "last_identity",
             Code::ReauthenticationRequired => "reauthentication_required",
+            Code::CursorExpired => "cursor_expired",
         }
     }
 
@@ -154,6 +158,7 @@ impl Code {
             | Code::CodeAttemptsExhausted => StatusCode::UNAUTHORIZED,
             // Not 401: clients read that as "refresh the token", which cannot help here.
             Code::ReauthenticationRequired => StatusCode::FORBIDDEN,
+            Code::CursorExpired => StatusCode::GONE,
             Code::InvalidToken => StatusCode::BAD_REQUEST,
             Code::LinkRequired | Code::IdentityInUse | Code::LastIdentity => StatusCode::CONFLICT,
             Code::Forbidden | Code::AccountBanned => StatusCode::FORBIDDEN,
@@ -209,6 +214,7 @@ impl Code {
             Code::IdentityInUse => "Identity in use",
             Code::LastIdentity => "Last way to sign in",
             Code::ReauthenticationRequired => "Sign in again",
+            Code::CursorExpired => "Cursor expired",
         }
     }
 }

@@ -748,6 +748,16 @@ pub fn rewrite_tx(tx: &Tx, seq: u64, f: impl FnOnce(&mut serde_json::Value)) -> 
 /// Starts a consumer that has never run at the head of the log, so one added to an existing
 /// data directory does not replay history its domain already reflects. Call it before the
 /// consumer runs and before the server takes requests.
+/// Sets a consumer's cursor to `seq`: after it rebuilt its state from the store as of `seq`.
+pub async fn set_cursor(store: &Store, name: &'static str, seq: u64) -> AppResult<()> {
+    store
+        .write(move |tx| {
+            tx.table(CONSUMER_CURSOR)?.insert(name, seq)?;
+            Ok(())
+        })
+        .await
+}
+
 pub async fn start_new_consumer_at_head(store: &Store, name: &'static str) -> AppResult<()> {
     store
         .write(move |tx| {

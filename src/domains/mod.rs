@@ -8,6 +8,7 @@ pub mod blocklist;
 pub mod chat;
 pub mod event_log;
 pub mod favorites;
+pub mod gallery;
 pub mod gift;
 pub mod interaction;
 pub mod mission_control;

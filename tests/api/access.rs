@@ -62,6 +62,7 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("me_identity_link", Who::Any, json!({"idToken": "x"})),
         ("me_identity_unlink", Who::Any, Value::Null),
         ("admin_user_identities", Who::Admin, Value::Null),
+        ("gallery_feed", Who::Any, Value::Null),
         ("me_delete", Who::Any, Value::Null),
         ("me_export", Who::Any, Value::Null),
         ("admin_user_delete", Who::Admin, Value::Null),

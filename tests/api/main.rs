@@ -12,6 +12,7 @@ mod coins;
 mod connections;
 mod crash;
 mod events;
+mod gallery;
 mod ledger;
 mod notifications;
 mod ops;

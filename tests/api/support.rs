@@ -83,6 +83,8 @@ impl TestApp {
         config.server.listen = "127.0.0.1:0".into();
         config.server.data_dir = dir.path().to_path_buf();
         config.server.shutdown_grace_secs = 2;
+        // Feeds read the index every time, so a test sees a change as soon as it is indexed.
+        config.gallery.ranked_cache_ms = 0;
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new(T0_MS));
         let app = App::start(config.clone(), clock.clone() as SharedClock)

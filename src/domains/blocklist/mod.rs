@@ -377,3 +377,19 @@ pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
     }
     Ok(())
 }
+
+/// Everyone `user_id` blocked or was blocked by: the people a feed never shows them.
+pub fn blocked_either_way(
+    rtx: &ReadTransaction,
+    user_id: &str,
+) -> AppResult<std::collections::HashSet<String>> {
+    let mut out: std::collections::HashSet<String> =
+        crate::core::store::second_keys(&rtx.open_table(BLOCKS)?, user_id)?
+            .into_iter()
+            .collect();
+    out.extend(crate::core::store::second_keys(
+        &rtx.open_table(BLOCKED_BY)?,
+        user_id,
+    )?);
+    Ok(out)
+}

@@ -56,6 +56,31 @@ pub fn find_user(rtx: &ReadTransaction, user_id: &str) -> AppResult<Option<UserR
     get(&rtx.open_table(USERS)?, user_id)
 }
 
+/// How many accounts there are.
+pub fn count(rtx: &ReadTransaction) -> AppResult<u64> {
+    use redb::ReadableTableMetadata;
+    Ok(rtx.open_table(USERS)?.len()?)
+}
+
+/// Every account id, in order, after `after` (exclusive), at most `limit`: for rebuilding what
+/// other domains derive from accounts.
+pub fn ids_after(
+    rtx: &ReadTransaction,
+    after: Option<&str>,
+    limit: usize,
+) -> AppResult<Vec<String>> {
+    let t = rtx.open_table(USERS)?;
+    let rows = match after {
+        Some(a) => t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?,
+        None => t.iter()?,
+    };
+    let mut out = Vec::new();
+    for row in rows.take(limit) {
+        out.push(row?.0.value().to_owned());
+    }
+    Ok(out)
+}
+
 pub fn presence_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<PresenceRecord> {
     Ok(get(&rtx.open_table(PRESENCE)?, user_id)?.unwrap_or_default())
 }

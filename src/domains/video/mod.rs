@@ -638,6 +638,11 @@ pub fn is_ringing_tx(tx: &Tx, call_id: &str) -> AppResult<bool> {
     )
 }
 
+/// Whether `user_id` is in a call now.
+pub fn in_call(rtx: &ReadTransaction, user_id: &str) -> AppResult<bool> {
+    Ok(rtx.open_table(ACTIVE_CALLS)?.get(user_id)?.is_some())
+}
+
 /// The call `user_id` is in now, if any.
 pub async fn active_call_of(ctx: &Ctx, user_id: &str) -> AppResult<Option<Call>> {
     let user_id = user_id.to_owned();

@@ -1,0 +1,389 @@
+//! The gallery: each viewer's feed of partners. Users see online streamers, the ones online
+//! longest first; streamers see online users, those who can pay for a call first, then the
+//! most recently online. Nobody sees themselves, anyone blocked either way, banned or erased
+//! accounts, or profiles not approved.
+//!
+//! How it stays fast under presence churn:
+//! - a tantivy index (`index.rs`) holds one small document per account, fed by a durable
+//!   consumer that re-reads each touched account from redb and commits once per batch — a
+//!   burst of presence changes is a few commits, not thousands;
+//! - the ranked list for a (viewer role, filters) pair is kept for `gallery.ranked_cache_ms`
+//!   and shared by every viewer; each viewer's exclusions (self, blocks) are applied when a page
+//!   is cut from it, so one list serves everyone;
+//! - the first page pins the list it was cut from (a cursor names it), so paging on while
+//!   people come and go never repeats or skips anyone; a pinned list lives
+//!   `gallery.cursor_ttl_secs` (`cursor_expired` after), and at most `gallery.cursors_max` are
+//!   kept.
+
+pub mod api;
+pub mod index;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redb::ReadTransaction;
+
+use crate::app::Ctx;
+use crate::config::GalleryConfig;
+use crate::core::auth::{Principal, Role};
+use crate::core::error::{AppError, AppResult, Code};
+use crate::core::events::{Consumer, Event};
+use crate::core::ids::random_token;
+use crate::core::store::Store;
+use crate::domains::balance::model::Account;
+use crate::domains::billing::model::CallKind;
+use crate::domains::{balance, billing, blocklist, favorites, profile, user, video};
+use index::{Entry, Filters, GalleryIndex};
+
+/// The consumer's name (its cursor).
+pub const CONSUMER: &str = "gallery";
+/// Accounts read and written to the index at once while rebuilding.
+const REBUILD_CHUNK: usize = 1_000;
+/// Page sizes.
+pub const PAGE_DEFAULT: usize = 20;
+pub const PAGE_MAX: usize = 50;
+
+type Ranked = Arc<Vec<(String, bool)>>;
+
+/// The index and the caches in front of it.
+pub struct Gallery {
+    pub index: GalleryIndex,
+    config: GalleryConfig,
+    ranked: parking_lot::Mutex<HashMap<(Role, Filters), (std::time::Instant, Ranked)>>,
+    /// cursor id → (pinned at, unix ms; the list).
+    pinned: parking_lot::Mutex<HashMap<String, (i64, Ranked)>>,
+}
+
+impl Gallery {
+    /// Opens the index under the data directory; `true` when it must be filled from redb.
+    pub fn open(data_dir: &std::path::Path, config: &GalleryConfig) -> AppResult<(Gallery, bool)> {
+        let (index, fresh) = GalleryIndex::open(&data_dir.join("gallery"))?;
+        Ok((
+            Gallery {
+                index,
+                config: config.clone(),
+                ranked: Default::default(),
+                pinned: Default::default(),
+            },
+            fresh,
+        ))
+    }
+
+    fn ranked(&self, role: Role, filters: &Filters) -> AppResult<Ranked> {
+        let key = (role, filters.clone());
+        let ttl = std::time::Duration::from_millis(self.config.ranked_cache_ms);
+        if let Some((at, list)) = self.ranked.lock().get(&key)
+            && at.elapsed() < ttl
+        {
+            return Ok(list.clone());
+        }
+        let list: Ranked = Arc::new(self.index.ranked(role, filters)?);
+        let mut cache = self.ranked.lock();
+        if cache.len() >= self.config.ranked_lists_max {
+            cache.clear();
+        }
+        cache.insert(key, (std::time::Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    fn pin(&self, list: Ranked, now_ms: i64) -> String {
+        let id = random_token(12);
+        let ttl_ms = self.config.cursor_ttl_secs as i64 * 1000;
+        let mut pinned = self.pinned.lock();
+        if pinned.len() >= self.config.cursors_max {
+            pinned.retain(|_, (at, _)| now_ms - *at < ttl_ms);
+            if pinned.len() >= self.config.cursors_max
+                && let Some(oldest) = pinned
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| k.clone())
+            {
+                pinned.remove(&oldest);
+            }
+        }
+        pinned.insert(id.clone(), (now_ms, list));
+        id
+    }
+
+    fn pinned(&self, id: &str, now_ms: i64) -> AppResult<Ranked> {
+        let ttl_ms = self.config.cursor_ttl_secs as i64 * 1000;
+        let mut pinned = self.pinned.lock();
+        match pinned.get(id) {
+            Some((at, list)) if now_ms - *at < ttl_ms => Ok(list.clone()),
+            _ => {
+                pinned.remove(id);
+                Err(AppError::new(
+                    Code::CursorExpired,
+                    "this feed's cursor expired; start again from the first page",
+                ))
+            }
+        }
+    }
+}
+
+/// Who a viewer of `role` is shown, by the default rules.
+fn shown_role(viewer: Role) -> Role {
+    match viewer {
+        Role::Streamer => Role::User,
+        _ => Role::Streamer,
+    }
+}
+
+/// One profile in a feed.
+#[derive(Debug, Clone)]
+pub struct Card {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub age: Option<i32>,
+    pub country: Option<String>,
+    pub languages: Vec<String>,
+    pub avatar_media_id: Option<String>,
+    pub online_since_ms: Option<i64>,
+    pub busy: bool,
+    pub tags: Vec<String>,
+    pub following: bool,
+}
+
+pub struct Page {
+    pub items: Vec<Card>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of `viewer`'s feed: the first (no cursor) cut from the current ranked list, which
+/// it pins; the next ones from the list their cursor names.
+pub async fn feed(
+    ctx: &Ctx,
+    viewer: &Principal,
+    filters: Filters,
+    cursor: Option<&str>,
+    limit: usize,
+) -> AppResult<Page> {
+    let now = ctx.store.now_ms();
+    let (list_id, list, start) = match cursor {
+        None => {
+            let list = ctx.gallery.ranked(shown_role(viewer.role), &filters)?;
+            (ctx.gallery.pin(list.clone(), now), list, 0)
+        }
+        Some(c) => {
+            let (id, offset) = c
+                .split_once('.')
+                .and_then(|(id, o)| Some((id, o.parse::<usize>().ok()?)))
+                .ok_or_else(|| AppError::validation("cursor is not one this server gave"))?;
+            (id.to_owned(), ctx.gallery.pinned(id, now)?, offset)
+        }
+    };
+    let limit = limit.clamp(1, PAGE_MAX);
+    let viewer_id = viewer.user_id.to_string();
+    let today = crate::core::clock::to_datetime(now).date();
+    let (items, next) = ctx
+        .store
+        .read(move |rtx| {
+            // Exclusions are the viewer's own, so they are applied here, to the shared list: a
+            // block made while paging takes effect on the next page.
+            let blocked = blocklist::blocked_either_way(rtx, &viewer_id)?;
+            let mut items = Vec::new();
+            let mut at = start;
+            while at < list.len() && items.len() < limit {
+                let (id, busy) = &list[at];
+                at += 1;
+                if *id == viewer_id || blocked.contains(id) {
+                    continue;
+                }
+                if let Some(card) = card(rtx, &viewer_id, id, *busy, today, now)? {
+                    items.push(card);
+                }
+            }
+            Ok((items, (at < list.len()).then_some(at)))
+        })
+        .await?;
+    Ok(Page {
+        items,
+        next_cursor: next.map(|at| format!("{list_id}.{at}")),
+    })
+}
+
+fn card(
+    rtx: &ReadTransaction,
+    viewer: &str,
+    id: &str,
+    busy: bool,
+    today: time::Date,
+    now: i64,
+) -> AppResult<Option<Card>> {
+    let Some(u) = user::find_user(rtx, id)?.filter(|u| u.is_reachable(now)) else {
+        return Ok(None);
+    };
+    let p = profile::profile_of(rtx, id)?;
+    let presence = user::presence_of(rtx, id)?;
+    let public = profile::api::PublicProfile::build(&u, &p, &presence, Default::default(), today);
+    Ok(Some(Card {
+        user_id: u.id,
+        display_name: public.display_name,
+        age: public.age,
+        country: public.country,
+        languages: public.languages,
+        avatar_media_id: public.avatar_media_id,
+        online_since_ms: presence.online_since_ms,
+        busy,
+        tags: Vec::new(),
+        following: favorites::is_favorite(rtx, viewer, id)?,
+    }))
+}
+
+/// What the index should hold for `user_id` now (`None`: nothing, e.g. erased).
+fn entry_of(
+    rtx: &ReadTransaction,
+    user_id: &str,
+    today: time::Date,
+    now: i64,
+) -> AppResult<Option<Entry>> {
+    let Some(u) = user::find_user(rtx, user_id)? else {
+        return Ok(None);
+    };
+    if u.erased_at_ms.is_some() {
+        return Ok(None);
+    }
+    let p = profile::profile_of(rtx, user_id)?;
+    let presence = user::presence_of(rtx, user_id)?;
+    let age = p
+        .birth_date
+        .as_deref()
+        .and_then(|d| profile::model::parse_date(d).ok())
+        .map(|b| profile::model::age_on(b, today).max(0) as u64);
+    // A user can pay when their wallet covers the first charge of a direct call to a streamer.
+    let can_pay = u.role == Role::User && {
+        let first = billing::resolve(rtx, CallKind::Direct, Role::User, Role::Streamer, None, &[])?
+            .and_then(|t| t.payer_schedule.next_after(None))
+            .map_or(0, |(_, coins)| coins);
+        balance::balance(rtx, &Account::wallet(user_id))? >= first.max(1)
+    };
+    Ok(Some(Entry {
+        user_id: user_id.to_owned(),
+        role: u.role,
+        listed: !u.is_banned(now),
+        online: presence.online,
+        online_since_ms: presence.online_since_ms.unwrap_or(0),
+        busy: video::in_call(rtx, user_id)?,
+        can_pay,
+        country: p.country.clone(),
+        languages: p
+            .languages
+            .iter()
+            .map(|l| l.split('-').next().unwrap_or("").to_ascii_lowercase())
+            .collect(),
+        gender: p
+            .gender
+            .and_then(|g| serde_json::to_value(g).ok())
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        age,
+        tags: Vec::new(),
+    }))
+}
+
+/// Re-reads `ids` from redb and writes them to the index in one commit.
+async fn refresh(store: &Store, gallery: &Arc<Gallery>, ids: Vec<String>) -> AppResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = store.now_ms();
+    let today = crate::core::clock::to_datetime(now).date();
+    let entries = store
+        .read(move |rtx| {
+            ids.into_iter()
+                .map(|id| Ok((id.clone(), entry_of(rtx, &id, today, now)?)))
+                .collect::<AppResult<Vec<_>>>()
+        })
+        .await?;
+    // A commit writes and syncs segment files: off the async workers.
+    let gallery = gallery.clone();
+    tokio::task::spawn_blocking(move || gallery.index.apply(&entries))
+        .await
+        .map_err(AppError::internal)?
+}
+
+/// Fills the index from redb from scratch (a new or outdated index, `duet gallery reindex`),
+/// then points the consumer at the log head read before: what happened since is applied on
+/// top. `progress(done, total)` follows it. Returns how many accounts.
+pub async fn rebuild(
+    store: &Store,
+    gallery: &Arc<Gallery>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> AppResult<u64> {
+    let head = store.head_seq();
+    let total = store.read(user::count).await?;
+    gallery.index.clear()?;
+    let mut after: Option<String> = None;
+    let mut n = 0;
+    loop {
+        let a = after.clone();
+        let ids = store
+            .read(move |rtx| user::ids_after(rtx, a.as_deref(), REBUILD_CHUNK))
+            .await?;
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
+        n += ids.len() as u64;
+        refresh(store, gallery, ids).await?;
+        progress(n, total.max(n));
+        after = Some(last);
+    }
+    crate::core::events::set_cursor(store, CONSUMER, head).await?;
+    Ok(n)
+}
+
+/// Which accounts an event may change in the index: the people an account, profile, presence,
+/// call or wallet event is about.
+fn touched(e: &Event) -> Vec<String> {
+    use crate::domains::{balance::events::BalanceEvent, profile::events::ProfileEvent};
+    use crate::domains::{user::events::UserEvent, video::events::CallEvent};
+    let relevant = e.is::<UserEvent>()
+        || e.is::<ProfileEvent>()
+        || e.is::<CallEvent>()
+        || e.is::<BalanceEvent>();
+    if !relevant {
+        return Vec::new();
+    }
+    let mut ids: Vec<String> = e.subject.iter().cloned().collect();
+    if let crate::core::events::Audience::Users(users) = &e.audience {
+        ids.extend(users.iter().map(|u| u.to_string()));
+    }
+    if let Some(CallEvent::State {
+        caller_id,
+        callee_id,
+        ..
+    }) = e.decoded::<CallEvent>()
+    {
+        ids.push(caller_id.to_string());
+        ids.push(callee_id.to_string());
+    }
+    if let Some(
+        UserEvent::PresenceChanged { user_id, .. }
+        | UserEvent::RoleChanged { user_id, .. }
+        | UserEvent::Banned { user_id, .. }
+        | UserEvent::Unbanned { user_id }
+        | UserEvent::SignedUp { user_id, .. }
+        | UserEvent::Erased { user_id },
+    ) = e.decoded::<UserEvent>()
+    {
+        ids.push(user_id.to_string());
+    }
+    ids
+}
+
+/// The durable consumer that keeps the index in step with redb.
+pub struct GalleryFeeder {
+    pub ctx: Arc<Ctx>,
+}
+
+impl Consumer for GalleryFeeder {
+    fn name(&self) -> &'static str {
+        CONSUMER
+    }
+
+    async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
+        let mut ids: Vec<String> = events.iter().flat_map(touched).collect();
+        ids.sort();
+        ids.dedup();
+        refresh(&self.ctx.store, &self.ctx.gallery, ids).await
+    }
+}
