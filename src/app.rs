@@ -297,6 +297,7 @@ impl App {
             tokio::spawn(run_deliveries(ctx.clone())),
             tokio::spawn(run_digest(ctx.clone())),
             tokio::spawn(run_erasures(ctx.clone())),
+            tokio::spawn(run_gallery_signals(ctx.clone())),
         ];
         // The block consumers came after the blocks they carry out (which used to be applied in
         // the block's own request): on a data directory from before, they start at the head.
@@ -542,6 +543,24 @@ async fn run_digest(ctx: Arc<Ctx>) {
             _ = tick.tick() => {
                 if let Err(e) = domains::notification::digest::run_if_due(&ctx).await {
                     tracing::warn!(error = %e, "the missed-call digest failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Sends the gallery's live signal every `gallery.signal_interval_ms`, when something changed.
+async fn run_gallery_signals(ctx: Arc<Ctx>) {
+    let every = Duration::from_millis(ctx.config.gallery.signal_interval_ms);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = ctx.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = domains::gallery::send_signal(&ctx) {
+                    tracing::warn!(error = %e, "sending the gallery signal failed");
                 }
             }
             _ = stop.changed() => return,

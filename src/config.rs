@@ -44,6 +44,11 @@ pub struct GalleryConfig {
     pub cursor_ttl_secs: u64,
     /// Pinned lists kept at once; past it the oldest goes.
     pub cursors_max: usize,
+    /// How often the live `gallery` signal goes out (when something changed).
+    pub signal_interval_ms: u64,
+    /// A change to a shown profile must be in the feeds within this long: the index lag
+    /// (metric `duet_gallery_freshness_seconds`, a warning past it) plus `ranked_cache_ms`.
+    pub freshness_ms_max: u64,
 }
 
 impl Default for GalleryConfig {
@@ -53,6 +58,8 @@ impl Default for GalleryConfig {
             ranked_lists_max: 1_024,
             cursor_ttl_secs: 600,
             cursors_max: 10_000,
+            signal_interval_ms: 1_000,
+            freshness_ms_max: 1_000,
         }
     }
 }
@@ -1148,7 +1155,17 @@ impl Config {
             return Err(bad("auth.email", "lifetimes and limits must be positive"));
         }
         let g = &self.gallery;
-        if g.ranked_lists_max == 0 || g.cursor_ttl_secs == 0 || g.cursors_max == 0 {
+        if g.ranked_cache_ms >= g.freshness_ms_max {
+            return Err(bad(
+                "gallery.ranked_cache_ms",
+                "must be below gallery.freshness_ms_max",
+            ));
+        }
+        if g.ranked_lists_max == 0
+            || g.cursor_ttl_secs == 0
+            || g.cursors_max == 0
+            || g.signal_interval_ms == 0
+        {
             return Err(bad(
                 "gallery",
                 "ranked_lists_max, cursor_ttl_secs and cursors_max must be positive",

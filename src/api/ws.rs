@@ -242,6 +242,10 @@ impl crate::core::live::LiveConnections for Hub {
     fn is_connected(&self, user_id: &str) -> bool {
         self.by_user.read().contains_key(user_id)
     }
+
+    fn relay(&self, signal: Event) {
+        Hub::relay(self, signal);
+    }
 }
 
 impl Hub {
@@ -304,14 +308,20 @@ impl Hub {
         let Some(topic) = signal.topic.as_deref() else {
             return;
         };
-        let Audience::Users(ids) = &signal.audience else {
-            return;
-        };
         let map = self.by_user.read();
-        for c in ids.iter().filter_map(|id| map.get(id.as_str())).flatten() {
+        let offer = |c: &Arc<Conn>| {
             if c.wants(topic) {
                 c.offer_signal(&signal);
             }
+        };
+        match &signal.audience {
+            Audience::Users(ids) => ids
+                .iter()
+                .filter_map(|id| map.get(id.as_str()))
+                .flatten()
+                .for_each(offer),
+            Audience::Everyone => map.values().flatten().for_each(offer),
+            Audience::Nobody => {}
         }
     }
 
@@ -607,14 +617,26 @@ impl Session {
             return true;
         };
         if event.seq == EPHEMERAL_SEQ {
-            let Ok(Some(ChatEvent::Typing { chat_id, user_id })) = event.decode() else {
+            self.ctx.metrics.ws_frames_out.inc();
+            if let Ok(Some(ChatEvent::Typing { chat_id, user_id })) = event.decode() {
+                let frame = ServerFrame::Typing {
+                    chat_id: &chat_id,
+                    user_id: &user_id,
+                };
+                return sink.feed(encode(&frame)).await.is_ok();
+            }
+            // Any other signal (`gallery_changed`) is an event frame with seq 0: live only,
+            // never replayed, and it moves no resume position.
+            let Some(topic) = event.topic.as_deref().and_then(topic_name) else {
                 return true;
             };
-            let frame = ServerFrame::Typing {
-                chat_id: &chat_id,
-                user_id: &user_id,
+            let frame = ServerFrame::Event {
+                seq: EPHEMERAL_SEQ,
+                topic,
+                event_type: &event.kind,
+                at: event.at_ms,
+                data: &event.data,
             };
-            self.ctx.metrics.ws_frames_out.inc();
             return sink.feed(encode(&frame)).await.is_ok();
         }
         let own = event

@@ -5,4 +5,7 @@
 pub trait LiveConnections: Send + Sync {
     /// Whether `user_id` has a live, authenticated connection now.
     fn is_connected(&self, user_id: &str) -> bool;
+    /// Offers an ephemeral signal (never in the log) to the live connections of its audience
+    /// that subscribed to its topic; a connection whose queue is full misses it.
+    fn relay(&self, signal: super::events::Event);
 }

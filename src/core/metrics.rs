@@ -45,6 +45,8 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     pub commit_ops: Histogram,
     pub online_users: Gauge,
+    /// From an event that changes a profile in the gallery to the commit that shows it.
+    pub gallery_freshness: Histogram,
 }
 
 impl Default for Metrics {
@@ -71,6 +73,7 @@ impl Metrics {
         let commit_latency = latency_histogram();
         let commit_ops = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let online_users = Gauge::default();
+        let gallery_freshness = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -131,6 +134,11 @@ impl Metrics {
             "Users with a live, heartbeating connection",
             online_users.clone(),
         );
+        registry.register(
+            "gallery_freshness_seconds",
+            "From a change to a shown profile to the gallery index commit that shows it",
+            gallery_freshness.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -145,6 +153,7 @@ impl Metrics {
             commit_latency,
             commit_ops,
             online_users,
+            gallery_freshness,
         }
     }
 

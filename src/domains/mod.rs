@@ -52,6 +52,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     EventType::of::<blocklist::events::BlockEvent>(),
     EventType::of::<chat::events::ChatEvent>(),
     EventType::of::<favorites::events::FavoriteEvent>(),
+    EventType::of::<gallery::events::GalleryEvent>(),
     EventType::of::<gift::events::GiftEvent>(),
     EventType::of::<interaction::events::InteractionEvent>(),
     EventType::of::<mission_control::events::PayoutEvent>(),

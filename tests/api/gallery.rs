@@ -248,3 +248,40 @@ async fn an_index_rebuilt_from_scratch_gives_the_same_feeds() {
         "nobody is online after a restart"
     );
 }
+
+/// A client subscribed to `gallery` learns, in one signal a second, who went offline, who
+/// became busy or free, and who is newly available.
+#[tokio::test]
+async fn the_live_gallery_topic_tells_what_changed() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let viewer = t.user().await;
+    let mut ws = t.ws_ready(&viewer.access).await;
+    ws.send(json!({"type": "subscribe", "topic": "gallery"}))
+        .await;
+    ws.recv_type("subscribed").await;
+    let ctx = t.app().ctx.clone();
+    let s = t.with_role(&admin, "streamer").await;
+    let s_ws = online(&t, &s, "Live", "DE").await;
+    t.caught_up().await;
+    assert!(duet::domains::gallery::send_signal(&ctx).unwrap());
+    let e = ws.recv_type("event").await;
+    assert_eq!(e["eventType"], "gallery_changed", "{e:?}");
+    // The viewer came online too (users are shown to streamers).
+    let available = e["data"]["available"].as_array().unwrap();
+    assert!(available.contains(&json!(s.user_id)), "{e:?}");
+    assert!(available.contains(&json!(viewer.user_id)), "{e:?}");
+    assert_eq!(e["seq"], 0, "live only: never replayed");
+    assert_eq!(e["data"]["offline"], json!([]));
+    assert!(
+        !duet::domains::gallery::send_signal(&ctx).unwrap(),
+        "nothing new"
+    );
+
+    offline(&t, s_ws).await;
+    t.caught_up().await;
+    duet::domains::gallery::send_signal(&ctx).unwrap();
+    let e = ws.recv_type("event").await;
+    assert_eq!(e["data"]["offline"], json!([s.user_id]));
+    assert_eq!(e["data"]["refresh"], false);
+}

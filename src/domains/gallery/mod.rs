@@ -16,6 +16,7 @@
 //!   kept.
 
 pub mod api;
+pub mod events;
 pub mod index;
 
 use std::collections::HashMap;
@@ -45,6 +46,42 @@ pub const PAGE_MAX: usize = 50;
 
 type Ranked = Arc<Vec<(String, bool)>>;
 
+/// Ids one live signal lists per kind of change, at most; past it the signal says `refresh`.
+const SIGNAL_IDS_MAX: usize = 500;
+
+/// Changes waiting for the next live signal.
+#[derive(Debug, Default)]
+struct Pending {
+    offline: Vec<String>,
+    busy: Vec<String>,
+    free: Vec<String>,
+    available: Vec<String>,
+    refresh: bool,
+}
+
+impl Pending {
+    fn push(list: &mut Vec<String>, refresh: &mut bool, id: &str) {
+        if list.len() < SIGNAL_IDS_MAX {
+            list.push(id.to_owned());
+        } else {
+            *refresh = true;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.offline.is_empty()
+            && self.busy.is_empty()
+            && self.free.is_empty()
+            && self.available.is_empty()
+            && !self.refresh
+    }
+}
+
+/// Whether an entry is shown at all, and busy.
+fn shown(e: Option<&Entry>) -> Option<bool> {
+    e.filter(|e| e.listed && e.online).map(|e| e.busy)
+}
+
 /// The index and the caches in front of it.
 pub struct Gallery {
     pub index: GalleryIndex,
@@ -52,6 +89,9 @@ pub struct Gallery {
     ranked: parking_lot::Mutex<HashMap<(Role, Filters), (std::time::Instant, Ranked)>>,
     /// cursor id → (pinned at, unix ms; the list).
     pinned: parking_lot::Mutex<HashMap<String, (i64, Ranked)>>,
+    /// What each indexed account last was in the feeds (shown, busy), to tell what changed.
+    shown: parking_lot::Mutex<HashMap<String, bool>>,
+    pending: parking_lot::Mutex<Pending>,
 }
 
 impl Gallery {
@@ -64,9 +104,33 @@ impl Gallery {
                 config: config.clone(),
                 ranked: Default::default(),
                 pinned: Default::default(),
+                shown: Default::default(),
+                pending: Default::default(),
             },
             fresh,
         ))
+    }
+
+    /// Notes what `entries` change in the feeds, for the next live signal.
+    fn note_changes(&self, entries: &[(String, Option<Entry>)]) {
+        let mut shown_now = self.shown.lock();
+        let mut p = self.pending.lock();
+        let p = &mut *p;
+        for (id, entry) in entries {
+            let before = shown_now.get(id).copied();
+            let after = shown(entry.as_ref());
+            match after {
+                Some(busy) => shown_now.insert(id.clone(), busy),
+                None => shown_now.remove(id),
+            };
+            match (before, after) {
+                (Some(_), None) => Pending::push(&mut p.offline, &mut p.refresh, id),
+                (None, Some(_)) => Pending::push(&mut p.available, &mut p.refresh, id),
+                (Some(false), Some(true)) => Pending::push(&mut p.busy, &mut p.refresh, id),
+                (Some(true), Some(false)) => Pending::push(&mut p.free, &mut p.refresh, id),
+                _ => {}
+            }
+        }
     }
 
     fn ranked(&self, role: Role, filters: &Filters) -> AppResult<Ranked> {
@@ -296,9 +360,34 @@ async fn refresh(store: &Store, gallery: &Arc<Gallery>, ids: Vec<String>) -> App
         .await?;
     // A commit writes and syncs segment files: off the async workers.
     let gallery = gallery.clone();
-    tokio::task::spawn_blocking(move || gallery.index.apply(&entries))
-        .await
-        .map_err(AppError::internal)?
+    tokio::task::spawn_blocking(move || {
+        gallery.index.apply(&entries)?;
+        gallery.note_changes(&entries);
+        Ok(())
+    })
+    .await
+    .map_err(AppError::internal)?
+}
+
+/// Sends what changed in the feeds since the last call to every live connection subscribed to
+/// `gallery` (the server calls it once a second); whether there was anything.
+pub fn send_signal(ctx: &Ctx) -> AppResult<bool> {
+    let p = std::mem::take(&mut *ctx.gallery.pending.lock());
+    if p.is_empty() {
+        return Ok(false);
+    }
+    let ids = |v: Vec<String>| v.into_iter().map(Into::into).collect();
+    let signal = crate::core::events::NewEvent::new(events::GalleryEvent::Changed {
+        offline: ids(p.offline),
+        busy: ids(p.busy),
+        free: ids(p.free),
+        available: ids(p.available),
+        refresh: p.refresh,
+    })
+    .to(crate::core::events::Audience::Everyone)
+    .into_signal(ctx.store.now_ms())?;
+    ctx.live.relay(signal);
+    Ok(true)
 }
 
 /// Fills the index from redb from scratch (a new or outdated index, `duet gallery reindex`),
@@ -381,9 +470,28 @@ impl Consumer for GalleryFeeder {
     }
 
     async fn handle(&self, events: Vec<Event>) -> AppResult<()> {
-        let mut ids: Vec<String> = events.iter().flat_map(touched).collect();
+        let mut oldest = None;
+        let mut ids = Vec::new();
+        for e in &events {
+            let touched = touched(e);
+            if !touched.is_empty() {
+                oldest = oldest.or(Some(e.at_ms));
+                ids.extend(touched);
+            }
+        }
         ids.sort();
         ids.dedup();
-        refresh(&self.ctx.store, &self.ctx.gallery, ids).await
+        refresh(&self.ctx.store, &self.ctx.gallery, ids).await?;
+        if let Some(at) = oldest {
+            let lag_ms = (self.ctx.store.now_ms() - at).max(0);
+            self.ctx
+                .metrics
+                .gallery_freshness
+                .observe(lag_ms as f64 / 1000.0);
+            if lag_ms as u64 > self.ctx.config.gallery.freshness_ms_max {
+                tracing::warn!(lag_ms, "the gallery index is behind its freshness target");
+            }
+        }
+        Ok(())
     }
 }
