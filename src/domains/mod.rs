@@ -36,6 +36,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     blocklist::TABLES,
     chat::TABLES,
     favorites::TABLES,
+    gallery::TABLES,
     interaction::TABLES,
     notification::TABLES,
     profile::TABLES,

@@ -63,6 +63,12 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("me_identity_unlink", Who::Any, Value::Null),
         ("admin_user_identities", Who::Admin, Value::Null),
         ("gallery_feed", Who::Any, Value::Null),
+        ("admin_gallery_rules", Who::Admin, Value::Null),
+        (
+            "admin_gallery_rules_put",
+            Who::Admin,
+            json!({"items": [{"viewer": "user", "shows": "streamer", "sort": "online_longest", "busy": "show"}]}),
+        ),
         ("me_delete", Who::Any, Value::Null),
         ("me_export", Who::Any, Value::Null),
         ("admin_user_delete", Who::Admin, Value::Null),

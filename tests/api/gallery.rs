@@ -285,3 +285,61 @@ async fn the_live_gallery_topic_tells_what_changed() {
     assert_eq!(e["data"]["offline"], json!([s.user_id]));
     assert_eq!(e["data"]["refresh"], false);
 }
+
+/// Feed rules are data: an admin's edit (order, people in a call hidden) takes effect on the
+/// next first page, and is audited.
+#[tokio::test]
+async fn a_rule_edited_by_an_admin_takes_effect() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let viewer = t.user().await;
+    let mut sockets = Vec::new();
+    let mut streamers = Vec::new();
+    for name in ["Old", "Mid", "New"] {
+        let s = t.with_role(&admin, "streamer").await;
+        sockets.push(online(&t, &s, name, "DE").await);
+        streamers.push(s);
+        t.clock.advance_ms(1_000);
+    }
+    t.caught_up().await;
+    assert_eq!(names(&feed(&t, &viewer, "").await), ["Old", "Mid", "New"]);
+    let rules = t.get("/v1/admin/gallery/rules", &admin.access).await;
+    assert_eq!(rules.status, 200, "{:?}", rules.body);
+    assert!(
+        rules.body["items"].as_array().unwrap().contains(
+            &json!({"viewer": "streamer", "shows": "user", "sort": "payers_first", "busy": "show"})
+        ),
+        "{:?}",
+        rules.body
+    );
+    let r = t
+        .call(
+            Method::PUT,
+            "/v1/admin/gallery/rules",
+            Some(&admin.access),
+            Some(json!({"items": [{"viewer": "user", "shows": "streamer", "sort": "online_newest", "busy": "hide"}]})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(names(&feed(&t, &viewer, "").await), ["New", "Mid", "Old"]);
+    // "Mid" enters a call: hidden now.
+    let caller = t.user().await;
+    crate::coins::credit(&t, &admin, &caller.user_id, 1000, "wallet").await;
+    let _caller_ws = t.ws_ready(&caller.access).await;
+    t.settle().await;
+    let pair = crate::calls::Pair {
+        online: Vec::new(),
+        user: caller.clone(),
+        streamer: streamers[1].clone(),
+    };
+    crate::calls::connect(&t, &pair).await;
+    t.caught_up().await;
+    assert_eq!(names(&feed(&t, &viewer, "").await), ["New", "Old"]);
+    let audit = t.get("/v1/admin/audit", &admin.access).await;
+    assert!(
+        audit.body.to_string().contains("gallery.rule"),
+        "{:?}",
+        audit.body
+    );
+    drop(sockets);
+}

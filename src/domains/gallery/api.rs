@@ -8,13 +8,15 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth};
+use crate::api::body::JsonBody;
+use crate::api::{ApiTags, BearerAuth, NoContent};
 use crate::app::Ctx;
-use crate::core::auth::Access;
+use crate::core::auth::{Access, Role};
 use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
 
 use super::index::Filters;
+use super::rules::{BusyMode, Rule, Sort};
 use super::{Card, PAGE_DEFAULT, PAGE_MAX};
 
 /// One profile in a feed: the public card.
@@ -62,6 +64,25 @@ pub struct GalleryPage {
     pub next_cursor: Option<String>,
 }
 
+/// What one viewer role's feed shows.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RuleView {
+    /// Whose feed this rule is.
+    pub viewer: Role,
+    /// The role the feed shows.
+    pub shows: Role,
+    pub sort: Sort,
+    /// People in a call: shown as busy, or left out.
+    pub busy: BusyMode,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RuleList {
+    pub items: Vec<RuleView>,
+}
+
 pub struct GalleryApi;
 
 #[OpenApi(tag = "ApiTags::Social")]
@@ -105,5 +126,54 @@ impl GalleryApi {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next_cursor,
         }))
+    }
+
+    /// Every viewer role's feed rule (the seed's defaults until edited). Admin.
+    #[oai(
+        path = "/v1/admin/gallery/rules",
+        method = "get",
+        operation_id = "admin_gallery_rules"
+    )]
+    async fn rules(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<RuleList>> {
+        auth.require(&ctx, Access::Admin).await?;
+        let items = super::rules::all(&ctx)
+            .await?
+            .into_iter()
+            .map(|(viewer, r)| RuleView {
+                viewer,
+                shows: r.shows,
+                sort: r.sort,
+                busy: r.busy,
+            })
+            .collect();
+        Ok(Json(RuleList { items }))
+    }
+
+    /// Replace the rules of the viewer roles listed; feeds use them from their next first
+    /// page. Admin; audited.
+    #[oai(
+        path = "/v1/admin/gallery/rules",
+        method = "put",
+        operation_id = "admin_gallery_rules_put"
+    )]
+    async fn put_rules(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: JsonBody<RuleList>,
+    ) -> AppResult<NoContent> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        if body.items.is_empty() || body.items.len() > 4 {
+            return Err(AppError::validation("give 1–4 rules, one per viewer role"));
+        }
+        for r in &body.0.items {
+            let rule = Rule {
+                shows: r.shows,
+                sort: r.sort,
+                busy: r.busy,
+            };
+            super::rules::save(&ctx, &who, r.viewer, rule).await?;
+        }
+        Ok(NoContent::Done)
     }
 }

@@ -15,8 +15,10 @@ use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, Term, doc};
 use crate::core::auth::Role;
 use crate::core::error::{AppError, AppResult};
 
+use super::rules::Sort;
+
 /// Bump when the documents change shape: the server rebuilds an index of another version.
-pub const INDEX_VERSION: u32 = 1;
+pub const INDEX_VERSION: u32 = 2;
 const VERSION_FILE: &str = "duet-gallery-version";
 /// Memory the writer may use before it flushes a segment.
 const WRITER_BYTES: usize = 32 * 1024 * 1024;
@@ -43,14 +45,13 @@ pub struct Entry {
     pub tags: Vec<String>,
 }
 
-impl Entry {
-    /// The sort key feeds rank by, highest first. Streamers (shown to users): online longest
-    /// first. Users (shown to streamers): those who can pay first, then most recently online.
-    fn rank(&self) -> i64 {
-        match self.role {
-            Role::Streamer => -self.online_since_ms,
-            _ => (i64::from(self.can_pay) << 45) + self.online_since_ms,
-        }
+/// The fast field each order ranks by, highest first (one field per order: ranking reads one
+/// column and needs no second pass).
+fn rank_field(sort: Sort) -> &'static str {
+    match sort {
+        Sort::OnlineLongest => "rank_longest",
+        Sort::OnlineNewest => "rank_newest",
+        Sort::PayersFirst => "rank_payers",
     }
 }
 
@@ -71,7 +72,9 @@ struct Fields {
     listed: Field,
     online: Field,
     busy: Field,
-    rank: Field,
+    rank_longest: Field,
+    rank_newest: Field,
+    rank_payers: Field,
     country: Field,
     language: Field,
     gender: Field,
@@ -99,14 +102,16 @@ fn failed(e: impl std::fmt::Display) -> AppError {
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let fast = tantivy::schema::FAST;
+    use tantivy::schema::FAST;
     let fields = Fields {
         id: b.add_text_field("id", STRING | STORED),
         role: b.add_u64_field("role", INDEXED),
         listed: b.add_u64_field("listed", INDEXED),
         online: b.add_u64_field("online", INDEXED),
         busy: b.add_u64_field("busy", STORED),
-        rank: b.add_i64_field("rank", fast),
+        rank_longest: b.add_i64_field(rank_field(Sort::OnlineLongest), FAST),
+        rank_newest: b.add_i64_field(rank_field(Sort::OnlineNewest), FAST),
+        rank_payers: b.add_i64_field(rank_field(Sort::PayersFirst), FAST),
         country: b.add_text_field("country", STRING),
         language: b.add_text_field("language", STRING),
         gender: b.add_text_field("gender", STRING),
@@ -181,7 +186,10 @@ impl GalleryIndex {
                 f.listed => u64::from(e.listed),
                 f.online => u64::from(e.online),
                 f.busy => u64::from(e.busy),
-                f.rank => e.rank(),
+                f.rank_longest => -e.online_since_ms,
+                f.rank_newest => e.online_since_ms,
+                // Unix ms fit in 41 bits: who can pay ranks above everyone who cannot.
+                f.rank_payers => (i64::from(e.can_pay) << 45) + e.online_since_ms,
             );
             if let Some(c) = &e.country {
                 d.add_text(f.country, c);
@@ -223,7 +231,12 @@ impl GalleryIndex {
 
     /// The ids of the listed, online accounts of `role` that pass `filters`, ranked, with
     /// whether each is busy; at most [`RANKED_MAX`].
-    pub fn ranked(&self, role: Role, filters: &Filters) -> AppResult<Vec<(String, bool)>> {
+    pub fn ranked(
+        &self,
+        role: Role,
+        sort: Sort,
+        filters: &Filters,
+    ) -> AppResult<Vec<(String, bool)>> {
         let f = &self.fields;
         let u64_term = |field, v: u64| -> Box<dyn Query> {
             Box::new(TermQuery::new(
@@ -268,7 +281,8 @@ impl GalleryIndex {
         }
         let query = BooleanQuery::new(must);
         let searcher = self.reader.searcher();
-        let top = TopDocs::with_limit(RANKED_MAX).order_by_fast_field::<i64>("rank", Order::Desc);
+        let top = TopDocs::with_limit(RANKED_MAX)
+            .order_by_fast_field::<i64>(rank_field(sort), Order::Desc);
         let hits = searcher.search(&query, &top).map_err(failed)?;
         let mut out = Vec::with_capacity(hits.len());
         for (_, addr) in hits {

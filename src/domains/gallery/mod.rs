@@ -18,6 +18,9 @@
 pub mod api;
 pub mod events;
 pub mod index;
+pub mod rules;
+mod tables;
+pub use tables::TABLES;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,7 +89,7 @@ fn shown(e: Option<&Entry>) -> Option<bool> {
 pub struct Gallery {
     pub index: GalleryIndex,
     config: GalleryConfig,
-    ranked: parking_lot::Mutex<HashMap<(Role, Filters), (std::time::Instant, Ranked)>>,
+    ranked: parking_lot::Mutex<HashMap<(rules::Rule, Filters), (std::time::Instant, Ranked)>>,
     /// cursor id → (pinned at, unix ms; the list).
     pinned: parking_lot::Mutex<HashMap<String, (i64, Ranked)>>,
     /// What each indexed account last was in the feeds (shown, busy), to tell what changed.
@@ -133,15 +136,24 @@ impl Gallery {
         }
     }
 
-    fn ranked(&self, role: Role, filters: &Filters) -> AppResult<Ranked> {
-        let key = (role, filters.clone());
+    /// Drops the shared ranked lists (a rule changed).
+    fn forget_ranked(&self) {
+        self.ranked.lock().clear();
+    }
+
+    fn ranked(&self, rule: &rules::Rule, filters: &Filters) -> AppResult<Ranked> {
+        let key = (rule.clone(), filters.clone());
         let ttl = std::time::Duration::from_millis(self.config.ranked_cache_ms);
         if let Some((at, list)) = self.ranked.lock().get(&key)
             && at.elapsed() < ttl
         {
             return Ok(list.clone());
         }
-        let list: Ranked = Arc::new(self.index.ranked(role, filters)?);
+        let mut list = self.index.ranked(rule.shows, rule.sort, filters)?;
+        if rule.busy == rules::BusyMode::Hide {
+            list.retain(|(_, busy)| !busy);
+        }
+        let list: Ranked = Arc::new(list);
         let mut cache = self.ranked.lock();
         if cache.len() >= self.config.ranked_lists_max {
             cache.clear();
@@ -185,14 +197,6 @@ impl Gallery {
     }
 }
 
-/// Who a viewer of `role` is shown, by the default rules.
-fn shown_role(viewer: Role) -> Role {
-    match viewer {
-        Role::Streamer => Role::User,
-        _ => Role::Streamer,
-    }
-}
-
 /// One profile in a feed.
 #[derive(Debug, Clone)]
 pub struct Card {
@@ -225,7 +229,12 @@ pub async fn feed(
     let now = ctx.store.now_ms();
     let (list_id, list, start) = match cursor {
         None => {
-            let list = ctx.gallery.ranked(shown_role(viewer.role), &filters)?;
+            let role = viewer.role;
+            let rule = ctx
+                .store
+                .read(move |rtx| rules::rule_for(rtx, role))
+                .await?;
+            let list = ctx.gallery.ranked(&rule, &filters)?;
             (ctx.gallery.pin(list.clone(), now), list, 0)
         }
         Some(c) => {
