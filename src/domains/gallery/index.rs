@@ -7,9 +7,7 @@ use std::path::Path;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::{
-    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TantivyDocument, Value,
-};
+use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STRING, Schema};
 use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, Term, doc};
 
 use crate::core::auth::Role;
@@ -18,7 +16,7 @@ use crate::core::error::{AppError, AppResult};
 use super::rules::Sort;
 
 /// Bump when the documents change shape: the server rebuilds an index of another version.
-pub const INDEX_VERSION: u32 = 2;
+pub const INDEX_VERSION: u32 = 3;
 const VERSION_FILE: &str = "duet-gallery-version";
 /// Memory the writer may use before it flushes a segment.
 const WRITER_BYTES: usize = 32 * 1024 * 1024;
@@ -102,13 +100,12 @@ fn failed(e: impl std::fmt::Display) -> AppError {
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    use tantivy::schema::FAST;
     let fields = Fields {
-        id: b.add_text_field("id", STRING | STORED),
+        id: b.add_text_field("id", STRING | FAST),
         role: b.add_u64_field("role", INDEXED),
         listed: b.add_u64_field("listed", INDEXED),
         online: b.add_u64_field("online", INDEXED),
-        busy: b.add_u64_field("busy", STORED),
+        busy: b.add_u64_field("busy", FAST),
         rank_longest: b.add_i64_field(rank_field(Sort::OnlineLongest), FAST),
         rank_newest: b.add_i64_field(rank_field(Sort::OnlineNewest), FAST),
         rank_payers: b.add_i64_field(rank_field(Sort::PayersFirst), FAST),
@@ -284,16 +281,28 @@ impl GalleryIndex {
         let top = TopDocs::with_limit(RANKED_MAX)
             .order_by_fast_field::<i64>(rank_field(sort), Order::Desc);
         let hits = searcher.search(&query, &top).map_err(failed)?;
+        // Ids and busy flags come from columns, not the document store: no block to decompress
+        // per hit.
+        let mut columns = Vec::new();
+        for segment in searcher.segment_readers() {
+            let fast = segment.fast_fields();
+            let ids = fast.str("id").map_err(failed)?;
+            let busy = fast.u64("busy").map_err(failed)?;
+            columns.push((ids, busy));
+        }
         let mut out = Vec::with_capacity(hits.len());
+        let mut id = String::new();
         for (_, addr) in hits {
-            let d: TantivyDocument = searcher.doc(addr).map_err(failed)?;
-            let id = d
-                .get_first(f.id)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            let busy = d.get_first(f.busy).and_then(|v| v.as_u64()) == Some(1);
-            out.push((id, busy));
+            let (ids, busy) = &columns[addr.segment_ord as usize];
+            let ord = ids
+                .as_ref()
+                .and_then(|c| c.term_ords(addr.doc_id).next())
+                .ok_or_else(|| failed("a document without an id"))?;
+            ids.as_ref()
+                .map(|c| c.ord_to_str(ord, &mut id))
+                .transpose()
+                .map_err(failed)?;
+            out.push((id.clone(), busy.first(addr.doc_id) == Some(1)));
         }
         Ok(out)
     }
