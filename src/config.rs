@@ -46,6 +46,10 @@ pub struct GalleryConfig {
     pub cursors_max: usize,
     /// How often the live `gallery` signal goes out (when something changed).
     pub signal_interval_ms: u64,
+    /// Under churn, an index commit waits until its oldest change is this old, so the changes
+    /// arriving meanwhile share it (a commit costs tens of ms and a reader reload, whatever it
+    /// holds); a backlog is committed at once.
+    pub commit_interval_ms: u64,
     /// A change to a shown profile must be in the feeds within this long: the index lag
     /// (metric `duet_gallery_freshness_seconds`, a warning past it) plus `ranked_cache_ms`.
     pub freshness_ms_max: u64,
@@ -59,6 +63,7 @@ impl Default for GalleryConfig {
             cursor_ttl_secs: 600,
             cursors_max: 10_000,
             signal_interval_ms: 1_000,
+            commit_interval_ms: 250,
             freshness_ms_max: 1_000,
         }
     }
@@ -1155,10 +1160,10 @@ impl Config {
             return Err(bad("auth.email", "lifetimes and limits must be positive"));
         }
         let g = &self.gallery;
-        if g.ranked_cache_ms >= g.freshness_ms_max {
+        if g.ranked_cache_ms + g.commit_interval_ms >= g.freshness_ms_max {
             return Err(bad(
-                "gallery.ranked_cache_ms",
-                "must be below gallery.freshness_ms_max",
+                "gallery",
+                "ranked_cache_ms + commit_interval_ms must be below freshness_ms_max",
             ));
         }
         if g.ranked_lists_max == 0

@@ -85,6 +85,7 @@ impl TestApp {
         config.server.shutdown_grace_secs = 2;
         // Feeds read the index every time, so a test sees a change as soon as it is indexed.
         config.gallery.ranked_cache_ms = 0;
+        config.gallery.commit_interval_ms = 0;
         // The live gallery signal goes out when a test sends it (`gallery::send_signal`).
         config.gallery.signal_interval_ms = 3_600_000;
         adjust(&mut config);

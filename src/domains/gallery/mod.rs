@@ -80,6 +80,20 @@ impl Pending {
     }
 }
 
+/// What a card shows, kept in memory beside the index (the consumer refreshes it with the
+/// document), so cutting a page reads no profile from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardBase {
+    pub display_name: Option<String>,
+    pub age: Option<i32>,
+    pub country: Option<String>,
+    pub languages: Vec<String>,
+    pub avatar_media_id: Option<String>,
+    pub online_since_ms: Option<i64>,
+    /// Still shown at all (a pinned list may name someone banned since).
+    pub listed: bool,
+}
+
 /// Whether an entry is shown at all, and busy.
 fn shown(e: Option<&Entry>) -> Option<bool> {
     e.filter(|e| e.listed && e.online).map(|e| e.busy)
@@ -95,6 +109,9 @@ pub struct Gallery {
     /// What each indexed account last was in the feeds (shown, busy), to tell what changed.
     shown: parking_lot::Mutex<HashMap<String, bool>>,
     pending: parking_lot::Mutex<Pending>,
+    cards: parking_lot::RwLock<HashMap<String, Arc<CardBase>>>,
+    /// The rules by viewer role, as last read or saved.
+    rules: parking_lot::RwLock<HashMap<Role, rules::Rule>>,
 }
 
 impl Gallery {
@@ -109,6 +126,8 @@ impl Gallery {
                 pinned: Default::default(),
                 shown: Default::default(),
                 pending: Default::default(),
+                cards: Default::default(),
+                rules: Default::default(),
             },
             fresh,
         ))
@@ -136,9 +155,30 @@ impl Gallery {
         }
     }
 
-    /// Drops the shared ranked lists (a rule changed).
+    /// Drops the shared ranked lists and the rules read (a rule changed).
     fn forget_ranked(&self) {
         self.ranked.lock().clear();
+        self.rules.write().clear();
+    }
+
+    fn note_cards(&self, cards: Vec<(String, Option<CardBase>)>) {
+        let mut map = self.cards.write();
+        for (id, card) in cards {
+            match card {
+                Some(c) => map.insert(id, Arc::new(c)),
+                None => map.remove(&id),
+            };
+        }
+    }
+
+    /// The feed rule of a viewer role.
+    async fn rule(&self, store: &crate::core::store::Store, role: Role) -> AppResult<rules::Rule> {
+        if let Some(r) = self.rules.read().get(&role) {
+            return Ok(r.clone());
+        }
+        let rule = store.read(move |rtx| rules::rule_for(rtx, role)).await?;
+        self.rules.write().insert(role, rule.clone());
+        Ok(rule)
     }
 
     fn ranked(&self, rule: &rules::Rule, filters: &Filters) -> AppResult<Ranked> {
@@ -229,11 +269,7 @@ pub async fn feed(
     let now = ctx.store.now_ms();
     let (list_id, list, start) = match cursor {
         None => {
-            let role = viewer.role;
-            let rule = ctx
-                .store
-                .read(move |rtx| rules::rule_for(rtx, role))
-                .await?;
+            let rule = ctx.gallery.rule(&ctx.store, viewer.role).await?;
             let list = ctx.gallery.ranked(&rule, &filters)?;
             (ctx.gallery.pin(list.clone(), now), list, 0)
         }
@@ -247,7 +283,7 @@ pub async fn feed(
     };
     let limit = limit.clamp(1, PAGE_MAX);
     let viewer_id = viewer.user_id.to_string();
-    let today = crate::core::clock::to_datetime(now).date();
+    let gallery = ctx.gallery.clone();
     let (items, next) = ctx
         .store
         .read(move |rtx| {
@@ -256,16 +292,36 @@ pub async fn feed(
             let blocked = blocklist::blocked_either_way(rtx, &viewer_id)?;
             let mut items = Vec::new();
             let mut at = start;
+            let cards = gallery.cards.read();
             while at < list.len() && items.len() < limit {
                 let (id, busy) = &list[at];
                 at += 1;
                 if *id == viewer_id || blocked.contains(id) {
                     continue;
                 }
-                if let Some(card) = card(rtx, &viewer_id, id, *busy, today, now)? {
-                    items.push(card);
-                }
+                let Some(base) = cards.get(id).filter(|c| c.listed) else {
+                    continue;
+                };
+                items.push((id.clone(), *busy, base.clone()));
             }
+            drop(cards);
+            let items = items
+                .into_iter()
+                .map(|(id, busy, base)| {
+                    Ok(Card {
+                        following: favorites::is_favorite(rtx, &viewer_id, &id)?,
+                        user_id: id,
+                        display_name: base.display_name.clone(),
+                        age: base.age,
+                        country: base.country.clone(),
+                        languages: base.languages.clone(),
+                        avatar_media_id: base.avatar_media_id.clone(),
+                        online_since_ms: base.online_since_ms,
+                        busy,
+                        tags: Vec::new(),
+                    })
+                })
+                .collect::<AppResult<Vec<_>>>()?;
             Ok((items, (at < list.len()).then_some(at)))
         })
         .await?;
@@ -275,41 +331,13 @@ pub async fn feed(
     })
 }
 
-fn card(
-    rtx: &ReadTransaction,
-    viewer: &str,
-    id: &str,
-    busy: bool,
-    today: time::Date,
-    now: i64,
-) -> AppResult<Option<Card>> {
-    let Some(u) = user::find_user(rtx, id)?.filter(|u| u.is_reachable(now)) else {
-        return Ok(None);
-    };
-    let p = profile::profile_of(rtx, id)?;
-    let presence = user::presence_of(rtx, id)?;
-    let public = profile::api::PublicProfile::build(&u, &p, &presence, Default::default(), today);
-    Ok(Some(Card {
-        user_id: u.id,
-        display_name: public.display_name,
-        age: public.age,
-        country: public.country,
-        languages: public.languages,
-        avatar_media_id: public.avatar_media_id,
-        online_since_ms: presence.online_since_ms,
-        busy,
-        tags: Vec::new(),
-        following: favorites::is_favorite(rtx, viewer, id)?,
-    }))
-}
-
 /// What the index should hold for `user_id` now (`None`: nothing, e.g. erased).
 fn entry_of(
     rtx: &ReadTransaction,
     user_id: &str,
     today: time::Date,
     now: i64,
-) -> AppResult<Option<Entry>> {
+) -> AppResult<Option<(Entry, CardBase)>> {
     let Some(u) = user::find_user(rtx, user_id)? else {
         return Ok(None);
     };
@@ -330,10 +358,20 @@ fn entry_of(
             .map_or(0, |(_, coins)| coins);
         balance::balance(rtx, &Account::wallet(user_id))? >= first.max(1)
     };
-    Ok(Some(Entry {
+    let listed = !u.is_banned(now);
+    let card = CardBase {
+        display_name: p.display_name.clone(),
+        age: age.map(|a| a as i32),
+        country: p.country.clone(),
+        languages: p.languages.clone(),
+        avatar_media_id: p.avatar_media_id.clone(),
+        online_since_ms: presence.online_since_ms,
+        listed,
+    };
+    let entry = Entry {
         user_id: user_id.to_owned(),
         role: u.role,
-        listed: !u.is_banned(now),
+        listed,
         online: presence.online,
         online_since_ms: presence.online_since_ms.unwrap_or(0),
         busy: video::in_call(rtx, user_id)?,
@@ -350,7 +388,8 @@ fn entry_of(
             .and_then(|v| v.as_str().map(str::to_owned)),
         age,
         tags: Vec::new(),
-    }))
+    };
+    Ok(Some((entry, card)))
 }
 
 /// Re-reads `ids` from redb and writes them to the index in one commit.
@@ -367,11 +406,19 @@ async fn refresh(store: &Store, gallery: &Arc<Gallery>, ids: Vec<String>) -> App
                 .collect::<AppResult<Vec<_>>>()
         })
         .await?;
+    let (entries, cards): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .map(|(id, both)| match both {
+            Some((e, c)) => ((id.clone(), Some(e)), (id, Some(c))),
+            None => ((id.clone(), None), (id, None)),
+        })
+        .unzip();
     // A commit writes and syncs segment files: off the async workers.
     let gallery = gallery.clone();
     tokio::task::spawn_blocking(move || {
         gallery.index.apply(&entries)?;
         gallery.note_changes(&entries);
+        gallery.note_cards(cards);
         Ok(())
     })
     .await
@@ -490,6 +537,20 @@ impl Consumer for GalleryFeeder {
         }
         ids.sort();
         ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // A commit costs the same for one change or a thousand: under churn, wait until the
+        // oldest change is `commit_interval_ms` old, so the changes arriving meanwhile share the
+        // commit; a backlog (its oldest change already that old) is committed at once.
+        let interval_ms = self.ctx.config.gallery.commit_interval_ms as i64;
+        let age_ms = oldest.map_or(interval_ms, |at| self.ctx.store.now_ms() - at);
+        if age_ms < interval_ms {
+            tokio::time::sleep(std::time::Duration::from_millis(
+                (interval_ms - age_ms) as u64,
+            ))
+            .await;
+        }
         refresh(&self.ctx.store, &self.ctx.gallery, ids).await?;
         if let Some(at) = oldest {
             let lag_ms = (self.ctx.store.now_ms() - at).max(0);
