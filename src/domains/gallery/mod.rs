@@ -47,7 +47,17 @@ const REBUILD_CHUNK: usize = 1_000;
 pub const PAGE_DEFAULT: usize = 20;
 pub const PAGE_MAX: usize = 50;
 
-type Ranked = Arc<Vec<(String, bool)>>;
+/// A ranked list, as built from the index: pinned under its id the moment it is built, so
+/// every first page cut from it shares one pin.
+pub struct RankedList {
+    id: String,
+    items: Vec<(String, bool)>,
+}
+
+type Ranked = Arc<RankedList>;
+
+/// Pinned lists by id (with when they were pinned, unix ms), and their ids in pinning order.
+type Pins = (HashMap<String, (i64, Ranked)>, std::collections::VecDeque<String>);
 
 /// Ids one live signal lists per kind of change, at most; past it the signal says `refresh`.
 const SIGNAL_IDS_MAX: usize = 500;
@@ -104,8 +114,9 @@ pub struct Gallery {
     pub index: GalleryIndex,
     config: GalleryConfig,
     ranked: parking_lot::Mutex<HashMap<(rules::Rule, Filters), (std::time::Instant, Ranked)>>,
-    /// cursor id → (pinned at, unix ms; the list).
-    pinned: parking_lot::Mutex<HashMap<String, (i64, Ranked)>>,
+    /// list id → (pinned at, unix ms; the list), and the ids in pinning order (the oldest goes
+    /// first when `cursors_max` are kept).
+    pinned: parking_lot::Mutex<Pins>,
     /// What each indexed account last was in the feeds (shown, busy), to tell what changed.
     shown: parking_lot::Mutex<HashMap<String, bool>>,
     pending: parking_lot::Mutex<Pending>,
@@ -181,7 +192,7 @@ impl Gallery {
         Ok(rule)
     }
 
-    fn ranked(&self, rule: &rules::Rule, filters: &Filters) -> AppResult<Ranked> {
+    fn ranked(&self, rule: &rules::Rule, filters: &Filters, now_ms: i64) -> AppResult<Ranked> {
         let key = (rule.clone(), filters.clone());
         let ttl = std::time::Duration::from_millis(self.config.ranked_cache_ms);
         if let Some((at, list)) = self.ranked.lock().get(&key)
@@ -193,7 +204,11 @@ impl Gallery {
         if rule.busy == rules::BusyMode::Hide {
             list.retain(|(_, busy)| !busy);
         }
-        let list: Ranked = Arc::new(list);
+        let list: Ranked = Arc::new(RankedList {
+            id: random_token(12),
+            items: list,
+        });
+        self.pin(&list, now_ms);
         let mut cache = self.ranked.lock();
         if cache.len() >= self.config.ranked_lists_max {
             cache.clear();
@@ -202,32 +217,35 @@ impl Gallery {
         Ok(list)
     }
 
-    fn pin(&self, list: Ranked, now_ms: i64) -> String {
-        let id = random_token(12);
-        let ttl_ms = self.config.cursor_ttl_secs as i64 * 1000;
-        let mut pinned = self.pinned.lock();
-        if pinned.len() >= self.config.cursors_max {
-            pinned.retain(|_, (at, _)| now_ms - *at < ttl_ms);
-            if pinned.len() >= self.config.cursors_max
-                && let Some(oldest) = pinned
-                    .iter()
-                    .min_by_key(|(_, (at, _))| *at)
-                    .map(|(k, _)| k.clone())
-            {
-                pinned.remove(&oldest);
-            }
+    fn pin(&self, list: &Ranked, now_ms: i64) {
+        let mut guard = self.pinned.lock();
+        let (pinned, order) = &mut *guard;
+        while pinned.len() >= self.config.cursors_max {
+            let Some(oldest) = order.pop_front() else {
+                break;
+            };
+            pinned.remove(&oldest);
         }
-        pinned.insert(id.clone(), (now_ms, list));
-        id
+        pinned.insert(list.id.clone(), (now_ms, list.clone()));
+        order.push_back(list.id.clone());
     }
 
     fn pinned(&self, id: &str, now_ms: i64) -> AppResult<Ranked> {
         let ttl_ms = self.config.cursor_ttl_secs as i64 * 1000;
-        let mut pinned = self.pinned.lock();
+        let mut guard = self.pinned.lock();
+        let (pinned, order) = &mut *guard;
         match pinned.get(id) {
             Some((at, list)) if now_ms - *at < ttl_ms => Ok(list.clone()),
             _ => {
-                pinned.remove(id);
+                // Expired lists go with the oldest: they were pinned before every later one.
+                while let Some(first) = order.front()
+                    && pinned
+                        .get(first)
+                        .is_none_or(|(at, _)| now_ms - *at >= ttl_ms)
+                {
+                    let first = order.pop_front().unwrap_or_default();
+                    pinned.remove(&first);
+                }
                 Err(AppError::new(
                     Code::CursorExpired,
                     "this feed's cursor expired; start again from the first page",
@@ -270,8 +288,8 @@ pub async fn feed(
     let (list_id, list, start) = match cursor {
         None => {
             let rule = ctx.gallery.rule(&ctx.store, viewer.role).await?;
-            let list = ctx.gallery.ranked(&rule, &filters)?;
-            (ctx.gallery.pin(list.clone(), now), list, 0)
+            let list = ctx.gallery.ranked(&rule, &filters, now)?;
+            (list.id.clone(), list, 0)
         }
         Some(c) => {
             let (id, offset) = c
@@ -293,8 +311,8 @@ pub async fn feed(
             let mut items = Vec::new();
             let mut at = start;
             let cards = gallery.cards.read();
-            while at < list.len() && items.len() < limit {
-                let (id, busy) = &list[at];
+            while at < list.items.len() && items.len() < limit {
+                let (id, busy) = &list.items[at];
                 at += 1;
                 if *id == viewer_id || blocked.contains(id) {
                     continue;
@@ -322,7 +340,7 @@ pub async fn feed(
                     })
                 })
                 .collect::<AppResult<Vec<_>>>()?;
-            Ok((items, (at < list.len()).then_some(at)))
+            Ok((items, (at < list.items.len()).then_some(at)))
         })
         .await?;
     Ok(Page {
