@@ -57,7 +57,10 @@ pub struct RankedList {
 type Ranked = Arc<RankedList>;
 
 /// Pinned lists by id (with when they were pinned, unix ms), and their ids in pinning order.
-type Pins = (HashMap<String, (i64, Ranked)>, std::collections::VecDeque<String>);
+type Pins = (
+    HashMap<String, (i64, Ranked)>,
+    std::collections::VecDeque<String>,
+);
 
 /// Ids one live signal lists per kind of change, at most; past it the signal says `refresh`.
 const SIGNAL_IDS_MAX: usize = 500;
