@@ -41,14 +41,15 @@ pub struct GalleryCard {
 
 impl From<Card> for GalleryCard {
     fn from(c: Card) -> Self {
+        let b = &c.base;
         GalleryCard {
             user_id: c.user_id,
-            display_name: c.display_name,
-            age: c.age,
-            country: c.country,
-            languages: c.languages,
-            avatar_media_id: c.avatar_media_id,
-            online_since: c.online_since_ms.map(to_datetime),
+            display_name: b.display_name.clone(),
+            age: b.age,
+            country: b.country.clone(),
+            languages: b.languages.clone(),
+            avatar_media_id: b.avatar_media_id.clone(),
+            online_since: b.online_since_ms.map(to_datetime),
             busy: c.busy,
             tags: c.tags,
             following: c.following,

@@ -262,12 +262,8 @@ impl Gallery {
 #[derive(Debug, Clone)]
 pub struct Card {
     pub user_id: String,
-    pub display_name: Option<String>,
-    pub age: Option<i32>,
-    pub country: Option<String>,
-    pub languages: Vec<String>,
-    pub avatar_media_id: Option<String>,
-    pub online_since_ms: Option<i64>,
+    /// What the card shows of them, as kept beside the index.
+    pub base: Arc<CardBase>,
     pub busy: bool,
     pub tags: Vec<String>,
     pub following: bool,
@@ -332,12 +328,7 @@ pub async fn feed(
                     Ok(Card {
                         following: favorites::is_favorite(rtx, &viewer_id, &id)?,
                         user_id: id,
-                        display_name: base.display_name.clone(),
-                        age: base.age,
-                        country: base.country.clone(),
-                        languages: base.languages.clone(),
-                        avatar_media_id: base.avatar_media_id.clone(),
-                        online_since_ms: base.online_since_ms,
+                        base,
                         busy,
                         tags: Vec::new(),
                     })
