@@ -35,6 +35,8 @@ pub struct Ctx {
     pub config: Config,
     /// The gallery's index and feed caches (shutdown closes its writer, freeing the lock).
     pub gallery: Arc<domains::gallery::Gallery>,
+    /// Cohorts: the lock their membership writers share.
+    pub panel: domains::panel::Panel,
     pub store: Store,
     pub tokens: TokenIssuer,
     pub external: Option<IdTokenVerifier>,
@@ -241,6 +243,7 @@ impl App {
             ),
             media,
             gallery: Arc::new(gallery),
+            panel: Default::default(),
             views,
             delivery,
             hub: hub.clone(),
@@ -298,6 +301,7 @@ impl App {
             tokio::spawn(run_digest(ctx.clone())),
             tokio::spawn(run_erasures(ctx.clone())),
             tokio::spawn(run_gallery_signals(ctx.clone())),
+            tokio::spawn(recompute_cohorts(ctx.clone())),
         ];
         // The block consumers came after the blocks they carry out (which used to be applied in
         // the block's own request): on a data directory from before, they start at the head.
@@ -348,6 +352,12 @@ impl App {
             &mut workers,
             &mut consumers,
             Arc::new(domains::gallery::GalleryFeeder { ctx: ctx.clone() }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::panel::PanelFeeder { ctx: ctx.clone() }),
         );
         spawn_consumer(
             &ctx,
@@ -561,6 +571,26 @@ async fn run_gallery_signals(ctx: Arc<Ctx>) {
             _ = tick.tick() => {
                 if let Err(e) = domains::gallery::send_signal(&ctx) {
                     tracing::warn!(error = %e, "sending the gallery signal failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Judges every account against every rule cohort, every `panel.recompute_interval_secs`.
+async fn recompute_cohorts(ctx: Arc<Ctx>) {
+    let every = Duration::from_secs(ctx.config.panel.recompute_interval_secs);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = ctx.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match domains::panel::recompute_all(&ctx).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(changed = n, "recomputed cohort memberships"),
+                    Err(e) => tracing::warn!(error = %e, "recomputing cohorts failed"),
                 }
             }
             _ = stop.changed() => return,

@@ -29,6 +29,33 @@ pub struct Config {
     pub chat: ChatConfig,
     pub notifications: NotificationsConfig,
     pub gallery: GalleryConfig,
+    pub panel: PanelConfig,
+}
+
+/// Cohorts (`/v1/admin/cohorts`) and the tags they give.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PanelConfig {
+    /// How often every account is judged again against every rule cohort (conditions that
+    /// change with time alone — age, "registered within", "active within" — move then).
+    pub recompute_interval_secs: u64,
+    /// Accounts judged per read and write while recomputing, previewing or removing a cohort.
+    pub recompute_chunk: usize,
+    /// Cohorts kept at once.
+    pub cohorts_max: usize,
+    /// User ids one request may add to a hand-made cohort.
+    pub hand_members_per_request_max: usize,
+}
+
+impl Default for PanelConfig {
+    fn default() -> Self {
+        PanelConfig {
+            recompute_interval_secs: 3_600,
+            recompute_chunk: 500,
+            cohorts_max: 200,
+            hand_members_per_request_max: 1_000,
+        }
+    }
 }
 
 /// The gallery's feeds (`GET /v1/gallery`).
@@ -209,6 +236,8 @@ pub struct ChatConfig {
     pub auto_add_streamers: u32,
     /// The first message of those chats, from the streamer.
     pub greeting: String,
+    /// When set, auto-add picks only streamers carrying one of these cohort tags.
+    pub auto_add_tags: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -217,6 +246,7 @@ impl Default for ChatConfig {
             messages_per_minute: 30,
             auto_add_streamers: 3,
             greeting: "Hi! Nice to meet you. Say hello any time.".into(),
+            auto_add_tags: Vec::new(),
         }
     }
 }
@@ -1176,6 +1206,14 @@ impl Config {
                 "ranked_lists_max, cursor_ttl_secs and cursors_max must be positive",
             ));
         }
+        let p = &self.panel;
+        if p.recompute_interval_secs == 0
+            || p.recompute_chunk == 0
+            || p.cohorts_max == 0
+            || p.hand_members_per_request_max == 0
+        {
+            return Err(bad("panel", "every setting must be positive"));
+        }
         if self.auth.fresh_sign_in_secs == 0 {
             return Err(bad("auth.fresh_sign_in_secs", "must be positive"));
         }
@@ -1242,6 +1280,18 @@ impl Config {
         }
         if self.chat.greeting.trim().is_empty() || self.chat.greeting.chars().count() > 2000 {
             return Err(bad("chat.greeting", "must be 1–2000 characters"));
+        }
+        if self.chat.auto_add_tags.len() > 20
+            || self
+                .chat
+                .auto_add_tags
+                .iter()
+                .any(|t| crate::domains::panel::model::parse_tag(t).is_err())
+        {
+            return Err(bad(
+                "chat.auto_add_tags",
+                "at most 20 cohort tags (a-z, 0-9, _ and -, starting with a letter)",
+            ));
         }
         let n = &self.notifications;
         if n.ack_timeout_secs == 0

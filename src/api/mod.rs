@@ -101,6 +101,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
                 domains::interaction::api::InteractionApi,
                 domains::notification::api::NotificationApi,
             ),
+            domains::panel::api::PanelApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,

@@ -256,6 +256,37 @@ impl<'t> Tx<'t> {
     }
 }
 
+/// Where a domain function can read its tables from: a read transaction, or a write (`Tx`)
+/// that sees its own changes. A function taking `&impl Reads` serves both, so a domain needs no
+/// `_tx` twin of each lookup.
+pub trait Reads {
+    type Table<K: Key + 'static, V: Value + 'static>: ReadableTable<K, V>;
+    fn read_table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> AppResult<Self::Table<K, V>>;
+}
+
+impl Reads for ReadTransaction {
+    type Table<K: Key + 'static, V: Value + 'static> = redb::ReadOnlyTable<K, V>;
+    fn read_table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> AppResult<Self::Table<K, V>> {
+        Ok(self.open_table(def)?)
+    }
+}
+
+impl<'t> Reads for Tx<'t> {
+    type Table<K: Key + 'static, V: Value + 'static> = Table<'t, K, V>;
+    fn read_table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> AppResult<Self::Table<K, V>> {
+        Ok(self.txn.open_table(def)?)
+    }
+}
+
 type Reply = Box<dyn FnOnce(AppResult<()>) + Send>;
 /// A queued operation: runs in a transaction, tells whether it failed, and keeps what to answer
 /// its caller once the commit is known.

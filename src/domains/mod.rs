@@ -13,6 +13,7 @@ pub mod gift;
 pub mod interaction;
 pub mod mission_control;
 pub mod notification;
+pub mod panel;
 pub mod payment;
 pub mod privacy;
 pub mod profile;
@@ -39,6 +40,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     gallery::TABLES,
     interaction::TABLES,
     notification::TABLES,
+    panel::TABLES,
     profile::TABLES,
     settings::TABLES,
     mission_control::TABLES,
@@ -58,6 +60,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     EventType::of::<interaction::events::InteractionEvent>(),
     EventType::of::<mission_control::events::PayoutEvent>(),
     EventType::of::<notification::events::NotificationEvent>(),
+    EventType::of::<panel::events::CohortEvent>(),
     EventType::of::<payment::events::PaymentEvent>(),
     EventType::of::<profile::events::ProfileEvent>(),
     EventType::of::<settings::events::SettingsEvent>(),

@@ -69,6 +69,37 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             Who::Admin,
             json!({"items": [{"viewer": "user", "shows": "streamer", "sort": "online_longest", "busy": "show"}]}),
         ),
+        ("admin_user_get", Who::Admin, Value::Null),
+        ("admin_cohorts_list", Who::Admin, Value::Null),
+        (
+            "admin_cohorts_create",
+            Who::Admin,
+            json!({"name": "VIP", "tag": "vip"}),
+        ),
+        (
+            "admin_cohorts_preview",
+            Who::Admin,
+            json!({"rule": {"role": "user"}}),
+        ),
+        ("admin_cohorts_get", Who::Admin, Value::Null),
+        (
+            "admin_cohorts_update",
+            Who::Admin,
+            json!({"name": "VIP", "tag": "vip"}),
+        ),
+        ("admin_cohorts_delete", Who::Admin, Value::Null),
+        ("admin_cohorts_members", Who::Admin, Value::Null),
+        (
+            "admin_cohorts_members_add",
+            Who::Admin,
+            json!({"userIds": ["u-1"]}),
+        ),
+        ("admin_cohorts_members_remove", Who::Admin, Value::Null),
+        (
+            "admin_cohorts_broadcast",
+            Who::Admin,
+            json!({"title": "Hi", "body": "Hello"}),
+        ),
         ("me_delete", Who::Any, Value::Null),
         ("me_export", Who::Any, Value::Null),
         ("admin_user_delete", Who::Admin, Value::Null),
@@ -298,6 +329,7 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{platform}", "ios")
                 .replace("{key}", "some_flag")
                 .replace("{gift_id}", "g-1")
+                .replace("{cohort_id}", "c-1")
                 .replace("{payout_id}", "p-1")
                 .replace("{account}", "system:payouts")
                 .replace("{product_id}", "p-1")

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn schedule(checkpoints: &[(u32, i64)], repeat: Option<(u32, i64)>) -> Value {
+pub fn schedule(checkpoints: &[(u32, i64)], repeat: Option<(u32, i64)>) -> Value {
     json!({
         "checkpoints": checkpoints.iter().map(|(a, c)| json!({"atSeconds": a, "coins": c})).collect::<Vec<_>>(),
         "repeat": repeat.map(|(e, c)| json!({"everySeconds": e, "coins": c})),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// Someone online (a live WebSocket) from now, with a profile.
-async fn online(t: &TestApp, who: &Tokens, name: &str, country: &str) -> Ws {
+pub async fn online(t: &TestApp, who: &Tokens, name: &str, country: &str) -> Ws {
     let r = t
         .call(
             Method::PATCH,
@@ -35,11 +35,11 @@ async fn offline(t: &TestApp, ws: Ws) {
     t.settle().await;
 }
 
-async fn feed(t: &TestApp, who: &Tokens, query: &str) -> Reply {
+pub async fn feed(t: &TestApp, who: &Tokens, query: &str) -> Reply {
     t.get(&format!("/v1/gallery{query}"), &who.access).await
 }
 
-fn names(r: &Reply) -> Vec<String> {
+pub fn names(r: &Reply) -> Vec<String> {
     r.body["items"]
         .as_array()
         .unwrap_or_else(|| panic!("{:?}", r.body))
@@ -307,7 +307,7 @@ async fn a_rule_edited_by_an_admin_takes_effect() {
     assert_eq!(rules.status, 200, "{:?}", rules.body);
     assert!(
         rules.body["items"].as_array().unwrap().contains(
-            &json!({"viewer": "streamer", "shows": "user", "sort": "payers_first", "busy": "show"})
+            &json!({"viewer": "streamer", "shows": "user", "sort": "payers_first", "busy": "show", "boostTags": [], "onlyTags": [], "hiddenTags": []})
         ),
         "{:?}",
         rules.body

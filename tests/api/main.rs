@@ -8,6 +8,7 @@ mod billing;
 mod blocks;
 mod calls;
 mod chat;
+mod cohorts;
 mod coins;
 mod connections;
 mod crash;

@@ -20,13 +20,13 @@ const BUNDLE: &str = "com.duet.app";
 
 /// A test root, intermediate and leaf shaped like Apple's (P-384 CA, P-256 leaf, the policy
 /// marker extensions).
-struct Chain {
+pub struct Chain {
     root_pem: String,
     x5c: Vec<String>,
     leaf_key_pem: String,
 }
 
-fn chain(with_oids: bool) -> Chain {
+pub fn chain(with_oids: bool) -> Chain {
     let ca = |name: &str| {
         let mut p = CertificateParams::new(vec![]).unwrap();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -76,7 +76,7 @@ fn chain(with_oids: bool) -> Chain {
     }
 }
 
-fn sign(chain: &Chain, payload: &Value) -> String {
+pub fn sign(chain: &Chain, payload: &Value) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.x5c = Some(chain.x5c.clone());
     jsonwebtoken::encode(
@@ -87,7 +87,7 @@ fn sign(chain: &Chain, payload: &Value) -> String {
     .unwrap()
 }
 
-fn transaction(id: &str, product: &str) -> Value {
+pub fn transaction(id: &str, product: &str) -> Value {
     json!({
         "transactionId": id,
         "originalTransactionId": id,
@@ -99,7 +99,7 @@ fn transaction(id: &str, product: &str) -> Value {
     })
 }
 
-async fn apple_app(chain: &Chain) -> (TestApp, tempfile::TempDir) {
+pub async fn apple_app(chain: &Chain) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("apple-root.pem");
     std::fs::write(&root, &chain.root_pem).unwrap();
@@ -113,7 +113,7 @@ async fn apple_app(chain: &Chain) -> (TestApp, tempfile::TempDir) {
     (t, dir)
 }
 
-async fn product(t: &TestApp, admin: &Tokens) -> String {
+pub async fn product(t: &TestApp, admin: &Tokens) -> String {
     let r = t
         .post(
             "/v1/admin/products",
@@ -127,7 +127,7 @@ async fn product(t: &TestApp, admin: &Tokens) -> String {
     r.body["id"].as_str().unwrap().to_owned()
 }
 
-async fn intent(t: &TestApp, who: &Tokens, product: &str, platform: &str) -> String {
+pub async fn intent(t: &TestApp, who: &Tokens, product: &str, platform: &str) -> String {
     let r = t
         .post(
             "/v1/payments/intents",

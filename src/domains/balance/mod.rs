@@ -29,7 +29,7 @@ use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::idempotency::Idempotency;
 use crate::core::ids::new_id;
-use crate::core::store::{Tx, dec, get, put};
+use crate::core::store::{Reads, Tx, dec, get, put};
 use crate::core::text::Text;
 use crate::domains::{audit, user};
 use events::BalanceEvent;
@@ -452,17 +452,16 @@ pub fn balance_tx(tx: &Tx, account: &Account) -> AppResult<i64> {
         .map_or(0, |v| v.value()))
 }
 
-pub fn balance(rtx: &ReadTransaction, account: &Account) -> AppResult<i64> {
-    let b = rtx
-        .open_table(BALANCES)?
+pub fn balance(r: &impl Reads, account: &Account) -> AppResult<i64> {
+    let b = r
+        .read_table(BALANCES)?
         .get(account.as_str())?
         .map(|v| v.value())
         .unwrap_or(0);
     // The invariant, checked after read: only a flagged wallet is below zero.
     if b < 0 && account.kind() != AccountKind::System {
         let flagged = account.kind() == AccountKind::Wallet
-            && rtx
-                .open_table(DEBT_FLAGS)?
+            && r.read_table(DEBT_FLAGS)?
                 .get(account.owner().unwrap_or_default())?
                 .is_some();
         if !flagged {

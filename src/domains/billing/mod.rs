@@ -22,9 +22,9 @@ use crate::core::auth::Role;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::NewEvent;
 use crate::core::ids::new_id;
-use crate::core::store::{Tx, dec, get, put};
+use crate::core::store::{Reads, Tx, dec, get, put};
 use crate::domains::audit::record_tx as audit_tx;
-use crate::domains::user;
+use crate::domains::{panel, user};
 use model::*;
 use tables::*;
 
@@ -153,22 +153,30 @@ pub fn version(rtx: &ReadTransaction, id: &str, version: u32) -> AppResult<Optio
 }
 
 /// The tariff for a call of `kind` from a `caller_role` to a `callee_role`, with the streamer
-/// in the call (if any) and that streamer's cohort tags.
+/// in the call (if any): that streamer's own override, else one for a cohort tag they carry,
+/// else the default. In a read or inside a write.
 pub fn resolve(
-    rtx: &ReadTransaction,
+    r: &impl Reads,
     kind: CallKind,
     caller_role: Role,
     callee_role: Role,
     streamer_id: Option<&str>,
-    tags: &[String],
 ) -> AppResult<Option<Tariff>> {
+    let mut all = Vec::new();
+    for row in r.read_table(TARIFFS)?.iter()? {
+        all.push(dec(row?.1.value())?);
+    }
+    let tags = match streamer_id {
+        Some(s) => panel::tags(r, s)?,
+        None => Vec::new(),
+    };
     Ok(pick(
-        list(rtx)?,
+        all,
         kind,
         caller_role,
         callee_role,
         streamer_id,
-        tags,
+        &tags,
     ))
 }
 
@@ -215,27 +223,10 @@ pub async fn tariff_for_call(
                 caller_role,
                 callee_user.role,
                 streamer.as_deref(),
-                &[],
             )
         })
         .await?
         .ok_or_else(|| AppError::forbidden("no tariff allows this call"))
-}
-
-/// The same, inside a write operation.
-pub fn resolve_tx(
-    tx: &Tx,
-    kind: CallKind,
-    caller_role: Role,
-    callee_role: Role,
-    streamer_id: Option<&str>,
-    tags: &[String],
-) -> AppResult<Option<Tariff>> {
-    let mut all = Vec::new();
-    for row in tx.read(TARIFFS)?.iter()? {
-        all.push(dec(row?.1.value())?);
-    }
-    Ok(pick(all, kind, caller_role, callee_role, streamer_id, tags))
 }
 
 fn pick(

@@ -14,7 +14,7 @@ use crate::domains::gift::events::GiftEvent;
 use crate::domains::user::events::UserEvent;
 use crate::domains::video::events::{CallEvent, CallSummary};
 use crate::domains::video::model::CallState;
-use crate::domains::{profile, user};
+use crate::domains::{panel, profile, user};
 
 use super::model::*;
 use super::{Draft, append_tx, open_tx};
@@ -181,8 +181,9 @@ fn spread(user_id: &str, streamer_id: &str) -> u64 {
     h.finish()
 }
 
-/// Starts chats between a new user and up to `auto_add_streamers` online streamers, those
-/// speaking one of the user's languages first, each with the greeting from the streamer.
+/// Starts chats between a new user and up to `auto_add_streamers` online streamers (only those
+/// carrying one of `auto_add_tags`, when set), those speaking one of the user's languages
+/// first, each with the greeting from the streamer.
 fn auto_add(tx: &Tx, new_user: &str, config: &ChatConfig) -> AppResult<()> {
     let new_user = new_user.to_owned();
     if config.auto_add_streamers == 0 {
@@ -195,6 +196,13 @@ fn auto_add(tx: &Tx, new_user: &str, config: &ChatConfig) -> AppResult<()> {
             continue;
         };
         if u.role != Role::Streamer || !u.is_reachable(tx.now_ms()) || id == new_user {
+            continue;
+        }
+        if !config.auto_add_tags.is_empty()
+            && !panel::tags(tx, &id)?
+                .iter()
+                .any(|t| config.auto_add_tags.contains(t))
+        {
             continue;
         }
         let speaks = profile::shares_language(&languages, &profile::languages_tx(tx, &id)?);

@@ -33,7 +33,7 @@ pub struct GalleryCard {
     pub online_since: Option<OffsetDateTime>,
     /// In a call now.
     pub busy: bool,
-    /// The cohort tags shown to clients.
+    /// Their cohort tags that are shown to clients.
     pub tags: Vec<String>,
     /// The caller keeps them among their favorites.
     pub following: bool,
@@ -51,7 +51,7 @@ impl From<Card> for GalleryCard {
             avatar_media_id: b.avatar_media_id.clone(),
             online_since: b.online_since_ms.map(to_datetime),
             busy: c.busy,
-            tags: c.tags,
+            tags: b.visible_tags.clone(),
             following: c.following,
         }
     }
@@ -76,6 +76,16 @@ pub struct RuleView {
     pub sort: Sort,
     /// People in a call: shown as busy, or left out.
     pub busy: BusyMode,
+    /// Cohort tags ranked first, in this order: those with the first tag, then the second…,
+    /// each group in `sort` order, then everyone else. At most 20.
+    #[oai(default)]
+    pub boost_tags: Vec<String>,
+    /// When not empty, only profiles carrying one of these tags are shown. At most 20.
+    #[oai(default)]
+    pub only_tags: Vec<String>,
+    /// Profiles carrying one of these tags are never shown. At most 20.
+    #[oai(default)]
+    pub hidden_tags: Vec<String>,
 }
 
 #[derive(Object)]
@@ -145,6 +155,9 @@ impl GalleryApi {
                 shows: r.shows,
                 sort: r.sort,
                 busy: r.busy,
+                boost_tags: r.boost_tags,
+                only_tags: r.only_tags,
+                hidden_tags: r.hidden_tags,
             })
             .collect();
         Ok(Json(RuleList { items }))
@@ -167,13 +180,25 @@ impl GalleryApi {
         if body.items.is_empty() || body.items.len() > 4 {
             return Err(AppError::validation("give 1–4 rules, one per viewer role"));
         }
-        for r in &body.0.items {
-            let rule = Rule {
-                shows: r.shows,
-                sort: r.sort,
-                busy: r.busy,
-            };
-            super::rules::save(&ctx, &who, r.viewer, rule).await?;
+        // Every rule is checked before any is saved: a bad one leaves all as they were.
+        let rules = body
+            .0
+            .items
+            .into_iter()
+            .map(|r| {
+                let rule = Rule {
+                    shows: r.shows,
+                    sort: r.sort,
+                    busy: r.busy,
+                    boost_tags: r.boost_tags,
+                    only_tags: r.only_tags,
+                    hidden_tags: r.hidden_tags,
+                };
+                Ok((r.viewer, rule.validate()?))
+            })
+            .collect::<AppResult<Vec<_>>>()?;
+        for (viewer, rule) in rules {
+            super::rules::save(&ctx, &who, viewer, rule).await?;
         }
         Ok(NoContent::Done)
     }

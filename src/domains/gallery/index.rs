@@ -13,10 +13,10 @@ use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, Term, doc};
 use crate::core::auth::Role;
 use crate::core::error::{AppError, AppResult};
 
-use super::rules::Sort;
+use super::rules::{Rule, Sort};
 
 /// Bump when the documents change shape: the server rebuilds an index of another version.
-pub const INDEX_VERSION: u32 = 3;
+pub const INDEX_VERSION: u32 = 4;
 const VERSION_FILE: &str = "duet-gallery-version";
 /// Memory the writer may use before it flushes a segment.
 const WRITER_BYTES: usize = 32 * 1024 * 1024;
@@ -28,8 +28,10 @@ pub const RANKED_MAX: usize = 20_000;
 pub struct Entry {
     pub user_id: String,
     pub role: Role,
-    /// Shown at all: not banned, not erased, not hidden, photo approved.
+    /// Shown at all: not banned, not erased, not hidden by its owner.
     pub listed: bool,
+    /// The profile photo passed moderation (true until media moderation decides otherwise).
+    pub approved: bool,
     pub online: bool,
     pub online_since_ms: i64,
     pub busy: bool,
@@ -68,6 +70,7 @@ struct Fields {
     id: Field,
     role: Field,
     listed: Field,
+    approved: Field,
     online: Field,
     busy: Field,
     rank_longest: Field,
@@ -104,6 +107,7 @@ fn schema() -> (Schema, Fields) {
         id: b.add_text_field("id", STRING | FAST),
         role: b.add_u64_field("role", INDEXED),
         listed: b.add_u64_field("listed", INDEXED),
+        approved: b.add_u64_field("approved", INDEXED),
         online: b.add_u64_field("online", INDEXED),
         busy: b.add_u64_field("busy", FAST),
         rank_longest: b.add_i64_field(rank_field(Sort::OnlineLongest), FAST),
@@ -181,6 +185,7 @@ impl GalleryIndex {
                 f.id => e.user_id.clone(),
                 f.role => role_code(e.role),
                 f.listed => u64::from(e.listed),
+                f.approved => u64::from(e.approved),
                 f.online => u64::from(e.online),
                 f.busy => u64::from(e.busy),
                 f.rank_longest => -e.online_since_ms,
@@ -226,14 +231,10 @@ impl GalleryIndex {
         drop(writer);
     }
 
-    /// The ids of the listed, online accounts of `role` that pass `filters`, ranked, with
-    /// whether each is busy; at most [`RANKED_MAX`].
-    pub fn ranked(
-        &self,
-        role: Role,
-        sort: Sort,
-        filters: &Filters,
-    ) -> AppResult<Vec<(String, bool)>> {
+    /// The ids of the listed, approved, online accounts of the role `rule` shows that pass
+    /// `filters` and the rule's tag conditions, in the rule's order, with whether each is
+    /// busy; at most [`RANKED_MAX`].
+    pub fn ranked(&self, rule: &Rule, filters: &Filters) -> AppResult<Vec<(String, bool)>> {
         let f = &self.fields;
         let u64_term = |field, v: u64| -> Box<dyn Query> {
             Box::new(TermQuery::new(
@@ -249,8 +250,9 @@ impl GalleryIndex {
         };
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
             (Occur::Must, Box::new(AllQuery)),
-            (Occur::Must, u64_term(f.role, role_code(role))),
+            (Occur::Must, u64_term(f.role, role_code(rule.shows))),
             (Occur::Must, u64_term(f.listed, 1)),
+            (Occur::Must, u64_term(f.approved, 1)),
             (Occur::Must, u64_term(f.online, 1)),
         ];
         if let Some(c) = &filters.country {
@@ -264,6 +266,17 @@ impl GalleryIndex {
         }
         if let Some(t) = &filters.tag {
             must.push((Occur::Must, text_term(f.tag, t)));
+        }
+        if !rule.only_tags.is_empty() {
+            let any: Vec<(Occur, Box<dyn Query>)> = rule
+                .only_tags
+                .iter()
+                .map(|t| (Occur::Should, text_term(f.tag, t)))
+                .collect();
+            must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
+        for t in &rule.hidden_tags {
+            must.push((Occur::MustNot, text_term(f.tag, t)));
         }
         if filters.min_age.is_some() || filters.max_age.is_some() {
             let lo = Term::from_field_u64(f.age, filters.min_age.unwrap_or(0));
@@ -279,7 +292,7 @@ impl GalleryIndex {
         let query = BooleanQuery::new(must);
         let searcher = self.reader.searcher();
         let top = TopDocs::with_limit(RANKED_MAX)
-            .order_by_fast_field::<i64>(rank_field(sort), Order::Desc);
+            .order_by_fast_field::<i64>(rank_field(rule.sort), Order::Desc);
         let hits = searcher.search(&query, &top).map_err(failed)?;
         // Ids and busy flags come from columns, not the document store: no block to decompress
         // per hit.

@@ -36,7 +36,7 @@ use crate::core::ids::random_token;
 use crate::core::store::Store;
 use crate::domains::balance::model::Account;
 use crate::domains::billing::model::CallKind;
-use crate::domains::{balance, billing, blocklist, favorites, profile, user, video};
+use crate::domains::{balance, billing, blocklist, favorites, panel, profile, user, video};
 use index::{Entry, Filters, GalleryIndex};
 
 /// The consumer's name (its cursor).
@@ -103,8 +103,12 @@ pub struct CardBase {
     pub languages: Vec<String>,
     pub avatar_media_id: Option<String>,
     pub online_since_ms: Option<i64>,
-    /// Still shown at all (a pinned list may name someone banned since).
+    /// Still shown at all (a pinned list may name someone banned or hidden since).
     pub listed: bool,
+    /// Every cohort tag they carry (rules boost and filter by them).
+    pub tags: Vec<String>,
+    /// The tags clients may see.
+    pub visible_tags: Vec<String>,
 }
 
 /// Whether an entry is shown at all, and busy.
@@ -203,9 +207,18 @@ impl Gallery {
         {
             return Ok(list.clone());
         }
-        let mut list = self.index.ranked(rule.shows, rule.sort, filters)?;
+        let mut list = self.index.ranked(rule, filters)?;
         if rule.busy == rules::BusyMode::Hide {
             list.retain(|(_, busy)| !busy);
+        }
+        if !rule.boost_tags.is_empty() {
+            // A stable sort: each boosted group keeps the index's order.
+            let cards = self.cards.read();
+            list.sort_by_cached_key(|(id, _)| {
+                cards
+                    .get(id)
+                    .map_or(rule.boost_tags.len(), |c| rule.boost_group(&c.tags))
+            });
         }
         let list: Ranked = Arc::new(RankedList {
             id: random_token(12),
@@ -265,7 +278,6 @@ pub struct Card {
     /// What the card shows of them, as kept beside the index.
     pub base: Arc<CardBase>,
     pub busy: bool,
-    pub tags: Vec<String>,
     pub following: bool,
 }
 
@@ -330,7 +342,6 @@ pub async fn feed(
                         user_id: id,
                         base,
                         busy,
-                        tags: Vec::new(),
                     })
                 })
                 .collect::<AppResult<Vec<_>>>()?;
@@ -365,12 +376,13 @@ fn entry_of(
         .map(|b| profile::model::age_on(b, today).max(0) as u64);
     // A user can pay when their wallet covers the first charge of a direct call to a streamer.
     let can_pay = u.role == Role::User && {
-        let first = billing::resolve(rtx, CallKind::Direct, Role::User, Role::Streamer, None, &[])?
+        let first = billing::resolve(rtx, CallKind::Direct, Role::User, Role::Streamer, None)?
             .and_then(|t| t.payer_schedule.next_after(None))
             .map_or(0, |(_, coins)| coins);
         balance::balance(rtx, &Account::wallet(user_id))? >= first.max(1)
     };
-    let listed = !u.is_banned(now);
+    let listed = !u.is_banned(now) && !p.hidden_from_gallery;
+    let tags = panel::tags_with_visibility(rtx, user_id)?;
     let card = CardBase {
         display_name: p.display_name.clone(),
         age: age.map(|a| a as i32),
@@ -379,11 +391,19 @@ fn entry_of(
         avatar_media_id: p.avatar_media_id.clone(),
         online_since_ms: presence.online_since_ms,
         listed,
+        tags: tags.iter().map(|(t, _)| t.clone()).collect(),
+        visible_tags: tags
+            .iter()
+            .filter(|(_, visible)| *visible)
+            .map(|(t, _)| t.clone())
+            .collect(),
     };
     let entry = Entry {
         user_id: user_id.to_owned(),
         role: u.role,
         listed,
+        // The hook for photo moderation (media storage): shown until it decides otherwise.
+        approved: true,
         online: presence.online,
         online_since_ms: presence.online_since_ms.unwrap_or(0),
         busy: video::in_call(rtx, user_id)?,
@@ -399,7 +419,7 @@ fn entry_of(
             .and_then(|g| serde_json::to_value(g).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
         age,
-        tags: Vec::new(),
+        tags: card.tags.clone(),
     };
     Ok(Some((entry, card)))
 }
@@ -489,10 +509,16 @@ pub async fn rebuild(
 }
 
 /// Which accounts an event may change in the index: the people an account, profile, presence,
-/// call or wallet event is about.
+/// call, wallet or cohort event is about.
 fn touched(e: &Event) -> Vec<String> {
+    use crate::domains::video::events::CallEvent;
     use crate::domains::{balance::events::BalanceEvent, profile::events::ProfileEvent};
-    use crate::domains::{user::events::UserEvent, video::events::CallEvent};
+    use crate::domains::{panel::events::CohortEvent, user::events::UserEvent};
+    if let Some(CohortEvent::Joined { user_id, .. } | CohortEvent::Left { user_id, .. }) =
+        e.decoded::<CohortEvent>()
+    {
+        return vec![user_id.to_string()];
+    }
     let relevant = e.is::<UserEvent>()
         || e.is::<ProfileEvent>()
         || e.is::<CallEvent>()

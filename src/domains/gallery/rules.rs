@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::Ctx;
 use crate::core::auth::{Principal, Role};
-use crate::core::error::AppResult;
+use crate::core::error::{AppError, AppResult};
 use crate::core::store::{get, put};
-use crate::domains::audit;
+use crate::domains::{audit, panel};
 
 use super::tables::RULES;
 
@@ -40,6 +40,49 @@ pub struct Rule {
     pub shows: Role,
     pub sort: Sort,
     pub busy: BusyMode,
+    /// Cohort tags ranked first, in this order (those with the first tag, then the second…),
+    /// each group in the rule's order, then everyone else.
+    #[serde(default)]
+    pub boost_tags: Vec<String>,
+    /// When set, only profiles carrying one of these tags are shown.
+    #[serde(default)]
+    pub only_tags: Vec<String>,
+    /// Profiles carrying one of these tags are not shown.
+    #[serde(default)]
+    pub hidden_tags: Vec<String>,
+}
+
+/// Tags one list of a rule holds, at most.
+pub const RULE_TAGS_MAX: usize = 20;
+
+impl Rule {
+    /// Checks the tag lists: each a cohort tag, at most [`RULE_TAGS_MAX`], no repeats.
+    pub fn validate(self) -> AppResult<Rule> {
+        for list in [&self.boost_tags, &self.only_tags, &self.hidden_tags] {
+            if list.len() > RULE_TAGS_MAX {
+                return Err(AppError::validation(format!(
+                    "a rule lists at most {RULE_TAGS_MAX} tags per list"
+                )));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for t in list {
+                panel::model::parse_tag(t)?;
+                if !seen.insert(t) {
+                    return Err(AppError::validation(format!("tag `{t}` is listed twice")));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The group a profile with `tags` ranks in: the first boosted tag it carries, or after
+    /// every boosted group.
+    pub fn boost_group(&self, tags: &[String]) -> usize {
+        self.boost_tags
+            .iter()
+            .position(|b| tags.contains(b))
+            .unwrap_or(self.boost_tags.len())
+    }
 }
 
 impl Rule {
@@ -51,11 +94,17 @@ impl Rule {
                 shows: Role::User,
                 sort: Sort::PayersFirst,
                 busy: BusyMode::Show,
+                boost_tags: Vec::new(),
+                only_tags: Vec::new(),
+                hidden_tags: Vec::new(),
             },
             _ => Rule {
                 shows: Role::Streamer,
                 sort: Sort::OnlineLongest,
                 busy: BusyMode::Show,
+                boost_tags: Vec::new(),
+                only_tags: Vec::new(),
+                hidden_tags: Vec::new(),
             },
         }
     }
@@ -80,6 +129,7 @@ pub async fn all(ctx: &Ctx) -> AppResult<Vec<(Role, Rule)>> {
 
 /// Saves a viewer role's rule; audited. Feeds use it from their next first page.
 pub async fn save(ctx: &Ctx, admin: &Principal, viewer: Role, rule: Rule) -> AppResult<()> {
+    let rule = rule.validate()?;
     let actor = admin.user_id.to_string();
     let r = rule.clone();
     ctx.store

@@ -123,6 +123,84 @@ pub struct CaseDecisionRequest {
     pub note: Option<String>,
 }
 
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AdminBanView {
+    pub reason: String,
+    pub at: OffsetDateTime,
+    pub by: String,
+    /// A suspension's end; null: until lifted.
+    pub until: Option<OffsetDateTime>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UserCohortView {
+    pub cohort_id: String,
+    pub name: String,
+    pub tag: String,
+}
+
+/// One account as the admin panel shows it.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AdminUserView {
+    pub user_id: String,
+    pub role: Role,
+    pub created_at: OffsetDateTime,
+    /// The platform the account was created on.
+    pub platform: Option<crate::core::platform::Platform>,
+    /// The verified email it signs in with.
+    pub email: Option<String>,
+    /// The ban in force, if any.
+    pub ban: Option<AdminBanView>,
+    pub online: bool,
+    pub last_seen: Option<OffsetDateTime>,
+    /// When the account is to be deleted, if that was asked for.
+    pub deletion_due_at: Option<OffsetDateTime>,
+    pub erased: bool,
+    /// The tags of the cohorts below, sorted, without repeats.
+    pub tags: Vec<String>,
+    pub cohorts: Vec<UserCohortView>,
+}
+
+impl AdminUserView {
+    /// The view of an account at `now_ms` (served by `GET /v1/admin/users/{userId}`, which
+    /// shares its path with the privacy domain's admin delete, so it is routed there).
+    pub fn of(o: super::UserOverview, now_ms: i64) -> AdminUserView {
+        let mut tags: Vec<String> = o.cohorts.iter().map(|c| c.tag.clone()).collect();
+        tags.sort();
+        tags.dedup();
+        AdminUserView {
+            ban: o.user.ban_in_force(now_ms).map(|b| AdminBanView {
+                reason: b.reason.clone(),
+                at: to_datetime(b.at_ms),
+                by: b.by.clone(),
+                until: b.until_ms.map(to_datetime),
+            }),
+            user_id: o.user.id,
+            role: o.user.role,
+            created_at: to_datetime(o.user.created_at_ms),
+            platform: o.user.platform,
+            email: o.user.email,
+            online: o.presence.online,
+            last_seen: o.presence.last_seen_ms.map(to_datetime),
+            deletion_due_at: o.user.deletion_due_ms.map(to_datetime),
+            erased: o.user.erased_at_ms.is_some(),
+            tags,
+            cohorts: o
+                .cohorts
+                .into_iter()
+                .map(|c| UserCohortView {
+                    cohort_id: c.id,
+                    name: c.name,
+                    tag: c.tag,
+                })
+                .collect(),
+        }
+    }
+}
+
 pub struct AdminApi;
 
 #[OpenApi(prefix_path = "/v1/admin", tag = "ApiTags::Admin")]

@@ -24,6 +24,28 @@ pub const BAN_REASON_CHARS_MAX: usize = 500;
 /// Why an admin banned someone or rejected a payout: 1–[`BAN_REASON_CHARS_MAX`] characters.
 pub type Reason = crate::core::text::Text<1, BAN_REASON_CHARS_MAX>;
 
+/// What the admin's user view shows: the account, its presence and its cohorts.
+pub struct UserOverview {
+    pub user: user::model::UserRecord,
+    pub presence: user::model::PresenceRecord,
+    pub cohorts: Vec<crate::domains::panel::model::Cohort>,
+}
+
+pub async fn user_overview(ctx: &Ctx, user_id: &str) -> AppResult<UserOverview> {
+    let id = user_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            let user =
+                user::find_user(rtx, &id)?.ok_or_else(|| AppError::not_found("no such user"))?;
+            Ok(UserOverview {
+                user,
+                presence: user::presence_of(rtx, &id)?,
+                cohorts: crate::domains::panel::cohorts_of(rtx, &id)?,
+            })
+        })
+        .await
+}
+
 pub async fn set_role(ctx: &Ctx, actor: &str, user_id: &str, role: Role) -> AppResult<()> {
     if actor == user_id {
         return Err(AppError::conflict("admins cannot change their own role"));

@@ -187,7 +187,7 @@ fn weigh(
     };
     let established_ms = i64::from(config.established_account_days) * 86_400_000;
     let aged = tx.now_ms() - account.created_at_ms >= established_ms;
-    let bought = payment::has_purchased_tx(tx, blocker)?;
+    let bought = payment::has_purchased(tx, blocker)?;
     Ok(Some(1 + u32::from(aged) + u32::from(bought)))
 }
 

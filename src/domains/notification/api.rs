@@ -116,6 +116,30 @@ pub struct SystemNotificationRequest {
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
+pub struct BroadcastRequest {
+    /// 1–100 characters.
+    pub title: String,
+    /// Up to 1000 characters.
+    pub body: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BroadcastView {
+    pub broadcast_id: String,
+    /// The cohort's members now; those in it when the fan-out reaches them are told.
+    pub members: u64,
+}
+
+#[derive(poem_openapi::ApiResponse)]
+pub enum BroadcastResponse {
+    /// Queued: members are told in chunks, in-app then by push.
+    #[oai(status = 202)]
+    Queued(Json<BroadcastView>),
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
 pub struct SendView {
     pub id: String,
     pub notification_id: String,
@@ -314,6 +338,29 @@ impl NotificationApi {
         let b = body.0;
         let n = super::send_system(&ctx, &who.user_id, &b.user_id, &b.title, &b.body).await?;
         Ok(Json(n.into()))
+    }
+
+    /// Send a `system` notification to every member of a cohort (in-app, then push), in
+    /// chunks after the answer. Admin; audited.
+    #[oai(
+        path = "/v1/admin/cohorts/:cohort_id/broadcast",
+        method = "post",
+        operation_id = "admin_cohorts_broadcast"
+    )]
+    async fn broadcast(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        cohort_id: Path<String>,
+        body: JsonBody<BroadcastRequest>,
+    ) -> AppResult<BroadcastResponse> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        let (broadcast_id, members) =
+            super::broadcast(&ctx, &who.user_id, &cohort_id, &body.title, &body.body).await?;
+        Ok(BroadcastResponse::Queued(Json(BroadcastView {
+            broadcast_id,
+            members,
+        })))
     }
 
     /// Pushes and emails that could not be delivered, newest first. Admin.

@@ -16,7 +16,7 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, dec, get, put};
 use crate::domains::user::{self, model::PushProvider};
-use crate::domains::{favorites, profile, video};
+use crate::domains::{favorites, panel, profile, video};
 use crate::providers::notify::apns::Apns;
 use crate::providers::notify::fcm::Fcm;
 use crate::providers::notify::onesignal::OneSignal;
@@ -25,7 +25,7 @@ use crate::providers::notify::{Outcome, PushMessage};
 
 use super::model::*;
 use super::tables::*;
-use super::{is_voip, notifier, save};
+use super::{Draft, is_voip, notifier, save};
 
 /// Sends handed to providers in one pass, at most.
 const SENDS_PER_TICK: usize = 256;
@@ -237,8 +237,8 @@ pub async fn tick(ctx: &Ctx) -> AppResult<usize> {
 /// Fan-out writes one pass makes, at most (the rest waits for the next pass).
 const FANOUT_CHUNKS_PER_TICK: usize = 20;
 
-/// Works through "a favorite came online" jobs, a chunk of followers per write; returns how
-/// many followers were considered.
+/// Works through fan-out jobs ("a favorite came online", a cohort broadcast), a chunk of
+/// people per write; returns how many people were considered.
 async fn run_fanouts(ctx: &Ctx) -> AppResult<usize> {
     let now = ctx.store.now_ms();
     let period = ctx.config.notifications.favorite_online_period_secs as i64 * 1000;
@@ -257,8 +257,18 @@ async fn run_fanouts(ctx: &Ctx) -> AppResult<usize> {
                     return Ok(None);
                 }
                 let job: Fanout = dec(row.1.value())?;
-                let page =
-                    favorites::followers_page(rtx, &job.streamer_id, job.after.as_ref(), chunk)?;
+                let page = match &job.broadcast {
+                    Some(b) => {
+                        let after = job.after.as_ref().map(|(_, id)| id.as_str());
+                        panel::members_after(rtx, &b.cohort_id, after, chunk)?
+                            .into_iter()
+                            .map(|(id, _)| (0, id))
+                            .collect()
+                    }
+                    None => {
+                        favorites::followers_page(rtx, &job.streamer_id, job.after.as_ref(), chunk)?
+                    }
+                };
                 Ok(Some((due, job, page)))
             })
             .await?;
@@ -276,9 +286,24 @@ async fn run_fanouts(ctx: &Ctx) -> AppResult<usize> {
                 if current.as_ref() != Some(&job) {
                     return Ok(());
                 }
-                let name = profile::display_name_tx(tx, &job.streamer_id)?;
-                for ((_, follower), live) in page.iter().zip(&live) {
-                    notifier::tell_follower_tx(tx, &owner, &job, &name, period, follower, *live)?;
+                if let Some(b) = &job.broadcast {
+                    for ((_, member), live) in page.iter().zip(&live) {
+                        let draft = Draft {
+                            user_id: member.clone(),
+                            kind: Kind::System,
+                            title: b.title.clone(),
+                            body: b.body.clone(),
+                            data: serde_json::json!({"cohortId": b.cohort_id}),
+                        };
+                        super::notify_tx(tx, &owner, draft, *live)?;
+                    }
+                } else {
+                    let name = profile::display_name_tx(tx, &job.streamer_id)?;
+                    for ((_, follower), live) in page.iter().zip(&live) {
+                        notifier::tell_follower_tx(
+                            tx, &owner, &job, &name, period, follower, *live,
+                        )?;
+                    }
                 }
                 let mut t = tx.table(FANOUTS)?;
                 t.remove((due, job.id.as_str()))?;

@@ -371,6 +371,60 @@ pub async fn unsubscribe(ctx: &Ctx, token: &str) -> AppResult<()> {
         .await
 }
 
+/// An admin's message: a title of 1–100 characters, a body of at most 1000.
+fn check_message(title: &str, body: &str) -> AppResult<()> {
+    if title.trim().is_empty() || title.chars().count() > 100 || body.chars().count() > 1000 {
+        return Err(AppError::validation(
+            "title must be 1–100 characters and body at most 1000",
+        ));
+    }
+    Ok(())
+}
+
+/// An admin's `system` notification to every member of a cohort, as they are when the
+/// fan-out reaches them (a chunk per write, `delivery::tick`); audited. Returns the job's id
+/// and the cohort's size now.
+pub async fn broadcast(
+    ctx: &Ctx,
+    actor: &str,
+    cohort_id: &str,
+    title: &str,
+    body: &str,
+) -> AppResult<(String, u64)> {
+    check_message(title, body)?;
+    let cohort = crate::domains::panel::find(ctx, cohort_id).await?;
+    let job = model::Fanout {
+        id: crate::core::ids::new_id(),
+        streamer_id: String::new(),
+        at_ms: ctx.store.now_ms(),
+        after: None,
+        broadcast: Some(model::Broadcast {
+            cohort_id: cohort.id.clone(),
+            title: title.to_owned(),
+            body: body.to_owned(),
+        }),
+    };
+    let actor = actor.to_owned();
+    let id = job.id.clone();
+    ctx.store
+        .write(move |tx| {
+            put(
+                &mut tx.table(FANOUTS)?,
+                (tx.now_ms(), job.id.as_str()),
+                &job,
+            )?;
+            crate::domains::audit::record_tx(
+                tx,
+                &actor,
+                "notification.broadcast",
+                &cohort.id,
+                json!({"broadcastId": job.id, "title": job.broadcast.as_ref().map(|b| &b.title)}),
+            )
+        })
+        .await?;
+    Ok((id, cohort.members))
+}
+
 /// An admin's message to one person (audited by the caller).
 pub async fn send_system(
     ctx: &std::sync::Arc<Ctx>,
@@ -379,11 +433,7 @@ pub async fn send_system(
     title: &str,
     body: &str,
 ) -> AppResult<Notification> {
-    if title.trim().is_empty() || title.chars().count() > 100 || body.chars().count() > 1000 {
-        return Err(AppError::validation(
-            "title must be 1–100 characters and body at most 1000",
-        ));
-    }
+    check_message(title, body)?;
     let live = ctx.live.is_connected(user_id);
     let owner = ctx.clone();
     let (actor, user_id, title, body) = (

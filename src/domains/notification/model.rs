@@ -130,14 +130,27 @@ impl Preferences {
     }
 }
 
-/// Telling a streamer's followers that they came online, a chunk per write.
+/// One message to many people, a chunk per write: a streamer's followers told that they came
+/// online, or an admin's broadcast to a cohort's members.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fanout {
     pub id: String,
+    /// Whose followers are told (empty for a broadcast).
     pub streamer_id: String,
-    /// When they came online.
+    /// When they came online (when the broadcast was asked for).
     pub at_ms: i64,
-    /// The last follower handled (newest first): `(since, follower)`.
+    /// The last person handled: `(since, follower)` (newest first) for followers,
+    /// `(0, member)` (by id) for a cohort.
     #[serde(default)]
     pub after: Option<(i64, String)>,
+    #[serde(default)]
+    pub broadcast: Option<Broadcast>,
+}
+
+/// An admin's `system` notification to every member of a cohort.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Broadcast {
+    pub cohort_id: String,
+    pub title: String,
+    pub body: String,
 }

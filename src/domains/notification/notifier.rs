@@ -195,6 +195,7 @@ fn favorite_online(tx: &Tx, streamer: &str, at_ms: i64) -> AppResult<()> {
             streamer_id: streamer.to_owned(),
             at_ms,
             after: None,
+            broadcast: None,
         };
         put(
             &mut tx.table(FANOUTS)?,

@@ -23,7 +23,7 @@ use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::platform::Platform;
-use crate::core::store::{Tx, dec, get, put};
+use crate::core::store::{Reads, Tx, dec, get, put};
 use crate::core::text::Text;
 use crate::domains::audit::record_tx as audit_tx;
 use crate::domains::balance::{self, model::*};
@@ -450,9 +450,8 @@ fn credit(
 
 /// Whether `user_id` ever bought coins in a store (refunded purchases included: they are
 /// still a sign of a real person), for the weight of their reports.
-pub fn has_purchased_tx(tx: &Tx, user_id: &str) -> AppResult<bool> {
-    Ok(tx
-        .read(PURCHASES_BY_USER)?
+pub fn has_purchased(r: &impl Reads, user_id: &str) -> AppResult<bool> {
+    Ok(r.read_table(PURCHASES_BY_USER)?
         .range((user_id, "")..=(user_id, "\u{10ffff}"))?
         .next()
         .is_some())

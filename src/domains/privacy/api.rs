@@ -1,5 +1,7 @@
 //! Routes of account deletion and data export: `DELETE /v1/me`, `GET /v1/me/export`, and the
-//! admin's `DELETE /v1/admin/users/{userId}` and `GET /v1/admin/users/{userId}/export`.
+//! admin's `DELETE /v1/admin/users/{userId}` and `GET /v1/admin/users/{userId}/export`; also
+//! the admin's `GET /v1/admin/users/{userId}` (mission control's view), which shares the
+//! delete's path and so its API.
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::error::AppResult;
+use crate::domains::mission_control::{self, api::AdminUserView};
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -135,6 +138,23 @@ impl PrivacyApi {
             .check(&per_hour.limit("export"), &who.user_id, ctx.store.now_ms())?;
         let archive = super::export(&ctx, &who.user_id).await?;
         Ok(Json(ExportArchive::from_value(archive)))
+    }
+
+    /// One account: role, ban, presence, deletion, and its cohorts and tags. Admin.
+    #[oai(
+        path = "/v1/admin/users/:user_id",
+        method = "get",
+        operation_id = "admin_user_get"
+    )]
+    async fn admin_user(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        user_id: Path<String>,
+    ) -> AppResult<Json<AdminUserView>> {
+        auth.require(&ctx, Access::Admin).await?;
+        let overview = mission_control::user_overview(&ctx, &user_id).await?;
+        Ok(Json(AdminUserView::of(overview, ctx.store.now_ms())))
     }
 
     /// Delete an account now: its personal data is erased at once (what must be kept stays,

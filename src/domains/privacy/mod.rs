@@ -24,7 +24,8 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::events;
 use crate::domains::balance::model::Account;
 use crate::domains::{
-    audit, balance, blocklist, chat, favorites, mission_control, notification, profile, user, video,
+    audit, balance, blocklist, chat, favorites, mission_control, notification, panel, profile,
+    user, video,
 };
 
 /// Accounts erased in one pass of the sweeper, at most.
@@ -94,6 +95,7 @@ pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
             notification::erase_tx(tx, &uid, &notification_plan, &own)?;
             blocklist::erase_tx(tx, &uid)?;
             video::roulette::erase_tx(tx, &uid)?;
+            panel::erase_tx(tx, &uid)?;
             profile::erase_tx(tx, &uid, &own)?;
             user::deletion::erase_tx(tx, &uid, &user_plan, &own)?;
             audit::record_tx(tx, SWEEPER, "user.erase", &uid, json!({}))?;

@@ -106,6 +106,8 @@ pub struct PrivateProfile {
     /// Set by moderators through KYC review.
     pub kyc_status: KycStatus,
     pub payout_details: Option<PayoutDetailsDto>,
+    /// The profile is kept out of the gallery.
+    pub hidden_from_gallery: bool,
 }
 
 #[derive(Object)]
@@ -134,6 +136,8 @@ pub struct ProfilePatchBody {
     /// E.164.
     pub phone: MaybeUndefined<String>,
     pub payout_details: MaybeUndefined<PayoutDetailsDto>,
+    /// Keep the profile out of the gallery (`true`) or show it again (`false`).
+    pub hidden_from_gallery: Option<bool>,
 }
 
 /// `None`: absent; `Some(None)`: null; `Some(Some(v))`: a value, validated by `parse`.
@@ -169,6 +173,7 @@ impl ProfilePatchBody {
             payout: field(self.payout_details, |d| {
                 parse_payout(d.method, &d.account, &d.holder_name)
             })?,
+            hidden_from_gallery: self.hidden_from_gallery,
         })
     }
 }
@@ -192,6 +197,7 @@ fn my_profile(own: OwnProfile, today: Date) -> MyProfile {
                 account: d.account.clone(),
                 holder_name: d.holder_name.clone(),
             }),
+            hidden_from_gallery: p.hidden_from_gallery,
         },
     }
 }

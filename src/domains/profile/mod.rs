@@ -8,12 +8,10 @@ pub mod model;
 mod tables;
 pub use tables::TABLES;
 
-use redb::ReadTransaction;
-
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, NewEvent};
-use crate::core::store::{Tx, get, put};
+use crate::core::store::{Reads, Tx, get, put};
 use crate::domains::favorites;
 use crate::domains::user::{self, model::PresenceRecord, model::UserRecord};
 use api::PublicProfile;
@@ -28,8 +26,8 @@ pub struct OwnProfile {
     pub counts: favorites::Counts,
 }
 
-pub fn profile_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<ProfileRecord> {
-    Ok(get(&rtx.open_table(PROFILES)?, user_id)?.unwrap_or_default())
+pub fn profile_of(r: &impl Reads, user_id: &str) -> AppResult<ProfileRecord> {
+    Ok(get(&r.read_table(PROFILES)?, user_id)?.unwrap_or_default())
 }
 
 /// Whether two lists of BCP 47 tags share a language (by primary subtag: `en-US` matches `en`).
@@ -105,6 +103,7 @@ pub struct ProfilePatch {
     pub avatar_media_id: Option<Option<String>>,
     pub phone: Option<Option<String>>,
     pub payout: Option<Option<PayoutDetails>>,
+    pub hidden_from_gallery: Option<bool>,
 }
 
 pub fn today(ctx: &Ctx) -> time::Date {
@@ -148,6 +147,9 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
             }
             if let Some(v) = &patch.payout {
                 p.payout = v.clone();
+            }
+            if let Some(v) = patch.hidden_from_gallery {
+                p.hidden_from_gallery = v;
             }
             if p != p0 {
                 p.updated_at_ms = tx.now_ms();

@@ -88,6 +88,10 @@ pub struct ProfileRecord {
     pub payout: Option<PayoutDetails>,
     #[serde(default)]
     pub updated_at_ms: i64,
+    /// The owner keeps their profile out of the gallery (they can still be found and called
+    /// by those who know them).
+    #[serde(default)]
+    pub hidden_from_gallery: bool,
 }
 
 fn no_control(s: &str) -> bool {

@@ -18,7 +18,8 @@ use crate::core::clock::to_datetime;
 use crate::core::error::{AppError, AppResult};
 use crate::core::platform::Platform;
 
-use super::model::{AppVersion, FlagRecord, PlatformRule, parse_flag_key};
+use super::model::{FlagRecord, PlatformRule, parse_flag_key};
+use crate::core::platform::AppVersion;
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -55,6 +56,10 @@ pub struct FlagRequest {
     pub description: String,
     /// Platforms left out have the flag off.
     pub platforms: PlatformRules,
+    /// When not empty, only people carrying one of these cohort tags get the flag (at most
+    /// 20).
+    #[oai(default)]
+    pub cohort_tags: Vec<String>,
 }
 
 #[derive(Object)]
@@ -63,6 +68,8 @@ pub struct FlagView {
     pub key: String,
     pub description: String,
     pub platforms: PlatformRules,
+    /// Empty: everyone on the platforms; otherwise only people carrying one of these tags.
+    pub cohort_tags: Vec<String>,
     pub updated_at: OffsetDateTime,
     pub updated_by: String,
 }
@@ -83,6 +90,7 @@ impl From<FlagRecord> for FlagView {
             },
             key: f.key,
             description: f.description,
+            cohort_tags: f.cohort_tags,
             updated_at: to_datetime(f.updated_at_ms),
             updated_by: f.updated_by,
         }
@@ -205,7 +213,15 @@ impl SettingsApi {
                 );
             }
         }
-        let flag = super::put_flag(&ctx, &who.user_id, key, b.description, platforms).await?;
+        let flag = super::put_flag(
+            &ctx,
+            &who.user_id,
+            key,
+            b.description,
+            platforms,
+            b.cohort_tags,
+        )
+        .await?;
         Ok(Json(flag.into()))
     }
 

@@ -16,9 +16,12 @@ use serde_json::json;
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, NewEvent};
-use crate::core::platform::Platform;
+use crate::core::platform::{AppVersion, Platform};
 use crate::core::store::{dec, get, put};
-use crate::domains::audit;
+use crate::domains::{audit, panel};
+
+/// Cohort tags one flag may target, at most.
+pub const FLAG_COHORTS_MAX: usize = 20;
 use model::*;
 use tables::*;
 
@@ -49,10 +52,11 @@ pub async fn for_client(
                 Some(m) => !version.at_least(&AppVersion::parse(m)?),
                 None => false,
             };
+            let tags = panel::tags(rtx, &user_id)?;
             let mut flags = BTreeMap::new();
             for row in rtx.open_table(FEATURE_FLAGS)?.iter()? {
                 let flag: FlagRecord = dec(row?.1.value())?;
-                flags.insert(flag.key.clone(), flag.evaluate(platform, &user_id));
+                flags.insert(flag.key.clone(), flag.evaluate(platform, &user_id, &tags));
             }
             Ok(ClientSettings {
                 min_version: min,
@@ -119,7 +123,16 @@ pub async fn put_flag(
     key: String,
     description: String,
     platforms: BTreeMap<String, PlatformRule>,
+    cohort_tags: Vec<String>,
 ) -> AppResult<FlagRecord> {
+    if cohort_tags.len() > FLAG_COHORTS_MAX {
+        return Err(AppError::validation(format!(
+            "a flag targets at most {FLAG_COHORTS_MAX} cohort tags"
+        )));
+    }
+    for t in &cohort_tags {
+        panel::model::parse_tag(t)?;
+    }
     let actor = actor.to_owned();
     ctx.store
         .write(move |tx| {
@@ -133,6 +146,7 @@ pub async fn put_flag(
                 key: key.clone(),
                 description: description.clone(),
                 platforms: platforms.clone(),
+                cohort_tags: cohort_tags.clone(),
                 updated_at_ms: tx.now_ms(),
                 updated_by: actor.clone(),
             };
@@ -142,7 +156,7 @@ pub async fn put_flag(
                 &actor,
                 "settings.flag_put",
                 &key,
-                json!({"platforms": platforms}),
+                json!({"platforms": platforms, "cohortTags": cohort_tags}),
             )?;
             tx.emit(changed(&key, "flag"))?;
             Ok(flag)

@@ -1,57 +1,12 @@
 //! Settings types: app versions and feature flags.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::core::error::{AppError, AppResult};
 use crate::core::platform::Platform;
-
-/// A dotted numeric app version (`1.2.3`, one to four parts), compared part by part.
-/// A build suffix after `+` or `-` (`1.2.3+45`) is accepted and ignored for comparison.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AppVersion(Vec<u32>);
-
-impl AppVersion {
-    pub fn parse(raw: &str) -> AppResult<AppVersion> {
-        let bad = || AppError::validation(format!("`{raw}` is not an app version like 1.2.3"));
-        let core = raw.split(['+', '-']).next().unwrap_or_default();
-        let parts: Vec<u32> = core
-            .split('.')
-            .map(|p| {
-                if p.is_empty() || p.len() > 9 {
-                    Err(bad())
-                } else {
-                    p.parse().map_err(|_| bad())
-                }
-            })
-            .collect::<AppResult<_>>()?;
-        if parts.is_empty() || parts.len() > 4 || raw.len() > 64 {
-            return Err(bad());
-        }
-        Ok(AppVersion(parts))
-    }
-
-    /// Compares with trailing zeros ignored: 1.2 == 1.2.0.
-    pub fn at_least(&self, other: &AppVersion) -> bool {
-        let n = self.0.len().max(other.0.len());
-        let pad = |v: &AppVersion| {
-            (0..n)
-                .map(|i| *v.0.get(i).unwrap_or(&0))
-                .collect::<Vec<_>>()
-        };
-        pad(self) >= pad(other)
-    }
-}
-
-impl fmt::Display for AppVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
-        f.write_str(&parts.join("."))
-    }
-}
 
 /// A flag key: 1–64 characters of `a-z0-9_.-`, starting with a letter.
 pub fn parse_flag_key(raw: &str) -> AppResult<String> {
@@ -85,15 +40,21 @@ pub struct FlagRecord {
     pub description: String,
     /// Platforms not listed have the flag off.
     pub platforms: BTreeMap<String, PlatformRule>,
+    /// When set, only people carrying one of these cohort tags get the flag.
+    #[serde(default)]
+    pub cohort_tags: Vec<String>,
     pub updated_at_ms: i64,
     pub updated_by: String,
 }
 
 impl FlagRecord {
-    /// Whether `user_id` on `platform` gets the flag. Rollout buckets are stable per user and
-    /// flag: the same user stays in or out as the percentage is unchanged, and raising the
-    /// percentage only adds users.
-    pub fn evaluate(&self, platform: Platform, user_id: &str) -> bool {
+    /// Whether `user_id` (carrying the cohort `tags`) on `platform` gets the flag. Rollout
+    /// buckets are stable per user and flag: the same user stays in or out as the percentage
+    /// is unchanged, and raising the percentage only adds users.
+    pub fn evaluate(&self, platform: Platform, user_id: &str, tags: &[String]) -> bool {
+        if !self.cohort_tags.is_empty() && !self.cohort_tags.iter().any(|t| tags.contains(t)) {
+            return false;
+        }
         match self.platforms.get(platform.as_str()) {
             Some(rule) if rule.enabled => match rule.rollout_percent {
                 None => true,
@@ -113,6 +74,7 @@ pub fn bucket(key: &str, user_id: &str) -> u32 {
 #[cfg(test)]
 mod properties {
     use super::*;
+    use crate::core::platform::AppVersion;
     use proptest::prelude::*;
 
     proptest! {

@@ -735,7 +735,7 @@ impl AccountApi {
         let b = body.0;
         let token = parse_token_like("token", &b.token, 1, PUSH_TOKEN_CHARS_MAX)?;
         let app_version = match b.app_version {
-            Some(v) => Some(crate::domains::settings::model::AppVersion::parse(&v)?.to_string()),
+            Some(v) => Some(crate::core::platform::AppVersion::parse(&v)?.to_string()),
             None => None,
         };
         let device = PushDevice {

@@ -24,7 +24,7 @@ use crate::core::auth::{Access, Principal, Role};
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::{new_id, random_token, secret_hash};
-use crate::core::store::{Store, Tx, get, put};
+use crate::core::store::{Reads, Store, Tx, get, put};
 use events::UserEvent;
 use model::*;
 use tables::*;
@@ -52,8 +52,8 @@ const REFRESH_TOKEN_BYTES: usize = 32;
 // ---------------------------------------------------------------------------------------------
 // Reads other domains use.
 
-pub fn find_user(rtx: &ReadTransaction, user_id: &str) -> AppResult<Option<UserRecord>> {
-    get(&rtx.open_table(USERS)?, user_id)
+pub fn find_user(r: &impl Reads, user_id: &str) -> AppResult<Option<UserRecord>> {
+    get(&r.read_table(USERS)?, user_id)
 }
 
 /// How many accounts there are.
@@ -81,18 +81,18 @@ pub fn ids_after(
     Ok(out)
 }
 
-pub fn presence_of(rtx: &ReadTransaction, user_id: &str) -> AppResult<PresenceRecord> {
-    Ok(get(&rtx.open_table(PRESENCE)?, user_id)?.unwrap_or_default())
+pub fn presence_of(r: &impl Reads, user_id: &str) -> AppResult<PresenceRecord> {
+    Ok(get(&r.read_table(PRESENCE)?, user_id)?.unwrap_or_default())
 }
 
 /// A user's stored presence, inside a write.
 pub fn presence_of_tx(tx: &Tx, user_id: &str) -> AppResult<PresenceRecord> {
-    Ok(get(&tx.read(PRESENCE)?, user_id)?.unwrap_or_default())
+    presence_of(tx, user_id)
 }
 
 /// Reads a user inside a write operation.
 pub fn find_user_tx(tx: &Tx, user_id: &str) -> AppResult<Option<UserRecord>> {
-    get(&tx.read(USERS)?, user_id)
+    find_user(tx, user_id)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -120,13 +120,12 @@ pub async fn start(
             .into_iter()
             .find(|(r, _)| *r == Role::Streamer)
             .map(|(_, id)| id.to_owned());
-            let tariff = billing::resolve_tx(
+            let tariff = billing::resolve(
                 tx,
                 CallKind::Direct,
                 caller.role,
                 callee.role,
                 streamer.as_deref(),
-                &[],
             )?
             .ok_or_else(|| AppError::forbidden("no tariff allows a call between these roles"))?;
             blocklist::refuse_if_blocked_tx(tx, &caller.user_id, &callee_id)?;

@@ -117,13 +117,12 @@ pub fn match_waiting(tx: &Tx, media: &super::media::Media) -> AppResult<Vec<Call
             continue;
         };
         let streamer_id = streamers[i].0.clone();
-        let Some(tariff) = billing::resolve_tx(
+        let Some(tariff) = billing::resolve(
             tx,
             CallKind::Roulette,
             Role::User,
             Role::Streamer,
             Some(&streamer_id),
-            &[],
         )?
         else {
             return Ok(started);
@@ -189,15 +188,8 @@ fn join_refusal(tx: &Tx, user_id: &str) -> AppResult<()> {
     if tx.read(ACTIVE_CALLS)?.get(user_id)?.is_some() {
         return Err(AppError::new(Code::Busy, "you are in a call"));
     }
-    let tariff = billing::resolve_tx(
-        tx,
-        CallKind::Roulette,
-        Role::User,
-        Role::Streamer,
-        None,
-        &[],
-    )?
-    .ok_or_else(|| AppError::forbidden("roulette has no tariff"))?;
+    let tariff = billing::resolve(tx, CallKind::Roulette, Role::User, Role::Streamer, None)?
+        .ok_or_else(|| AppError::forbidden("roulette has no tariff"))?;
     check_first_charge(tx, &tariff, user_id, "")
 }
 
