@@ -403,6 +403,13 @@ impl Store {
             .map_err(AppError::internal)?
     }
 
+    /// A small read on the calling thread, without the hop to the blocking pool: for the hot
+    /// paths whose reads are a few point lookups (a request's token check, a feed page's
+    /// exclusions), where the hop costs more than the read. Never for scans.
+    pub fn read_inline<R>(&self, f: impl FnOnce(&ReadTransaction) -> AppResult<R>) -> AppResult<R> {
+        self.read_blocking(f)
+    }
+
     /// The same read, on the calling thread (CLI, blocking contexts).
     pub fn read_blocking<R>(
         &self,

@@ -379,6 +379,27 @@ pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
 }
 
 /// Everyone `user_id` blocked or was blocked by: the people a feed never shows them.
+/// Point checks of blocks between one person and others, with both tables opened once: for
+/// walking a list (a feed page) without reading everyone the person blocked.
+pub struct BlockCheck {
+    blocks: redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+    blocked_by: redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+}
+
+impl BlockCheck {
+    pub fn open(rtx: &ReadTransaction) -> AppResult<BlockCheck> {
+        Ok(BlockCheck {
+            blocks: rtx.open_table(BLOCKS)?,
+            blocked_by: rtx.open_table(BLOCKED_BY)?,
+        })
+    }
+
+    /// Whether `a` blocked `b` or `b` blocked `a`.
+    pub fn either_way(&self, a: &str, b: &str) -> AppResult<bool> {
+        Ok(self.blocks.get((a, b))?.is_some() || self.blocked_by.get((a, b))?.is_some())
+    }
+}
+
 pub fn blocked_either_way(
     rtx: &ReadTransaction,
     user_id: &str,

@@ -167,6 +167,19 @@ pub fn is_favorite(rtx: &ReadTransaction, user_id: &str, other: &str) -> AppResu
     Ok(rtx.open_table(FAVORITES)?.get((user_id, other))?.is_some())
 }
 
+/// For each of `others`, whether `user_id` keeps them among their favorites (one table open).
+pub fn favorites_among(
+    rtx: &ReadTransaction,
+    user_id: &str,
+    others: &[&str],
+) -> AppResult<Vec<bool>> {
+    let t = rtx.open_table(FAVORITES)?;
+    others
+        .iter()
+        .map(|o| Ok(t.get((user_id, *o))?.is_some()))
+        .collect()
+}
+
 /// Which side of the favorites relation a page lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listing {

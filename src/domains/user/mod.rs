@@ -103,16 +103,12 @@ pub fn find_user_tx(tx: &Tx, user_id: &str) -> AppResult<Option<UserRecord>> {
 pub async fn authenticate(ctx: &Ctx, token: &str, access: Access) -> AppResult<Principal> {
     let claims = ctx.tokens.verify(token, ctx.store.now_ms())?;
     let (user_id, session_id) = (claims.sub, claims.sid);
-    let (user, session) = {
-        let (u, s) = (user_id.clone(), session_id.clone());
-        ctx.store
-            .read(move |rtx| {
-                let user: Option<UserRecord> = get(&rtx.open_table(USERS)?, u.as_str())?;
-                let session: Option<SessionRecord> = get(&rtx.open_table(SESSIONS)?, s.as_str())?;
-                Ok((user, session))
-            })
-            .await?
-    };
+    // Two point lookups on every request: inline, the hop to the blocking pool costs more.
+    let (user, session) = ctx.store.read_inline(|rtx| {
+        let user: Option<UserRecord> = get(&rtx.open_table(USERS)?, user_id.as_str())?;
+        let session: Option<SessionRecord> = get(&rtx.open_table(SESSIONS)?, session_id.as_str())?;
+        Ok((user, session))
+    })?;
     let user = user
         .filter(|u| u.erased_at_ms.is_none())
         .ok_or_else(|| AppError::unauthorized("the account no longer exists"))?;
