@@ -74,7 +74,7 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         (
             "admin_cohorts_create",
             Who::Admin,
-            json!({"name": "VIP", "tag": "vip"}),
+            json!({"name": "VIP", "tag": "vip", "kind": "hand"}),
         ),
         (
             "admin_cohorts_preview",
@@ -85,7 +85,7 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         (
             "admin_cohorts_update",
             Who::Admin,
-            json!({"name": "VIP", "tag": "vip"}),
+            json!({"name": "VIP", "tag": "vip", "kind": "hand"}),
         ),
         ("admin_cohorts_delete", Who::Admin, Value::Null),
         ("admin_cohorts_members", Who::Admin, Value::Null),

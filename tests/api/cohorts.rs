@@ -103,7 +103,7 @@ async fn a_rule_cohort_holds_whom_it_matches_and_a_hand_list_whom_an_admin_lists
     let c = cohort(
         &t,
         &admin,
-        json!({"name": "Young Germans", "tag": "young-de", "rule": rule}),
+        json!({"name": "Young Germans", "tag": "young-de", "kind": "rule", "rule": rule}),
     )
     .await;
     let id = c["id"].as_str().unwrap();
@@ -127,7 +127,7 @@ async fn a_rule_cohort_holds_whom_it_matches_and_a_hand_list_whom_an_admin_lists
             Method::PUT,
             &format!("/v1/admin/cohorts/{id}"),
             Some(&admin.access),
-            Some(json!({"name": "Germans", "tag": "de", "rule": {"countries": ["DE"]}})),
+            Some(json!({"name": "Germans", "tag": "de", "kind": "rule", "rule": {"countries": ["DE"]}})),
         )
         .await;
     assert_eq!(
@@ -152,7 +152,12 @@ async fn a_rule_cohort_holds_whom_it_matches_and_a_hand_list_whom_an_admin_lists
     );
 
     // A hand-made list.
-    let hand = cohort(&t, &admin, json!({"name": "Friends", "tag": "friends"})).await;
+    let hand = cohort(
+        &t,
+        &admin,
+        json!({"name": "Friends", "tag": "friends", "kind": "hand"}),
+    )
+    .await;
     let hand_id = hand["id"].as_str().unwrap();
     assert_eq!(hand["rule"], Value::Null);
     let r = add(
@@ -188,11 +193,14 @@ async fn a_rule_cohort_holds_whom_it_matches_and_a_hand_list_whom_an_admin_lists
 
     // Bad input is refused with its code and changes nothing.
     for bad in [
-        json!({"name": "x", "tag": "Not A Tag"}),
-        json!({"name": "", "tag": "ok"}),
-        json!({"name": "x", "tag": "ok", "rule": {"minAge": 50, "maxAge": 20}}),
-        json!({"name": "x", "tag": "ok", "rule": {"registeredWithinDays": 0}}),
-        json!({"name": "x", "tag": "ok", "rule": {"countries": ["Germany"]}}),
+        json!({"name": "x", "tag": "Not A Tag", "kind": "hand"}),
+        json!({"name": "", "tag": "ok", "kind": "hand"}),
+        json!({"name": "x", "tag": "ok", "kind": "rule"}),
+        json!({"name": "x", "tag": "ok", "kind": "hand", "rule": {}}),
+        json!({"name": "x", "tag": "ok", "kind": "rule", "rule": {"minCoinSpent": 5}}),
+        json!({"name": "x", "tag": "ok", "kind": "rule", "rule": {"minAge": 50, "maxAge": 20}}),
+        json!({"name": "x", "tag": "ok", "kind": "rule", "rule": {"registeredWithinDays": 0}}),
+        json!({"name": "x", "tag": "ok", "kind": "rule", "rule": {"countries": ["Germany"]}}),
     ] {
         let r = t.post("/v1/admin/cohorts", Some(&admin.access), bad).await;
         assert_eq!(r.code(), "validation_failed", "{:?}", r.body);
@@ -243,25 +251,25 @@ async fn members_join_and_leave_as_they_buy_spend_and_change_their_profile() {
     let payers = cohort(
         &t,
         &admin,
-        json!({"name": "Payers", "tag": "payers", "rule": {"hasPurchased": true}}),
+        json!({"name": "Payers", "tag": "payers", "kind": "rule", "rule": {"hasPurchased": true}}),
     )
     .await;
     cohort(
         &t,
         &admin,
-        json!({"name": "Germans", "tag": "de", "rule": {"countries": ["DE"], "role": "user"}}),
+        json!({"name": "Germans", "tag": "de", "kind": "rule", "rule": {"countries": ["DE"], "role": "user"}}),
     )
     .await;
     cohort(
         &t,
         &admin,
-        json!({"name": "Spenders", "tag": "spenders", "rule": {"minCoinsSpent": 50}}),
+        json!({"name": "Spenders", "tag": "spenders", "kind": "rule", "rule": {"minCoinsSpent": 50}}),
     )
     .await;
     cohort(
         &t,
         &admin,
-        json!({"name": "Rich", "tag": "rich", "rule": {"minWalletBalance": 100}}),
+        json!({"name": "Rich", "tag": "rich", "kind": "rule", "rule": {"minWalletBalance": 100}}),
     )
     .await;
     assert_eq!(tags(&t, &admin, &buyer.user_id).await, json!([]));
@@ -346,7 +354,7 @@ async fn conditions_that_move_with_time_are_caught_by_the_periodic_pass() {
     let c = cohort(
         &t,
         &admin,
-        json!({"name": "New", "tag": "new", "rule": {"registeredWithinDays": 7, "role": "user"}}),
+        json!({"name": "New", "tag": "new", "kind": "rule", "rule": {"registeredWithinDays": 7, "role": "user"}}),
     )
     .await;
     assert_eq!(c["members"], 1);
@@ -368,7 +376,12 @@ async fn a_tariff_for_a_cohort_tag_prices_calls_with_its_streamers() {
     let star = t.with_role(&admin, "streamer").await;
     let plain = t.with_role(&admin, "streamer").await;
     credit(&t, &admin, &user.user_id, 1_000, "wallet").await;
-    let stars = cohort(&t, &admin, json!({"name": "Stars", "tag": "stars"})).await;
+    let stars = cohort(
+        &t,
+        &admin,
+        json!({"name": "Stars", "tag": "stars", "kind": "hand"}),
+    )
+    .await;
     add(&t, &admin, stars["id"].as_str().unwrap(), &[&star.user_id]).await;
     let r = t
         .post(
@@ -409,7 +422,12 @@ async fn a_feature_flag_can_target_cohorts() {
     let admin = t.admin().await;
     let tester = t.user().await;
     let other = t.user().await;
-    let beta = cohort(&t, &admin, json!({"name": "Beta", "tag": "beta"})).await;
+    let beta = cohort(
+        &t,
+        &admin,
+        json!({"name": "Beta", "tag": "beta", "kind": "hand"}),
+    )
+    .await;
     add(&t, &admin, beta["id"].as_str().unwrap(), &[&tester.user_id]).await;
     let r = t
         .call(
@@ -455,7 +473,12 @@ async fn auto_add_picks_online_streamers_by_tag() {
         sockets.push(t.ws_ready(&s.access).await);
         streamers.push(s);
     }
-    let greeters = cohort(&t, &admin, json!({"name": "Greeters", "tag": "greeters"})).await;
+    let greeters = cohort(
+        &t,
+        &admin,
+        json!({"name": "Greeters", "tag": "greeters", "kind": "hand"}),
+    )
+    .await;
     add(
         &t,
         &admin,
@@ -492,11 +515,16 @@ async fn cohort_tags_filter_and_boost_the_gallery_and_show_on_cards_when_visible
     let vip = cohort(
         &t,
         &admin,
-        json!({"name": "VIP", "tag": "vip", "visible": true}),
+        json!({"name": "VIP", "tag": "vip", "visible": true, "kind": "hand"}),
     )
     .await;
     add(&t, &admin, vip["id"].as_str().unwrap(), &[&ids[2].user_id]).await;
-    let quiet = cohort(&t, &admin, json!({"name": "Quiet", "tag": "quiet"})).await;
+    let quiet = cohort(
+        &t,
+        &admin,
+        json!({"name": "Quiet", "tag": "quiet", "kind": "hand"}),
+    )
+    .await;
     add(
         &t,
         &admin,
@@ -568,6 +596,25 @@ async fn cohort_tags_filter_and_boost_the_gallery_and_show_on_cards_when_visible
         names(&feed(&t, &viewer, "").await),
         ["Old", "Mid", "New", "Shy"]
     );
+
+    // A cohort renamed and hidden from clients: the cards follow (`cohort_saved`).
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/cohorts/{}", vip["id"].as_str().unwrap()),
+            Some(&admin.access),
+            Some(json!({"name": "VIP", "tag": "star", "visible": false, "kind": "hand"})),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), &r.body["members"]), (200, &json!(1)));
+    t.caught_up().await;
+    let r = feed(&t, &viewer, "?tag=star").await;
+    assert_eq!(names(&r), ["New"]);
+    assert_eq!(r.body["items"][0]["tags"], json!([]));
+    assert_eq!(
+        names(&feed(&t, &viewer, "?tag=vip").await),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -577,7 +624,12 @@ async fn an_admin_broadcast_reaches_every_member_of_a_cohort() {
     let a = t.user().await;
     let b = t.user().await;
     let outsider = t.user().await;
-    let c = cohort(&t, &admin, json!({"name": "Everyone nice", "tag": "nice"})).await;
+    let c = cohort(
+        &t,
+        &admin,
+        json!({"name": "Everyone nice", "tag": "nice", "kind": "hand"}),
+    )
+    .await;
     let id = c["id"].as_str().unwrap();
     add(&t, &admin, id, &[&a.user_id, &b.user_id]).await;
     let r = t

@@ -61,7 +61,8 @@ impl From<Card> for GalleryCard {
 #[oai(rename_all = "camelCase")]
 pub struct GalleryPage {
     pub items: Vec<GalleryCard>,
-    /// The next page of the same list; absent at its end.
+    /// The next page of the same list; absent at its end. A page may hold fewer than `limit`
+    /// items while this is present.
     pub next_cursor: Option<String>,
 }
 
@@ -102,7 +103,8 @@ impl GalleryApi {
     /// online users, those who can pay for a call first, then the most recently online. Never
     /// the caller, anyone blocked either way, or banned accounts. The first page pins the
     /// list; `cursor` pages through it unchanged (`410 cursor_expired` after
-    /// `gallery.cursor_ttl_secs`). `limit` 1–50 (20). Filters: `country` (ISO 3166 alpha-2),
+    /// `gallery.cursor_ttl_secs`). `limit` 1–50 (20); a page may hold fewer while
+    /// `nextCursor` is present (a page looks at 1,000 profiles at most): keep paging. Filters: `country` (ISO 3166 alpha-2),
     /// `language` (primary subtag), `minAge`, `maxAge`, `gender`, `tag`. Any role.
     #[allow(clippy::too_many_arguments)]
     #[oai(path = "/v1/gallery", method = "get", operation_id = "gallery_feed")]

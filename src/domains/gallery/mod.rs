@@ -45,6 +45,8 @@ pub const CONSUMER: &str = "gallery";
 const REBUILD_CHUNK: usize = 1_000;
 /// Page sizes.
 pub const PAGE_DEFAULT: usize = 20;
+/// Entries of a ranked list one page looks at, at most.
+pub const SCAN_PER_PAGE: usize = 1_000;
 pub const PAGE_MAX: usize = 50;
 
 /// A ranked list, as built from the index: pinned under its id the moment it is built, so
@@ -319,21 +321,34 @@ pub async fn feed(
         let blocks = blocklist::BlockCheck::open(rtx)?;
         let mut picked = Vec::with_capacity(limit);
         let mut at = start;
-        {
-            let cards = ctx.gallery.cards.read();
-            while at < list.items.len() && picked.len() < limit {
-                let (id, busy) = &list.items[at];
-                at += 1;
-                if id == viewer_id {
-                    continue;
-                }
-                let Some(base) = cards.get(id).filter(|c| c.listed) else {
-                    continue;
-                };
+        // At most `SCAN_PER_PAGE` entries are looked at for one page (someone who blocked
+        // thousands gets shorter pages, each with a cursor), and the cards' lock is held only
+        // while copying candidates, never during a lookup.
+        let end = list.items.len().min(start + SCAN_PER_PAGE);
+        while at < end && picked.len() < limit {
+            let batch_end = end.min(at + 2 * limit);
+            let candidates: Vec<(usize, bool, Arc<CardBase>)> = {
+                let cards = ctx.gallery.cards.read();
+                (at..batch_end)
+                    .filter_map(|i| {
+                        let (id, busy) = &list.items[i];
+                        let base = cards.get(id).filter(|c| c.listed && id != viewer_id)?;
+                        Some((i, *busy, base.clone()))
+                    })
+                    .collect()
+            };
+            at = batch_end;
+            for (i, busy, base) in candidates {
+                let id = &list.items[i].0;
                 if blocks.either_way(viewer_id, id)? {
                     continue;
                 }
-                picked.push((id.clone(), *busy, base.clone()));
+                picked.push((id.clone(), busy, base));
+                if picked.len() == limit {
+                    // The next page starts right after the last one taken.
+                    at = i + 1;
+                    break;
+                }
             }
         }
         let ids: Vec<&str> = picked.iter().map(|(id, _, _)| id.as_str()).collect();
@@ -555,6 +570,28 @@ fn touched(e: &Event) -> Vec<String> {
     ids
 }
 
+/// Re-reads every member of a cohort into the index, a chunk per commit.
+async fn refresh_members(ctx: &Ctx, cohort_id: &str) -> AppResult<()> {
+    let mut after: Option<String> = None;
+    loop {
+        let (id, a) = (cohort_id.to_owned(), after.clone());
+        let page = ctx
+            .store
+            .read(move |rtx| panel::members_after(rtx, &id, a.as_deref(), REBUILD_CHUNK))
+            .await?;
+        let Some((last, _)) = page.last().cloned() else {
+            return Ok(());
+        };
+        refresh(
+            &ctx.store,
+            &ctx.gallery,
+            page.into_iter().map(|(u, _)| u).collect(),
+        )
+        .await?;
+        after = Some(last);
+    }
+}
+
 /// The durable consumer that keeps the index in step with redb.
 pub struct GalleryFeeder {
     pub ctx: Arc<Ctx>,
@@ -577,6 +614,14 @@ impl Consumer for GalleryFeeder {
         }
         ids.sort();
         ids.dedup();
+        // A cohort's new tag or visibility: its members' documents and cards are re-read.
+        for e in &events {
+            if let Some(crate::domains::panel::events::CohortEvent::Saved { cohort_id, .. }) =
+                e.decoded()
+            {
+                refresh_members(&self.ctx, &cohort_id).await?;
+            }
+        }
         if ids.is_empty() {
             return Ok(());
         }

@@ -312,7 +312,9 @@ async fn run_fanouts(ctx: &Ctx) -> AppResult<usize> {
                         after: page.last().cloned(),
                         ..job.clone()
                     };
-                    put(&mut t, (due, job.id.as_str()), &next)?;
+                    // Due again now: behind the jobs already waiting, so one big broadcast
+                    // never holds up "a favorite came online" for long.
+                    put(&mut t, (tx.now_ms().max(due), job.id.as_str()), &next)?;
                 }
                 Ok(())
             })

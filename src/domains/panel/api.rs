@@ -14,15 +14,25 @@ use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
 use crate::core::cursor::{Cursor, next_page, page_limit};
-use crate::core::error::AppResult;
+use crate::core::error::{AppError, AppResult};
 
 use super::model::{Cohort, CohortRule, Membership};
 use super::{CohortInput, PREVIEW_SAMPLE};
 
 const MEMBERS_PAGE_MAX: u32 = 500;
 
+/// How a cohort gets its members.
+#[derive(poem_openapi::Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum CohortKind {
+    /// Everyone `rule` matches, kept current by the server.
+    Rule,
+    /// The people an admin lists (`POST /v1/admin/cohorts/{cohortId}/members`).
+    Hand,
+}
+
 #[derive(Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CohortRequest {
     /// 1–80 characters.
     pub name: String,
@@ -31,8 +41,9 @@ pub struct CohortRequest {
     /// Show the tag to clients (on gallery cards). Default false.
     #[oai(default)]
     pub visible: bool,
-    /// Members by this rule, kept current by the server; absent or null: a hand-made list
-    /// (`POST /v1/admin/cohorts/{cohortId}/members`).
+    /// `rule` needs `rule`; `hand` refuses one. A rule cohort made `hand` keeps its members
+    /// as its list.
+    pub kind: CohortKind,
     pub rule: Option<CohortRule>,
 }
 
@@ -43,6 +54,7 @@ pub struct CohortView {
     pub name: String,
     pub tag: String,
     pub visible: bool,
+    pub kind: CohortKind,
     /// Null for a hand-made cohort.
     pub rule: Option<CohortRule>,
     pub members: u64,
@@ -54,6 +66,11 @@ pub struct CohortView {
 impl From<Cohort> for CohortView {
     fn from(c: Cohort) -> Self {
         CohortView {
+            kind: if c.rule().is_some() {
+                CohortKind::Rule
+            } else {
+                CohortKind::Hand
+            },
             rule: c.rule().cloned(),
             id: c.id,
             name: c.name,
@@ -74,7 +91,7 @@ pub struct CohortList {
 }
 
 #[derive(Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CohortPreviewRequest {
     pub rule: CohortRule,
 }
@@ -118,13 +135,23 @@ pub struct AddMembersView {
     pub added: u64,
 }
 
-fn input(b: CohortRequest) -> CohortInput {
-    CohortInput {
+fn input(b: CohortRequest) -> AppResult<CohortInput> {
+    let membership = match (b.kind, b.rule) {
+        (CohortKind::Rule, Some(rule)) => Membership::Rule(rule),
+        (CohortKind::Hand, None) => Membership::Hand,
+        (CohortKind::Rule, None) => {
+            return Err(AppError::validation("a `rule` cohort needs `rule`"));
+        }
+        (CohortKind::Hand, Some(_)) => {
+            return Err(AppError::validation("a `hand` cohort takes no `rule`"));
+        }
+    };
+    Ok(CohortInput {
         name: b.name,
         tag: b.tag,
         visible: b.visible,
-        membership: b.rule.map_or(Membership::Hand, Membership::Rule),
-    }
+        membership,
+    })
 }
 
 pub struct PanelApi;
@@ -152,7 +179,7 @@ impl PanelApi {
     ) -> AppResult<Json<CohortView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         Ok(Json(
-            super::save(&ctx, &who, None, input(body.0)).await?.into(),
+            super::save(&ctx, &who, None, input(body.0)?).await?.into(),
         ))
     }
 
@@ -206,7 +233,7 @@ impl PanelApi {
     ) -> AppResult<Json<CohortView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         Ok(Json(
-            super::save(&ctx, &who, Some(&cohort_id), input(body.0))
+            super::save(&ctx, &who, Some(&cohort_id), input(body.0)?)
                 .await?
                 .into(),
         ))

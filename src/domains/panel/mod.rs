@@ -42,6 +42,11 @@ use tables::*;
 pub const CONSUMER: &str = "panel";
 /// Ids a preview returns as a sample.
 pub const PREVIEW_SAMPLE: usize = 20;
+/// Membership changes one write carries, at most (each is an event).
+const CHANGES_PER_WRITE: usize = 2_000;
+/// Where the consumer keeps how far it has counted spending (apart from its own cursor, which
+/// moves only once the batch's verdicts are written too).
+const SPENT_CURSOR: &str = "panel_coins_spent";
 
 /// The panel's shared state.
 pub struct Panel {
@@ -201,6 +206,9 @@ fn verdicts(
     ids: &[String],
     now_ms: i64,
 ) -> AppResult<Vec<Change>> {
+    if !cohorts.iter().any(|c| c.rule().is_some()) {
+        return Ok(Vec::new());
+    }
     let today = crate::core::clock::to_datetime(now_ms).date();
     let members = rtx.open_table(MEMBERS)?;
     let mut out = Vec::new();
@@ -234,6 +242,10 @@ fn apply_tx(tx: &Tx, changes: &[Change]) -> AppResult<()> {
         let key = (cohort_id.as_str(), user_id.as_str());
         let (tag, user) = (cohort.tag.clone(), user_id.clone().into());
         if *joins {
+            // Judged before an erasure that committed since: an erased account joins nothing.
+            if user::find_user(tx, user_id)?.is_none_or(|u| u.erased_at_ms.is_some()) {
+                continue;
+            }
             if tx.table(MEMBERS)?.insert(key, tx.now_ms())?.is_some() {
                 continue;
             }
@@ -289,13 +301,16 @@ async fn settle(ctx: &Ctx, ids: Vec<String>, only: Option<&str>) -> AppResult<us
         })
         .await?;
     let n = changes.len();
-    if n > 0 {
-        ctx.store.write(move |tx| apply_tx(tx, &changes)).await?;
+    for part in changes.chunks(CHANGES_PER_WRITE) {
+        let part = part.to_vec();
+        ctx.store.write(move |tx| apply_tx(tx, &part)).await?;
     }
     Ok(n)
 }
 
-/// Re-judges every account against the rule cohorts (`only` one, or all), a chunk per write.
+/// Re-judges every account against the rule cohorts (`only` one, or all), a chunk per write,
+/// taking the membership lock for each chunk (so the consumer is never held up for a whole
+/// pass).
 async fn settle_everyone(ctx: &Ctx, only: Option<&str>) -> AppResult<usize> {
     let chunk = ctx.config.panel.recompute_chunk;
     let mut after: Option<String> = None;
@@ -309,6 +324,7 @@ async fn settle_everyone(ctx: &Ctx, only: Option<&str>) -> AppResult<usize> {
         let Some(last) = ids.last().cloned() else {
             break;
         };
+        let _lock = ctx.panel.membership.lock().await;
         changed += settle(ctx, ids, only).await?;
         after = Some(last);
     }
@@ -317,7 +333,6 @@ async fn settle_everyone(ctx: &Ctx, only: Option<&str>) -> AppResult<usize> {
 
 /// The periodic pass: every account against every rule cohort. Returns memberships changed.
 pub async fn recompute_all(ctx: &Ctx) -> AppResult<usize> {
-    let _lock = ctx.panel.membership.lock().await;
     settle_everyone(ctx, None).await
 }
 
@@ -357,9 +372,11 @@ pub async fn save(
 ) -> AppResult<Cohort> {
     let input = input.validate()?;
     let cfg: PanelConfig = ctx.config.panel.clone();
-    let _lock = ctx.panel.membership.lock().await;
+    let lock = ctx.panel.membership.lock().await;
     let actor = admin.user_id.to_string();
     let id = cohort_id.map(str::to_owned);
+    // A new tag or visibility reaches whoever keeps tags through `cohort_saved` (the gallery
+    // re-reads the members); membership itself moves only when the rule does.
     let saved = ctx
         .store
         .write(move |tx| {
@@ -401,44 +418,16 @@ pub async fn save(
                 &c.id,
                 json!({"name": c.name, "tag": c.tag, "membership": c.membership}),
             )?;
-            // A renamed tag: the people labelled with the old one carry the new one now.
-            if let Some(b) = before.filter(|b| b.tag != c.tag) {
-                relabel_tx(tx, &c, &b.tag)?;
-            }
-            Ok(c)
+            let rule_changed = before.is_none_or(|b| b.rule() != c.rule());
+            Ok((c, rule_changed))
         })
         .await?;
-    if saved.rule().is_some() {
+    drop(lock);
+    let (saved, rule_changed) = saved;
+    if rule_changed && saved.rule().is_some() {
         settle_everyone(ctx, Some(&saved.id)).await?;
     }
     find(ctx, &saved.id).await
-}
-
-/// After a tag changed: each member leaves under the old tag and joins under the new one, so
-/// whoever keeps tags from the events (the gallery) follows.
-fn relabel_tx(tx: &Tx, c: &Cohort, old_tag: &str) -> AppResult<()> {
-    let ids: Vec<String> = tx
-        .read(MEMBERS)?
-        .range((c.id.as_str(), "")..=(c.id.as_str(), "\u{10ffff}"))?
-        .map(|row| Ok(row?.0.value().1.to_owned()))
-        .collect::<AppResult<_>>()?;
-    for user_id in ids {
-        for event in [
-            CohortEvent::Left {
-                cohort_id: c.id.clone(),
-                tag: old_tag.to_owned(),
-                user_id: user_id.clone().into(),
-            },
-            CohortEvent::Joined {
-                cohort_id: c.id.clone(),
-                tag: c.tag.clone(),
-                user_id: user_id.clone().into(),
-            },
-        ] {
-            tx.emit(NewEvent::about(&user_id, event))?;
-        }
-    }
-    Ok(())
 }
 
 /// Removes a cohort: its members leave it (a chunk per write, each with `cohort_left`), then
@@ -446,6 +435,20 @@ fn relabel_tx(tx: &Tx, c: &Cohort, old_tag: &str) -> AppResult<()> {
 pub async fn delete(ctx: &Ctx, admin: &Principal, cohort_id: &str) -> AppResult<()> {
     let _lock = ctx.panel.membership.lock().await;
     let cohort = find(ctx, cohort_id).await?;
+    if cohort.rule().is_some() {
+        // No verdict may add members while they are taken out: the rule goes first.
+        let id = cohort.id.clone();
+        ctx.store
+            .write(move |tx| {
+                let mut t = tx.table(COHORTS)?;
+                if let Some(mut c) = get::<_, Cohort>(&t, id.as_str())? {
+                    c.membership = Membership::Hand;
+                    put(&mut t, id.as_str(), &c)?;
+                }
+                Ok(())
+            })
+            .await?;
+    }
     let chunk = ctx.config.panel.recompute_chunk;
     loop {
         let id = cohort.id.clone();
@@ -499,10 +502,7 @@ pub async fn remove_member(
     cohort_id: &str,
     user_id: &str,
 ) -> AppResult<()> {
-    let n = edit_hand_list(ctx, admin, cohort_id, vec![user_id.to_owned()], false).await?;
-    if n == 0 {
-        return Err(AppError::not_found("they are not in this cohort"));
-    }
+    edit_hand_list(ctx, admin, cohort_id, vec![user_id.to_owned()], false).await?;
     Ok(())
 }
 
@@ -548,6 +548,9 @@ async fn edit_hand_list(
                 }
             }
             drop(members);
+            if changes.is_empty() && !joins {
+                return Err(AppError::not_found("they are not in this cohort"));
+            }
             apply_tx(tx, &changes)?;
             audit::record_tx(
                 tx,
@@ -696,7 +699,9 @@ fn touched(e: &Event) -> Option<String> {
         });
     }
     if let Some(BalanceEvent::Changed { account, .. }) = e.decoded::<BalanceEvent>() {
-        return (account == "wallet").then(|| e.subject.clone()).flatten();
+        return (account == "wallet" || account == "held")
+            .then(|| e.subject.clone())
+            .flatten();
     }
     None
 }
@@ -721,7 +726,7 @@ impl Consumer for PanelFeeder {
             self.ctx
                 .store
                 .write(move |tx| {
-                    for e in take_unapplied(tx, CONSUMER, &events)? {
+                    for e in take_unapplied(tx, SPENT_CURSOR, &events)? {
                         if let Some((user_id, coins)) = spent_by(e) {
                             let mut t = tx.table(COINS_SPENT)?;
                             let total = t.get(user_id.as_str())?.map_or(0, |v| v.value());
@@ -732,8 +737,8 @@ impl Consumer for PanelFeeder {
                 })
                 .await?;
         }
-        // Judged from the batch itself, not only its unapplied part: a retry after a failed
-        // judgement judges again.
+        // Spending has its own cursor, so a batch whose verdicts fail is judged again when
+        // the consumer retries it (its own cursor moves only after this returns).
         settle(&self.ctx, ids.into_iter().collect(), None).await?;
         Ok(())
     }

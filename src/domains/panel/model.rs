@@ -32,7 +32,7 @@ pub fn parse_tag(raw: &str) -> AppResult<String> {
 /// Who belongs to a rule cohort. Every condition given must hold; a list condition holds
 /// when any of its values matches; conditions left out hold for everyone.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, poem_openapi::Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CohortRule {
     #[serde(default)]
     pub role: Option<Role>,
@@ -93,8 +93,18 @@ impl CohortRule {
             list.sort();
             list.dedup();
         }
-        self.genders.dedup();
-        self.platforms.dedup();
+        let mut seen = Vec::new();
+        self.genders.retain(|g| {
+            let fresh = !seen.contains(g);
+            seen.push(*g);
+            fresh
+        });
+        let mut seen = Vec::new();
+        self.platforms.retain(|p| {
+            let fresh = !seen.contains(p);
+            seen.push(*p);
+            fresh
+        });
         if let (Some(lo), Some(hi)) = (self.min_age, self.max_age)
             && lo > hi
         {
