@@ -545,121 +545,117 @@ async fn run_deliveries(ctx: Arc<Ctx>) {
 /// How often the digest checks whether its period has passed.
 const DIGEST_CHECK_EVERY: Duration = Duration::from_secs(60);
 
-async fn run_digest(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(DIGEST_CHECK_EVERY);
+/// Runs `job` on each tick of `tick` until the app stops: the shape of every periodic worker.
+async fn on_each_tick<F, Fut>(ctx: Arc<Ctx>, mut tick: tokio::time::Interval, job: F)
+where
+    F: Fn(Arc<Ctx>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut stop = ctx.shutdown_signal();
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = domains::notification::digest::run_if_due(&ctx).await {
-                    tracing::warn!(error = %e, "the missed-call digest failed");
-                }
-            }
+            _ = tick.tick() => job(ctx.clone()).await,
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Ticks every `every`, the first after one period; a late tick delays the next ones rather
+/// than bursting to catch up.
+fn after_each(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Ticks every `every`, the first at once; a late tick delays the next ones.
+fn from_now_each(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+async fn run_digest(ctx: Arc<Ctx>) {
+    on_each_tick(
+        ctx,
+        tokio::time::interval(DIGEST_CHECK_EVERY),
+        |ctx| async move {
+            if let Err(e) = domains::notification::digest::run_if_due(&ctx).await {
+                tracing::warn!(error = %e, "the missed-call digest failed");
+            }
+        },
+    )
+    .await
 }
 
 /// Sends the gallery's live signal every `gallery.signal_interval_ms`, when something changed.
 async fn run_gallery_signals(ctx: Arc<Ctx>) {
     let every = Duration::from_millis(ctx.config.gallery.signal_interval_ms);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = ctx.shutdown_signal();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = domains::gallery::send_signal(&ctx) {
-                    tracing::warn!(error = %e, "sending the gallery signal failed");
-                }
-            }
-            _ = stop.changed() => return,
+    on_each_tick(ctx, after_each(every), |ctx| async move {
+        if let Err(e) = domains::gallery::send_signal(&ctx) {
+            tracing::warn!(error = %e, "sending the gallery signal failed");
         }
-    }
+    })
+    .await
 }
 
 /// Judges every account against every rule cohort, every `panel.recompute_interval_secs`.
 async fn recompute_cohorts(ctx: Arc<Ctx>) {
     let every = Duration::from_secs(ctx.config.panel.recompute_interval_secs);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = ctx.shutdown_signal();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                match domains::panel::recompute_all(&ctx).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(changed = n, "recomputed cohort memberships"),
-                    Err(e) => tracing::warn!(error = %e, "recomputing cohorts failed"),
-                }
-            }
-            _ = stop.changed() => return,
+    on_each_tick(ctx, after_each(every), |ctx| async move {
+        match domains::panel::recompute_all(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(changed = n, "recomputed cohort memberships"),
+            Err(e) => tracing::warn!(error = %e, "recomputing cohorts failed"),
         }
-    }
+    })
+    .await
 }
 
 /// Erases the accounts whose deletion is due.
 async fn run_erasures(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(ERASURES_CHECK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = ctx.shutdown_signal();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                match domains::privacy::run_due(&ctx).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(accounts = n, "erased accounts whose deletion was due"),
-                    Err(e) => tracing::warn!(error = %e, "erasing due accounts failed"),
-                }
-            }
-            _ = stop.changed() => return,
+    on_each_tick(ctx, from_now_each(ERASURES_CHECK_EVERY), |ctx| async move {
+        match domains::privacy::run_due(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(accounts = n, "erased accounts whose deletion was due"),
+            Err(e) => tracing::warn!(error = %e, "erasing due accounts failed"),
         }
-    }
+    })
+    .await
 }
 
 /// Ends calls whose participants lost their connections, on its own task so that the check
 /// never delays a billing deadline.
 async fn end_lost_calls(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(CALL_TIMERS_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = ctx.shutdown_signal();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = domains::video::end_lost_calls(&ctx).await {
-                    tracing::warn!(error = %e, "checking calls for lost connections failed");
-                }
-            }
-            _ = stop.changed() => return,
+    on_each_tick(ctx, from_now_each(CALL_TIMERS_EVERY), |ctx| async move {
+        if let Err(e) = domains::video::end_lost_calls(&ctx).await {
+            tracing::warn!(error = %e, "checking calls for lost connections failed");
         }
-    }
+    })
+    .await
 }
 
 /// How often expired ledger holds are released.
 const HOLD_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 async fn release_expired_holds(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(HOLD_SWEEP_EVERY);
-    let mut stop = ctx.shutdown_signal();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = domains::balance::release_expired(&ctx).await {
-                    tracing::warn!(error = %e, "releasing expired holds failed");
-                }
+    on_each_tick(
+        ctx,
+        tokio::time::interval(HOLD_SWEEP_EVERY),
+        |ctx| async move {
+            if let Err(e) = domains::balance::release_expired(&ctx).await {
+                tracing::warn!(error = %e, "releasing expired holds failed");
             }
-            _ = stop.changed() => return,
-        }
-    }
+        },
+    )
+    .await
 }
 
 async fn sweep_presence(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(PRESENCE_SWEEP_EVERY);
-    let mut stop = ctx.shutdown_signal();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => ctx.presence.sweep().await,
-            _ = stop.changed() => return,
-        }
-    }
+    on_each_tick(
+        ctx,
+        tokio::time::interval(PRESENCE_SWEEP_EVERY),
+        |ctx| async move { ctx.presence.sweep().await },
+    )
+    .await
 }

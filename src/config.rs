@@ -1281,16 +1281,12 @@ impl Config {
         if self.chat.greeting.trim().is_empty() || self.chat.greeting.chars().count() > 2000 {
             return Err(bad("chat.greeting", "must be 1–2000 characters"));
         }
-        if self.chat.auto_add_tags.len() > 20
-            || self
-                .chat
-                .auto_add_tags
-                .iter()
-                .any(|t| crate::domains::panel::model::parse_tag(t).is_err())
+        if crate::domains::panel::model::check_tags(&self.chat.auto_add_tags, 20, "auto_add_tags")
+            .is_err()
         {
             return Err(bad(
                 "chat.auto_add_tags",
-                "at most 20 cohort tags (a-z, 0-9, _ and -, starting with a letter)",
+                "at most 20 cohort tags, none twice (a-z, 0-9, _ and -, starting with a letter)",
             ));
         }
         let n = &self.notifications;

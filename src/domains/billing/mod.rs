@@ -166,9 +166,16 @@ pub fn resolve(
     for row in r.read_table(TARIFFS)?.iter()? {
         all.push(dec(row?.1.value())?);
     }
+    // The streamer's tags matter only when some tariff is scoped to a cohort.
     let tags = match streamer_id {
-        Some(s) => panel::tags(r, s)?,
-        None => Vec::new(),
+        Some(s)
+            if all
+                .iter()
+                .any(|t: &Tariff| matches!(t.scope, Scope::Cohort(_))) =>
+        {
+            panel::tags(r, s)?
+        }
+        _ => Vec::new(),
     };
     Ok(pick(
         all,

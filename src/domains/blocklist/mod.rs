@@ -399,18 +399,3 @@ impl BlockCheck {
         Ok(self.blocks.get((a, b))?.is_some() || self.blocked_by.get((a, b))?.is_some())
     }
 }
-
-pub fn blocked_either_way(
-    rtx: &ReadTransaction,
-    user_id: &str,
-) -> AppResult<std::collections::HashSet<String>> {
-    let mut out: std::collections::HashSet<String> =
-        crate::core::store::second_keys(&rtx.open_table(BLOCKS)?, user_id)?
-            .into_iter()
-            .collect();
-    out.extend(crate::core::store::second_keys(
-        &rtx.open_table(BLOCKED_BY)?,
-        user_id,
-    )?);
-    Ok(out)
-}

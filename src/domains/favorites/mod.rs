@@ -162,11 +162,6 @@ fn remove_tx(tx: &Tx, me: &str, them: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Whether `user_id` has `other` among their favorites.
-pub fn is_favorite(rtx: &ReadTransaction, user_id: &str, other: &str) -> AppResult<bool> {
-    Ok(rtx.open_table(FAVORITES)?.get((user_id, other))?.is_some())
-}
-
 /// For each of `others`, whether `user_id` keeps them among their favorites (one table open).
 pub fn favorites_among(
     rtx: &ReadTransaction,

@@ -506,20 +506,16 @@ pub async fn rebuild(
     let head = store.head_seq();
     let total = store.read(user::count).await?;
     gallery.index.clear()?;
-    let mut after: Option<String> = None;
+    let mut pages = user::AccountPages::new(REBUILD_CHUNK);
     let mut n = 0;
     loop {
-        let a = after.clone();
-        let ids = store
-            .read(move |rtx| user::ids_after(rtx, a.as_deref(), REBUILD_CHUNK))
-            .await?;
-        let Some(last) = ids.last().cloned() else {
+        let ids = pages.next(store).await?;
+        if ids.is_empty() {
             break;
-        };
+        }
         n += ids.len() as u64;
         refresh(store, gallery, ids).await?;
         progress(n, total.max(n));
-        after = Some(last);
     }
     crate::core::events::set_cursor(store, CONSUMER, head).await?;
     Ok(n)

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::Ctx;
 use crate::core::auth::{Principal, Role};
-use crate::core::error::{AppError, AppResult};
+use crate::core::error::AppResult;
 use crate::core::store::{get, put};
 use crate::domains::{audit, panel};
 
@@ -58,19 +58,12 @@ pub const RULE_TAGS_MAX: usize = 20;
 impl Rule {
     /// Checks the tag lists: each a cohort tag, at most [`RULE_TAGS_MAX`], no repeats.
     pub fn validate(self) -> AppResult<Rule> {
-        for list in [&self.boost_tags, &self.only_tags, &self.hidden_tags] {
-            if list.len() > RULE_TAGS_MAX {
-                return Err(AppError::validation(format!(
-                    "a rule lists at most {RULE_TAGS_MAX} tags per list"
-                )));
-            }
-            let mut seen = std::collections::HashSet::new();
-            for t in list {
-                panel::model::parse_tag(t)?;
-                if !seen.insert(t) {
-                    return Err(AppError::validation(format!("tag `{t}` is listed twice")));
-                }
-            }
+        for (list, what) in [
+            (&self.boost_tags, "boostTags"),
+            (&self.only_tags, "onlyTags"),
+            (&self.hidden_tags, "hiddenTags"),
+        ] {
+            panel::model::check_tags(list, RULE_TAGS_MAX, what)?;
         }
         Ok(self)
     }

@@ -168,9 +168,10 @@ impl AdminUserView {
     /// The view of an account at `now_ms` (served by `GET /v1/admin/users/{userId}`, which
     /// shares its path with the privacy domain's admin delete, so it is routed there).
     pub fn of(o: super::UserOverview, now_ms: i64) -> AdminUserView {
-        let mut tags: Vec<String> = o.cohorts.iter().map(|c| c.tag.clone()).collect();
-        tags.sort();
-        tags.dedup();
+        let tags = crate::domains::panel::tag_visibility(&o.cohorts)
+            .into_iter()
+            .map(|(tag, _)| tag)
+            .collect();
         AdminUserView {
             ban: o.user.ban_in_force(now_ms).map(|b| AdminBanView {
                 reason: b.reason.clone(),

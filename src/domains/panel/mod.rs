@@ -31,7 +31,7 @@ use crate::core::auth::Principal;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Consumer, Event, NewEvent, take_unapplied};
 use crate::core::ids::new_id;
-use crate::core::store::{Reads, Tx, dec, get, put};
+use crate::core::store::{Reads, Tx, dec, get, put, second_keys};
 use crate::domains::balance::model::{Account, TransferKind};
 use crate::domains::{audit, balance, payment, profile, user};
 use events::CohortEvent;
@@ -78,21 +78,25 @@ pub fn tags(r: &impl Reads, user_id: &str) -> AppResult<Vec<String>> {
 
 /// Each tag of `user_id` with whether clients may see it (any of its cohorts shows it).
 pub fn tags_with_visibility(r: &impl Reads, user_id: &str) -> AppResult<Vec<(String, bool)>> {
+    Ok(tag_visibility(&cohorts_of(r, user_id)?))
+}
+
+/// The tags of `cohorts`, sorted, without repeats, each with whether any of its cohorts shows
+/// it to clients.
+pub fn tag_visibility(cohorts: &[Cohort]) -> Vec<(String, bool)> {
     let mut out: BTreeMap<String, bool> = BTreeMap::new();
-    for c in cohorts_of(r, user_id)? {
-        *out.entry(c.tag).or_default() |= c.visible;
+    for c in cohorts {
+        *out.entry(c.tag.clone()).or_default() |= c.visible;
     }
-    Ok(out.into_iter().collect())
+    out.into_iter().collect()
 }
 
 /// The cohorts `user_id` is in.
 pub fn cohorts_of(r: &impl Reads, user_id: &str) -> AppResult<Vec<Cohort>> {
-    let mine = r.read_table(USER_COHORTS)?;
     let cohorts = r.read_table(COHORTS)?;
     let mut out = Vec::new();
-    for row in mine.range((user_id, "")..=(user_id, "\u{10ffff}"))? {
-        let (key, _) = row?;
-        if let Some(c) = get::<_, Cohort>(&cohorts, key.value().1)? {
+    for cohort_id in second_keys(&r.read_table(USER_COHORTS)?, user_id)? {
+        if let Some(c) = get::<_, Cohort>(&cohorts, cohort_id.as_str())? {
             out.push(c);
         }
     }
@@ -312,23 +316,16 @@ async fn settle(ctx: &Ctx, ids: Vec<String>, only: Option<&str>) -> AppResult<us
 /// taking the membership lock for each chunk (so the consumer is never held up for a whole
 /// pass).
 async fn settle_everyone(ctx: &Ctx, only: Option<&str>) -> AppResult<usize> {
-    let chunk = ctx.config.panel.recompute_chunk;
-    let mut after: Option<String> = None;
+    let mut pages = user::AccountPages::new(ctx.config.panel.recompute_chunk);
     let mut changed = 0;
     loop {
-        let a = after.clone();
-        let ids = ctx
-            .store
-            .read(move |rtx| user::ids_after(rtx, a.as_deref(), chunk))
-            .await?;
-        let Some(last) = ids.last().cloned() else {
-            break;
-        };
+        let ids = pages.next(&ctx.store).await?;
+        if ids.is_empty() {
+            return Ok(changed);
+        }
         let _lock = ctx.panel.membership.lock().await;
         changed += settle(ctx, ids, only).await?;
-        after = Some(last);
     }
-    Ok(changed)
 }
 
 /// The periodic pass: every account against every rule cohort. Returns memberships changed.
@@ -580,31 +577,29 @@ pub async fn preview(ctx: &Ctx, rule: CohortRule) -> AppResult<(u64, Vec<String>
         .map_err(AppError::internal)?;
     let now = ctx.store.now_ms();
     let rule = Arc::new(rule);
-    let chunk = ctx.config.panel.recompute_chunk;
+    let mut pages = user::AccountPages::new(ctx.config.panel.recompute_chunk);
     let (mut size, mut sample) = (0u64, Vec::new());
-    let mut after: Option<String> = None;
     loop {
-        let (a, r) = (after.clone(), rule.clone());
-        let (ids, matched) = ctx
+        let ids = pages.next(&ctx.store).await?;
+        if ids.is_empty() {
+            break;
+        }
+        let r = rule.clone();
+        let matched = ctx
             .store
             .read(move |rtx| {
                 let today = crate::core::clock::to_datetime(now).date();
-                let ids = user::ids_after(rtx, a.as_deref(), chunk)?;
                 let mut matched = Vec::new();
-                for id in &ids {
-                    if facts_of(rtx, id, today)?.is_some_and(|f| r.matches(&f, now)) {
-                        matched.push(id.clone());
+                for id in ids {
+                    if facts_of(rtx, &id, today)?.is_some_and(|f| r.matches(&f, now)) {
+                        matched.push(id);
                     }
                 }
-                Ok((ids, matched))
+                Ok(matched)
             })
             .await?;
-        let Some(last) = ids.last().cloned() else {
-            break;
-        };
         size += matched.len() as u64;
         sample.extend(matched.into_iter().take(PREVIEW_SAMPLE - sample.len()));
-        after = Some(last);
     }
     Ok((size, sample))
 }
@@ -614,12 +609,7 @@ pub async fn preview(ctx: &Ctx, rule: CohortRule) -> AppResult<(u64, Vec<String>
 
 /// Takes an erased account out of every cohort (no events: the log keeps nothing of them).
 pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
-    let mine: Vec<String> = tx
-        .read(USER_COHORTS)?
-        .range((user_id, "")..=(user_id, "\u{10ffff}"))?
-        .map(|row| Ok(row?.0.value().1.to_owned()))
-        .collect::<AppResult<_>>()?;
-    for cohort_id in mine {
+    for cohort_id in second_keys(&tx.read(USER_COHORTS)?, user_id)? {
         tx.table(USER_COHORTS)?
             .remove((user_id, cohort_id.as_str()))?;
         if tx

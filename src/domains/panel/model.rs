@@ -29,6 +29,25 @@ pub fn parse_tag(raw: &str) -> AppResult<String> {
     Ok(raw.to_owned())
 }
 
+/// A list of cohort tags as another domain takes it (gallery rules, flags, auto-add): each a
+/// tag, at most `max`, none twice; `what` names the list in the error.
+pub fn check_tags(tags: &[String], max: usize, what: &str) -> AppResult<()> {
+    if tags.len() > max {
+        return Err(AppError::validation(format!(
+            "{what} lists at most {max} tags"
+        )));
+    }
+    for (i, t) in tags.iter().enumerate() {
+        parse_tag(t)?;
+        if tags[..i].contains(t) {
+            return Err(AppError::validation(format!(
+                "{what} lists tag `{t}` twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Who belongs to a rule cohort. Every condition given must hold; a list condition holds
 /// when any of its values matches; conditions left out hold for everyone.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, poem_openapi::Object)]

@@ -125,14 +125,7 @@ pub async fn put_flag(
     platforms: BTreeMap<String, PlatformRule>,
     cohort_tags: Vec<String>,
 ) -> AppResult<FlagRecord> {
-    if cohort_tags.len() > FLAG_COHORTS_MAX {
-        return Err(AppError::validation(format!(
-            "a flag targets at most {FLAG_COHORTS_MAX} cohort tags"
-        )));
-    }
-    for t in &cohort_tags {
-        panel::model::parse_tag(t)?;
-    }
+    panel::model::check_tags(&cohort_tags, FLAG_COHORTS_MAX, "cohortTags")?;
     let actor = actor.to_owned();
     ctx.store
         .write(move |tx| {

@@ -64,11 +64,32 @@ pub fn count(rtx: &ReadTransaction) -> AppResult<u64> {
 
 /// Every account id, in order, after `after` (exclusive), at most `limit`: for rebuilding what
 /// other domains derive from accounts.
-pub fn ids_after(
-    rtx: &ReadTransaction,
-    after: Option<&str>,
-    limit: usize,
-) -> AppResult<Vec<String>> {
+/// Every account id in order, a page per read: for passes over all accounts (the gallery's
+/// rebuild, cohort recomputes and previews) that must not keep one read open for long.
+pub struct AccountPages {
+    after: Option<String>,
+    size: usize,
+}
+
+impl AccountPages {
+    pub fn new(size: usize) -> AccountPages {
+        AccountPages { after: None, size }
+    }
+
+    /// The next page of ids; empty at the end.
+    pub async fn next(&mut self, store: &Store) -> AppResult<Vec<String>> {
+        let (after, size) = (self.after.clone(), self.size);
+        let ids = store
+            .read(move |rtx| ids_after(rtx, after.as_deref(), size))
+            .await?;
+        if let Some(last) = ids.last() {
+            self.after = Some(last.clone());
+        }
+        Ok(ids)
+    }
+}
+
+fn ids_after(rtx: &ReadTransaction, after: Option<&str>, limit: usize) -> AppResult<Vec<String>> {
     let t = rtx.open_table(USERS)?;
     let rows = match after {
         Some(a) => t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?,
