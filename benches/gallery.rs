@@ -389,17 +389,7 @@ async fn postgres(
     viewers: &[String],
     blocks: &[(String, String)],
 ) -> Result<(f64, f64, f64), String> {
-    let connect = || async {
-        let (client, conn) = tokio_postgres::connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        Ok::<_, String>(client)
-    };
-    let setup = connect().await?;
+    let setup = common::postgres().await?;
     setup
         .batch_execute(
             "DROP TABLE IF EXISTS duet_bench_profile; DROP TABLE IF EXISTS duet_bench_block;
@@ -454,7 +444,7 @@ async fn postgres(
     let stop = Arc::new(AtomicBool::new(false));
     let churn = {
         let (stop, ids) = (stop.clone(), ids.to_vec());
-        let client = connect().await?;
+        let client = common::postgres().await?;
         let per_sec = s.churn_per_sec;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -482,7 +472,7 @@ async fn postgres(
     };
     let mut clients = Vec::new();
     for _ in 0..s.concurrency {
-        let c = connect().await?;
+        let c = common::postgres().await?;
         let q = c
             .prepare(
                 "SELECT p.id, p.busy FROM duet_bench_profile p

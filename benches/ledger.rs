@@ -297,17 +297,7 @@ async fn http(s: &Sizes) -> f64 {
 
 async fn postgres(s: &Sizes) -> Result<f64, String> {
     let conns = s.clients;
-    let connect = || async {
-        let (client, conn) = tokio_postgres::connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        Ok::<_, String>(client)
-    };
-    let setup = connect().await?;
+    let setup = common::postgres().await?;
     setup
         .batch_execute(
             "DROP TABLE IF EXISTS duet_bench_journal; DROP TABLE IF EXISTS duet_bench_balance;
@@ -330,7 +320,7 @@ async fn postgres(s: &Sizes) -> Result<f64, String> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::new();
     for _ in 0..conns {
-        clients.push(connect().await?);
+        clients.push(common::postgres().await?);
     }
     let started = Instant::now();
     let workers: Vec<_> = clients

@@ -20,3 +20,17 @@ pub fn run<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+/// A connection to the baseline PostgreSQL (127.0.0.1:5432, database `test`), its driver
+/// running on the runtime; an error when there is none (the benchmark then says so).
+#[allow(dead_code)] // only the benchmarks with a PostgreSQL baseline use it
+pub async fn postgres() -> Result<tokio_postgres::Client, String> {
+    let (client, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(client)
+}
