@@ -319,11 +319,13 @@ async fn run(s: Sizes) {
         }
         lags.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
+    let each: Vec<String> = lags.iter().map(|l| format!("{l:.0}")).collect();
     lags.sort_by(f64::total_cmp);
     println!(
-        "freshness (online -> in a feed)  p50 {:.0} ms  max {:.0} ms",
+        "freshness (online -> in a feed)  p50 {:.0} ms  max {:.0} ms  (each, ms: {})",
         percentile(&lags, 0.5),
-        lags.last().copied().unwrap_or(0.0)
+        lags.last().copied().unwrap_or(0.0),
+        each.join(" ")
     );
 
     stop.store(true, Ordering::Relaxed);

@@ -622,6 +622,11 @@ pub trait Consumer: Send + Sync + 'static {
     /// idempotent. An error retries the same batch after a back-off.
     fn handle(&self, events: Vec<Event>)
     -> impl std::future::Future<Output = AppResult<()>> + Send;
+    /// Events handed to one `handle`, at most. A consumer whose every batch costs the same
+    /// whatever it holds (one index commit) takes more, so a burst is one batch, not many.
+    fn batch_max(&self) -> usize {
+        CONSUMER_BATCH_MAX
+    }
 }
 
 /// Inside a consumer's write: the events of `batch` the consumer has not applied yet, and its
@@ -774,7 +779,7 @@ pub async fn start_new_consumer_at_head(store: &Store, name: &'static str) -> Ap
         .await
 }
 
-/// How many events a consumer reads at once.
+/// How many events a consumer reads at once, unless it says otherwise (`Consumer::batch_max`).
 pub const CONSUMER_BATCH_MAX: usize = 256;
 
 /// The stored cursor of a consumer.
@@ -803,9 +808,8 @@ pub async fn run_consumer<C: Consumer>(
         }
         let step = async {
             let after = cursor(&store, name).await?;
-            let batch = store
-                .read(move |rtx| read_after(rtx, after, CONSUMER_BATCH_MAX))
-                .await?;
+            let max = consumer.batch_max();
+            let batch = store.read(move |rtx| read_after(rtx, after, max)).await?;
             let Some(last) = batch.last().map(|e| e.seq) else {
                 return Ok(false);
             };
