@@ -63,7 +63,8 @@ impl Default for PanelConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GalleryConfig {
     /// How long a ranked list (per viewer role and filters) is shared before it is read from
-    /// the index again. 0: every first page reads the index.
+    /// the index again (while one request rebuilds it, the others keep the old one for up to
+    /// twice this). 0: every first page reads the index.
     pub ranked_cache_ms: u64,
     /// Ranked lists kept at once; past it the cache starts over.
     pub ranked_lists_max: usize,
@@ -78,7 +79,8 @@ pub struct GalleryConfig {
     /// holds); a backlog is committed at once.
     pub commit_interval_ms: u64,
     /// A change to a shown profile must be in the feeds within this long: the index lag
-    /// (metric `duet_gallery_freshness_seconds`, a warning past it) plus `ranked_cache_ms`.
+    /// (metric `duet_gallery_freshness_seconds`, a warning past it) plus twice
+    /// `ranked_cache_ms`.
     pub freshness_ms_max: u64,
 }
 
@@ -1190,10 +1192,10 @@ impl Config {
             return Err(bad("auth.email", "lifetimes and limits must be positive"));
         }
         let g = &self.gallery;
-        if g.ranked_cache_ms + g.commit_interval_ms >= g.freshness_ms_max {
+        if 2 * g.ranked_cache_ms + g.commit_interval_ms >= g.freshness_ms_max {
             return Err(bad(
                 "gallery",
-                "ranked_cache_ms + commit_interval_ms must be below freshness_ms_max",
+                "2 × ranked_cache_ms + commit_interval_ms must be below freshness_ms_max",
             ));
         }
         if g.ranked_lists_max == 0

@@ -115,6 +115,14 @@ pub struct CardBase {
     pub visible_tags: Vec<String>,
 }
 
+/// A ranked list shared by every viewer of one (rule, filters).
+struct Shared {
+    built: std::time::Instant,
+    list: Ranked,
+    /// One request is building its successor: the others keep using this one meanwhile.
+    rebuilding: bool,
+}
+
 /// Whether an entry is shown at all, and busy.
 fn shown(e: Option<&Entry>) -> Option<bool> {
     e.filter(|e| e.listed && e.online).map(|e| e.busy)
@@ -124,7 +132,7 @@ fn shown(e: Option<&Entry>) -> Option<bool> {
 pub struct Gallery {
     pub index: GalleryIndex,
     config: GalleryConfig,
-    ranked: parking_lot::Mutex<HashMap<(rules::Rule, Filters), (std::time::Instant, Ranked)>>,
+    ranked: parking_lot::Mutex<HashMap<(rules::Rule, Filters), Shared>>,
     /// list id → (pinned at, unix ms; the list), and the ids in pinning order (the oldest goes
     /// first when `cursors_max` are kept).
     pinned: parking_lot::Mutex<Pins>,
@@ -203,14 +211,51 @@ impl Gallery {
         Ok(rule)
     }
 
+    /// The shared list for (rule, filters): the cached one while it is younger than
+    /// `ranked_cache_ms`; past that one request rebuilds it while the others (within twice
+    /// the age) still get the old one, so expiry is one index query, not one per request.
     fn ranked(&self, rule: &rules::Rule, filters: &Filters, now_ms: i64) -> AppResult<Ranked> {
         let key = (rule.clone(), filters.clone());
         let ttl = std::time::Duration::from_millis(self.config.ranked_cache_ms);
-        if let Some((at, list)) = self.ranked.lock().get(&key)
-            && at.elapsed() < ttl
-        {
-            return Ok(list.clone());
+        if let Some(shared) = self.ranked.lock().get_mut(&key) {
+            let age = shared.built.elapsed();
+            if age < ttl || (shared.rebuilding && age < 2 * ttl) {
+                return Ok(shared.list.clone());
+            }
+            shared.rebuilding = true;
         }
+        let built = self.build_ranked(rule, filters, now_ms);
+        let mut cache = self.ranked.lock();
+        let list = match built {
+            Ok(list) => list,
+            Err(e) => {
+                if let Some(shared) = cache.get_mut(&key) {
+                    shared.rebuilding = false;
+                }
+                return Err(e);
+            }
+        };
+        if cache.len() >= self.config.ranked_lists_max {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            Shared {
+                built: std::time::Instant::now(),
+                list: list.clone(),
+                rebuilding: false,
+            },
+        );
+        Ok(list)
+    }
+
+    /// Reads a ranked list from the index, applies the rule's busy mode and boosts, and pins it.
+    fn build_ranked(
+        &self,
+        rule: &rules::Rule,
+        filters: &Filters,
+        now_ms: i64,
+    ) -> AppResult<Ranked> {
         let mut list = self.index.ranked(rule, filters)?;
         if rule.busy == rules::BusyMode::Hide {
             list.retain(|(_, busy)| !busy);
@@ -229,11 +274,6 @@ impl Gallery {
             items: list,
         });
         self.pin(&list, now_ms);
-        let mut cache = self.ranked.lock();
-        if cache.len() >= self.config.ranked_lists_max {
-            cache.clear();
-        }
-        cache.insert(key, (std::time::Instant::now(), list.clone()));
         Ok(list)
     }
 
