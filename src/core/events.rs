@@ -582,13 +582,31 @@ pub const BUS_CAPACITY: usize = 16_384;
 pub struct Bus {
     live: broadcast::Sender<Arc<Event>>,
     head: watch::Sender<u64>,
+    /// Commits so far (with events or not): a waiter for a stored value (a consumer's cursor)
+    /// reads it again after each, instead of polling.
+    commits: watch::Sender<u64>,
 }
 
 impl Bus {
     pub fn new(head: u64) -> Bus {
         let (live, _) = broadcast::channel(BUS_CAPACITY);
         let (head, _) = watch::channel(head);
-        Bus { live, head }
+        let (commits, _) = watch::channel(0);
+        Bus {
+            live,
+            head,
+            commits,
+        }
+    }
+
+    /// Called after every successful commit, events or none.
+    pub(crate) fn committed(&self) {
+        self.commits.send_modify(|n| *n += 1);
+    }
+
+    /// Changes after every commit.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     pub(crate) fn publish(&self, events: Vec<Event>) {
@@ -685,12 +703,19 @@ pub async fn wait_applied(
     wait: Duration,
 ) -> AppResult<bool> {
     let deadline = tokio::time::Instant::now() + wait;
+    // A cursor only moves in a commit: look again after each one, not on a timer.
+    let mut commits = store.bus().commits();
     for name in names {
-        while cursor(store, name).await? < seq {
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
+        loop {
+            commits.borrow_and_update();
+            if cursor(store, name).await? >= seq {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            match tokio::time::timeout_at(deadline, commits.changed()).await {
+                Ok(Ok(())) => {}
+                // Past the deadline, or the store closed.
+                _ => return Ok(false),
+            }
         }
     }
     Ok(true)

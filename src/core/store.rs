@@ -66,6 +66,58 @@ pub fn second_keys<V: redb::Value + 'static>(
     Ok(out)
 }
 
+/// One person's side of a `(first, second)` relation (their blocks, their favorites), for
+/// checking many others against it: read into a set once when it holds at most `set_max`
+/// entries — one range read instead of a lookup per other, which is what a feed page needs —
+/// and looked up one by one otherwise, so a relation of any size costs bounded memory.
+pub struct SecondKeys<V: redb::Value + 'static> {
+    first: String,
+    known: Known<V>,
+}
+
+enum Known<V: redb::Value + 'static> {
+    Set(std::collections::HashSet<String>),
+    Probe(redb::ReadOnlyTable<(&'static str, &'static str), V>),
+}
+
+impl<V: redb::Value + 'static> SecondKeys<V> {
+    pub fn open(
+        rtx: &ReadTransaction,
+        table: TableDefinition<(&'static str, &'static str), V>,
+        first: &str,
+        set_max: usize,
+    ) -> AppResult<SecondKeys<V>> {
+        let t = rtx.open_table(table)?;
+        let mut set = std::collections::HashSet::new();
+        for row in t.range((first, "")..)? {
+            let (k, _) = row?;
+            let (a, b) = k.value();
+            if a != first {
+                break;
+            }
+            if set.len() == set_max {
+                return Ok(SecondKeys {
+                    first: first.to_owned(),
+                    known: Known::Probe(t),
+                });
+            }
+            set.insert(b.to_owned());
+        }
+        Ok(SecondKeys {
+            first: first.to_owned(),
+            known: Known::Set(set),
+        })
+    }
+
+    /// Whether `(first, second)` is in the relation.
+    pub fn contains(&self, second: &str) -> AppResult<bool> {
+        match &self.known {
+            Known::Set(set) => Ok(set.contains(second)),
+            Known::Probe(t) => Ok(t.get((self.first.as_str(), second))?.is_some()),
+        }
+    }
+}
+
 /// The records of a `(first, second) → record` table whose first part is `first`, in order.
 pub fn records_under<T: DeserializeOwned>(
     t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
@@ -599,6 +651,7 @@ fn commit_group(inner: &Inner, mut group: Vec<Job>) {
                     inner.metrics.event_seq.set(last.seq as i64);
                 }
                 inner.bus.publish(events);
+                inner.bus.committed();
                 for reply in succeeded {
                     reply(Ok(()));
                 }

@@ -21,7 +21,7 @@ use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{NewEvent, wait_applied};
 use crate::core::ids::new_id;
-use crate::core::store::{Tx, dec, get, put};
+use crate::core::store::{SecondKeys, Tx, dec, get, put};
 use crate::domains::user;
 use events::BlockEvent;
 use tables::*;
@@ -378,24 +378,26 @@ pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Everyone `user_id` blocked or was blocked by: the people a feed never shows them.
-/// Point checks of blocks between one person and others, with both tables opened once: for
-/// walking a list (a feed page) without reading everyone the person blocked.
+/// The blocks either way between one person and anyone else, for walking a list (a feed
+/// page): both directions are read into sets once when small, looked up one by one otherwise.
 pub struct BlockCheck {
-    blocks: redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
-    blocked_by: redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+    blocked: SecondKeys<&'static [u8]>,
+    blocked_by: SecondKeys<&'static [u8]>,
 }
 
+/// Blocks in one direction read into memory for a [`BlockCheck`], at most; past it, lookups.
+const BLOCK_CHECK_SET_MAX: usize = 1_000;
+
 impl BlockCheck {
-    pub fn open(rtx: &ReadTransaction) -> AppResult<BlockCheck> {
+    pub fn open(rtx: &ReadTransaction, user_id: &str) -> AppResult<BlockCheck> {
         Ok(BlockCheck {
-            blocks: rtx.open_table(BLOCKS)?,
-            blocked_by: rtx.open_table(BLOCKED_BY)?,
+            blocked: SecondKeys::open(rtx, BLOCKS, user_id, BLOCK_CHECK_SET_MAX)?,
+            blocked_by: SecondKeys::open(rtx, BLOCKED_BY, user_id, BLOCK_CHECK_SET_MAX)?,
         })
     }
 
-    /// Whether `a` blocked `b` or `b` blocked `a`.
-    pub fn either_way(&self, a: &str, b: &str) -> AppResult<bool> {
-        Ok(self.blocks.get((a, b))?.is_some() || self.blocked_by.get((a, b))?.is_some())
+    /// Whether the person blocked `other` or `other` blocked them.
+    pub fn either_way(&self, other: &str) -> AppResult<bool> {
+        Ok(self.blocked.contains(other)? || self.blocked_by.contains(other)?)
     }
 }

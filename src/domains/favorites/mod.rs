@@ -12,7 +12,7 @@ use redb::{ReadTransaction, ReadableTable};
 use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Consumer, Event, NewEvent, apply_once};
-use crate::core::store::{Store, Tx, newest_first};
+use crate::core::store::{SecondKeys, Store, Tx, newest_first};
 use crate::domains::blocklist::{self, events::BlockEvent};
 use crate::domains::user;
 use events::FavoriteEvent;
@@ -162,17 +162,26 @@ fn remove_tx(tx: &Tx, me: &str, them: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// For each of `others`, whether `user_id` keeps them among their favorites (one table open).
-pub fn favorites_among(
-    rtx: &ReadTransaction,
-    user_id: &str,
-    others: &[&str],
-) -> AppResult<Vec<bool>> {
-    let t = rtx.open_table(FAVORITES)?;
-    others
-        .iter()
-        .map(|o| Ok(t.get((user_id, *o))?.is_some()))
-        .collect()
+/// Favorites read into memory for [`Favorites::open`], at most; past it, lookups.
+const FAVORITES_SET_MAX: usize = 1_000;
+
+/// One person's favorites, for checking the people of a list (a feed page) against them.
+pub struct Favorites(SecondKeys<i64>);
+
+impl Favorites {
+    pub fn open(rtx: &ReadTransaction, user_id: &str) -> AppResult<Favorites> {
+        Ok(Favorites(SecondKeys::open(
+            rtx,
+            FAVORITES,
+            user_id,
+            FAVORITES_SET_MAX,
+        )?))
+    }
+
+    /// Whether `other` is among them.
+    pub fn contains(&self, other: &str) -> AppResult<bool> {
+        self.0.contains(other)
+    }
 }
 
 /// Which side of the favorites relation a page lists.

@@ -360,7 +360,7 @@ pub async fn feed(
     // pool. Exclusions are the viewer's own, so they are applied here, to the shared list: a
     // block made while paging takes effect on the next page.
     let (items, next) = ctx.store.read_inline(|rtx| {
-        let blocks = blocklist::BlockCheck::open(rtx)?;
+        let blocks = blocklist::BlockCheck::open(rtx, viewer_id)?;
         let mut picked = Vec::with_capacity(limit);
         let mut at = start;
         // At most `SCAN_PER_PAGE` entries are looked at for one page (someone who blocked
@@ -373,7 +373,7 @@ pub async fn feed(
             while at < end && allowed.len() < wanted {
                 let (id, busy) = &list.items[at];
                 at += 1;
-                if id != viewer_id && !blocks.either_way(viewer_id, id)? {
+                if id != viewer_id && !blocks.either_way(id)? {
                     allowed.push((id, *busy));
                 }
             }
@@ -385,18 +385,18 @@ pub async fn feed(
                 }
             }
         }
-        let ids: Vec<&str> = picked.iter().map(|(id, _, _)| id.as_str()).collect();
-        let following = favorites::favorites_among(rtx, viewer_id, &ids)?;
+        let favorites = favorites::Favorites::open(rtx, viewer_id)?;
         let items = picked
             .into_iter()
-            .zip(following)
-            .map(|((user_id, busy, base), following)| Card {
-                user_id,
-                base,
-                busy,
-                following,
+            .map(|(user_id, busy, base)| {
+                Ok(Card {
+                    following: favorites.contains(&user_id)?,
+                    user_id,
+                    base,
+                    busy,
+                })
             })
-            .collect::<Vec<_>>();
+            .collect::<AppResult<Vec<_>>>()?;
         Ok((items, (at < list.items.len()).then_some(at)))
     })?;
     Ok(Page {
