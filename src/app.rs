@@ -60,7 +60,10 @@ pub struct Ctx {
     pub sign_in: domains::user::SignInGuard,
     /// The per-caller request limits of the write routes (`rate_limits`).
     pub limits: crate::core::rate_limit::RateLimiter,
-    pub media: domains::video::media::Media,
+    /// Media storage: files, signed URLs, the classifier.
+    pub media: Arc<domains::media::MediaStore>,
+    /// Which video provider carries calls, and its failover.
+    pub call_media: domains::video::media::Media,
     /// Push and email providers and the delivery rules.
     pub delivery: Arc<domains::notification::delivery::Delivery>,
     /// Profile views, written in batches.
@@ -209,7 +212,11 @@ impl App {
         );
         let (shutdown, _) = watch::channel(false);
         let listen = config.listen_addr()?;
-        let media = domains::video::media::Media::new(&config.video);
+        let call_media = domains::video::media::Media::new(&config.video);
+        let media = Arc::new(domains::media::MediaStore::open(
+            &config.server.data_dir,
+            &config.media,
+        )?);
         let views = domains::interaction::ProfileViews::start(store.clone());
         let (gallery, gallery_is_new) =
             domains::gallery::Gallery::open(&config.server.data_dir, &config.gallery)?;
@@ -241,6 +248,7 @@ impl App {
                     .map(|n| n.get())
                     .unwrap_or(2),
             ),
+            call_media,
             media,
             gallery: Arc::new(gallery),
             panel: Default::default(),
@@ -302,6 +310,7 @@ impl App {
             tokio::spawn(run_erasures(ctx.clone())),
             tokio::spawn(run_gallery_signals(ctx.clone())),
             tokio::spawn(recompute_cohorts(ctx.clone())),
+            tokio::spawn(collect_media(ctx.clone())),
         ];
         // The block consumers came after the blocks they carry out (which used to be applied in
         // the block's own request): on a data directory from before, they start at the head.
@@ -310,6 +319,8 @@ impl App {
             domains::video::BLOCKED_CALLS,
             domains::favorites::BLOCKED_FAVORITES,
             domains::mission_control::moderation::CONSUMER,
+            // Media came later still: there is nothing before it to moderate.
+            domains::media::moderation::CONSUMER,
         ] {
             crate::core::events::start_new_consumer_at_head(&ctx.store, name).await?;
         }
@@ -375,6 +386,15 @@ impl App {
                 store: store.clone(),
                 config: ctx.config.moderation.clone(),
                 waiting_for: Default::default(),
+            }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
+            Arc::new(domains::media::moderation::Moderation {
+                store: store.clone(),
+                media: ctx.media.clone(),
             }),
         );
 
@@ -607,6 +627,22 @@ async fn recompute_cohorts(ctx: Arc<Ctx>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(changed = n, "recomputed cohort memberships"),
             Err(e) => tracing::warn!(error = %e, "recomputing cohorts failed"),
+        }
+    })
+    .await
+}
+
+/// Deletes the media files no record names any more (deleted items, uploads cut off by a
+/// crash), once past their grace period.
+async fn collect_media(ctx: Arc<Ctx>) {
+    let every = Duration::from_secs(ctx.config.media.collect_interval_secs);
+    on_each_tick(ctx, from_now_each(every), |ctx| async move {
+        match domains::media::collect(&ctx).await {
+            Ok((0, _)) => {}
+            Ok((files, bytes)) => {
+                tracing::info!(files, bytes, "collected unreferenced media files")
+            }
+            Err(e) => tracing::warn!(error = %e, "collecting media files failed"),
         }
     })
     .await

@@ -30,6 +30,98 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     pub gallery: GalleryConfig,
     pub panel: PanelConfig,
+    pub media: MediaConfig,
+}
+
+/// Media storage (`/v1/media`) and its moderation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Largest upload of each kind, in bytes (`payload_too_large` past it).
+    pub photo_bytes_max: u64,
+    pub video_bytes_max: u64,
+    pub kyc_document_bytes_max: u64,
+    /// Bytes of uploads one account may hold, and items (`quota_exceeded` past either).
+    pub quota_bytes_per_user: u64,
+    pub items_per_user_max: u64,
+    /// Pixels (width × height) a photo may have; past it the photo is refused from its header,
+    /// before decoding (`image_too_large`): the guard against decompression bombs.
+    pub photo_pixels_max: u64,
+    /// Longest video accepted, in seconds.
+    pub video_secs_max: u64,
+    /// Long side, in pixels, of the `display` and `thumb` variants of a photo.
+    pub display_px: u32,
+    pub thumb_px: u32,
+    /// JPEG quality of re-encoded photos (1–100).
+    pub jpeg_quality: u8,
+    /// How long a signed URL lives, in seconds (URLs issued within a quarter of it are the
+    /// same, so a CDN caches one copy).
+    pub url_ttl_secs: u64,
+    /// Prepended to signed URLs: a CDN's address in front of this server (empty: URLs are
+    /// paths on this server).
+    pub public_base_url: String,
+    /// Uploads received at once, and photos decoded at once (CPU bound); further uploads wait
+    /// up to `upload_wait_secs`, then get `unavailable`.
+    pub uploads_max: usize,
+    pub decodes_max: usize,
+    pub upload_wait_secs: u64,
+    /// How often unreferenced files are collected, and how old one must be to go.
+    pub collect_interval_secs: u64,
+    pub collect_grace_secs: u64,
+    /// Classifier scores (0: fine, 1: not) below `approve_below` approve a photo or clip,
+    /// those at or above `reject_at` reject it; between, and always without a classifier, it
+    /// waits for a moderator.
+    pub photo_approve_below: f32,
+    pub photo_reject_at: f32,
+    pub video_approve_below: f32,
+    pub video_reject_at: f32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            photo_bytes_max: 15 << 20,
+            video_bytes_max: 100 << 20,
+            kyc_document_bytes_max: 15 << 20,
+            quota_bytes_per_user: 1 << 30,
+            items_per_user_max: 500,
+            photo_pixels_max: 50_000_000,
+            video_secs_max: 300,
+            display_px: 1_280,
+            thumb_px: 320,
+            jpeg_quality: 85,
+            url_ttl_secs: 3_600,
+            public_base_url: String::new(),
+            uploads_max: 16,
+            decodes_max: 2,
+            upload_wait_secs: 10,
+            collect_interval_secs: 3_600,
+            collect_grace_secs: 3_600,
+            photo_approve_below: 0.2,
+            photo_reject_at: 0.8,
+            video_approve_below: 0.2,
+            video_reject_at: 0.8,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The largest upload of `kind`.
+    pub fn bytes_max(&self, kind: crate::domains::media::model::MediaKind) -> u64 {
+        use crate::domains::media::model::MediaKind;
+        match kind {
+            MediaKind::Photo => self.photo_bytes_max,
+            MediaKind::Video => self.video_bytes_max,
+            MediaKind::KycDocument => self.kyc_document_bytes_max,
+        }
+    }
+
+    /// The largest upload of any kind: the body limit of `POST /v1/media`.
+    pub fn upload_bytes_max(&self) -> u64 {
+        self.photo_bytes_max
+            .max(self.video_bytes_max)
+            .max(self.kyc_document_bytes_max)
+    }
 }
 
 /// Cohorts (`/v1/admin/cohorts`) and the tags they give.
@@ -1207,6 +1299,44 @@ impl Config {
                 "gallery",
                 "ranked_lists_max, cursor_ttl_secs and cursors_max must be positive",
             ));
+        }
+        let m = &self.media;
+        if [
+            m.photo_bytes_max,
+            m.video_bytes_max,
+            m.kyc_document_bytes_max,
+            m.quota_bytes_per_user,
+            m.items_per_user_max,
+            m.photo_pixels_max,
+            m.video_secs_max,
+            m.url_ttl_secs,
+            m.collect_interval_secs,
+        ]
+        .contains(&0)
+            || m.display_px == 0
+            || m.thumb_px == 0
+            || m.uploads_max == 0
+            || m.decodes_max == 0
+        {
+            return Err(bad("media", "sizes, counts and intervals must be positive"));
+        }
+        if !(1..=100).contains(&m.jpeg_quality) {
+            return Err(bad("media.jpeg_quality", "must be from 1 to 100"));
+        }
+        if m.url_ttl_secs < 60 {
+            return Err(bad("media.url_ttl_secs", "must be at least 60"));
+        }
+        for (key, approve, reject) in [
+            ("photo", m.photo_approve_below, m.photo_reject_at),
+            ("video", m.video_approve_below, m.video_reject_at),
+        ] {
+            if !(0.0..=1.0).contains(&approve) || !(0.0..=1.0).contains(&reject) || approve > reject
+            {
+                return Err(bad(
+                    &format!("media.{key}_approve_below"),
+                    "thresholds must be within 0..=1, approve_below at most reject_at",
+                ));
+            }
         }
         let p = &self.panel;
         if p.recompute_interval_secs == 0

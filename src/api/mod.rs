@@ -76,6 +76,8 @@ pub enum ApiTags {
     Calls,
     /// Chat, favorites, blocks, interactions and notifications.
     Social,
+    /// Uploads of photos, videos and KYC documents, and their signed URLs.
+    Media,
     /// Admin and moderator tools.
     Admin,
 }
@@ -102,6 +104,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
                 domains::notification::api::NotificationApi,
             ),
             domains::panel::api::PanelApi,
+            domains::media::api::MediaApi,
             domains::event_log::api::EventLogApi,
             domains::mission_control::api::AdminApi,
             domains::mission_control::api::PayoutApi,
@@ -128,6 +131,8 @@ pub fn routes(ctx: Arc<Ctx>) -> impl Endpoint {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let body_max = ctx.config.server.body_bytes_max;
+    // Uploads are bounded by their own, larger limits (per kind, in `media::upload`).
+    let upload_max = ctx.config.media.upload_bytes_max();
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
@@ -136,7 +141,11 @@ pub fn routes(ctx: Arc<Ctx>) -> impl Endpoint {
         .at("/metrics", get(metrics))
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
-        .around(move |next, req| limit_body(next, req, body_max))
+        .at(
+            "/media/:id/:variant",
+            get(domains::media::api::download).head(domains::media::api::download),
+        )
+        .around(move |next, req| limit_body(next, req, body_max, upload_max))
         .around(limit_writes)
         .catch_all_error(|e| async move { problem::render_poem_error(e) })
         .around(observe)
@@ -217,8 +226,16 @@ pub fn count_user_write(ctx: &Ctx, user_id: &str) -> crate::core::error::AppResu
 async fn limit_body<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
-    max: usize,
+    body_max: usize,
+    upload_max: u64,
 ) -> poem::Result<Response> {
+    // An upload is streamed to a file and counted against its kind's limit as it arrives.
+    let is_upload = req.uri().path() == "/v1/media" && *req.method() == poem::http::Method::POST;
+    let max = if is_upload {
+        usize::try_from(upload_max).unwrap_or(usize::MAX)
+    } else {
+        body_max
+    };
     let too_large = || {
         crate::core::error::AppError::new(
             crate::core::error::Code::PayloadTooLarge,
@@ -232,10 +249,11 @@ async fn limit_body<E: Endpoint>(
         Some(n) if n > max as u64 => return Err(too_large().into()),
         Some(_) => {}
         // No declared length (chunked, or HTTP/2, which needs none): counted as it is read.
-        None if !matches!(
-            *req.method(),
-            poem::http::Method::GET | poem::http::Method::HEAD
-        ) =>
+        None if !is_upload
+            && !matches!(
+                *req.method(),
+                poem::http::Method::GET | poem::http::Method::HEAD
+            ) =>
         {
             let body = req
                 .take_body()

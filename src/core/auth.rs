@@ -230,6 +230,25 @@ impl TokenIssuer {
     }
 }
 
+/// A random secret of `len` bytes kept in the file at `path` (created, owner-only, on first
+/// use): keys that must survive restarts but never leave the data directory.
+pub fn load_or_create_secret(path: &Path, len: usize) -> anyhow::Result<Vec<u8>> {
+    if path.exists() {
+        let secret = std::fs::read(path)?;
+        anyhow::ensure!(
+            secret.len() == len,
+            "{}: expected a {len}-byte secret, found {} bytes",
+            path.display(),
+            secret.len()
+        );
+        return Ok(secret);
+    }
+    let mut secret = vec![0u8; len];
+    rand::rng().fill_bytes(&mut secret);
+    write_private(path, &secret)?;
+    Ok(secret)
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

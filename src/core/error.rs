@@ -75,11 +75,19 @@ pub enum Code {
     ReauthenticationRequired,
     /// A paging cursor outlived the list it pinned; start again from the first page.
     CursorExpired,
+    /// The account holds as many media bytes or items as it may; delete some first.
+    QuotaExceeded,
+    /// The upload could not be read as the type it is (corrupt, truncated, not a video).
+    MediaUnreadable,
+    /// A photo has more pixels than accepted (a decompression bomb is refused by its header).
+    ImageTooLarge,
+    /// A media URL's signature does not hold, or it has expired: ask for a new one.
+    InvalidSignature,
 }
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 35] = [
         Code::Unauthorized,
         Code::Forbidden,
         Code::AccountBanned,
@@ -111,6 +119,10 @@ impl Code {
         Code::LastIdentity,
         Code::ReauthenticationRequired,
         Code::CursorExpired,
+        Code::QuotaExceeded,
+        Code::MediaUnreadable,
+        Code::ImageTooLarge,
+        Code::InvalidSignature,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -146,6 +158,10 @@ impl Code {
             Code::LastIdentity => "last_identity",
             Code::ReauthenticationRequired => "reauthentication_required",
             Code::CursorExpired => "cursor_expired",
+            Code::QuotaExceeded => "quota_exceeded",
+            Code::MediaUnreadable => "media_unreadable",
+            Code::ImageTooLarge => "image_too_large",
+            Code::InvalidSignature => "invalid_signature",
         }
     }
 
@@ -159,6 +175,9 @@ impl Code {
             // Not 401: clients read that as "refresh the token", which cannot help here.
             Code::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Code::CursorExpired => StatusCode::GONE,
+            Code::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::MediaUnreadable | Code::ImageTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::InvalidSignature => StatusCode::FORBIDDEN,
             Code::InvalidToken => StatusCode::BAD_REQUEST,
             Code::LinkRequired | Code::IdentityInUse | Code::LastIdentity => StatusCode::CONFLICT,
             Code::Forbidden | Code::AccountBanned => StatusCode::FORBIDDEN,
@@ -215,6 +234,10 @@ impl Code {
             Code::LastIdentity => "Last way to sign in",
             Code::ReauthenticationRequired => "Sign in again",
             Code::CursorExpired => "Cursor expired",
+            Code::QuotaExceeded => "Media quota exceeded",
+            Code::MediaUnreadable => "Media unreadable",
+            Code::ImageTooLarge => "Image too large",
+            Code::InvalidSignature => "Invalid or expired URL",
         }
     }
 }

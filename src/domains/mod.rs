@@ -11,6 +11,7 @@ pub mod favorites;
 pub mod gallery;
 pub mod gift;
 pub mod interaction;
+pub mod media;
 pub mod mission_control;
 pub mod notification;
 pub mod panel;
@@ -39,6 +40,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     favorites::TABLES,
     gallery::TABLES,
     interaction::TABLES,
+    media::TABLES,
     notification::TABLES,
     panel::TABLES,
     profile::TABLES,
@@ -58,6 +60,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     EventType::of::<gallery::events::GalleryEvent>(),
     EventType::of::<gift::events::GiftEvent>(),
     EventType::of::<interaction::events::InteractionEvent>(),
+    EventType::of::<media::events::MediaEvent>(),
     EventType::of::<mission_control::events::PayoutEvent>(),
     EventType::of::<notification::events::NotificationEvent>(),
     EventType::of::<panel::events::CohortEvent>(),

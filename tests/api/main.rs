@@ -15,6 +15,7 @@ mod crash;
 mod events;
 mod gallery;
 mod ledger;
+mod media;
 mod notifications;
 mod ops;
 mod payments;

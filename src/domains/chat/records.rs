@@ -2,13 +2,14 @@
 //! and new users get chats started with online streamers. Each event is applied exactly once:
 //! the messages and the consumer's cursor are written in one transaction.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use crate::config::ChatConfig;
 use crate::core::auth::Role;
 use crate::core::error::AppResult;
 use crate::core::events::{Consumer, Event, take_unapplied};
-use crate::core::store::{Store, Tx};
+use crate::core::store::{Reads, Store, Tx};
 use crate::domains::billing::model::CallKind;
 use crate::domains::gift::events::GiftEvent;
 use crate::domains::user::events::UserEvent;
@@ -55,11 +56,35 @@ impl Consumer for ChatRecords {
             return Ok(());
         }
         let config = self.config.clone();
+        // The streamers each new user is offered are chosen in a read first: looking at up to
+        // `ONLINE_SCAN_MAX` streamers is work the single writer must not do. The write then
+        // checks only the few chosen.
+        let new_users: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e.decoded::<UserEvent>() {
+                Some(UserEvent::SignedUp { user_id, .. }) => Some(user_id.into()),
+                _ => None,
+            })
+            .collect();
+        let choices: HashMap<String, Vec<String>> =
+            if new_users.is_empty() || config.auto_add_streamers == 0 {
+                HashMap::new()
+            } else {
+                let (c, now) = (config.clone(), self.store.now_ms());
+                self.store
+                    .read(move |rtx| {
+                        new_users
+                            .into_iter()
+                            .map(|u| Ok((u.clone(), auto_add_choice(rtx, &u, &c, now)?)))
+                            .collect()
+                    })
+                    .await?
+            };
         self.store
             .write(move |tx| {
                 for e in take_unapplied(tx, NAME, &events)? {
                     if handles(e) {
-                        apply(tx, e, &config)?;
+                        apply(tx, e, &config, &choices)?;
                     }
                 }
                 Ok(())
@@ -102,7 +127,12 @@ fn call_record(summary: &CallSummary) -> Option<Record> {
     ))
 }
 
-fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
+fn apply(
+    tx: &Tx,
+    e: &Event,
+    config: &ChatConfig,
+    choices: &HashMap<String, Vec<String>>,
+) -> AppResult<()> {
     let record = if let Some(GiftEvent::Sent {
         gift_id,
         name,
@@ -151,7 +181,8 @@ fn apply(tx: &Tx, e: &Event, config: &ChatConfig) -> AppResult<()> {
             _ => None,
         }
     } else if let Some(UserEvent::SignedUp { user_id, .. }) = e.decoded() {
-        return auto_add(tx, &user_id, config);
+        let chosen = choices.get(user_id.as_str()).map_or(&[][..], |c| &c[..]);
+        return auto_add(tx, &user_id, chosen, config);
     } else {
         None
     };
@@ -181,44 +212,65 @@ fn spread(user_id: &str, streamer_id: &str) -> u64 {
     h.finish()
 }
 
-/// Starts chats between a new user and up to `auto_add_streamers` online streamers (only those
-/// carrying one of `auto_add_tags`, when set), those speaking one of the user's languages
-/// first, each with the greeting from the streamer.
-fn auto_add(tx: &Tx, new_user: &str, config: &ChatConfig) -> AppResult<()> {
-    let new_user = new_user.to_owned();
-    if config.auto_add_streamers == 0 {
-        return Ok(());
-    }
-    let languages = profile::languages_tx(tx, &new_user)?;
+/// The online streamers a new user's chats would start with, best first: up to twice
+/// `auto_add_streamers` (spares for those who leave before the write), among those carrying one
+/// of `auto_add_tags` when set, those speaking one of the user's languages first, then in a
+/// per-user order that spreads new users evenly.
+fn auto_add_choice(
+    r: &impl Reads,
+    new_user: &str,
+    config: &ChatConfig,
+    now: i64,
+) -> AppResult<Vec<String>> {
+    let languages = profile::languages_tx(r, new_user)?;
     let mut candidates: Vec<(bool, u64, String)> = Vec::new();
-    for id in user::presence::online_streamers_tx(tx, ONLINE_SCAN_MAX)? {
-        let Some(u) = user::find_user_tx(tx, &id)? else {
-            continue;
-        };
-        if u.role != Role::Streamer || !u.is_reachable(tx.now_ms()) || id == new_user {
+    for id in user::presence::online_streamers(r, ONLINE_SCAN_MAX)? {
+        if id == new_user || !is_offerable(r, &id, now, config)? {
             continue;
         }
-        if !config.auto_add_tags.is_empty()
-            && !panel::tags(tx, &id)?
-                .iter()
-                .any(|t| config.auto_add_tags.contains(t))
-        {
-            continue;
-        }
-        let speaks = profile::shares_language(&languages, &profile::languages_tx(tx, &id)?);
-        candidates.push((!speaks, spread(&new_user, &id), id));
+        let speaks = profile::shares_language(&languages, &profile::languages_tx(r, &id)?);
+        candidates.push((!speaks, spread(new_user, &id), id));
     }
     candidates.sort();
-    for (_, _, streamer) in candidates
+    Ok(candidates
         .into_iter()
-        .take(config.auto_add_streamers as usize)
-    {
-        let mut conv = open_tx(tx, &streamer, &new_user)?;
+        .take(config.auto_add_streamers as usize * 2)
+        .map(|(_, _, id)| id)
+        .collect())
+}
+
+/// Whether a streamer may be offered to new users: a reachable streamer, with one of
+/// `auto_add_tags` when set.
+fn is_offerable(r: &impl Reads, id: &str, now_ms: i64, config: &ChatConfig) -> AppResult<bool> {
+    let Some(u) = user::find_user(r, id)? else {
+        return Ok(false);
+    };
+    if u.role != Role::Streamer || !u.is_reachable(now_ms) {
+        return Ok(false);
+    }
+    Ok(config.auto_add_tags.is_empty()
+        || panel::tags(r, id)?
+            .iter()
+            .any(|t| config.auto_add_tags.contains(t)))
+}
+
+/// Starts chats between a new user and up to `auto_add_streamers` of the streamers chosen for
+/// them (still offerable now), each with the greeting from the streamer.
+fn auto_add(tx: &Tx, new_user: &str, chosen: &[String], config: &ChatConfig) -> AppResult<()> {
+    let mut started = 0;
+    for streamer in chosen {
+        if started == config.auto_add_streamers as usize {
+            break;
+        }
+        if !is_offerable(tx, streamer, tx.now_ms(), config)? {
+            continue;
+        }
+        let mut conv = open_tx(tx, streamer, new_user)?;
         append_tx(
             tx,
             &mut conv,
             Draft {
-                sender_id: streamer,
+                sender_id: streamer.clone(),
                 kind: MessageKind::System,
                 text: Some(config.greeting.clone()),
                 gift: None,
@@ -226,6 +278,7 @@ fn auto_add(tx: &Tx, new_user: &str, config: &ChatConfig) -> AppResult<()> {
                 client_message_id: None,
             },
         )?;
+        started += 1;
     }
     Ok(())
 }

@@ -49,10 +49,12 @@ pub fn display_name_tx(tx: &Tx, user_id: &str) -> AppResult<String> {
 }
 
 /// The languages someone speaks (BCP 47 tags), inside a write.
-pub fn languages_tx(tx: &Tx, user_id: &str) -> AppResult<Vec<String>> {
-    Ok(get::<&str, ProfileRecord>(&tx.read(PROFILES)?, user_id)?
-        .map(|p| p.languages)
-        .unwrap_or_default())
+pub fn languages_tx(r: &impl Reads, user_id: &str) -> AppResult<Vec<String>> {
+    Ok(
+        get::<&str, ProfileRecord>(&r.read_table(PROFILES)?, user_id)?
+            .map(|p| p.languages)
+            .unwrap_or_default(),
+    )
 }
 
 pub async fn own(ctx: &Ctx, user_id: &str) -> AppResult<OwnProfile> {

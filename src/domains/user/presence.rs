@@ -265,10 +265,13 @@ pub async fn reset_after_restart(store: &Store) -> AppResult<usize> {
 }
 
 /// Up to `limit` of the streamers online now, in id order, inside a write.
-pub fn online_streamers_tx(tx: &crate::core::store::Tx, limit: usize) -> AppResult<Vec<String>> {
+pub fn online_streamers(
+    r: &impl crate::core::store::Reads,
+    limit: usize,
+) -> AppResult<Vec<String>> {
     use redb::ReadableTable;
     let mut out = Vec::new();
-    for row in tx.read(ONLINE_STREAMERS)?.iter()?.take(limit) {
+    for row in r.read_table(ONLINE_STREAMERS)?.iter()?.take(limit) {
         out.push(row?.0.value().to_owned());
     }
     Ok(out)

@@ -255,7 +255,7 @@ pub async fn act(
     let (who, call_id) = (who.to_owned(), call_id.to_owned());
     let owner = ctx.clone();
     ctx.store
-        .write(move |tx| act_tx(tx, &owner.media, &who, &call_id, action, max_ms))
+        .write(move |tx| act_tx(tx, &owner.call_media, &who, &call_id, action, max_ms))
         .await
 }
 
@@ -509,7 +509,7 @@ pub async fn run_due(ctx: &Arc<Ctx>) -> AppResult<usize> {
     let fired = futures_util::future::join_all(due.into_iter().map(|(due_ms, key)| {
         let owner = ctx.clone();
         ctx.store
-            .write(move |tx| fire(tx, &owner.media, due_ms, &key))
+            .write(move |tx| fire(tx, &owner.call_media, due_ms, &key))
     }))
     .await;
     for r in fired {
@@ -804,7 +804,11 @@ pub async fn provider_statuses(ctx: &Arc<Ctx>) -> AppResult<Vec<media::ProviderS
     let owner = ctx.clone();
     let now = ctx.store.now_ms();
     ctx.store
-        .read(move |rtx| owner.media.status(&rtx.open_table(PROVIDER_SWITCHES)?, now))
+        .read(move |rtx| {
+            owner
+                .call_media
+                .status(&rtx.open_table(PROVIDER_SWITCHES)?, now)
+        })
         .await
 }
 
@@ -833,7 +837,7 @@ pub async fn media_for(
         )
     })?;
     let uid = if call.caller_id == who { 1 } else { 2 };
-    ctx.media
+    ctx.call_media
         .token(&provider, &call.id, uid, who, ctx.store.now_ms() / 1000)
         .ok_or_else(|| {
             AppError::new(
@@ -852,7 +856,7 @@ pub async fn provider_failed(
     provider: &str,
 ) -> AppResult<Call> {
     let now = ctx.store.now_ms();
-    ctx.media.report_failure(provider, now);
+    ctx.call_media.report_failure(provider, now);
     let (w, id, failed, owner) = (
         who.to_owned(),
         call_id.to_owned(),
@@ -871,7 +875,7 @@ pub async fn provider_failed(
                 ));
             }
             if call.provider.as_deref() == Some(failed.as_str()) {
-                let next = owner.media.choose(tx, tx.now_ms(), Some(&failed))?;
+                let next = owner.call_media.choose(tx, tx.now_ms(), Some(&failed))?;
                 let Some(next) = next else {
                     return Err(AppError::new(
                         Code::Unavailable,
@@ -890,7 +894,7 @@ pub async fn provider_failed(
 
 /// An admin switches a provider on or off for new calls.
 pub async fn switch_provider(ctx: &Ctx, actor: &str, name: &str, enabled: bool) -> AppResult<()> {
-    if !ctx.media.names().contains(&name) {
+    if !ctx.call_media.names().contains(&name) {
         return Err(AppError::not_found(format!(
             "no configured video provider `{name}`"
         )));

@@ -178,7 +178,7 @@ pub async fn join(
     let user_id = user_id.to_owned();
     let owner = ctx.clone();
     ctx.store
-        .write(move |tx| join_tx(tx, &owner.media, &user_id, languages.clone()))
+        .write(move |tx| join_tx(tx, &owner.call_media, &user_id, languages.clone()))
         .await
 }
 
@@ -235,14 +235,21 @@ pub async fn next(ctx: &Arc<Ctx>, user_id: &str) -> AppResult<Outcome> {
                 .get(user_id.as_str())?
                 .map(|v| v.value().to_owned());
             if let Some(call_id) = current {
-                super::act_tx(tx, &owner.media, &user_id, &call_id, Action::Hangup, max_ms)?;
+                super::act_tx(
+                    tx,
+                    &owner.call_media,
+                    &user_id,
+                    &call_id,
+                    Action::Hangup,
+                    max_ms,
+                )?;
             }
             // A refusal to rejoin is answered after the hang-up commits; any other failure
             // fails the whole operation (nothing of it is kept).
             if let Err(refused) = join_refusal(tx, &user_id) {
                 return Ok(Err(refused));
             }
-            join_tx(tx, &owner.media, &user_id, None).map(Ok)
+            join_tx(tx, &owner.call_media, &user_id, None).map(Ok)
         })
         .await?
 }
@@ -280,7 +287,7 @@ pub async fn set_available(ctx: &Arc<Ctx>, streamer_id: &str, available: bool) -
                         put(&mut tx.table(ROULETTE_STREAMERS)?, streamer_id.as_str(), &w)?;
                     }
                 }
-                match_waiting(tx, &owner.media)?;
+                match_waiting(tx, &owner.call_media)?;
             } else {
                 tx.table(ROULETTE_AVAILABLE)?.remove(streamer_id.as_str())?;
                 tx.table(ROULETTE_STREAMERS)?.remove(streamer_id.as_str())?;
