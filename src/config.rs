@@ -174,6 +174,8 @@ pub struct GalleryConfig {
     /// (metric `duet_gallery_freshness_seconds`, a warning past it) plus twice
     /// `ranked_cache_ms`.
     pub freshness_ms_max: u64,
+    /// Streamers are shown only once their avatar is an approved photo (media moderation).
+    pub streamers_need_approved_photo: bool,
 }
 
 impl Default for GalleryConfig {
@@ -186,6 +188,7 @@ impl Default for GalleryConfig {
             signal_interval_ms: 1_000,
             commit_interval_ms: 250,
             freshness_ms_max: 1_000,
+            streamers_need_approved_photo: true,
         }
     }
 }

@@ -6,20 +6,46 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// Someone online (a live WebSocket) from now, with a profile.
+/// Someone online (a live WebSocket) from now, with a profile and an approved avatar (a
+/// streamer without one is not shown).
 pub async fn online(t: &TestApp, who: &Tokens, name: &str, country: &str) -> Ws {
+    let avatar = approved_photo(t, who).await;
     let r = t
         .call(
             Method::PATCH,
             "/v1/me/profile",
             Some(&who.access),
-            Some(json!({"displayName": name, "country": country})),
+            Some(json!({"displayName": name, "country": country, "avatarMediaId": avatar})),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let ws = t.ws_ready(&who.access).await;
     t.settle().await;
     ws
+}
+
+/// A photo of `who`'s, uploaded and approved by a moderator: its media id.
+pub async fn approved_photo(t: &TestApp, who: &Tokens) -> String {
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(4, 4, image::Rgb([10, 20, 30]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let r = t
+        .http
+        .post(format!("{}/v1/media?kind=photo", t.base))
+        .bearer_auth(&who.access)
+        .header("content-type", "image/png")
+        .body(png)
+        .send()
+        .await
+        .unwrap();
+    let r = Reply::from(r).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    duet::domains::media::moderation::moderate(&t.app().ctx, "moderator", &id, true, None)
+        .await
+        .unwrap();
+    id
 }
 
 /// Someone goes offline: their socket closes and the presence grace period passes.

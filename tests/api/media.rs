@@ -670,6 +670,29 @@ async fn the_classifier_approves_rejects_or_queues_and_moderators_decide_the_res
         decided.contains(&(ids[2].clone(), moderator.user_id.clone())),
         "{decided:?}"
     );
+    // Notified: both rejections and the moderator's approval; not the classifier's approval.
+    app.caught_up().await;
+    let told = app.get("/v1/me/notifications", &u.access).await;
+    let mut told: Vec<(String, String)> = told.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "media_moderated")
+        .map(|n| {
+            (
+                n["data"]["mediaId"].as_str().unwrap().to_owned(),
+                n["data"]["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    told.sort();
+    let mut expected = vec![
+        (ids[1].clone(), "rejected".to_owned()),
+        (ids[2].clone(), "rejected".to_owned()),
+        (unscored.clone(), "approved".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(told, expected);
 }
 
 #[tokio::test]
@@ -746,4 +769,154 @@ async fn deleted_media_files_are_collected_and_shared_bytes_stay_while_named() {
     .await;
     assert_eq!(duet::domains::media::collect(&ctx).await.unwrap().0, 1);
     assert_eq!(blob_count(), 0);
+}
+
+#[tokio::test]
+async fn profiles_show_only_approved_photos_and_streamers_need_one_to_be_in_the_gallery() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let moderator = app.with_role(&admin, "moderator").await;
+    let streamer = app.with_role(&admin, "streamer").await;
+    let viewer = app.user().await;
+    let stranger = app.user().await;
+
+    let up = |rgb| png(8, 8, rgb);
+    let avatar = upload(
+        &app,
+        &streamer.access,
+        "kind=photo",
+        "image/png",
+        &up([0, 0, 250]),
+    )
+    .await;
+    let second = upload(
+        &app,
+        &streamer.access,
+        "kind=photo",
+        "image/png",
+        &up([0, 250, 0]),
+    )
+    .await;
+    let private = upload(
+        &app,
+        &streamer.access,
+        "kind=photo&visibility=private",
+        "image/png",
+        &up([250, 0, 0]),
+    )
+    .await;
+    let theirs = upload(
+        &app,
+        &stranger.access,
+        "kind=photo",
+        "image/png",
+        &up([1, 1, 1]),
+    )
+    .await;
+    let id = |r: &Reply| r.body["id"].as_str().unwrap().to_owned();
+    let (avatar, second, private, theirs) = (id(&avatar), id(&second), id(&private), id(&theirs));
+
+    let patch = |body: Value| {
+        app.call(
+            Method::PATCH,
+            "/v1/me/profile",
+            Some(&streamer.access),
+            Some(body),
+        )
+    };
+    // Only one's own public photos.
+    for bad in [&theirs, &private] {
+        let r = patch(json!({"avatarMediaId": bad})).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (400, "validation_failed"),
+            "{bad}"
+        );
+    }
+    let r = patch(json!({"photoMediaIds": [second, second]})).await;
+    assert_eq!(r.code(), "validation_failed");
+    let r = patch(
+        json!({"displayName": "Ann", "avatarMediaId": avatar, "photoMediaIds": [second, avatar]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["private"]["avatarMediaId"], avatar.as_str());
+    assert!(
+        r.body["public"]["avatarMediaId"].is_null(),
+        "not approved yet"
+    );
+    assert_eq!(r.body["public"]["photoMediaIds"], json!([]));
+
+    // Online but without an approved photo: not in the gallery.
+    let _ws = app.ws_ready(&streamer.access).await;
+    app.settle().await;
+    app.caught_up().await;
+    let feed = app.get("/v1/gallery", &viewer.access).await;
+    assert_eq!(
+        feed.body["items"].as_array().unwrap().len(),
+        0,
+        "{:?}",
+        feed.body
+    );
+
+    // Approved: on the public profile, and in the gallery with a thumbnail anyone can fetch.
+    for m in [&avatar, &second] {
+        let r = app
+            .post(
+                &format!("/v1/admin/moderation/{m}/approve"),
+                Some(&moderator.access),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    app.caught_up().await;
+    let public = app
+        .get(
+            &format!("/v1/profiles/{}", streamer.user_id),
+            &viewer.access,
+        )
+        .await;
+    assert_eq!(public.body["avatarMediaId"], avatar.as_str());
+    assert_eq!(public.body["photoMediaIds"], json!([second, avatar]));
+    let feed = app.get("/v1/gallery", &viewer.access).await;
+    let card = &feed.body["items"][0];
+    assert_eq!(card["userId"], streamer.user_id.as_str(), "{:?}", feed.body);
+    let (status, headers, _) = fetch(&app, card["avatarUrl"].as_str().unwrap(), &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public")
+    );
+
+    // Taken down: off the profile, and the streamer leaves the gallery.
+    let r = app
+        .post(
+            &format!("/v1/admin/moderation/{avatar}/reject"),
+            Some(&moderator.access),
+            json!({"reason": "not you"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    app.caught_up().await;
+    let public = app
+        .get(
+            &format!("/v1/profiles/{}", streamer.user_id),
+            &viewer.access,
+        )
+        .await;
+    assert!(public.body["avatarMediaId"].is_null());
+    assert_eq!(public.body["photoMediaIds"], json!([second]));
+    let feed = app.get("/v1/gallery", &viewer.access).await;
+    assert_eq!(
+        feed.body["items"].as_array().unwrap().len(),
+        0,
+        "{:?}",
+        feed.body
+    );
+    // A rejected photo cannot be set again.
+    let r = patch(json!({"avatarMediaId": avatar})).await;
+    assert_eq!(r.code(), "validation_failed");
 }

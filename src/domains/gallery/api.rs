@@ -28,8 +28,10 @@ pub struct GalleryCard {
     pub age: Option<i32>,
     pub country: Option<String>,
     pub languages: Vec<String>,
-    /// The avatar's media id (URLs come with media storage).
+    /// The avatar's media id (approved photos only).
     pub avatar_media_id: Option<String>,
+    /// A signed URL of the avatar's thumbnail (see `GET /v1/media/{mediaId}/url` for others).
+    pub avatar_url: Option<String>,
     pub online_since: Option<OffsetDateTime>,
     /// In a call now.
     pub busy: bool,
@@ -39,10 +41,14 @@ pub struct GalleryCard {
     pub following: bool,
 }
 
-impl From<Card> for GalleryCard {
-    fn from(c: Card) -> Self {
+impl GalleryCard {
+    fn of(ctx: &Ctx, c: Card) -> Self {
         let b = &c.base;
         GalleryCard {
+            avatar_url: b
+                .avatar_media_id
+                .as_deref()
+                .map(|id| crate::domains::media::photo_url(ctx, id, "thumb")),
             user_id: c.user_id,
             display_name: b.display_name.clone(),
             age: b.age,
@@ -136,7 +142,11 @@ impl GalleryApi {
         };
         let page = super::feed(&ctx, &who, filters, cursor.0.as_deref(), limit).await?;
         Ok(Json(GalleryPage {
-            items: page.items.into_iter().map(Into::into).collect(),
+            items: page
+                .items
+                .into_iter()
+                .map(|c| GalleryCard::of(&ctx, c))
+                .collect(),
             next_cursor: page.next_cursor,
         }))
     }

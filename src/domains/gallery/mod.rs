@@ -36,7 +36,7 @@ use crate::core::ids::random_token;
 use crate::core::store::Store;
 use crate::domains::balance::model::Account;
 use crate::domains::billing::model::CallKind;
-use crate::domains::{balance, billing, blocklist, favorites, panel, profile, user, video};
+use crate::domains::{balance, billing, blocklist, favorites, media, panel, profile, user, video};
 use index::{Entry, Filters, GalleryIndex};
 
 /// The consumer's name (its cursor).
@@ -411,6 +411,7 @@ fn entry_of(
     user_id: &str,
     today: time::Date,
     now: i64,
+    need_photo: bool,
 ) -> AppResult<Option<(Entry, CardBase)>> {
     let Some(u) = user::find_user(rtx, user_id)? else {
         return Ok(None);
@@ -433,13 +434,22 @@ fn entry_of(
         balance::balance(rtx, &Account::wallet(user_id))? >= first.max(1)
     };
     let listed = !u.is_banned(now) && !p.hidden_from_gallery;
+    // Only an approved avatar is shown; a streamer without one is not shown at all (when the
+    // rule is on).
+    let avatar = match &p.avatar_media_id {
+        Some(id) if !media::public_among(rtx, std::slice::from_ref(id))?.is_empty() => {
+            Some(id.clone())
+        }
+        _ => None,
+    };
+    let approved = u.role != Role::Streamer || avatar.is_some() || !need_photo;
     let tags = panel::tags_with_visibility(rtx, user_id)?;
     let card = CardBase {
         display_name: p.display_name.clone(),
         age: age.map(|a| a as i32),
         country: p.country.clone(),
         languages: p.languages.clone(),
-        avatar_media_id: p.avatar_media_id.clone(),
+        avatar_media_id: avatar,
         online_since_ms: presence.online_since_ms,
         listed,
         tags: tags.iter().map(|(t, _)| t.clone()).collect(),
@@ -453,8 +463,7 @@ fn entry_of(
         user_id: user_id.to_owned(),
         role: u.role,
         listed,
-        // The hook for photo moderation (media storage): shown until it decides otherwise.
-        approved: true,
+        approved,
         online: presence.online,
         online_since_ms: presence.online_since_ms.unwrap_or(0),
         busy: video::in_call(rtx, user_id)?,
@@ -482,10 +491,11 @@ async fn refresh(store: &Store, gallery: &Arc<Gallery>, ids: Vec<String>) -> App
     }
     let now = store.now_ms();
     let today = crate::core::clock::to_datetime(now).date();
+    let need_photo = gallery.config.streamers_need_approved_photo;
     let entries = store
         .read(move |rtx| {
             ids.into_iter()
-                .map(|id| Ok((id.clone(), entry_of(rtx, &id, today, now)?)))
+                .map(|id| Ok((id.clone(), entry_of(rtx, &id, today, now, need_photo)?)))
                 .collect::<AppResult<Vec<_>>>()
         })
         .await?;
@@ -556,7 +566,8 @@ pub async fn rebuild(
 }
 
 /// Which accounts an event may change in the index: the people an account, profile, presence,
-/// call, wallet or cohort event is about.
+/// call, wallet, cohort or media event is about (a photo approved or taken down decides whether
+/// a streamer is shown).
 fn touched(e: &Event) -> Vec<String> {
     use crate::domains::video::events::CallEvent;
     use crate::domains::{balance::events::BalanceEvent, profile::events::ProfileEvent};
@@ -568,6 +579,7 @@ fn touched(e: &Event) -> Vec<String> {
     }
     let relevant = e.is::<UserEvent>()
         || e.is::<ProfileEvent>()
+        || e.is::<crate::domains::media::events::MediaEvent>()
         || e.is::<CallEvent>()
         || e.is::<BalanceEvent>();
     if !relevant {

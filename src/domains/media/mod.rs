@@ -52,7 +52,12 @@ pub struct MediaStore {
     uploads: tokio::sync::Semaphore,
     decodes: tokio::sync::Semaphore,
     classifier: parking_lot::RwLock<Option<Arc<dyn Classifier>>>,
+    /// Signed URLs by `id/variant`, with their expiry.
+    signed: parking_lot::Mutex<std::collections::HashMap<String, (i64, String)>>,
 }
+
+/// Signed URLs kept for reuse, at most; past it the cache starts over.
+const SIGNED_URLS_KEPT: usize = 100_000;
 
 impl MediaStore {
     /// Opens `data/media/` and the URL key beside it.
@@ -65,6 +70,7 @@ impl MediaStore {
             uploads: tokio::sync::Semaphore::new(config.uploads_max),
             decodes: tokio::sync::Semaphore::new(config.decodes_max),
             classifier: Default::default(),
+            signed: Default::default(),
         })
     }
 
@@ -85,14 +91,30 @@ impl MediaStore {
     /// A signed URL for `variant` of `rec` (the caller checked who may see it), and its
     /// expiry in unix seconds.
     pub fn url(&self, rec: &MediaRecord, variant: &str, now_ms: i64) -> (String, i64) {
-        let (path, exp) = self.signer.url(&rec.id, variant, now_ms / 1000);
-        (
-            format!(
-                "{}{path}",
-                self.config.public_base_url.trim_end_matches('/')
-            ),
-            exp,
-        )
+        self.url_of(&rec.id, variant, now_ms)
+    }
+
+    /// The same by id. A URL stays the same for a quarter of its lifetime, so it is signed
+    /// once and kept: a feed page shows twenty avatars and signs none of them again.
+    pub fn url_of(&self, id: &str, variant: &str, now_ms: i64) -> (String, i64) {
+        let exp = self.signer.expiry(now_ms / 1000);
+        let key = format!("{id}/{variant}");
+        if let Some((at, url)) = self.signed.lock().get(&key)
+            && *at == exp
+        {
+            return (url.clone(), exp);
+        }
+        let (path, exp) = self.signer.url(id, variant, now_ms / 1000);
+        let url = format!(
+            "{}{path}",
+            self.config.public_base_url.trim_end_matches('/')
+        );
+        let mut signed = self.signed.lock();
+        if signed.len() >= SIGNED_URLS_KEPT {
+            signed.clear();
+        }
+        signed.insert(key, (exp, url.clone()));
+        (url, exp)
     }
 }
 
@@ -389,6 +411,12 @@ pub fn find(r: &impl Reads, id: &str) -> AppResult<Option<MediaRecord>> {
 /// A signed URL for `variant` of `rec` (the caller checked who may see it), now.
 pub fn signed_url(ctx: &Ctx, rec: &MediaRecord, variant: &str) -> (String, i64) {
     ctx.media.url(rec, variant, ctx.store.now_ms())
+}
+
+/// A signed URL for `variant` of the photo `id` (the caller knows it is approved and public:
+/// a card, a profile), now.
+pub fn photo_url(ctx: &Ctx, id: &str, variant: &str) -> String {
+    ctx.media.url_of(id, variant, ctx.store.now_ms()).0
 }
 
 /// Where a blob's file is.

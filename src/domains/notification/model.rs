@@ -23,6 +23,8 @@ pub enum Kind {
     GiftReceived,
     FavoriteOnline,
     PayoutStatus,
+    /// A photo or clip was approved by a moderator, or rejected.
+    MediaModerated,
     System,
 }
 
@@ -35,6 +37,7 @@ impl Kind {
             Kind::GiftReceived => "gift_received",
             Kind::FavoriteOnline => "favorite_online",
             Kind::PayoutStatus => "payout_status",
+            Kind::MediaModerated => "media_moderated",
             Kind::System => "system",
         }
     }

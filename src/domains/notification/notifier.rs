@@ -15,6 +15,8 @@ use crate::core::store::{Tx, put};
 use crate::domains::chat::events::ChatEvent;
 use crate::domains::chat::model::MessageKind;
 use crate::domains::gift::events::GiftEvent;
+use crate::domains::media::events::MediaEvent;
+use crate::domains::media::model::{MediaKind, MediaStatus};
 use crate::domains::mission_control::events::PayoutEvent;
 use crate::domains::user::events::UserEvent;
 use crate::domains::video::events::CallEvent;
@@ -34,6 +36,39 @@ pub struct Notifier {
     pub ctx: Arc<Ctx>,
 }
 
+/// What the owner is told of a moderation decision: a rejection, whoever made it, and an
+/// approval by a moderator (the item waited for one). A classifier's approval comes as the
+/// upload finishes and is not news; neither is an item queued.
+fn moderation_news(e: &MediaEvent) -> Option<(&'static str, String)> {
+    let MediaEvent::Moderated {
+        kind,
+        status,
+        by,
+        reason,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    let what = match kind {
+        MediaKind::Video => "video",
+        _ => "photo",
+    };
+    match status {
+        MediaStatus::Rejected => Some((
+            "Upload rejected",
+            match reason {
+                Some(r) => format!("Your {what} was rejected: {r}"),
+                None => format!("Your {what} was rejected"),
+            },
+        )),
+        MediaStatus::Approved if by != crate::domains::media::moderation::BY_CLASSIFIER => {
+            Some(("Upload approved", format!("Your {what} was approved")))
+        }
+        _ => None,
+    }
+}
+
 /// Whether an event may make notifications (a cheap check before decoding it).
 fn handles(e: &Event) -> bool {
     // Decoding is cheap next to a commit: only the kinds that notify cost a write.
@@ -43,6 +78,8 @@ fn handles(e: &Event) -> bool {
         _ => false,
     }) || e.is::<GiftEvent>()
         || e.is::<PayoutEvent>()
+        || e.decoded::<MediaEvent>()
+            .is_some_and(|m| moderation_news(&m).is_some())
         || e.decoded::<ChatEvent>().is_some_and(|c| {
             matches!(
                 c,
@@ -138,6 +175,24 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
             title: "Payout update".into(),
             body: format!("Your payout of {amount} coins is {}", state.as_str()),
             data: json!({"payoutId": payout_id, "state": state}),
+        });
+    } else if let Some(m) = e.decoded::<MediaEvent>()
+        && let Some((title, body)) = moderation_news(&m)
+        && let MediaEvent::Moderated {
+            media_id,
+            owner_id,
+            kind,
+            status,
+            reason,
+            ..
+        } = m
+    {
+        drafts.push(Draft {
+            user_id: owner_id.into(),
+            kind: Kind::MediaModerated,
+            title: title.into(),
+            body,
+            data: json!({"mediaId": media_id, "kind": kind, "status": status, "reason": reason}),
         });
     } else if let Some(ChatEvent::Message {
         kind: MessageKind::Text,

@@ -24,8 +24,8 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::events;
 use crate::domains::balance::model::Account;
 use crate::domains::{
-    audit, balance, blocklist, chat, favorites, mission_control, notification, panel, profile,
-    user, video,
+    audit, balance, blocklist, chat, favorites, media, mission_control, notification, panel,
+    profile, user, video,
 };
 
 /// Accounts erased in one pass of the sweeper, at most.
@@ -96,6 +96,7 @@ pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
             blocklist::erase_tx(tx, &uid)?;
             video::roulette::erase_tx(tx, &uid)?;
             panel::erase_tx(tx, &uid)?;
+            media::erase_tx(tx, &uid)?;
             profile::erase_tx(tx, &uid, &own)?;
             user::deletion::erase_tx(tx, &uid, &user_plan, &own)?;
             audit::record_tx(tx, SWEEPER, "user.erase", &uid, json!({}))?;

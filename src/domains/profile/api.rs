@@ -37,7 +37,12 @@ pub struct PublicProfile {
     pub country: Option<String>,
     pub languages: Vec<String>,
     pub bio: Option<String>,
+    /// The avatar, once approved by moderation (until then others see none).
     pub avatar_media_id: Option<String>,
+    /// The profile's approved photos, in the owner's order. (In events: left out when none,
+    /// as in those stored before photos existed.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photo_media_ids: Vec<String>,
     pub role: Role,
     pub online: bool,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -53,12 +58,14 @@ pub struct PublicProfile {
 }
 
 impl PublicProfile {
+    /// `approved`: the media ids among the profile's that anyone may see.
     pub fn build(
         user: &UserRecord,
         p: &ProfileRecord,
         presence: &PresenceRecord,
         counts: Counts,
         today: Date,
+        approved: &[String],
     ) -> Self {
         PublicProfile {
             user_id: user.id.clone(),
@@ -72,7 +79,13 @@ impl PublicProfile {
             country: p.country.clone(),
             languages: p.languages.clone(),
             bio: p.bio.clone(),
-            avatar_media_id: p.avatar_media_id.clone(),
+            avatar_media_id: p.avatar_media_id.clone().filter(|id| approved.contains(id)),
+            photo_media_ids: p
+                .photo_media_ids
+                .iter()
+                .filter(|id| approved.contains(id))
+                .cloned()
+                .collect(),
             role: user.role,
             online: presence.online,
             online_since: presence.online_since_ms.map(to_datetime),
@@ -108,6 +121,10 @@ pub struct PrivateProfile {
     pub payout_details: Option<PayoutDetailsDto>,
     /// The profile is kept out of the gallery.
     pub hidden_from_gallery: bool,
+    /// The avatar and photos as set, whatever their moderation (others see only the approved
+    /// ones, in `public`).
+    pub avatar_media_id: Option<String>,
+    pub photo_media_ids: Vec<String>,
 }
 
 #[derive(Object)]
@@ -132,7 +149,11 @@ pub struct ProfilePatchBody {
     pub languages: MaybeUndefined<Vec<String>>,
     /// At most 500 characters.
     pub bio: MaybeUndefined<String>,
+    /// One of your public photos (`POST /v1/media?kind=photo`), not rejected; others see it
+    /// once it is approved.
     pub avatar_media_id: MaybeUndefined<String>,
+    /// Up to 9 of your public photos, in order; `null` or `[]` clears.
+    pub photo_media_ids: MaybeUndefined<Vec<String>>,
     /// E.164.
     pub phone: MaybeUndefined<String>,
     pub payout_details: MaybeUndefined<PayoutDetailsDto>,
@@ -169,6 +190,24 @@ impl ProfilePatchBody {
                     Err(AppError::validation("avatarMediaId is not a media id"))
                 }
             })?,
+            photo_media_ids: field(self.photo_media_ids, |ids| {
+                if ids.len() > PROFILE_PHOTOS_MAX {
+                    return Err(AppError::validation(format!(
+                        "photoMediaIds holds at most {PROFILE_PHOTOS_MAX} photos"
+                    )));
+                }
+                let mut seen = std::collections::HashSet::new();
+                for id in &ids {
+                    if !is_valid_id(id) {
+                        return Err(AppError::validation(format!("{id:?} is not a media id")));
+                    }
+                    if !seen.insert(id) {
+                        return Err(AppError::validation(format!("{id} is listed twice")));
+                    }
+                }
+                Ok(ids)
+            })?
+            .map(Option::unwrap_or_default),
             phone: field(self.phone, |s| parse_phone(&s))?,
             payout: field(self.payout_details, |d| {
                 parse_payout(d.method, &d.account, &d.holder_name)
@@ -181,7 +220,14 @@ impl ProfilePatchBody {
 fn my_profile(own: OwnProfile, today: Date) -> MyProfile {
     let p = &own.profile;
     MyProfile {
-        public: PublicProfile::build(&own.user, p, &own.presence, own.counts, today),
+        public: PublicProfile::build(
+            &own.user,
+            p,
+            &own.presence,
+            own.counts,
+            today,
+            &own.approved_media,
+        ),
         private: PrivateProfile {
             email: own
                 .user
@@ -198,6 +244,8 @@ fn my_profile(own: OwnProfile, today: Date) -> MyProfile {
                 holder_name: d.holder_name.clone(),
             }),
             hidden_from_gallery: p.hidden_from_gallery,
+            avatar_media_id: p.avatar_media_id.clone(),
+            photo_media_ids: p.photo_media_ids.clone(),
         },
     }
 }

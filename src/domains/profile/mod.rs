@@ -12,8 +12,8 @@ use crate::app::Ctx;
 use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::store::{Reads, Tx, get, put};
-use crate::domains::favorites;
 use crate::domains::user::{self, model::PresenceRecord, model::UserRecord};
+use crate::domains::{favorites, media};
 use api::PublicProfile;
 use model::*;
 use tables::*;
@@ -24,6 +24,16 @@ pub struct OwnProfile {
     pub profile: ProfileRecord,
     pub presence: PresenceRecord,
     pub counts: favorites::Counts,
+    /// The profile's media ids that anyone may see.
+    pub approved_media: Vec<String>,
+}
+
+/// The media ids among the profile's that anyone may see (approved and public).
+pub fn approved_media(r: &impl Reads, p: &ProfileRecord) -> AppResult<Vec<String>> {
+    Ok(media::public_among(r, &p.media_ids())?
+        .into_iter()
+        .map(|m| m.id)
+        .collect())
 }
 
 pub fn profile_of(r: &impl Reads, user_id: &str) -> AppResult<ProfileRecord> {
@@ -63,8 +73,10 @@ pub async fn own(ctx: &Ctx, user_id: &str) -> AppResult<OwnProfile> {
         .read(move |rtx| {
             let user = user::find_user(rtx, &user_id)?
                 .ok_or_else(|| AppError::not_found("no such user"))?;
+            let profile = profile_of(rtx, &user_id)?;
             Ok(OwnProfile {
-                profile: profile_of(rtx, &user_id)?,
+                approved_media: approved_media(rtx, &profile)?,
+                profile,
                 presence: user::presence_of(rtx, &user_id)?,
                 counts: favorites::counts(rtx, &user_id)?,
                 user,
@@ -86,8 +98,9 @@ pub async fn public(ctx: &Ctx, user_id: &str) -> AppResult<PublicProfile> {
             let profile = profile_of(rtx, &user_id)?;
             let presence = user::presence_of(rtx, &user_id)?;
             let counts = favorites::counts(rtx, &user_id)?;
+            let approved = approved_media(rtx, &profile)?;
             Ok(PublicProfile::build(
-                &user, &profile, &presence, counts, today,
+                &user, &profile, &presence, counts, today, &approved,
             ))
         })
         .await
@@ -103,6 +116,7 @@ pub struct ProfilePatch {
     pub languages: Option<Vec<String>>,
     pub bio: Option<Option<String>>,
     pub avatar_media_id: Option<Option<String>>,
+    pub photo_media_ids: Option<Vec<String>>,
     pub phone: Option<Option<String>>,
     pub payout: Option<Option<PayoutDetails>>,
     pub hidden_from_gallery: Option<bool>,
@@ -144,6 +158,19 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
             if let Some(v) = &patch.avatar_media_id {
                 p.avatar_media_id = v.clone();
             }
+            if let Some(v) = &patch.photo_media_ids {
+                p.photo_media_ids = v.clone();
+            }
+            // What the patch names must be the caller's own public photos (checked here, in
+            // the write, so one deleted meanwhile cannot slip in).
+            for id in patch
+                .avatar_media_id
+                .iter()
+                .flatten()
+                .chain(patch.photo_media_ids.iter().flatten())
+            {
+                media::check_profile_photo(tx, &user_id, id)?;
+            }
             if let Some(v) = &patch.phone {
                 p.phone = v.clone();
             }
@@ -160,8 +187,9 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
             drop(t);
             let presence: PresenceRecord = user::presence_of_tx(tx, &user_id)?;
             let counts = favorites::counts_tx(tx, &user_id)?;
+            let approved = approved_media(tx, &p)?;
             if p != p0 {
-                let public = PublicProfile::build(&user, &p, &presence, counts, today);
+                let public = PublicProfile::build(&user, &p, &presence, counts, today, &approved);
                 tx.emit(
                     NewEvent::about(
                         &user_id,
@@ -177,6 +205,7 @@ pub async fn update(ctx: &Ctx, user_id: &str, patch: ProfilePatch) -> AppResult<
                 profile: p,
                 presence,
                 counts,
+                approved_media: approved,
             })
         })
         .await
@@ -203,6 +232,7 @@ pub fn erase_tx(
     for e in own_events.iter().filter(theirs) {
         crate::core::events::rewrite_tx(tx, e.seq, |data| {
             if let Some(p) = data.get_mut("profile").and_then(|p| p.as_object_mut()) {
+                p.insert("photoMediaIds".into(), serde_json::json!([]));
                 for field in [
                     "displayName",
                     "bio",

@@ -80,6 +80,9 @@ pub struct ProfileRecord {
     pub bio: Option<String>,
     #[serde(default)]
     pub avatar_media_id: Option<String>,
+    /// The profile's photos, in the owner's order (media ids of their public photos).
+    #[serde(default)]
+    pub photo_media_ids: Vec<String>,
     #[serde(default)]
     pub phone: Option<String>,
     #[serde(default)]
@@ -379,5 +382,19 @@ mod properties {
             let ok = birth <= today && (AGE_MIN..=AGE_MAX).contains(&age);
             prop_assert_eq!(parse_birth_date(&raw, today).is_ok(), ok);
         }
+    }
+}
+
+/// Photos a profile shows, at most.
+pub const PROFILE_PHOTOS_MAX: usize = 9;
+
+impl ProfileRecord {
+    /// Every media id the profile names: the avatar, then the photos.
+    pub fn media_ids(&self) -> Vec<String> {
+        self.avatar_media_id
+            .iter()
+            .chain(self.photo_media_ids.iter())
+            .cloned()
+            .collect()
     }
 }
