@@ -50,6 +50,30 @@ enum Command {
         #[command(subcommand)]
         command: GalleryCommand,
     },
+    /// Media storage (<data-dir>/media).
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    /// Check that every media record's files are present with the bytes their names hash to,
+    /// and count the files no record names; exits non-zero if any is missing or damaged. Runs
+    /// on a stopped server's data directory.
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Delete the files no record names, once older than the grace period (default
+    /// `media.collect_grace_secs`; 0 is safe only here, with the server stopped).
+    Collect {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gallery {
             command: GalleryCommand::Reindex { data_dir },
         } => reindex_gallery(data_dir),
+        Command::Media { command } => media(command),
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -170,6 +195,41 @@ fn offline_store(
         app::open_store(&cfg, Arc::new(SystemClock), Arc::new(Metrics::new()))
     })?;
     Ok((rt, store))
+}
+
+fn media(command: MediaCommand) -> anyhow::Result<()> {
+    use crate::domains::media;
+    let (MediaCommand::Verify { data_dir } | MediaCommand::Collect { data_dir, .. }) = &command;
+    let blobs = media::blobs::Blobs::open(&data_dir.join("media"))
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    let (_rt, store) = offline_store(data_dir.clone())?;
+    match command {
+        MediaCommand::Verify { .. } => {
+            let v = media::verify_blocking(&store, &blobs)
+                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+            println!(
+                "{} records, {} files checked, {} unreferenced",
+                v.records, v.files_checked, v.unreferenced
+            );
+            for (id, sha) in &v.broken {
+                println!("BROKEN: media {id} names {sha}, which is missing or damaged");
+            }
+            anyhow::ensure!(
+                v.broken.is_empty(),
+                "{} files are missing or damaged",
+                v.broken.len()
+            );
+            Ok(())
+        }
+        MediaCommand::Collect { grace_secs, .. } => {
+            let grace = grace_secs.unwrap_or(Config::load(None)?.media.collect_grace_secs);
+            let (files, bytes) =
+                media::collect_blocking(&store, &blobs, std::time::Duration::from_secs(grace))
+                    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+            println!("collected {files} files ({bytes} bytes)");
+            Ok(())
+        }
+    }
 }
 
 fn reindex_gallery(data_dir: PathBuf) -> anyhow::Result<()> {

@@ -211,3 +211,159 @@ fn sigkill_under_a_transfer_storm_loses_and_duplicates_nothing() {
         child.wait().unwrap();
     });
 }
+
+fn media_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("media")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "duet media {args:?} failed:\n{text}");
+    text
+}
+
+/// New tokens for each (refresh, access) pair (refresh tokens rotate); the access tokens.
+async fn refresh_all(
+    http: &reqwest::Client,
+    base: &str,
+    people: &mut [(String, String)],
+) -> Vec<String> {
+    for (refresh, access) in people.iter_mut() {
+        let r: Value = http
+            .post(format!("{base}/v1/auth/refresh"))
+            .json(&json!({"refreshToken": refresh}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        *refresh = r["refreshToken"].as_str().expect("refreshed").to_owned();
+        *access = r["accessToken"].as_str().unwrap().to_owned();
+    }
+    people.iter().map(|(_, a)| a.clone()).collect()
+}
+
+/// A small PNG of random pixels: every one is different bytes.
+fn noise_png() -> Vec<u8> {
+    let mut rng = rand::rng();
+    let img = image::RgbImage::from_fn(16, 16, |_, _| image::Rgb(rng.random()));
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// SIGKILL during a burst of uploads: afterwards no record names a missing or damaged file,
+/// every acknowledged upload is served with its bytes, and collection removes only what no
+/// record names.
+#[test]
+fn sigkill_during_uploads_leaves_no_record_without_its_file() {
+    const UPLOADERS: usize = 8;
+    let clip: &[u8] = include_bytes!("../fixtures/media/clip.mp4");
+    let dir = tempfile::tempdir().unwrap();
+    duet::cli::install_crypto_provider();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let (mut child, mut base) = start(dir.path());
+        wait_up(&http, &base).await;
+        let mut people = Vec::new();
+        for c in 0..UPLOADERS {
+            let r: Value = http
+                .post(format!("{base}/v1/auth/device"))
+                .json(&json!({"deviceId": format!("uploader-{c}"), "deviceSecret": "0123456789abcdef", "platform": "ios"}))
+                .send().await.unwrap().json().await.unwrap();
+            people.push((r["refreshToken"].as_str().unwrap().to_owned(), r["accessToken"].as_str().unwrap().to_owned()));
+        }
+        // Acknowledged uploads: media id → (owner's index, what was sent if a clip).
+        let acked: Arc<Mutex<HashMap<String, (usize, bool)>>> = Arc::default();
+        for round in 0..2 {
+            let burst: Vec<_> = people
+                .iter()
+                .enumerate()
+                .map(|(c, (_, token))| {
+                    let (http, base, token, acked) = (http.clone(), base.clone(), token.clone(), acked.clone());
+                    tokio::spawn(async move {
+                        for i in 0.. {
+                            let is_clip = i % 3 == 0;
+                            let (ct, body) = if is_clip { ("video/mp4", clip.to_vec()) } else { ("image/png", noise_png()) };
+                            let kind = if is_clip { "video" } else { "photo" };
+                            let sent = http
+                                .post(format!("{base}/v1/media?kind={kind}"))
+                                .bearer_auth(&token)
+                                .header("content-type", ct)
+                                .body(body)
+                                .send()
+                                .await;
+                            match sent {
+                                Ok(r) if r.status().as_u16() == 201 => {
+                                    let Ok(v) = r.json::<Value>().await else { return };
+                                    acked.lock().insert(v["id"].as_str().unwrap().to_owned(), (c, is_clip));
+                                }
+                                Ok(r) => panic!("refused: {}", r.status()),
+                                Err(_) => return,
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let before = acked.lock().len();
+            while acked.lock().len() < before + UPLOADERS {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let delay = rand::rng().random_range(20..300);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            for b in burst {
+                b.await.unwrap();
+            }
+            // With the server down: no record names a missing or damaged file.
+            let report = media_cli(dir.path(), &["verify"]);
+            eprintln!("round {round}: killed after {delay} ms; {report}");
+
+            let (c, b) = start(dir.path());
+            child = c;
+            base = b;
+            wait_up(&http, &base).await;
+            // Every acknowledged upload is there and served, to its owner.
+            let tokens = refresh_all(&http, &base, &mut people).await;
+            let acked_now = acked.lock().clone();
+            for (id, (owner, is_clip)) in &acked_now {
+                let m: Value = http.get(format!("{base}/v1/media/{id}")).bearer_auth(&tokens[*owner]).send().await.unwrap().json().await.unwrap();
+                assert_eq!(m["id"], id.as_str(), "round {round}: acknowledged upload {id} is gone: {m}");
+                let bytes = http.get(format!("{base}{}", m["urls"]["original"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
+                assert_eq!(bytes.len() as u64, m["bytes"].as_u64().unwrap());
+                if *is_clip {
+                    assert_eq!(&bytes[..], clip);
+                }
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Collection removes what no record names, and nothing a record names.
+        let collected = media_cli(dir.path(), &["collect", "--grace-secs", "0"]);
+        let report = media_cli(dir.path(), &["verify"]);
+        assert!(report.contains(" 0 unreferenced"), "{collected}\n{report}");
+        eprintln!("{collected}{report}");
+        let (mut child, base) = start(dir.path());
+        wait_up(&http, &base).await;
+        let acked_now = acked.lock().clone();
+        let tokens = refresh_all(&http, &base, &mut people).await;
+        for (id, (owner, _)) in &acked_now {
+            let m: Value = http.get(format!("{base}/v1/media/{id}")).bearer_auth(&tokens[*owner]).send().await.unwrap().json().await.unwrap();
+            let r = http.get(format!("{base}{}", m["urls"]["thumb"].as_str().or(m["urls"]["original"].as_str()).unwrap())).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{id} after collection");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+}

@@ -74,6 +74,11 @@ pub fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The name bytes would be stored under.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 fn is_blob_name(name: &str) -> bool {
     name.len() == 64
         && name
@@ -180,6 +185,11 @@ impl Blobs {
             }
         }
         Ok(out)
+    }
+
+    /// Every blob's name.
+    pub fn names(&self) -> AppResult<Vec<String>> {
+        Ok(self.all()?.into_iter().map(|(n, _)| n).collect())
     }
 
     /// Deletes every blob older than `grace` that `referenced` (read *after* this call lists

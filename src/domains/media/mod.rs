@@ -592,19 +592,67 @@ pub fn public_among(r: &impl Reads, ids: &[String]) -> AppResult<Vec<MediaRecord
 pub async fn collect(ctx: &Ctx) -> AppResult<(u64, u64)> {
     let (media, store) = (ctx.media.clone(), ctx.store.clone());
     let grace = Duration::from_secs(media.config().collect_grace_secs);
-    tokio::task::spawn_blocking(move || {
-        media.blobs.collect(grace, || {
-            store.read_blocking(|rtx| {
-                let mut names = HashSet::new();
-                for row in rtx.open_table(MEDIA)?.iter()? {
-                    let (_, v) = row?;
-                    let rec: MediaRecord = dec(v.value())?;
-                    names.extend(rec.blobs().map(|b| b.sha256.clone()));
-                }
-                Ok(names)
-            })
+    tokio::task::spawn_blocking(move || collect_blocking(&store, &media.blobs, grace))
+        .await
+        .map_err(|e| AppError::internal(format!("collecting media: {e}")))?
+}
+
+/// [`collect`] on the calling thread, for a stopped server too (`duet media collect`).
+pub fn collect_blocking(store: &Store, blobs: &Blobs, grace: Duration) -> AppResult<(u64, u64)> {
+    blobs.collect(grace, || {
+        store.read_blocking(|rtx| {
+            let mut names = HashSet::new();
+            for row in rtx.open_table(MEDIA)?.iter()? {
+                let (_, v) = row?;
+                let rec: MediaRecord = dec(v.value())?;
+                names.extend(rec.blobs().map(|b| b.sha256.clone()));
+            }
+            Ok(names)
         })
     })
-    .await
-    .map_err(|e| AppError::internal(format!("collecting media: {e}")))?
+}
+
+/// What `duet media verify` found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub records: u64,
+    pub files_checked: u64,
+    /// (media id, blob) named by a record but missing, of another size or other bytes.
+    pub broken: Vec<(String, String)>,
+    /// Files no record names (collection removes them once past the grace period).
+    pub unreferenced: u64,
+}
+
+/// Checks every record's files: present, of the recorded size, with the bytes their name
+/// hashes to; and counts the files no record names.
+pub fn verify_blocking(store: &Store, blobs: &Blobs) -> AppResult<Verified> {
+    let mut out = Verified::default();
+    let mut named = HashSet::new();
+    let records: Vec<MediaRecord> = store.read_blocking(|rtx| {
+        rtx.open_table(MEDIA)?
+            .iter()?
+            .map(|row| dec(row?.1.value()))
+            .collect()
+    })?;
+    for rec in records {
+        out.records += 1;
+        for blob in rec.blobs() {
+            if !named.insert(blob.sha256.clone()) {
+                continue;
+            }
+            out.files_checked += 1;
+            let good = std::fs::read(blobs.path(&blob.sha256)).is_ok_and(|bytes| {
+                bytes.len() as u64 == blob.bytes && blobs::sha256_hex(&bytes) == blob.sha256
+            });
+            if !good {
+                out.broken.push((rec.id.clone(), blob.sha256.clone()));
+            }
+        }
+    }
+    out.unreferenced = blobs
+        .names()?
+        .iter()
+        .filter(|n| !named.contains(*n))
+        .count() as u64;
+    Ok(out)
 }
