@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use poem::http::{HeaderMap, StatusCode, header};
 use poem::web::Data;
-use poem::{Body, IntoResponse, Response};
+use poem::{Body, Response};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
@@ -418,28 +418,18 @@ pub async fn download(
         return Ok(base().status(StatusCode::NOT_MODIFIED).finish());
     }
     let path = super::blob_path(&ctx, &blob);
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| AppError::internal(format!("opening a stored file: {e}")))?;
     let len = blob.bytes;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map_or(RangeAsk::Whole, |v| byte_range(v, len));
     match range {
-        RangeAsk::Part(start, end) => {
-            use tokio::io::{AsyncReadExt, AsyncSeekExt};
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(|e| AppError::internal(format!("reading a stored file: {e}")))?;
-            let body = Body::from_async_read(file.take(end - start + 1));
-            Ok(base()
-                .status(StatusCode::PARTIAL_CONTENT)
-                .content_type(blob.content_type.as_str())
-                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
-                .header(header::CONTENT_LENGTH, end - start + 1)
-                .body(body))
-        }
+        RangeAsk::Part(start, end) => Ok(base()
+            .status(StatusCode::PARTIAL_CONTENT)
+            .content_type(blob.content_type.as_str())
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
+            .header(header::CONTENT_LENGTH, end - start + 1)
+            .body(file_body(path, start, end - start + 1).await?)),
         RangeAsk::Unsatisfiable => Ok(base()
             .status(StatusCode::RANGE_NOT_SATISFIABLE)
             .header(header::CONTENT_RANGE, format!("bytes */{len}"))
@@ -447,9 +437,37 @@ pub async fn download(
         RangeAsk::Whole => Ok(base()
             .content_type(blob.content_type.as_str())
             .header(header::CONTENT_LENGTH, len)
-            .body(Body::from_async_read(file))
-            .into_response()),
+            .body(file_body(path, 0, len).await?)),
     }
+}
+
+/// Files (or ranges) up to this size are read whole in one trip to the blocking pool; larger
+/// ones stream, a chunk per trip.
+const READ_WHOLE_MAX: u64 = 1 << 20;
+
+/// `len` bytes of the file at `path` from `start`.
+async fn file_body(path: std::path::PathBuf, start: u64, len: u64) -> AppResult<Body> {
+    use std::io::{Read, Seek};
+    let failed = |e: std::io::Error| AppError::internal(format!("reading a stored file: {e}"));
+    if len <= READ_WHOLE_MAX {
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::File::open(&path)?;
+            f.seek(std::io::SeekFrom::Start(start))?;
+            let mut buf = vec![0; len as usize];
+            f.read_exact(&mut buf)?;
+            Ok::<_, std::io::Error>(buf)
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("reading a stored file: {e}")))?
+        .map_err(failed)?;
+        return Ok(Body::from(bytes));
+    }
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(&path).await.map_err(failed)?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(failed)?;
+    Ok(Body::from_async_read(file.take(len)))
 }
 
 #[derive(serde::Deserialize)]

@@ -447,11 +447,10 @@ pub async fn signed_blob(
     if exp <= now_secs {
         return Err(invalid_url("the URL has expired; ask for a new one"));
     }
-    let i = id.to_owned();
+    // One point lookup on a hot page: inline, the hop to the blocking pool costs more.
     let rec = ctx
         .store
-        .read(move |rtx| find(rtx, &i))
-        .await?
+        .read_inline(|rtx| find(rtx, id))?
         .ok_or_else(|| AppError::not_found("no such media"))?;
     let blob = rec
         .variant(variant)

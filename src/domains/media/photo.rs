@@ -71,8 +71,10 @@ pub fn process(bytes: &[u8], file_type: FileType, config: &MediaConfig) -> AppRe
     })?;
     picture.apply_orientation(orientation);
     let original = encode(&picture, config.jpeg_quality)?;
-    let display = encode(&shrink(&picture, config.display_px), config.jpeg_quality)?;
-    let thumb = encode(&shrink(&picture, config.thumb_px), config.jpeg_quality)?;
+    // Each variant is made from the next larger one: far fewer pixels to filter.
+    let display_picture = shrink(&picture, config.display_px);
+    let display = encode(&display_picture, config.jpeg_quality)?;
+    let thumb = encode(&shrink(&display_picture, config.thumb_px), config.jpeg_quality)?;
     Ok(Processed {
         original,
         display,
