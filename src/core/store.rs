@@ -698,6 +698,37 @@ mod tests {
 
     const TABLES_FOR_TEST: &[TableSpec] = TABLES;
 
+    #[test]
+    fn second_keys_answer_the_same_as_a_set_or_by_lookups() {
+        const PAIRS: TableDefinition<(&str, &str), ()> = TableDefinition::new("pairs");
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("p.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(PAIRS).unwrap();
+            for i in 0..40 {
+                t.insert(("many", format!("x{i:02}").as_str()), ()).unwrap();
+            }
+            t.insert(("few", "x01"), ()).unwrap();
+            t.insert(("fews", "x02"), ()).unwrap();
+        }
+        txn.commit().unwrap();
+        let rtx = db.begin_read().unwrap();
+        for set_max in [0, 1, 32, 100] {
+            let many = SecondKeys::open(&rtx, PAIRS, "many", set_max).unwrap();
+            let few = SecondKeys::open(&rtx, PAIRS, "few", set_max).unwrap();
+            let none = SecondKeys::open(&rtx, PAIRS, "nobody", set_max).unwrap();
+            for i in 0..40 {
+                assert!(many.contains(&format!("x{i:02}")).unwrap(), "{set_max}");
+            }
+            assert!(!many.contains("x40").unwrap());
+            assert!(few.contains("x01").unwrap());
+            // A neighbouring first key's rows are not the person's.
+            assert!(!few.contains("x02").unwrap(), "{set_max}");
+            assert!(!none.contains("x01").unwrap());
+        }
+    }
+
     crate::domain_events! {
         pub enum TestEvent in "test" {
             Numbered = "test" { i: u64 }

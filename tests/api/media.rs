@@ -80,6 +80,13 @@ async fn upload(
     Reply::from(r).await
 }
 
+/// Uploads an 8×8 PNG of one colour: its media id.
+async fn png_id(app: &TestApp, token: &str, query: &str, rgb: [u8; 3]) -> String {
+    let r = upload(app, token, query, "image/png", &png(8, 8, rgb)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
 /// Fetches a signed URL (a path on this server) with extra headers: status, headers, bytes.
 async fn fetch(
     app: &TestApp,
@@ -780,41 +787,11 @@ async fn profiles_show_only_approved_photos_and_streamers_need_one_to_be_in_the_
     let viewer = app.user().await;
     let stranger = app.user().await;
 
-    let up = |rgb| png(8, 8, rgb);
-    let avatar = upload(
-        &app,
-        &streamer.access,
-        "kind=photo",
-        "image/png",
-        &up([0, 0, 250]),
-    )
-    .await;
-    let second = upload(
-        &app,
-        &streamer.access,
-        "kind=photo",
-        "image/png",
-        &up([0, 250, 0]),
-    )
-    .await;
-    let private = upload(
-        &app,
-        &streamer.access,
-        "kind=photo&visibility=private",
-        "image/png",
-        &up([250, 0, 0]),
-    )
-    .await;
-    let theirs = upload(
-        &app,
-        &stranger.access,
-        "kind=photo",
-        "image/png",
-        &up([1, 1, 1]),
-    )
-    .await;
-    let id = |r: &Reply| r.body["id"].as_str().unwrap().to_owned();
-    let (avatar, second, private, theirs) = (id(&avatar), id(&second), id(&private), id(&theirs));
+    let s = &streamer.access;
+    let avatar = png_id(&app, s, "kind=photo", [0, 0, 250]).await;
+    let second = png_id(&app, s, "kind=photo", [0, 250, 0]).await;
+    let private = png_id(&app, s, "kind=photo&visibility=private", [250, 0, 0]).await;
+    let theirs = png_id(&app, &stranger.access, "kind=photo", [1, 1, 1]).await;
 
     let patch = |body: Value| {
         app.call(

@@ -162,8 +162,9 @@ fn remove_tx(tx: &Tx, me: &str, them: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Favorites read into memory for [`Favorites::open`], at most; past it, lookups.
-const FAVORITES_SET_MAX: usize = 1_000;
+/// Favorites read into memory for [`Favorites::open`], at most; past it, lookups (a page
+/// checks at most 50 people, so reading more than a few dozen costs more than it saves).
+const FAVORITES_SET_MAX: usize = 32;
 
 /// One person's favorites, for checking the people of a list (a feed page) against them.
 pub struct Favorites(SecondKeys<i64>);

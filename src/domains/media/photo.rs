@@ -74,7 +74,10 @@ pub fn process(bytes: &[u8], file_type: FileType, config: &MediaConfig) -> AppRe
     // Each variant is made from the next larger one: far fewer pixels to filter.
     let display_picture = shrink(&picture, config.display_px);
     let display = encode(&display_picture, config.jpeg_quality)?;
-    let thumb = encode(&shrink(&display_picture, config.thumb_px), config.jpeg_quality)?;
+    let thumb = encode(
+        &shrink(&display_picture, config.thumb_px),
+        config.jpeg_quality,
+    )?;
     Ok(Processed {
         original,
         display,
@@ -82,12 +85,13 @@ pub fn process(bytes: &[u8], file_type: FileType, config: &MediaConfig) -> AppRe
     })
 }
 
-/// The picture scaled down so its long side is at most `long_side` (never up).
+/// The picture scaled down so its long side is at most `long_side` (never up), by area
+/// averaging: as good as a filter for shrinking, and several times faster.
 fn shrink(picture: &DynamicImage, long_side: u32) -> DynamicImage {
     if picture.width().max(picture.height()) <= long_side {
         return picture.clone();
     }
-    picture.resize(long_side, long_side, image::imageops::FilterType::Triangle)
+    picture.thumbnail(long_side, long_side)
 }
 
 /// JPEG, or PNG when the picture has transparency (JPEG has none).
