@@ -65,6 +65,9 @@ pub struct MediaConfig {
     pub uploads_max: usize,
     pub decodes_max: usize,
     pub upload_wait_secs: u64,
+    /// Uploads of one account at once (`429 rate_limited` past it), so one account cannot
+    /// hold every upload slot with slow bodies.
+    pub uploads_per_user_max: usize,
     /// How often unreferenced files are collected, and how old one must be to go.
     pub collect_interval_secs: u64,
     pub collect_grace_secs: u64,
@@ -95,6 +98,7 @@ impl Default for MediaConfig {
             uploads_max: 16,
             decodes_max: 2,
             upload_wait_secs: 10,
+            uploads_per_user_max: 2,
             collect_interval_secs: 3_600,
             collect_grace_secs: 3_600,
             photo_approve_below: 0.2,
@@ -1320,6 +1324,7 @@ impl Config {
             || m.thumb_px == 0
             || m.uploads_max == 0
             || m.decodes_max == 0
+            || m.uploads_per_user_max == 0
         {
             return Err(bad("media", "sizes, counts and intervals must be positive"));
         }

@@ -897,3 +897,43 @@ async fn profiles_show_only_approved_photos_and_streamers_need_one_to_be_in_the_
     let r = patch(json!({"avatarMediaId": avatar})).await;
     assert_eq!(r.code(), "validation_failed");
 }
+
+#[tokio::test]
+async fn one_account_holds_at_most_two_uploads_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let u = app.user().await;
+    let other = app.user().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // Two uploads whose bodies never finish arriving.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/media?kind=photo HTTP/1.1\r\nhost: duet\r\nauthorization: Bearer {}\r\n\
+             content-type: image/png\r\ncontent-length: 100000\r\n\r\n",
+            u.access
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(b"\x89PNG\r\n\x1a\n").await.unwrap();
+        held.push(s);
+    }
+    let small = png(4, 4, [1, 2, 3]);
+    let r = until("a third upload of the account to be refused", || async {
+        let r = upload(&app, &u.access, "kind=photo", "image/png", &small).await;
+        (r.status == 429).then_some(r)
+    })
+    .await;
+    assert_eq!(r.code(), "rate_limited");
+    assert!(r.headers.contains_key("retry-after"));
+    // Others upload meanwhile.
+    let r = upload(&app, &other.access, "kind=photo", "image/png", &small).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // Once the held uploads go, the account uploads again.
+    drop(held);
+    until("the account's slots to free up", || async {
+        let r = upload(&app, &u.access, "kind=photo", "image/png", &small).await;
+        (r.status == 201).then_some(())
+    })
+    .await;
+}

@@ -45,7 +45,7 @@ impl GalleryCard {
     fn of(ctx: &Ctx, c: Card) -> Self {
         let b = &c.base;
         GalleryCard {
-            avatar_url: b
+            avatar_url: c
                 .avatar_media_id
                 .as_deref()
                 .map(|id| crate::domains::media::photo_url(ctx, id, "thumb")),
@@ -54,7 +54,7 @@ impl GalleryCard {
             age: b.age,
             country: b.country.clone(),
             languages: b.languages.clone(),
-            avatar_media_id: b.avatar_media_id.clone(),
+            avatar_media_id: c.avatar_media_id.clone(),
             online_since: b.online_since_ms.map(to_datetime),
             busy: c.busy,
             tags: b.visible_tags.clone(),

@@ -321,6 +321,9 @@ pub struct Card {
     pub user_id: String,
     /// What the card shows of them, as kept beside the index.
     pub base: Arc<CardBase>,
+    /// Their avatar, checked still approved as the page is cut (the index may lag a
+    /// moderator's take-down by moments, and a URL must never be issued for it).
+    pub avatar_media_id: Option<String>,
     pub busy: bool,
     pub following: bool,
 }
@@ -391,6 +394,10 @@ pub async fn feed(
             .map(|(user_id, busy, base)| {
                 Ok(Card {
                     following: favorites.contains(&user_id)?,
+                    avatar_media_id: match &base.avatar_media_id {
+                        Some(id) if media::is_public(rtx, id)? => Some(id.clone()),
+                        _ => None,
+                    },
                     user_id,
                     base,
                     busy,

@@ -189,7 +189,8 @@ impl MediaApi {
     /// unsupported_media_type`. Past the kind's size `413 payload_too_large`; past the
     /// account's quota `413 quota_exceeded`; a file that cannot be read as its type `422
     /// media_unreadable`; a photo of more than `media.photo_pixels_max` pixels `422
-    /// image_too_large`. Photos are re-encoded without metadata (EXIF, GPS), upright, with
+    /// image_too_large`; more than `media.uploads_per_user_max` uploads of one account at once
+    /// `429 rate_limited`, and with every upload slot busy `503 unavailable`. Photos are re-encoded without metadata (EXIF, GPS), upright, with
     /// `display` and `thumb` variants. `visibility` defaults to `public` (KYC documents are
     /// always private). Photos and clips start `pending` moderation (staff uploads are
     /// approved at once). Any role.
@@ -200,7 +201,7 @@ impl MediaApi {
         auth: BearerAuth,
         kind: Query<MediaKind>,
         visibility: Query<Option<Visibility>>,
-        #[oai(name = "Content-Length")] content_length: poem_openapi::param::Header<Option<u64>>,
+        req: &poem::Request,
         body: UploadBody,
     ) -> AppResult<MediaCreated> {
         let who = auth.require(&ctx, Access::Any).await?;
@@ -209,7 +210,10 @@ impl MediaApi {
             kind: kind.0,
             visibility: visibility.0,
             content_type: Some(file_type.mime().to_owned()),
-            declared_len: content_length.0,
+            // Read, not documented: clients do not set it themselves.
+            declared_len: req
+                .header("content-length")
+                .and_then(|v| v.parse::<u64>().ok()),
         };
         let rec = super::upload(&ctx, &who, req, body.into_bytes_stream()).await?;
         Ok(MediaCreated::Media(Json(MediaItem::of(&ctx, rec))))

@@ -49,8 +49,11 @@ pub struct MediaStore {
     pub blobs: Blobs,
     pub signer: UrlSigner,
     config: MediaConfig,
-    uploads: tokio::sync::Semaphore,
-    decodes: tokio::sync::Semaphore,
+    uploads: Arc<tokio::sync::Semaphore>,
+    decodes: Arc<tokio::sync::Semaphore>,
+    /// Uploads in flight per account (at most `uploads_per_user_max`), so one account cannot
+    /// hold every upload slot.
+    in_flight: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
     classifier: parking_lot::RwLock<Option<Arc<dyn Classifier>>>,
     /// Signed URLs by `id/variant`, with their expiry.
     signed: parking_lot::Mutex<std::collections::HashMap<String, (i64, String)>>,
@@ -67,8 +70,9 @@ impl MediaStore {
             blobs: Blobs::open(&data_dir.join("media"))?,
             signer: UrlSigner::new(key, config.url_ttl_secs),
             config: config.clone(),
-            uploads: tokio::sync::Semaphore::new(config.uploads_max),
-            decodes: tokio::sync::Semaphore::new(config.decodes_max),
+            uploads: Arc::new(tokio::sync::Semaphore::new(config.uploads_max)),
+            decodes: Arc::new(tokio::sync::Semaphore::new(config.decodes_max)),
+            in_flight: Default::default(),
             classifier: Default::default(),
             signed: Default::default(),
         })
@@ -191,9 +195,11 @@ where
     if let Some(n) = req.declared_len {
         check_quota(&ctx.store, &who.user_id, n, config).await?;
     }
-    let _permit = tokio::time::timeout(
+    let _mine = InFlight::enter(media, &who.user_id)?;
+    // Owned: it is moved into the work that outlives a request whose client went away.
+    let permit = tokio::time::timeout(
         Duration::from_secs(config.upload_wait_secs),
-        media.uploads.acquire(),
+        media.uploads.clone().acquire_owned(),
     )
     .await
     .map_err(|_| {
@@ -219,15 +225,17 @@ where
     if sniff::sniff(&incoming.head) != Some(declared) {
         return Err(unsupported(kind));
     }
+    // Refused before anything is stored: an account at its quota leaves no files behind.
+    check_quota(&ctx.store, &who.user_id, incoming.len, config).await?;
 
     let id = new_id();
     let now = ctx.store.now_ms();
     let uploaded_len = incoming.len;
     let mut rec = match kind {
-        MediaKind::Photo => store_photo(media, incoming, declared).await?,
-        MediaKind::Video => store_video(media, incoming, declared).await?,
+        MediaKind::Photo => store_photo(media, incoming, declared, permit).await?,
+        MediaKind::Video => store_video(media, incoming, declared, permit).await?,
         MediaKind::KycDocument => {
-            let original = publish(media, incoming, declared).await?;
+            let original = publish(media, incoming, declared, permit).await?;
             record_of(original)
         }
     };
@@ -236,7 +244,9 @@ where
     rec.kind = kind;
     rec.visibility = visibility;
     rec.uploaded_at_ms = now;
-    rec.quota_bytes = uploaded_len;
+    // What it takes on disk, or what was sent if more: a small PNG that re-encodes to
+    // megabytes is charged for the megabytes.
+    rec.quota_bytes = uploaded_len.max(rec.blobs().map(|b| b.bytes).sum());
     rec.status = if kind.is_moderated() {
         MediaStatus::Pending
     } else {
@@ -275,13 +285,65 @@ fn record_of(original: Blob) -> MediaRecord {
     }
 }
 
-/// Makes a received file a blob (fsync and rename, on the blocking pool).
-async fn publish(media: &Arc<MediaStore>, incoming: Incoming, t: FileType) -> AppResult<Blob> {
+/// Uploads in flight for one account, counted while it lives.
+struct InFlight<'a> {
+    media: &'a MediaStore,
+    owner: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(media: &'a MediaStore, owner: &str) -> AppResult<InFlight<'a>> {
+        let mut map = media.in_flight.lock();
+        let n = map.entry(owner.to_owned()).or_default();
+        if *n >= media.config.uploads_per_user_max {
+            let mut e = AppError::new(
+                Code::RateLimited,
+                format!(
+                    "at most {} uploads of one account at once",
+                    media.config.uploads_per_user_max
+                ),
+            );
+            e.retry_after_secs = Some(1);
+            return Err(e);
+        }
+        *n += 1;
+        Ok(InFlight {
+            media,
+            owner: owner.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self.media.in_flight.lock();
+        if let Some(n) = map.get_mut(&self.owner) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.owner);
+            }
+        }
+    }
+}
+
+type Permit = tokio::sync::OwnedSemaphorePermit;
+
+/// Makes a received file a blob (fsync and rename, on the blocking pool, holding the upload's
+/// slot until done even if its client has gone).
+async fn publish(
+    media: &Arc<MediaStore>,
+    incoming: Incoming,
+    t: FileType,
+    permit: Permit,
+) -> AppResult<Blob> {
     let bytes = incoming.len;
     let m = media.clone();
-    let sha256 = tokio::task::spawn_blocking(move || m.blobs.publish(incoming))
-        .await
-        .map_err(|e| AppError::internal(format!("storing an upload: {e}")))??;
+    let sha256 = tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        m.blobs.publish(incoming)
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("storing an upload: {e}")))??;
     Ok(Blob {
         sha256,
         bytes,
@@ -293,14 +355,19 @@ async fn store_photo(
     media: &Arc<MediaStore>,
     incoming: Incoming,
     t: FileType,
+    permit: Permit,
 ) -> AppResult<MediaRecord> {
-    let _decoding = media
+    // Owned and moved into the work: a client that goes away mid-decode frees no slot while
+    // its decode still runs, so `decodes_max` bounds the decodes (and their memory) for real.
+    let decoding = media
         .decodes
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|_| AppError::new(Code::Unavailable, "shutting down"))?;
     let m = media.clone();
     tokio::task::spawn_blocking(move || {
+        let _slots = (permit, decoding);
         let sent = std::fs::read(incoming.path())
             .map_err(|e| AppError::internal(format!("reading an upload: {e}")))?;
         let p = photo::process(&sent, t, m.config())?;
@@ -326,6 +393,7 @@ async fn store_video(
     media: &Arc<MediaStore>,
     incoming: Incoming,
     t: FileType,
+    permit: Permit,
 ) -> AppResult<MediaRecord> {
     let path = incoming.path().to_owned();
     let info = tokio::task::spawn_blocking(move || video::probe(&path))
@@ -338,7 +406,7 @@ async fn store_video(
             media.config().video_secs_max
         )));
     }
-    let mut rec = record_of(publish(media, incoming, t).await?);
+    let mut rec = record_of(publish(media, incoming, t, permit).await?);
     rec.width = Some(info.width);
     rec.height = Some(info.height);
     rec.duration_ms = Some(info.duration_ms);
@@ -571,6 +639,11 @@ pub fn check_profile_photo(r: &impl Reads, owner: &str, id: &str) -> AppResult<(
             "{id} is not a public photo of yours that could be shown"
         ))),
     }
+}
+
+/// Whether anyone may see item `id` now (public and approved).
+pub fn is_public(r: &impl Reads, id: &str) -> AppResult<bool> {
+    Ok(find(r, id)?.is_some_and(|rec| rec.is_public()))
 }
 
 /// The items among `ids` that anyone may see (public and approved), in order.

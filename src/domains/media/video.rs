@@ -36,7 +36,10 @@ pub fn probe(path: &Path) -> AppResult<VideoInfo> {
         .as_ref()
         .ok_or_else(|| unreadable("its video track has no header"))?;
     let duration_ms = match (track.duration, track.timescale) {
-        (Some(d), Some(scale)) if scale.0 > 0 => (d.0 as u128 * 1000 / scale.0 as u128) as i64,
+        (Some(d), Some(scale)) if scale.0 > 0 => {
+            i64::try_from(u128::from(d.0) * 1000 / u128::from(scale.0))
+                .map_err(|_| unreadable("its duration is out of range"))?
+        }
         _ => return Err(unreadable("its video track has no duration")),
     };
     // Track dimensions are 16.16 fixed point.
