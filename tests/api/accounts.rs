@@ -828,6 +828,9 @@ async fn deletion_erases_everything_personal_after_the_grace_period() {
         told.body
     );
 
+    // A photo of hers: in the export, and gone with her.
+    let photo = crate::gallery::approved_photo(&t, &z).await;
+
     // The export before deletion.
     let export = t.get("/v1/me/export", &z.access).await;
     assert_eq!(export.status, 200, "{:?}", export.body);
@@ -857,6 +860,7 @@ async fn deletion_erases_everything_personal_after_the_grace_period() {
     assert!(wallet.len() >= 2, "the credit and the call: {wallet:?}");
     assert_eq!(x["calls"].as_array().unwrap().len(), 1);
     assert_eq!(x["calls"][0]["id"], call.as_str());
+    assert_eq!(x["media"][0]["id"], photo.as_str(), "{:?}", x["media"]);
     // An admin can take the same export; it is audited.
     let r = t
         .get(
@@ -975,6 +979,9 @@ async fn deletion_erases_everything_personal_after_the_grace_period() {
         )
         .await;
     assert_eq!(erased.body["items"].as_array().unwrap().len(), 1);
+    // Her media went with her (an admin, who sees everything, finds nothing).
+    let r = t.get(&format!("/v1/media/{photo}"), &admin.access).await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
 }
 
 /// An admin deletes an account at once; it is audited, and the account is gone.

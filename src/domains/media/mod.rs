@@ -583,20 +583,7 @@ pub async fn delete(ctx: &Ctx, who: &Principal, id: &str) -> AppResult<()> {
 }
 
 fn remove_tx(tx: &Tx, rec: &MediaRecord) -> AppResult<()> {
-    tx.table(MEDIA)?.remove(rec.id.as_str())?;
-    tx.table(MEDIA_BY_OWNER)?.remove((
-        rec.owner_id.as_str(),
-        rec.uploaded_at_ms,
-        rec.id.as_str(),
-    ))?;
-    if rec.status == MediaStatus::Queued {
-        tx.table(QUEUE)?
-            .remove((rec.kind.as_str(), rec.uploaded_at_ms, rec.id.as_str()))?;
-    }
-    let mut usage = usage_of(tx, &rec.owner_id)?;
-    usage.bytes = usage.bytes.saturating_sub(rec.quota_bytes);
-    usage.items = usage.items.saturating_sub(1);
-    put(&mut tx.table(USAGE)?, rec.owner_id.as_str(), &usage)?;
+    remove_rows_tx(tx, rec)?;
     tx.emit(
         NewEvent::about(
             &rec.owner_id,
@@ -611,12 +598,33 @@ fn remove_tx(tx: &Tx, rec: &MediaRecord) -> AppResult<()> {
     Ok(())
 }
 
-/// Erasure: every item of the account goes (its files with the next collection).
+/// The rows of an item and its quota, without an event.
+fn remove_rows_tx(tx: &Tx, rec: &MediaRecord) -> AppResult<()> {
+    tx.table(MEDIA)?.remove(rec.id.as_str())?;
+    tx.table(MEDIA_BY_OWNER)?.remove((
+        rec.owner_id.as_str(),
+        rec.uploaded_at_ms,
+        rec.id.as_str(),
+    ))?;
+    if rec.status == MediaStatus::Queued {
+        tx.table(QUEUE)?
+            .remove((rec.kind.as_str(), rec.uploaded_at_ms, rec.id.as_str()))?;
+    }
+    let mut usage = usage_of(tx, &rec.owner_id)?;
+    usage.bytes = usage.bytes.saturating_sub(rec.quota_bytes);
+    usage.items = usage.items.saturating_sub(1);
+    put(&mut tx.table(USAGE)?, rec.owner_id.as_str(), &usage)?;
+    Ok(())
+}
+
+/// Erasure: every item of the account goes (its files with the next collection). No event
+/// per item: the erasure's own `user_erased` tells every consumer, and the erasure rewrites
+/// the person's events in this same write.
 pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
     let rows = newest_first(&tx.read(MEDIA_BY_OWNER)?, user_id, None, usize::MAX)?;
     for (_, id) in rows {
         if let Some(rec) = find(tx, &id)? {
-            remove_tx(tx, &rec)?;
+            remove_rows_tx(tx, &rec)?;
         }
     }
     tx.table(USAGE)?.remove(user_id)?;

@@ -65,6 +65,9 @@ pub struct ExportArchive {
     /// The people the person blocked, with reasons.
     pub blocks: Vec<Value>,
     pub notifications: Vec<Value>,
+    /// Photos, videos and KYC documents they uploaded, with their moderation state (the
+    /// files themselves through `GET /v1/media/{mediaId}/url`).
+    pub media: Vec<Value>,
     pub payouts: Vec<Value>,
 }
 
@@ -91,6 +94,7 @@ impl ExportArchive {
             favorites: list(take("favorites")),
             blocks: list(take("blocks")),
             notifications: list(take("notifications")),
+            media: list(take("media")),
             payouts: list(take("payouts")),
         }
     }

@@ -188,10 +188,11 @@ pub async fn export(ctx: &Ctx, user_id: &str) -> AppResult<Value> {
         "favorites": favorites_of(ctx, user_id).await?,
         "blocks": to_json(blocklist::list(ctx, user_id, None, EXPORT_ROWS_MAX).await?)?,
         "notifications": notifications(ctx, user_id).await?,
+        "media": to_json(media::list(ctx, user_id, None, EXPORT_ROWS_MAX).await?)?,
     });
     let full = |v: &Value| v.as_array().is_some_and(|a| a.len() >= EXPORT_ROWS_MAX);
     let truncated = messages >= EXPORT_ROWS_MAX
-        || ["calls", "favorites", "blocks", "notifications"]
+        || ["calls", "favorites", "blocks", "notifications", "media"]
             .iter()
             .any(|k| full(&sections[k]))
         || full(&sections["transfers"]["wallet"])
@@ -212,6 +213,7 @@ pub async fn export(ctx: &Ctx, user_id: &str) -> AppResult<Value> {
         "favorites": sections["favorites"],
         "blocks": sections["blocks"],
         "notifications": sections["notifications"],
+        "media": sections["media"],
         "payouts": to_json(mission_control::payouts::list_of_streamer(ctx, user_id).await?)?,
     }))
 }
