@@ -55,13 +55,6 @@ fn main() {
     common::run(run(s));
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
 async fn run(s: Sizes) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
@@ -326,7 +319,7 @@ async fn run(s: Sizes) {
     lags.sort_by(f64::total_cmp);
     println!(
         "freshness (online -> in a feed)  p50 {:.0} ms  max {:.0} ms  (each, ms: {})",
-        percentile(&lags, 0.5),
+        common::percentile(&lags, 0.5),
         lags.last().copied().unwrap_or(0.0),
         each.join(" ")
     );
@@ -385,7 +378,11 @@ where
     }
     let rate = all.len() as f64 / started.elapsed().as_secs_f64();
     all.sort_by(f64::total_cmp);
-    (rate, percentile(&all, 0.5), percentile(&all, 0.99))
+    (
+        rate,
+        common::percentile(&all, 0.5),
+        common::percentile(&all, 0.99),
+    )
 }
 
 /// The same feed on PostgreSQL: the profiles with the columns the feed needs, the best index

@@ -69,13 +69,6 @@ fn photo(px: u32, seed: u32) -> Vec<u8> {
     out
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Runs `n` jobs on `concurrency` workers: (jobs per second, p50 ms, p99 ms).
 async fn measure<F, Fut>(n: usize, concurrency: usize, make: F) -> (f64, f64, f64)
 where
@@ -109,7 +102,11 @@ where
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     all.sort_by(f64::total_cmp);
-    (rate, percentile(&all, 0.5), percentile(&all, 0.99))
+    (
+        rate,
+        common::percentile(&all, 0.5),
+        common::percentile(&all, 0.99),
+    )
 }
 
 /// The baseline of an upload: the same bytes written, fsynced and renamed into a folder, as

@@ -34,3 +34,12 @@ pub async fn postgres() -> Result<tokio_postgres::Client, String> {
     tokio::spawn(conn);
     Ok(client)
 }
+
+/// The `p` quantile (0–1) of sorted latencies; 0 when there are none.
+#[allow(dead_code)] // only the benchmarks that report latency quantiles use it
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}

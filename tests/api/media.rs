@@ -423,35 +423,10 @@ async fn each_role_sees_only_what_the_rules_allow() {
     let owner = app.user().await;
     let other = app.user().await;
 
-    let public = upload(
-        &app,
-        &owner.access,
-        "kind=photo",
-        "image/png",
-        &png(8, 8, [0, 0, 200]),
-    )
-    .await;
-    let private = upload(
-        &app,
-        &owner.access,
-        "kind=photo&visibility=private",
-        "image/png",
-        &png(8, 8, [0, 200, 0]),
-    )
-    .await;
-    let kyc = upload(
-        &app,
-        &owner.access,
-        "kind=kyc_document",
-        "image/png",
-        &png(8, 8, [9, 9, 9]),
-    )
-    .await;
-    for r in [&public, &private, &kyc] {
-        assert_eq!(r.status, 201, "{:?}", r.body);
-    }
-    let id = |r: &Reply| r.body["id"].as_str().unwrap().to_owned();
-    let (public, private, kyc) = (id(&public), id(&private), id(&kyc));
+    let o = &owner.access;
+    let public = png_id(&app, o, "kind=photo", [0, 0, 200]).await;
+    let private = png_id(&app, o, "kind=photo&visibility=private", [0, 200, 0]).await;
+    let kyc = png_id(&app, o, "kind=kyc_document", [9, 9, 9]).await;
     assert_eq!(
         media(&app, &owner.access, &kyc).await.body["status"],
         "not_moderated"
@@ -558,15 +533,7 @@ async fn the_classifier_approves_rejects_or_queues_and_moderators_decide_the_res
     let u = app.user().await;
 
     // Without a classifier every item waits for people.
-    let r = upload(
-        &app,
-        &u.access,
-        "kind=photo",
-        "image/png",
-        &png(8, 8, [0, 0, 255]),
-    )
-    .await;
-    let unscored = r.body["id"].as_str().unwrap().to_owned();
+    let unscored = png_id(&app, &u.access, "kind=photo", [0, 0, 255]).await;
     app.caught_up().await;
     assert_eq!(
         media(&app, &u.access, &unscored).await.body["status"],
@@ -901,7 +868,9 @@ async fn profiles_show_only_approved_photos_and_streamers_need_one_to_be_in_the_
 #[tokio::test]
 async fn one_account_holds_at_most_two_uploads_at_once() {
     use tokio::io::AsyncWriteExt;
-    let app = TestApp::spawn().await;
+    // The retries below are writes too: past the per-user write limit they would be refused
+    // as `rate_limited` for that reason instead.
+    let app = TestApp::spawn_with(|c| c.rate_limits.user_writes.max = 100_000).await;
     let u = app.user().await;
     let other = app.user().await;
     let addr = app.base.trim_start_matches("http://").to_owned();
