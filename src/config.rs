@@ -424,6 +424,8 @@ pub struct ModerationConfig {
     /// lift) or `ban` (a permanent ban, with a case all the same).
     pub automatic_action: AutomaticAction,
     pub suspension_secs: u64,
+    /// Reports (`POST /v1/reports`) one account may file in 24 hours.
+    pub reports_per_day_max: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -444,6 +446,7 @@ impl Default for ModerationConfig {
             min_reporters: 3,
             automatic_action: AutomaticAction::Suspend,
             suspension_secs: 3 * 86_400,
+            reports_per_day_max: 20,
         }
     }
 }

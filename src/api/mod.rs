@@ -106,8 +106,11 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             domains::panel::api::PanelApi,
             domains::media::api::MediaApi,
             domains::event_log::api::EventLogApi,
-            domains::mission_control::api::AdminApi,
-            domains::mission_control::api::PayoutApi,
+            (
+                domains::mission_control::api::AdminApi,
+                domains::mission_control::api::PayoutApi,
+                domains::mission_control::api::ReportApi,
+            ),
             domains::privacy::api::PrivacyApi,
         ),
         "Duet",

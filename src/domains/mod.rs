@@ -62,6 +62,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     EventType::of::<interaction::events::InteractionEvent>(),
     EventType::of::<media::events::MediaEvent>(),
     EventType::of::<mission_control::events::PayoutEvent>(),
+    EventType::of::<mission_control::events::ReportEvent>(),
     EventType::of::<notification::events::NotificationEvent>(),
     EventType::of::<panel::events::CohortEvent>(),
     EventType::of::<payment::events::PaymentEvent>(),

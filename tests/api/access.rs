@@ -180,6 +180,18 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ("admin_payout_approve", Who::Admin, Value::Null),
         ("admin_payout_reject", Who::Admin, json!({"reason": "r"})),
         ("admin_payout_paid", Who::Admin, Value::Null),
+        (
+            "report_create",
+            Who::Any,
+            json!({"targetKind": "profile", "targetId": "u", "reason": "spam"}),
+        ),
+        ("admin_reports", Who::Staff, Value::Null),
+        ("admin_report", Who::Staff, Value::Null),
+        (
+            "admin_report_resolve",
+            Who::Staff,
+            json!({"action": "dismiss"}),
+        ),
         ("products_list", Who::Any, Value::Null),
         ("admin_products_list", Who::Admin, Value::Null),
         (
@@ -375,7 +387,8 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{send_id}", "s-1")
                 .replace("{provider}", "google")
                 .replace("{identity_id}", "i-1")
-                .replace("{media_id}", "m-1");
+                .replace("{media_id}", "m-1")
+                .replace("{report_id}", "r-1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

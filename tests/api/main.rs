@@ -16,6 +16,7 @@ mod events;
 mod gallery;
 mod ledger;
 mod media;
+mod mission;
 mod notifications;
 mod ops;
 mod payments;

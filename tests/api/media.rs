@@ -14,7 +14,7 @@ const PHOTO_EXIF: &[u8] = include_bytes!("../fixtures/media/photo-exif.jpg");
 const CLIP: &[u8] = include_bytes!("../fixtures/media/clip.mp4");
 
 /// A PNG of one colour, made here.
-fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+pub(crate) fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
     let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)

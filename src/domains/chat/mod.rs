@@ -19,7 +19,7 @@ use crate::core::error::{AppError, AppResult};
 use crate::core::events::{Audience, Event, NewEvent};
 use crate::core::ids::new_id;
 use crate::core::rate_limit::Throttle;
-use crate::core::store::{Tx, dec, get, newest_first, put};
+use crate::core::store::{Reads, Tx, dec, get, newest_first, put};
 use crate::domains::blocklist;
 use crate::domains::user;
 use events::ChatEvent;
@@ -291,40 +291,75 @@ pub async fn delete_message(ctx: &Ctx, user_id: &str, chat_id: &str, seq: u64) -
             if !conv.has(&user_id) {
                 return Err(AppError::not_found("no such chat"));
             }
-            let mut msg: Message = get(&tx.read(MESSAGES)?, (chat_id.as_str(), seq))?
+            let msg: Message = get(&tx.read(MESSAGES)?, (chat_id.as_str(), seq))?
                 .ok_or_else(|| AppError::not_found("no such message"))?;
             if msg.sender_id != user_id || msg.kind != MessageKind::Text {
                 return Err(AppError::forbidden(
                     "you can delete only your own text messages",
                 ));
             }
-            if msg.deleted_at_ms.is_some() {
-                return Ok(());
-            }
-            msg.deleted_at_ms = Some(tx.now_ms());
-            msg.text = None;
-            put(&mut tx.table(MESSAGES)?, (chat_id.as_str(), seq), &msg)?;
-            // It no longer counts as unread for the other member.
-            let other = conv.other(&user_id).to_owned();
-            let key = (other.as_str(), chat_id.as_str());
-            let mut m: Membership = get(&tx.read(MEMBERSHIPS)?, key)?.unwrap_or_default();
-            if seq > m.read_upto && m.unread > 0 {
-                m.unread -= 1;
-                put(&mut tx.table(MEMBERSHIPS)?, key, &m)?;
-            }
-            tx.emit(
-                NewEvent::about(
-                    &user_id,
-                    ChatEvent::MessageDeleted {
-                        chat_id: chat_id.clone().into(),
-                        seq,
-                    },
-                )
-                .to(Audience::Users(conv.members.to_vec())),
-            )?;
-            Ok(())
+            blank_tx(tx, &conv, msg)
         })
         .await
+}
+
+/// The sender of text message `seq` of `chat_id`, when `reporter` is the other member (what
+/// a report of a message needs: only the person it was sent to can report it).
+pub fn reportable_message(
+    r: &impl Reads,
+    reporter: &str,
+    chat_id: &str,
+    seq: u64,
+) -> AppResult<Option<String>> {
+    let Some(conv) = get::<&str, Conversation>(&r.read_table(CONVERSATIONS)?, chat_id)? else {
+        return Ok(None);
+    };
+    if !conv.has(reporter) {
+        return Ok(None);
+    }
+    let msg: Option<Message> = get(&r.read_table(MESSAGES)?, (chat_id, seq))?;
+    Ok(msg
+        .filter(|m| m.kind == MessageKind::Text && m.sender_id != reporter)
+        .map(|m| m.sender_id.to_string()))
+}
+
+/// A moderator removes text message `seq` of `chat_id` (a report upheld): blanked as if its
+/// sender had deleted it. Nothing happens to a message that is gone already.
+pub fn remove_message_tx(tx: &Tx, chat_id: &str, seq: u64) -> AppResult<()> {
+    let conv = conversation_tx(tx, chat_id)?;
+    let msg: Message = get(&tx.read(MESSAGES)?, (chat_id, seq))?
+        .ok_or_else(|| AppError::not_found("no such message"))?;
+    blank_tx(tx, &conv, msg)
+}
+
+/// Blanks a text message (its sender's deletion or a moderator's removal) and tells both
+/// members; it no longer counts as unread.
+fn blank_tx(tx: &Tx, conv: &Conversation, mut msg: Message) -> AppResult<()> {
+    if msg.deleted_at_ms.is_some() {
+        return Ok(());
+    }
+    let (chat_id, seq) = (conv.id.as_str(), msg.seq);
+    msg.deleted_at_ms = Some(tx.now_ms());
+    msg.text = None;
+    put(&mut tx.table(MESSAGES)?, (chat_id, seq), &msg)?;
+    let other = conv.other(&msg.sender_id).to_owned();
+    let key = (other.as_str(), chat_id);
+    let mut m: Membership = get(&tx.read(MEMBERSHIPS)?, key)?.unwrap_or_default();
+    if seq > m.read_upto && m.unread > 0 {
+        m.unread -= 1;
+        put(&mut tx.table(MEMBERSHIPS)?, key, &m)?;
+    }
+    tx.emit(
+        NewEvent::about(
+            &msg.sender_id,
+            ChatEvent::MessageDeleted {
+                chat_id: conv.id.clone(),
+                seq,
+            },
+        )
+        .to(Audience::Users(conv.members.to_vec())),
+    )?;
+    Ok(())
 }
 
 /// One line of a user's chat list.

@@ -118,36 +118,46 @@ pub async fn moderate(
     }
     let (moderator, id) = (moderator_id.to_owned(), media_id.to_owned());
     ctx.store
-        .write(move |tx| {
-            let mut rec: MediaRecord = get(&tx.read(MEDIA)?, id.as_str())?
-                .ok_or_else(|| AppError::not_found("no such media"))?;
-            if !rec.kind.is_moderated() {
-                return Err(AppError::new(
-                    Code::Conflict,
-                    "KYC documents are decided in their KYC case, not here",
-                ));
-            }
-            let status = if approve {
-                MediaStatus::Approved
-            } else {
-                MediaStatus::Rejected
-            };
-            let before = rec.status;
-            decide_tx(tx, &mut rec, status, &moderator, reason.clone())?;
-            audit::record_tx(
-                tx,
-                &moderator,
-                if approve {
-                    "media.approve"
-                } else {
-                    "media.reject"
-                },
-                &rec.id,
-                json!({"owner": rec.owner_id, "kind": rec.kind.as_str(), "before": before, "reason": reason}),
-            )?;
-            Ok(rec)
-        })
+        .write(move |tx| moderate_tx(tx, &moderator, &id, approve, reason.clone()))
         .await
+}
+
+/// [`moderate`] inside a caller's write (a report resolved by removing the item); the reason
+/// is checked already.
+pub fn moderate_tx(
+    tx: &Tx,
+    moderator: &str,
+    id: &str,
+    approve: bool,
+    reason: Option<String>,
+) -> AppResult<MediaRecord> {
+    let mut rec: MediaRecord =
+        get(&tx.read(MEDIA)?, id)?.ok_or_else(|| AppError::not_found("no such media"))?;
+    if !rec.kind.is_moderated() {
+        return Err(AppError::new(
+            Code::Conflict,
+            "KYC documents are decided in their KYC case, not here",
+        ));
+    }
+    let status = if approve {
+        MediaStatus::Approved
+    } else {
+        MediaStatus::Rejected
+    };
+    let before = rec.status;
+    decide_tx(tx, &mut rec, status, moderator, reason.clone())?;
+    audit::record_tx(
+        tx,
+        moderator,
+        if approve {
+            "media.approve"
+        } else {
+            "media.reject"
+        },
+        &rec.id,
+        json!({"owner": rec.owner_id, "kind": rec.kind.as_str(), "before": before, "reason": reason}),
+    )?;
+    Ok(rec)
 }
 
 /// Longest moderator reason.

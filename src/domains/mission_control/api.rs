@@ -19,7 +19,9 @@ use crate::core::idempotency::Idempotency;
 
 use super::moderation::{self, Case, CaseDecision, CaseState, Rule};
 use super::payouts::{self, Decision, Payout, PayoutState};
+use super::reports::{self, Report, ReportAction, ReportState, TargetKind};
 use crate::config::AutomaticAction;
+use crate::domains::blocklist::BlockReason;
 
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -535,5 +537,199 @@ impl PayoutApi {
                 .await?
                 .into(),
         ))
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReportRequest {
+    pub target_kind: TargetKind,
+    /// A user id (profile), a media id (photo, clip) or `<chatId>:<seq>` (message).
+    pub target_id: String,
+    pub reason: BlockReason,
+    /// What happened, 1–1,000 characters.
+    pub comment: Option<String>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReportResolutionView {
+    pub action: ReportAction,
+    pub by: String,
+    pub at: OffsetDateTime,
+    pub note: Option<String>,
+}
+
+/// A report as its reporter and the moderators see it.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReportView {
+    pub id: String,
+    pub reporter_id: String,
+    pub target_kind: TargetKind,
+    pub target_id: String,
+    /// Whose the item is: the profile's user, the media's owner, the message's sender.
+    pub owner_id: String,
+    pub reason: BlockReason,
+    pub comment: Option<String>,
+    pub state: ReportState,
+    pub created_at: OffsetDateTime,
+    pub resolution: Option<ReportResolutionView>,
+}
+
+impl From<Report> for ReportView {
+    fn from(r: Report) -> Self {
+        ReportView {
+            id: r.id,
+            reporter_id: r.reporter_id,
+            target_kind: r.target_kind,
+            target_id: r.target_id,
+            owner_id: r.owner_id,
+            reason: r.reason,
+            comment: r.comment,
+            state: r.state,
+            created_at: to_datetime(r.created_at_ms),
+            resolution: r.resolution.map(|x| ReportResolutionView {
+                action: x.action,
+                by: x.by,
+                at: to_datetime(x.at_ms),
+                note: x.note,
+            }),
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReportPage {
+    pub items: Vec<ReportView>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_after: Option<String>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReportList {
+    pub items: Vec<ReportView>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReportResolutionRequest {
+    pub action: ReportAction,
+    /// 1–1,000 characters; required to warn (what the person is told) and to ban (the ban's
+    /// reason). Kept with the reports and in the audit log.
+    pub note: Option<String>,
+}
+
+const REPORT_PAGE_MAX: u32 = 200;
+/// Reports shown beside one report: the others on the same item.
+const REPORTS_ON_TARGET_MAX: usize = 200;
+
+pub struct ReportApi;
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl ReportApi {
+    /// Report a profile, a photo, a clip or a message. Reports only reach the moderators'
+    /// queue; the reported person is not told. The same open report is returned when the
+    /// caller reports the same item again; at most `moderation.reports_per_day_max` (20)
+    /// reports a day (`429 rate_limited`). `404 not_found` for an item the caller cannot see.
+    #[oai(
+        path = "/v1/reports",
+        method = "post",
+        operation_id = "report_create",
+        tag = "ApiTags::Account"
+    )]
+    async fn create(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: JsonBody<ReportRequest>,
+    ) -> AppResult<Json<ReportView>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let b = body.0;
+        let report = reports::file(
+            &ctx,
+            &who,
+            reports::NewReport {
+                target_kind: b.target_kind,
+                target_id: b.target_id,
+                reason: b.reason,
+                comment: b.comment,
+            },
+        )
+        .await?;
+        Ok(Json(report.into()))
+    }
+
+    /// Reports in one state (default `open`), oldest first, paged by `after`. Moderators and
+    /// admins.
+    #[oai(
+        path = "/v1/admin/reports",
+        method = "get",
+        operation_id = "admin_reports"
+    )]
+    async fn list(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        state: Query<Option<ReportState>>,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<ReportPage>> {
+        auth.require(&ctx, Access::Staff).await?;
+        let limit = page_limit(limit.0, 50, REPORT_PAGE_MAX)?;
+        let items =
+            reports::list(&ctx, state.0.unwrap_or(ReportState::Open), after.0, limit).await?;
+        let next_after = next_page(&items, limit, |r| Cursor::Id(r.id.clone()));
+        Ok(Json(ReportPage {
+            items: items.into_iter().map(Into::into).collect(),
+            next_after,
+        }))
+    }
+
+    /// One report with every other report on the same item, oldest first (up to 200).
+    /// Moderators and admins.
+    #[oai(
+        path = "/v1/admin/reports/:report_id",
+        method = "get",
+        operation_id = "admin_report"
+    )]
+    async fn show(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        report_id: Path<String>,
+    ) -> AppResult<Json<ReportList>> {
+        auth.require(&ctx, Access::Staff).await?;
+        let items = reports::on_same_target(&ctx, &report_id, REPORTS_ON_TARGET_MAX).await?;
+        Ok(Json(ReportList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Resolve a report, and with it every open report on the same item: `dismiss`,
+    /// `remove_item` (rejects the photo or clip, blanks the message; not for profiles),
+    /// `warn` (the owner gets a `moderation_warning` notification with the note) or `ban`.
+    /// Answers the reports it settled. Moderators and admins; audited. `409 conflict` when
+    /// the report was resolved already.
+    #[oai(
+        path = "/v1/admin/reports/:report_id/resolution",
+        method = "post",
+        operation_id = "admin_report_resolve"
+    )]
+    async fn resolve(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        report_id: Path<String>,
+        body: JsonBody<ReportResolutionRequest>,
+    ) -> AppResult<Json<ReportList>> {
+        let who = auth.require(&ctx, Access::Staff).await?;
+        let b = body.0;
+        let items = reports::resolve(&ctx, &who.user_id, &report_id, b.action, b.note).await?;
+        Ok(Json(ReportList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
     }
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod events;
 pub mod moderation;
 pub mod payouts;
+pub mod reports;
 mod tables;
 pub use tables::TABLES;
 

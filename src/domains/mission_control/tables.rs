@@ -15,4 +15,12 @@ crate::tables! {
     CASES_BY_STATE: (&str, &str) => () = "moderation_case_by_state";
     /// (user, rule) → case id: at most one open case per user and rule.
     OPEN_CASES: (&str, &str) => &str = "moderation_open_case";
+    /// report id (time-ordered) → Report.
+    REPORTS: &str => &[u8] = "report_by_id";
+    /// (state, report id): the moderators' report queue.
+    REPORTS_BY_STATE: (&str, &str) => () = "report_by_state";
+    /// (`<kind>:<target id>`, report id): every report on one item.
+    REPORTS_BY_TARGET: (&str, &str) => () = "report_by_target";
+    /// (reporter, filed at ms, report id): a reporter's reports, for the daily limit.
+    REPORTS_BY_REPORTER: (&str, i64, &str) => () = "report_by_reporter";
 }

@@ -25,6 +25,10 @@ pub enum Kind {
     PayoutStatus,
     /// A photo or clip was approved by a moderator, or rejected.
     MediaModerated,
+    /// A moderator warned the person about something they posted or did (a report upheld).
+    ModerationWarning,
+    /// The KYC case was verified or rejected.
+    KycStatus,
     System,
 }
 
@@ -38,6 +42,8 @@ impl Kind {
             Kind::FavoriteOnline => "favorite_online",
             Kind::PayoutStatus => "payout_status",
             Kind::MediaModerated => "media_moderated",
+            Kind::ModerationWarning => "moderation_warning",
+            Kind::KycStatus => "kyc_status",
             Kind::System => "system",
         }
     }

@@ -17,7 +17,7 @@ use crate::domains::chat::model::MessageKind;
 use crate::domains::gift::events::GiftEvent;
 use crate::domains::media::events::MediaEvent;
 use crate::domains::media::model::{MediaKind, MediaStatus};
-use crate::domains::mission_control::events::PayoutEvent;
+use crate::domains::mission_control::events::{PayoutEvent, ReportEvent};
 use crate::domains::user::events::UserEvent;
 use crate::domains::video::events::CallEvent;
 use crate::domains::video::model::CallState;
@@ -78,6 +78,8 @@ fn handles(e: &Event) -> bool {
         _ => false,
     }) || e.is::<GiftEvent>()
         || e.is::<PayoutEvent>()
+        || e.decoded::<ReportEvent>()
+            .is_some_and(|r| matches!(r, ReportEvent::Warned { .. }))
         || e.decoded::<MediaEvent>()
             .is_some_and(|m| moderation_news(&m).is_some())
         || e.decoded::<ChatEvent>().is_some_and(|c| {
@@ -193,6 +195,20 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
             title: title.into(),
             body,
             data: json!({"mediaId": media_id, "kind": kind, "status": status, "reason": reason}),
+        });
+    } else if let Some(ReportEvent::Warned {
+        user_id,
+        target_kind,
+        target_id,
+        note,
+    }) = e.decoded()
+    {
+        drafts.push(Draft {
+            user_id: user_id.into(),
+            kind: Kind::ModerationWarning,
+            title: "A warning from our moderators".into(),
+            body: note,
+            data: json!({"targetKind": target_kind, "targetId": target_id}),
         });
     } else if let Some(ChatEvent::Message {
         kind: MessageKind::Text,

@@ -69,6 +69,8 @@ pub struct ExportArchive {
     /// files themselves through `GET /v1/media/{mediaId}/url`).
     pub media: Vec<Value>,
     pub payouts: Vec<Value>,
+    /// Reports the person filed, with what became of them.
+    pub reports: Vec<Value>,
 }
 
 impl ExportArchive {
@@ -96,6 +98,7 @@ impl ExportArchive {
             notifications: list(take("notifications")),
             media: list(take("media")),
             payouts: list(take("payouts")),
+            reports: list(take("reports")),
         }
     }
 }

@@ -97,6 +97,7 @@ pub async fn erase(ctx: &Ctx, user_id: &str) -> AppResult<bool> {
             video::roulette::erase_tx(tx, &uid)?;
             panel::erase_tx(tx, &uid)?;
             media::erase_tx(tx, &uid)?;
+            mission_control::reports::erase_tx(tx, &uid)?;
             profile::erase_tx(tx, &uid, &own)?;
             user::deletion::erase_tx(tx, &uid, &user_plan, &own)?;
             audit::record_tx(tx, SWEEPER, "user.erase", &uid, json!({}))?;
@@ -215,6 +216,7 @@ pub async fn export(ctx: &Ctx, user_id: &str) -> AppResult<Value> {
         "notifications": sections["notifications"],
         "media": sections["media"],
         "payouts": to_json(mission_control::payouts::list_of_streamer(ctx, user_id).await?)?,
+        "reports": to_json(mission_control::reports::filed_by(ctx, user_id, EXPORT_ROWS_MAX).await?)?,
     }))
 }
 

@@ -1,0 +1,239 @@
+//! Mission control over real HTTP: reports and their resolutions, KYC, agencies, table
+//! browsing and the streamer portal.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::gallery::approved_photo;
+use crate::support::*;
+
+async fn report(t: &TestApp, who: &Tokens, kind: &str, target: &str, reason: &str) -> Reply {
+    t.post(
+        "/v1/reports",
+        Some(&who.access),
+        json!({"targetKind": kind, "targetId": target, "reason": reason, "comment": "look"}),
+    )
+    .await
+}
+
+async fn resolve(t: &TestApp, staff: &Tokens, report_id: &str, body: Value) -> Reply {
+    t.post(
+        &format!("/v1/admin/reports/{report_id}/resolution"),
+        Some(&staff.access),
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn reports_reach_moderators_who_remove_warn_and_ban_audited() {
+    let t = TestApp::spawn_with(|c| c.moderation.reports_per_day_max = 5).await;
+    let admin = t.admin().await;
+    let moderator = t.with_role(&admin, "moderator").await;
+    let streamer = t.with_role(&admin, "streamer").await;
+    let (u, u2) = (t.user().await, t.user().await);
+
+    // A profile, twice by one reporter: the same open report.
+    let first = report(&t, &u, "profile", &streamer.user_id, "harassment").await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["state"], "open");
+    assert_eq!(first.body["ownerId"], streamer.user_id.as_str());
+    let again = report(&t, &u, "profile", &streamer.user_id, "harassment").await;
+    assert_eq!(again.body["id"], first.body["id"]);
+    let second = report(&t, &u2, "profile", &streamer.user_id, "spam").await;
+    assert_eq!(second.status, 200);
+    // Oneself, and what does not exist.
+    let r = report(&t, &u, "profile", &u.user_id, "spam").await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, "validation_failed"));
+    let r = report(
+        &t,
+        &u,
+        "profile",
+        "01890000-0000-7000-8000-000000000000",
+        "spam",
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (404, "not_found"));
+
+    // A photo only once the reporter can see it: a queued photo is its owner's alone.
+    let queued = {
+        let r = t
+            .http
+            .post(format!("{}/v1/media?kind=photo", t.base))
+            .bearer_auth(&streamer.access)
+            .header("content-type", "image/png")
+            .body(crate::media::png(4, 4, [1, 2, 3]))
+            .send()
+            .await
+            .unwrap();
+        Reply::from(r).await.body["id"].as_str().unwrap().to_owned()
+    };
+    let r = report(&t, &u, "photo", &queued, "nudity").await;
+    assert_eq!((r.status.as_u16(), r.code()), (404, "not_found"));
+    let photo = approved_photo(&t, &streamer).await;
+    let photo_report = report(&t, &u, "photo", &photo, "nudity").await;
+    assert_eq!(photo_report.status, 200, "{:?}", photo_report.body);
+
+    // A message only by the person it was sent to.
+    let sent = t
+        .post(
+            &format!("/v1/chats/{}/messages", u.user_id),
+            Some(&streamer.access),
+            json!({"clientMessageId": "m1", "text": "rude words"}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{:?}", sent.body);
+    let chat = sent.body["chatId"].as_str().unwrap().to_owned();
+    let target = format!("{chat}:{}", sent.body["seq"]);
+    let r = report(&t, &u2, "message", &target, "harassment").await;
+    assert_eq!(
+        r.status, 404,
+        "an outsider cannot report a message they never saw"
+    );
+    let r = report(&t, &streamer, "message", &target, "harassment").await;
+    assert_eq!(r.status, 404, "nor can its sender");
+    let message_report = report(&t, &u, "message", &target, "harassment").await;
+    assert_eq!(message_report.status, 200, "{:?}", message_report.body);
+
+    // The daily limit (5): u has filed 3 reports; two more profiles pass, the next is refused.
+    for _ in 0..2 {
+        let other = t.user().await;
+        assert_eq!(
+            report(&t, &u, "profile", &other.user_id, "fake")
+                .await
+                .status,
+            200
+        );
+    }
+    let other = t.user().await;
+    let r = report(&t, &u, "profile", &other.user_id, "fake").await;
+    assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
+
+    // Only staff see the queue.
+    assert_eq!(t.get("/v1/admin/reports", &u.access).await.status, 403);
+    let queue = t
+        .get("/v1/admin/reports?limit=200", &moderator.access)
+        .await;
+    assert_eq!(queue.status, 200, "{:?}", queue.body);
+    assert_eq!(queue.body["items"].as_array().unwrap().len(), 6);
+
+    // Removing the photo rejects it; removing the message blanks it.
+    let r = resolve(
+        &t,
+        &moderator,
+        photo_report.body["id"].as_str().unwrap(),
+        json!({"action": "remove_item", "note": "nudity"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["items"][0]["state"], "actioned");
+    let item = t.get(&format!("/v1/media/{photo}"), &streamer.access).await;
+    assert_eq!(item.body["status"], "rejected", "{:?}", item.body);
+    let r = resolve(
+        &t,
+        &moderator,
+        message_report.body["id"].as_str().unwrap(),
+        json!({"action": "remove_item"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let msgs = t
+        .get(&format!("/v1/chats/{chat}/messages"), &u.access)
+        .await;
+    let m = msgs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["seq"] == sent.body["seq"])
+        .unwrap()
+        .clone();
+    assert_eq!(m["deleted"], true, "{m:?}");
+    assert!(m["text"].is_null());
+
+    // A profile cannot be removed; a warning needs a note, then settles both reports on it.
+    let profile_report = first.body["id"].as_str().unwrap();
+    let r = resolve(
+        &t,
+        &moderator,
+        profile_report,
+        json!({"action": "remove_item"}),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = resolve(&t, &moderator, profile_report, json!({"action": "warn"})).await;
+    assert_eq!(r.status, 400);
+    let r = resolve(
+        &t,
+        &moderator,
+        profile_report,
+        json!({"action": "warn", "note": "Be kind in chats."}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["items"].as_array().unwrap().len(),
+        2,
+        "both reports on the profile"
+    );
+    let r = resolve(
+        &t,
+        &moderator,
+        second.body["id"].as_str().unwrap(),
+        json!({"action": "dismiss"}),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, "conflict"));
+    let warned = until("the warning notification", || async {
+        let n = t.get("/v1/me/notifications", &streamer.access).await;
+        n.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["kind"] == "moderation_warning")
+            .cloned()
+    })
+    .await;
+    assert_eq!(warned["body"], "Be kind in chats.");
+
+    // A ban: the banned person is refused from then on; reporting alone banned nobody.
+    let r = report(&t, &u2, "profile", &streamer.user_id, "fake").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        t.get("/v1/me/profile", &streamer.access).await.status,
+        200,
+        "a report alone does nothing"
+    );
+    let r = resolve(
+        &t,
+        &moderator,
+        r.body["id"].as_str().unwrap(),
+        json!({"action": "ban", "note": "fake profile"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let me = t.get("/v1/me/profile", &streamer.access).await;
+    assert_eq!(me.code(), "account_banned");
+
+    // Every resolution is in the audit log under its moderator.
+    let audit = t.get("/v1/admin/audit?limit=200", &admin.access).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["actor"] == moderator.user_id.as_str())
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "report.remove_item",
+        "report.warn",
+        "report.ban",
+        "media.reject",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+    let resolved = t
+        .get("/v1/admin/reports?state=actioned", &moderator.access)
+        .await;
+    assert_eq!(resolved.body["items"].as_array().unwrap().len(), 5);
+    let _ = Method::GET;
+}
