@@ -311,6 +311,7 @@ impl App {
             tokio::spawn(run_gallery_signals(ctx.clone())),
             tokio::spawn(recompute_cohorts(ctx.clone())),
             tokio::spawn(collect_media(ctx.clone())),
+            tokio::spawn(delete_kyc_documents(ctx.clone())),
         ];
         // The block consumers came after the blocks they carry out (which used to be applied in
         // the block's own request): on a data directory from before, they start at the head.
@@ -643,6 +644,21 @@ async fn collect_media(ctx: Arc<Ctx>) {
                 tracing::info!(files, bytes, "collected unreferenced media files")
             }
             Err(e) => tracing::warn!(error = %e, "collecting media files failed"),
+        }
+    })
+    .await
+}
+
+/// How often the documents of decided KYC cases are checked against their retention.
+const KYC_RETENTION_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Deletes the documents of decided KYC cases once their retention has passed.
+async fn delete_kyc_documents(ctx: Arc<Ctx>) {
+    on_each_tick(ctx, from_now_each(KYC_RETENTION_EVERY), |ctx| async move {
+        match domains::mission_control::kyc::delete_expired_documents(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(cases = n, "deleted the documents of decided KYC cases"),
+            Err(e) => tracing::warn!(error = %e, "deleting expired KYC documents failed"),
         }
     })
     .await

@@ -180,6 +180,8 @@ pub struct GalleryConfig {
     pub freshness_ms_max: u64,
     /// Streamers are shown only once their avatar is an approved photo (media moderation).
     pub streamers_need_approved_photo: bool,
+    /// Streamers are shown only once their KYC case is verified.
+    pub streamers_need_kyc: bool,
 }
 
 impl Default for GalleryConfig {
@@ -193,6 +195,7 @@ impl Default for GalleryConfig {
             commit_interval_ms: 250,
             freshness_ms_max: 1_000,
             streamers_need_approved_photo: true,
+            streamers_need_kyc: false,
         }
     }
 }
@@ -593,12 +596,19 @@ impl Default for GoogleConfig {
 pub struct PayoutsConfig {
     /// The smallest payout a streamer may request, in coins.
     pub minimum_coins: i64,
+    /// Only streamers whose KYC case is verified may request payouts.
+    pub require_kyc: bool,
+    /// The documents of a decided KYC case are deleted this many days after the decision;
+    /// the decision stays.
+    pub kyc_document_retention_days: u32,
 }
 
 impl Default for PayoutsConfig {
     fn default() -> Self {
         PayoutsConfig {
             minimum_coins: 1000,
+            require_kyc: true,
+            kyc_document_retention_days: 90,
         }
     }
 }
@@ -1515,6 +1525,12 @@ impl Config {
             return Err(bad(
                 "calls",
                 "ring_timeout_secs and max_duration_secs must be positive",
+            ));
+        }
+        if self.payouts.kyc_document_retention_days == 0 {
+            return Err(bad(
+                "payouts.kyc_document_retention_days",
+                "must be at least 1",
             ));
         }
         if self.payouts.minimum_coins <= 0 {

@@ -110,6 +110,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
                 domains::mission_control::api::AdminApi,
                 domains::mission_control::api::PayoutApi,
                 domains::mission_control::api::ReportApi,
+                domains::mission_control::api::KycApi,
             ),
             domains::privacy::api::PrivacyApi,
         ),

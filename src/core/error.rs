@@ -73,6 +73,8 @@ pub enum Code {
     LastIdentity,
     /// The operation needs a fresh sign-in (a session opened moments ago).
     ReauthenticationRequired,
+    /// The operation needs a verified KYC case (payouts).
+    KycRequired,
     /// A paging cursor outlived the list it pinned; start again from the first page.
     CursorExpired,
     /// The account holds as many media bytes or items as it may; delete some first.
@@ -87,7 +89,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 35] = [
+    pub const ALL: [Code; 36] = [
         Code::Unauthorized,
         Code::Forbidden,
         Code::AccountBanned,
@@ -118,6 +120,7 @@ impl Code {
         Code::IdentityInUse,
         Code::LastIdentity,
         Code::ReauthenticationRequired,
+        Code::KycRequired,
         Code::CursorExpired,
         Code::QuotaExceeded,
         Code::MediaUnreadable,
@@ -157,6 +160,7 @@ impl Code {
             Code::IdentityInUse => "identity_in_use",
             Code::LastIdentity => "last_identity",
             Code::ReauthenticationRequired => "reauthentication_required",
+            Code::KycRequired => "kyc_required",
             Code::CursorExpired => "cursor_expired",
             Code::QuotaExceeded => "quota_exceeded",
             Code::MediaUnreadable => "media_unreadable",
@@ -173,7 +177,7 @@ impl Code {
             | Code::InvalidCode
             | Code::CodeAttemptsExhausted => StatusCode::UNAUTHORIZED,
             // Not 401: clients read that as "refresh the token", which cannot help here.
-            Code::ReauthenticationRequired => StatusCode::FORBIDDEN,
+            Code::ReauthenticationRequired | Code::KycRequired => StatusCode::FORBIDDEN,
             Code::CursorExpired => StatusCode::GONE,
             Code::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             Code::MediaUnreadable | Code::ImageTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
@@ -233,6 +237,7 @@ impl Code {
             Code::IdentityInUse => "Identity in use",
             Code::LastIdentity => "Last way to sign in",
             Code::ReauthenticationRequired => "Sign in again",
+            Code::KycRequired => "Identity verification required",
             Code::CursorExpired => "Cursor expired",
             Code::QuotaExceeded => "Media quota exceeded",
             Code::MediaUnreadable => "Media unreadable",

@@ -63,6 +63,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     EventType::of::<media::events::MediaEvent>(),
     EventType::of::<mission_control::events::PayoutEvent>(),
     EventType::of::<mission_control::events::ReportEvent>(),
+    EventType::of::<mission_control::events::KycEvent>(),
     EventType::of::<notification::events::NotificationEvent>(),
     EventType::of::<panel::events::CohortEvent>(),
     EventType::of::<payment::events::PaymentEvent>(),

@@ -186,6 +186,16 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             json!({"targetKind": "profile", "targetId": "u", "reason": "spam"}),
         ),
         ("admin_reports", Who::Staff, Value::Null),
+        (
+            "me_kyc_submit",
+            Who::Streamer,
+            json!({"idFront": "a", "idBack": "b", "selfie": "c"}),
+        ),
+        ("me_kyc", Who::Streamer, Value::Null),
+        ("admin_kyc_cases", Who::Staff, Value::Null),
+        ("admin_kyc_case", Who::Staff, Value::Null),
+        ("admin_kyc_verify", Who::Staff, json!({})),
+        ("admin_kyc_reject", Who::Staff, json!({"reason": "r"})),
         ("admin_report", Who::Staff, Value::Null),
         (
             "admin_report_resolve",
@@ -388,7 +398,8 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{provider}", "google")
                 .replace("{identity_id}", "i-1")
                 .replace("{media_id}", "m-1")
-                .replace("{report_id}", "r-1");
+                .replace("{report_id}", "r-1")
+                .replace("{case_id}", "k-1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

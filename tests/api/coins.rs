@@ -376,6 +376,7 @@ async fn payouts_are_held_then_approved_rejected_or_paid() {
     let t = TestApp::spawn().await;
     let admin = t.admin().await;
     let s = t.with_role(&admin, "streamer").await;
+    crate::mission::verify_kyc(&t, &admin, &s).await;
     credit(&t, &admin, &s.user_id, 5000, "earnings").await;
     let ask = |key: &'static str, amount: i64| {
         let (t, token) = (&t, s.access.clone());

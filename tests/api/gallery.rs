@@ -369,3 +369,27 @@ async fn a_rule_edited_by_an_admin_takes_effect() {
     );
     drop(sockets);
 }
+
+#[tokio::test]
+async fn with_kyc_required_only_verified_streamers_are_shown() {
+    let t = TestApp::spawn_with(|c| c.gallery.streamers_need_kyc = true).await;
+    let admin = t.admin().await;
+    let (ada, bea) = (
+        t.with_role(&admin, "streamer").await,
+        t.with_role(&admin, "streamer").await,
+    );
+    let sockets = vec![
+        online(&t, &ada, "Ada", "DE").await,
+        online(&t, &bea, "Bea", "DE").await,
+    ];
+    let viewer = t.user().await;
+    t.caught_up().await;
+    assert!(
+        names(&feed(&t, &viewer, "").await).is_empty(),
+        "nobody verified yet"
+    );
+    crate::mission::verify_kyc(&t, &admin, &bea).await;
+    t.caught_up().await;
+    assert_eq!(names(&feed(&t, &viewer, "").await), ["Bea"]);
+    drop(sockets);
+}

@@ -237,3 +237,231 @@ async fn reports_reach_moderators_who_remove_warn_and_ban_audited() {
     assert_eq!(resolved.body["items"].as_array().unwrap().len(), 5);
     let _ = Method::GET;
 }
+
+/// A `kyc_document` upload of `who`'s: a small PNG of one colour.
+async fn kyc_document(t: &TestApp, who: &Tokens, rgb: [u8; 3]) -> String {
+    let r = t
+        .http
+        .post(format!("{}/v1/media?kind=kyc_document", t.base))
+        .bearer_auth(&who.access)
+        .header("content-type", "image/png")
+        .body(crate::media::png(4, 4, rgb))
+        .send()
+        .await
+        .unwrap();
+    let r = Reply::from(r).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn submit_kyc(t: &TestApp, who: &Tokens, docs: [&str; 3]) -> Reply {
+    t.post(
+        "/v1/me/kyc",
+        Some(&who.access),
+        json!({"idFront": docs[0], "idBack": docs[1], "selfie": docs[2]}),
+    )
+    .await
+}
+
+/// Submits documents for `streamer` and has an admin verify them: what payouts need.
+pub(crate) async fn verify_kyc(t: &TestApp, admin: &Tokens, streamer: &Tokens) {
+    let mut docs = Vec::new();
+    for rgb in [[1, 1, 1], [2, 2, 2], [3, 3, 3]] {
+        docs.push(kyc_document(t, streamer, rgb).await);
+    }
+    let r = submit_kyc(t, streamer, [&docs[0], &docs[1], &docs[2]]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let case = r.body["id"].as_str().unwrap();
+    let r = t
+        .post(
+            &format!("/v1/admin/kyc/{case}/verify"),
+            Some(&admin.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn kyc_cases_are_decided_by_moderators_gate_payouts_and_lose_their_documents_later() {
+    let t = TestApp::spawn_with(|c| c.payouts.kyc_document_retention_days = 1).await;
+    let admin = t.admin().await;
+    let moderator = t.with_role(&admin, "moderator").await;
+    let s = t.with_role(&admin, "streamer").await;
+    let other = t.with_role(&admin, "streamer").await;
+    crate::coins::credit(&t, &admin, &s.user_id, 5000, "earnings").await;
+    t.call(
+        Method::PATCH,
+        "/v1/me/profile",
+        Some(&s.access),
+        Some(json!({"payoutDetails": {"method": "paypal", "account": "s@example.com", "holderName": "S"}})),
+    )
+    .await;
+    let payout = |key: &'static str| {
+        let token = s.access.clone();
+        let t = &t;
+        async move {
+            crate::coins::post_idem(
+                t,
+                "/v1/me/payouts",
+                &token,
+                Some(key),
+                json!({"amount": 1000}),
+            )
+            .await
+        }
+    };
+    let r = payout("p-1").await;
+    assert_eq!((r.status.as_u16(), r.code()), (403, "kyc_required"));
+
+    let (front, back, selfie) = (
+        kyc_document(&t, &s, [9, 0, 0]).await,
+        kyc_document(&t, &s, [0, 9, 0]).await,
+        kyc_document(&t, &s, [0, 0, 9]).await,
+    );
+    let theirs = kyc_document(&t, &other, [5, 5, 5]).await;
+    let photo = approved_photo(&t, &s).await;
+    // Someone else's document, a photo, the same document twice: refused.
+    for docs in [
+        [&front, &back, &theirs],
+        [&front, &back, &photo],
+        [&front, &front, &selfie],
+    ] {
+        let r = submit_kyc(&t, &s, [docs[0], docs[1], docs[2]]).await;
+        assert_eq!(r.code(), "validation_failed", "{:?}", r.body);
+    }
+    let first = submit_kyc(&t, &s, [&front, &back, &selfie]).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["state"], "pending");
+    assert_eq!(
+        submit_kyc(&t, &s, [&front, &back, &selfie]).await.code(),
+        "conflict"
+    );
+    let mine = t.get("/v1/me/kyc", &s.access).await;
+    assert_eq!(
+        (
+            mine.body["verified"].clone(),
+            mine.body["case"]["state"].clone()
+        ),
+        (json!(false), json!("pending"))
+    );
+    // Documents are for their owner and moderators only.
+    let u = t.user().await;
+    assert_eq!(
+        t.get(&format!("/v1/media/{front}/url"), &u.access)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(t.get("/v1/admin/kyc", &s.access).await.status, 403);
+
+    // The moderator's queue and case, whose opening is audited.
+    let case1 = first.body["id"].as_str().unwrap().to_owned();
+    let queue = t.get("/v1/admin/kyc", &moderator.access).await;
+    assert_eq!(
+        queue.body["items"][0]["id"],
+        case1.as_str(),
+        "{:?}",
+        queue.body
+    );
+    let detail = t
+        .get(&format!("/v1/admin/kyc/{case1}"), &moderator.access)
+        .await;
+    assert_eq!(detail.status, 200, "{:?}", detail.body);
+    let url = detail.body["documents"][0]["url"].as_str().unwrap();
+    let file = t.http.get(format!("{}{url}", t.base)).send().await.unwrap();
+    assert_eq!(file.status(), 200);
+
+    // Rejected with a reason (one is required), then submitted again and verified.
+    let reject = |case: String, body: Value| {
+        let (t, token) = (&t, moderator.access.clone());
+        async move {
+            t.post(&format!("/v1/admin/kyc/{case}/reject"), Some(&token), body)
+                .await
+        }
+    };
+    assert_eq!(
+        reject(case1.clone(), json!({})).await.code(),
+        "validation_failed"
+    );
+    let r = reject(case1.clone(), json!({"reason": "the photo is blurred"})).await;
+    assert_eq!(r.body["state"], "rejected", "{:?}", r.body);
+    assert_eq!(
+        reject(case1.clone(), json!({"reason": "again"}))
+            .await
+            .code(),
+        "conflict"
+    );
+    let told = until("the rejection notification", || async {
+        let n = t.get("/v1/me/notifications", &s.access).await;
+        n.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["kind"] == "kyc_status")
+            .cloned()
+    })
+    .await;
+    assert!(
+        told["body"].as_str().unwrap().contains("blurred"),
+        "{told:?}"
+    );
+    assert_eq!(payout("p-2").await.code(), "kyc_required");
+    let second = submit_kyc(&t, &s, [&front, &back, &selfie]).await;
+    assert_eq!(second.status, 200, "{:?}", second.body);
+    let case2 = second.body["id"].as_str().unwrap().to_owned();
+    let r = t
+        .post(
+            &format!("/v1/admin/kyc/{case2}/verify"),
+            Some(&moderator.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["state"], "verified", "{:?}", r.body);
+    let r = payout("p-3").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["state"], "requested");
+
+    let audit = t.get("/v1/admin/audit?limit=200", &admin.access).await;
+    let actions: Vec<String> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_owned())
+        .collect();
+    for a in ["kyc.view", "kyc.reject", "kyc.verify"] {
+        assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
+    }
+
+    // Past the retention the documents go; the decision stays.
+    let ctx = t.app().ctx.clone();
+    assert_eq!(
+        duet::domains::mission_control::kyc::delete_expired_documents(&ctx)
+            .await
+            .unwrap(),
+        0
+    );
+    t.clock.advance_ms(86_400_000);
+    assert_eq!(
+        duet::domains::mission_control::kyc::delete_expired_documents(&ctx)
+            .await
+            .unwrap(),
+        2
+    );
+    let (s, moderator) = (t.refresh(&s).await, t.refresh(&moderator).await);
+    assert_eq!(
+        t.get(&format!("/v1/media/{front}"), &s.access).await.status,
+        404
+    );
+    let mine = t.get("/v1/me/kyc", &s.access).await;
+    assert_eq!(mine.body["verified"], true, "{:?}", mine.body);
+    assert!(mine.body["case"]["documentsDeletedAt"].is_string());
+    let detail = t
+        .get(&format!("/v1/admin/kyc/{case2}"), &moderator.access)
+        .await;
+    assert!(
+        detail.body["documents"][0]["url"].is_null(),
+        "{:?}",
+        detail.body
+    );
+}

@@ -413,12 +413,19 @@ pub async fn feed(
 }
 
 /// What the index should hold for `user_id` now (`None`: nothing, e.g. erased).
+/// What a streamer needs to be shown (`approved`): an approved avatar, a verified KYC case.
+#[derive(Debug, Clone, Copy)]
+struct Needs {
+    photo: bool,
+    kyc: bool,
+}
+
 fn entry_of(
     rtx: &ReadTransaction,
     user_id: &str,
     today: time::Date,
     now: i64,
-    need_photo: bool,
+    need: Needs,
 ) -> AppResult<Option<(Entry, CardBase)>> {
     let Some(u) = user::find_user(rtx, user_id)? else {
         return Ok(None);
@@ -449,7 +456,9 @@ fn entry_of(
         }
         _ => None,
     };
-    let approved = u.role != Role::Streamer || avatar.is_some() || !need_photo;
+    let approved = u.role != Role::Streamer
+        || ((avatar.is_some() || !need.photo)
+            && (!need.kyc || crate::domains::mission_control::kyc::is_verified(rtx, user_id)?));
     let tags = panel::tags_with_visibility(rtx, user_id)?;
     let card = CardBase {
         display_name: p.display_name.clone(),
@@ -498,11 +507,14 @@ async fn refresh(store: &Store, gallery: &Arc<Gallery>, ids: Vec<String>) -> App
     }
     let now = store.now_ms();
     let today = crate::core::clock::to_datetime(now).date();
-    let need_photo = gallery.config.streamers_need_approved_photo;
+    let need = Needs {
+        photo: gallery.config.streamers_need_approved_photo,
+        kyc: gallery.config.streamers_need_kyc,
+    };
     let entries = store
         .read(move |rtx| {
             ids.into_iter()
-                .map(|id| Ok((id.clone(), entry_of(rtx, &id, today, now, need_photo)?)))
+                .map(|id| Ok((id.clone(), entry_of(rtx, &id, today, now, need)?)))
                 .collect::<AppResult<Vec<_>>>()
         })
         .await?;
@@ -587,6 +599,7 @@ fn touched(e: &Event) -> Vec<String> {
     let relevant = e.is::<UserEvent>()
         || e.is::<ProfileEvent>()
         || e.is::<crate::domains::media::events::MediaEvent>()
+        || e.is::<crate::domains::mission_control::events::KycEvent>()
         || e.is::<CallEvent>()
         || e.is::<BalanceEvent>();
     if !relevant {

@@ -582,6 +582,16 @@ pub async fn delete(ctx: &Ctx, who: &Principal, id: &str) -> AppResult<()> {
         .await
 }
 
+/// Deletes item `id` inside a caller's write (KYC documents past their retention); its files
+/// go with the next collection. `false` when there was no such item.
+pub fn remove_by_id_tx(tx: &Tx, id: &str) -> AppResult<bool> {
+    let Some(rec) = find(tx, id)? else {
+        return Ok(false);
+    };
+    remove_tx(tx, &rec)?;
+    Ok(true)
+}
+
 fn remove_tx(tx: &Tx, rec: &MediaRecord) -> AppResult<()> {
     remove_rows_tx(tx, rec)?;
     tx.emit(

@@ -17,6 +17,7 @@ use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 use crate::core::idempotency::Idempotency;
 
+use super::kyc::{self, KycCase, KycState};
 use super::moderation::{self, Case, CaseDecision, CaseState, Rule};
 use super::payouts::{self, Decision, Payout, PayoutState};
 use super::reports::{self, Report, ReportAction, ReportState, TargetKind};
@@ -731,5 +732,261 @@ impl ReportApi {
         Ok(Json(ReportList {
             items: items.into_iter().map(Into::into).collect(),
         }))
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KycSubmission {
+    /// Media ids of the caller's own `kyc_document` uploads.
+    pub id_front: String,
+    pub id_back: String,
+    pub selfie: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KycDocumentIds {
+    pub id_front: String,
+    pub id_back: String,
+    pub selfie: String,
+}
+
+/// A document as a moderator opens it.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KycDocumentView {
+    pub media_id: String,
+    /// A signed URL of the file; null once the document was deleted.
+    pub url: Option<String>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KycCaseView {
+    pub id: String,
+    pub streamer_id: String,
+    pub state: KycState,
+    pub documents: KycDocumentIds,
+    pub submitted_at: OffsetDateTime,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+    /// Why it was rejected (or a note on a verification).
+    pub reason: Option<String>,
+    /// When the documents were deleted, after the retention period.
+    pub documents_deleted_at: Option<OffsetDateTime>,
+}
+
+impl From<KycCase> for KycCaseView {
+    fn from(c: KycCase) -> Self {
+        KycCaseView {
+            id: c.id,
+            streamer_id: c.streamer_id,
+            state: c.state,
+            documents: KycDocumentIds {
+                id_front: c.documents.id_front,
+                id_back: c.documents.id_back,
+                selfie: c.documents.selfie,
+            },
+            submitted_at: to_datetime(c.submitted_at_ms),
+            decided_by: c.decided_by,
+            decided_at: c.decided_at_ms.map(to_datetime),
+            reason: c.reason,
+            documents_deleted_at: c.documents_deleted_at_ms.map(to_datetime),
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KycStatusView {
+    /// Whether payouts (and, when configured, the gallery) are open to the caller.
+    pub verified: bool,
+    /// The latest case; null before the first submission.
+    pub case: Option<KycCaseView>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KycCaseDetail {
+    pub case: KycCaseView,
+    /// ID front, ID back, selfie.
+    pub documents: Vec<KycDocumentView>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KycPage {
+    pub items: Vec<KycCaseView>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_after: Option<String>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KycDecisionRequest {
+    /// 1–500 characters: required to reject (the streamer is told), optional to verify.
+    pub reason: Option<String>,
+}
+
+const KYC_PAGE_MAX: u32 = 200;
+
+pub struct KycApi;
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl KycApi {
+    /// Submit identity documents (three different `kyc_document` uploads of the caller's):
+    /// the case is `pending` until a moderator decides. `409 conflict` while a case is pending
+    /// or once verified; after a rejection, submit again. Streamers.
+    #[oai(
+        path = "/v1/me/kyc",
+        method = "post",
+        operation_id = "me_kyc_submit",
+        tag = "ApiTags::Account"
+    )]
+    async fn submit(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: JsonBody<KycSubmission>,
+    ) -> AppResult<Json<KycCaseView>> {
+        let who = auth.require(&ctx, Access::Streamer).await?;
+        let b = body.0;
+        let docs = kyc::Documents {
+            id_front: b.id_front,
+            id_back: b.id_back,
+            selfie: b.selfie,
+        };
+        Ok(Json(kyc::submit(&ctx, &who.user_id, docs).await?.into()))
+    }
+
+    /// The caller's KYC status and latest case. Streamers.
+    #[oai(
+        path = "/v1/me/kyc",
+        method = "get",
+        operation_id = "me_kyc",
+        tag = "ApiTags::Account"
+    )]
+    async fn status(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<KycStatusView>> {
+        let who = auth.require(&ctx, Access::Streamer).await?;
+        let case = kyc::current(&ctx, &who.user_id).await?;
+        Ok(Json(KycStatusView {
+            verified: case.as_ref().is_some_and(|c| c.state == KycState::Verified),
+            case: case.map(Into::into),
+        }))
+    }
+
+    /// KYC cases in one state (default `pending`), oldest first, paged by `after`. Moderators
+    /// and admins.
+    #[oai(
+        path = "/v1/admin/kyc",
+        method = "get",
+        operation_id = "admin_kyc_cases"
+    )]
+    async fn list(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        state: Query<Option<KycState>>,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<KycPage>> {
+        auth.require(&ctx, Access::Staff).await?;
+        let limit = page_limit(limit.0, 50, KYC_PAGE_MAX)?;
+        let items = kyc::list(&ctx, state.0.unwrap_or(KycState::Pending), after.0, limit).await?;
+        let next_after = next_page(&items, limit, |c| Cursor::Id(c.id.clone()));
+        Ok(Json(KycPage {
+            items: items.into_iter().map(Into::into).collect(),
+            next_after,
+        }))
+    }
+
+    /// One case with signed URLs of its documents. Moderators and admins; each look is
+    /// audited (`kyc.view`).
+    #[oai(
+        path = "/v1/admin/kyc/:case_id",
+        method = "get",
+        operation_id = "admin_kyc_case"
+    )]
+    async fn show(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        case_id: Path<String>,
+    ) -> AppResult<Json<KycCaseDetail>> {
+        let who = auth.require(&ctx, Access::Staff).await?;
+        let (case, docs) = kyc::open_case(&ctx, &who.user_id, &case_id).await?;
+        let documents = case
+            .documents
+            .ids()
+            .into_iter()
+            .zip(docs)
+            .map(|(id, rec)| KycDocumentView {
+                media_id: id.to_owned(),
+                url: rec.map(|r| crate::domains::media::signed_url(&ctx, &r, "original").0),
+            })
+            .collect();
+        Ok(Json(KycCaseDetail {
+            case: case.into(),
+            documents,
+        }))
+    }
+
+    /// Verify a pending case: the streamer may request payouts. Moderators and admins;
+    /// audited; the streamer is notified (`kyc_status`). `409 conflict` once decided.
+    #[oai(
+        path = "/v1/admin/kyc/:case_id/verify",
+        method = "post",
+        operation_id = "admin_kyc_verify"
+    )]
+    async fn verify(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        case_id: Path<String>,
+        body: JsonBody<KycDecisionRequest>,
+    ) -> AppResult<Json<KycCaseView>> {
+        let who = auth.require(&ctx, Access::Staff).await?;
+        let reason = body
+            .0
+            .reason
+            .map(|r| super::Reason::parse("reason", &r).map(super::Reason::into_string))
+            .transpose()?;
+        Ok(Json(
+            kyc::decide(&ctx, &who.user_id, &case_id, true, reason)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// Reject a pending case with a reason the streamer is told; they may submit again.
+    /// Moderators and admins; audited. `409 conflict` once decided.
+    #[oai(
+        path = "/v1/admin/kyc/:case_id/reject",
+        method = "post",
+        operation_id = "admin_kyc_reject"
+    )]
+    async fn reject(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        case_id: Path<String>,
+        body: JsonBody<KycDecisionRequest>,
+    ) -> AppResult<Json<KycCaseView>> {
+        let who = auth.require(&ctx, Access::Staff).await?;
+        let reason = body
+            .0
+            .reason
+            .map(|r| super::Reason::parse("reason", &r).map(super::Reason::into_string))
+            .transpose()?;
+        Ok(Json(
+            kyc::decide(&ctx, &who.user_id, &case_id, false, reason)
+                .await?
+                .into(),
+        ))
     }
 }

@@ -1,5 +1,6 @@
 //! The mission_control domain's events.
 
+use super::kyc::KycState;
 use super::payouts::PayoutState;
 use super::reports::TargetKind;
 use crate::core::ids::UserId;
@@ -33,6 +34,18 @@ crate::domain_events! {
             target_kind: TargetKind,
             target_id: String,
             note: String,
+        }
+    }
+}
+
+crate::domain_events! {
+    pub enum KycEvent in "mission_control" {
+        /// A KYC case was submitted, verified or rejected.
+        Status = "kyc_status" on "account" to "the streamer" {
+            case_id: String,
+            streamer_id: UserId,
+            state: KycState,
+            reason: Option<String>,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod events;
+pub mod kyc;
 pub mod moderation;
 pub mod payouts;
 pub mod reports;

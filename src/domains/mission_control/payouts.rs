@@ -109,9 +109,11 @@ pub async fn request(
     }
     let streamer_id = streamer_id.to_owned();
     let id = new_id();
+    let require_kyc = ctx.config.payouts.require_kyc;
     ctx.store
         .write(move |tx| {
             idem.run(tx, || {
+                super::kyc::require_verified(require_kyc, tx, &streamer_id)?;
                 let details = profile::payout_details_tx(tx, &streamer_id)?;
                 if details.is_none() {
                     return Err(AppError::validation(

@@ -23,4 +23,12 @@ crate::tables! {
     REPORTS_BY_TARGET: (&str, &str) => () = "report_by_target";
     /// (reporter, filed at ms, report id): a reporter's reports, for the daily limit.
     REPORTS_BY_REPORTER: (&str, i64, &str) => () = "report_by_reporter";
+    /// KYC case id (time-ordered) → KycCase.
+    KYC_CASES: &str => &[u8] = "kyc_case";
+    /// (state, case id): the moderators' KYC queue.
+    KYC_BY_STATE: (&str, &str) => () = "kyc_case_by_state";
+    /// streamer id → their latest case id.
+    KYC_BY_STREAMER: &str => &str = "kyc_case_by_streamer";
+    /// (documents due for deletion at ms, case id).
+    KYC_RETENTION: (i64, &str) => () = "kyc_retention";
 }

@@ -17,7 +17,8 @@ use crate::domains::chat::model::MessageKind;
 use crate::domains::gift::events::GiftEvent;
 use crate::domains::media::events::MediaEvent;
 use crate::domains::media::model::{MediaKind, MediaStatus};
-use crate::domains::mission_control::events::{PayoutEvent, ReportEvent};
+use crate::domains::mission_control::events::{KycEvent, PayoutEvent, ReportEvent};
+use crate::domains::mission_control::kyc::KycState;
 use crate::domains::user::events::UserEvent;
 use crate::domains::video::events::CallEvent;
 use crate::domains::video::model::CallState;
@@ -80,6 +81,8 @@ fn handles(e: &Event) -> bool {
         || e.is::<PayoutEvent>()
         || e.decoded::<ReportEvent>()
             .is_some_and(|r| matches!(r, ReportEvent::Warned { .. }))
+        || e.decoded::<KycEvent>()
+            .is_some_and(|KycEvent::Status { state, .. }| state != KycState::Pending)
         || e.decoded::<MediaEvent>()
             .is_some_and(|m| moderation_news(&m).is_some())
         || e.decoded::<ChatEvent>().is_some_and(|c| {
@@ -209,6 +212,26 @@ fn apply(tx: &Tx, ctx: &Ctx, e: &Event) -> AppResult<()> {
             title: "A warning from our moderators".into(),
             body: note,
             data: json!({"targetKind": target_kind, "targetId": target_id}),
+        });
+    } else if let Some(KycEvent::Status {
+        case_id,
+        streamer_id,
+        state,
+        reason,
+    }) = e.decoded()
+        && state != KycState::Pending
+    {
+        let body = match (&reason, state) {
+            (_, KycState::Verified) => "Your identity is verified: you can request payouts.".into(),
+            (Some(r), _) => format!("Your identity documents were not accepted: {r}"),
+            (None, _) => "Your identity documents were not accepted.".into(),
+        };
+        drafts.push(Draft {
+            user_id: streamer_id.into(),
+            kind: Kind::KycStatus,
+            title: "Identity verification".into(),
+            body,
+            data: json!({"caseId": case_id, "state": state}),
         });
     } else if let Some(ChatEvent::Message {
         kind: MessageKind::Text,
