@@ -111,6 +111,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
                 domains::mission_control::api::PayoutApi,
                 domains::mission_control::api::ReportApi,
                 domains::mission_control::api::KycApi,
+                domains::agency::api::AgencyApi,
             ),
             domains::privacy::api::PrivacyApi,
         ),

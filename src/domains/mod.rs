@@ -1,6 +1,7 @@
 //! One folder per domain of PRODUCT.md. A domain's `mod.rs` holds its functions, the only way
 //! other domains reach its tables.
 
+pub mod agency;
 pub mod audit;
 pub mod balance;
 pub mod billing;
@@ -46,11 +47,13 @@ pub const TABLES: &[&[TableSpec]] = &[
     profile::TABLES,
     settings::TABLES,
     mission_control::TABLES,
+    agency::TABLES,
 ];
 
 /// Every domain's event type: the catalogue is made from this list, and [`decode_any`] checks
 /// stored events against it.
 pub const EVENT_TYPES: &[EventType] = &[
+    EventType::of::<agency::events::AgencyEvent>(),
     EventType::of::<audit::events::AuditEvent>(),
     EventType::of::<balance::events::BalanceEvent>(),
     EventType::of::<billing::events::TariffEvent>(),

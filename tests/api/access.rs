@@ -187,6 +187,23 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
         ),
         ("admin_reports", Who::Staff, Value::Null),
         (
+            "admin_agency_create",
+            Who::Admin,
+            json!({"name": "a", "commissionPercent": 10}),
+        ),
+        ("admin_agencies", Who::Admin, Value::Null),
+        ("admin_agency", Who::Admin, Value::Null),
+        (
+            "admin_agency_update",
+            Who::Admin,
+            json!({"name": "a", "commissionPercent": 10}),
+        ),
+        ("admin_agency_assign", Who::Admin, Value::Null),
+        ("admin_agency_unassign", Who::Admin, Value::Null),
+        ("agency_mine", Who::Any, Value::Null),
+        ("agency_payouts_request", Who::Any, json!({"amount": 1000})),
+        ("agency_payouts", Who::Any, Value::Null),
+        (
             "me_kyc_submit",
             Who::Streamer,
             json!({"idFront": "a", "idBack": "b", "selfie": "c"}),
@@ -399,7 +416,8 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{identity_id}", "i-1")
                 .replace("{media_id}", "m-1")
                 .replace("{report_id}", "r-1")
-                .replace("{case_id}", "k-1");
+                .replace("{case_id}", "k-1")
+                .replace("{agency_id}", "a-1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",

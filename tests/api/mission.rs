@@ -465,3 +465,186 @@ async fn kyc_cases_are_decided_by_moderators_gate_payouts_and_lose_their_documen
         detail.body
     );
 }
+
+#[tokio::test]
+async fn an_agency_takes_its_exact_share_of_calls_and_gifts_and_asks_for_payouts() {
+    let t = TestApp::spawn_with(|c| c.payouts.minimum_coins = 10).await;
+    let admin = t.admin().await;
+    let manager = t.user().await;
+    let p = crate::calls::pair(&t, &admin, 1000).await;
+    let agency = t
+        .post(
+            "/v1/admin/agencies",
+            Some(&admin.access),
+            json!({"name": "Stars", "commissionPercent": 30, "managerId": manager.user_id, "payoutDetails": "IBAN DE00 1234"}),
+        )
+        .await;
+    assert_eq!(agency.status, 200, "{:?}", agency.body);
+    let id = agency.body["id"].as_str().unwrap().to_owned();
+    let r = t
+        .post(
+            "/v1/admin/agencies",
+            Some(&admin.access),
+            json!({"name": "Greedy", "commissionPercent": 95}),
+        )
+        .await;
+    assert_eq!(r.code(), "validation_failed");
+    let assign = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/agencies/{id}/streamers/{}", p.streamer.user_id),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(assign.status, 204, "{:?}", assign.body);
+    let other = t
+        .post(
+            "/v1/admin/agencies",
+            Some(&admin.access),
+            json!({"name": "Other", "commissionPercent": 10}),
+        )
+        .await;
+    let r = t
+        .call(
+            Method::PUT,
+            &format!(
+                "/v1/admin/agencies/{}/streamers/{}",
+                other.body["id"].as_str().unwrap(),
+                p.streamer.user_id
+            ),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.code(), "conflict", "one agency at a time");
+
+    // A 60-second call earns 30 on connect and 30 at 60 s: each split 21 / 9.
+    let call = crate::calls::connect(&t, &p).await;
+    for _ in 0..60 {
+        t.clock.advance_ms(1000);
+        crate::calls::run_timers(&t).await;
+    }
+    let end = crate::calls::act(&t, &p.user, &call, "hangup").await;
+    assert_eq!(end.body["earned"], 60, "{:?}", end.body);
+    // A gift of 100 with a 50% streamer share: 50, split 35 / 15.
+    let gift = crate::coins::make_gift(&t, &admin, 100, 50).await;
+    let send = |key: &'static str| {
+        let (t, token, gift, to) = (
+            &t,
+            p.user.access.clone(),
+            gift.clone(),
+            p.streamer.user_id.clone(),
+        );
+        async move {
+            crate::coins::post_idem(
+                t,
+                "/v1/gifts/send",
+                &token,
+                Some(key),
+                json!({"giftId": gift, "toUserId": to}),
+            )
+            .await
+        }
+    };
+    assert_eq!(send("g-1").await.status, 200);
+    let earnings = t.get("/v1/me/earnings", &p.streamer.access).await;
+    assert_eq!(earnings.body["coins"], 21 + 21 + 35, "{:?}", earnings.body);
+    let mine = t.get("/v1/agency", &manager.access).await;
+    assert_eq!(mine.status, 200, "{:?}", mine.body);
+    assert_eq!(mine.body["balance"], 9 + 9 + 15);
+    assert_eq!(mine.body["streamerIds"], json!([p.streamer.user_id]));
+    assert_eq!(t.get("/v1/agency", &p.user.access).await.status, 404);
+
+    // The manager asks for a payout of the agency's coins; an admin approves it.
+    let ask = |key: &'static str, who: &Tokens, amount: i64| {
+        let (t, token) = (&t, who.access.clone());
+        async move {
+            crate::coins::post_idem(
+                t,
+                "/v1/agency/payouts",
+                &token,
+                Some(key),
+                json!({"amount": amount}),
+            )
+            .await
+        }
+    };
+    assert_eq!(ask("a-0", &p.user, 20).await.status, 404, "not a manager");
+    assert_eq!(
+        ask("a-1", &manager, 34).await.code(),
+        "insufficient_balance"
+    );
+    let payout = ask("a-2", &manager, 20).await;
+    assert_eq!(payout.status, 200, "{:?}", payout.body);
+    assert_eq!(payout.body["agencyId"], id.as_str());
+    let mine = t.get("/v1/agency", &manager.access).await;
+    assert_eq!(
+        (
+            mine.body["balance"].clone(),
+            mine.body["payoutHold"].clone()
+        ),
+        (json!(13), json!(20))
+    );
+    let pid = payout.body["id"].as_str().unwrap();
+    let r = t
+        .post(
+            &format!("/v1/admin/payouts/{pid}/approve"),
+            Some(&admin.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["state"], "approved", "{:?}", r.body);
+    let list = t.get("/v1/agency/payouts", &manager.access).await;
+    assert_eq!(list.body["items"][0]["state"], "approved");
+
+    // A new commission applies from then on; out of the agency, nothing is split.
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/agencies/{id}"),
+            Some(&admin.access),
+            Some(json!({"name": "Stars", "commissionPercent": 50, "managerId": manager.user_id, "payoutDetails": "IBAN DE00 1234"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(send("g-2").await.status, 200);
+    let r = t
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/agencies/{id}/streamers/{}", p.streamer.user_id),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(send("g-3").await.status, 200);
+    let earnings = t.get("/v1/me/earnings", &p.streamer.access).await;
+    assert_eq!(earnings.body["coins"], 77 + 25 + 50);
+    let mine = t.get("/v1/agency", &manager.access).await;
+    assert_eq!(mine.body["balance"], 13 + 25);
+
+    // The journal proves every split.
+    let store = t.app().ctx.store.clone();
+    let report = store
+        .read(|rtx| duet::domains::balance::verify::verify(rtx, |_, _| {}))
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    let audit = t.get("/v1/admin/audit?limit=200", &admin.access).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "agency.create",
+        "agency.update",
+        "agency.assign",
+        "agency.unassign",
+        "payout.approved",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+}

@@ -205,6 +205,7 @@ pub fn account_label(account: &Account) -> &'static str {
         AccountKind::Earnings => "earnings",
         AccountKind::Held => "held",
         AccountKind::PayoutHold => "payout_hold",
+        AccountKind::Agency => "agency",
         AccountKind::System => "system",
     }
 }

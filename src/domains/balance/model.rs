@@ -49,6 +49,8 @@ pub enum AccountKind {
     Held,
     /// Earnings reserved for a payout request.
     PayoutHold,
+    /// An agency's commissions on its streamers' earnings (owner: the agency id).
+    Agency,
     System,
 }
 
@@ -59,6 +61,7 @@ impl AccountKind {
             AccountKind::Earnings => "earnings",
             AccountKind::Held => "held",
             AccountKind::PayoutHold => "payout_hold",
+            AccountKind::Agency => "agency",
             AccountKind::System => "system",
         }
     }
@@ -85,6 +88,9 @@ impl Account {
     pub fn payout_hold(user_id: &str) -> Account {
         Self::of(AccountKind::PayoutHold, user_id)
     }
+    pub fn agency(agency_id: &str) -> Account {
+        Self::of(AccountKind::Agency, agency_id)
+    }
     pub fn system(s: SystemAccount) -> Account {
         Self::of(AccountKind::System, s.name())
     }
@@ -98,6 +104,7 @@ impl Account {
             AccountKind::Earnings,
             AccountKind::Held,
             AccountKind::PayoutHold,
+            AccountKind::Agency,
             AccountKind::System,
         ]
         .into_iter()
@@ -123,6 +130,7 @@ impl Account {
             "earnings" => AccountKind::Earnings,
             "held" => AccountKind::Held,
             "payout_hold" => AccountKind::PayoutHold,
+            "agency" => AccountKind::Agency,
             _ => AccountKind::System,
         }
     }
@@ -167,6 +175,9 @@ pub enum TransferKind {
     PayoutRequest,
     PayoutReject,
     Payout,
+    /// An agency's share of one of its streamers' earnings, posted right after the earning
+    /// it splits; its reference is `agency:<agency id>:<percent>:<the earning's reference>`.
+    AgencyCommission,
 }
 
 impl TransferKind {
@@ -186,6 +197,7 @@ impl TransferKind {
             TransferKind::PayoutRequest => "payout_request",
             TransferKind::PayoutReject => "payout_reject",
             TransferKind::Payout => "payout",
+            TransferKind::AgencyCommission => "agency_commission",
         }
     }
 }
@@ -200,6 +212,27 @@ pub struct Leg {
     pub amount: i64,
     pub kind: TransferKind,
     pub reference: String,
+}
+
+/// The reference of an agency's commission on an earning: `agency:<agency id>:<percent>:
+/// <the earning's reference>`, so `ledger verify` can check the split from the journal alone.
+pub fn commission_reference(agency_id: &str, percent: u8, earning_reference: &str) -> String {
+    format!("agency:{agency_id}:{percent}:{earning_reference}")
+}
+
+/// The agency, percent and earning reference of a commission's reference.
+pub fn parse_commission_reference(reference: &str) -> Option<(&str, u8, &str)> {
+    let rest = reference.strip_prefix("agency:")?;
+    let (agency, rest) = rest.split_once(':')?;
+    let (percent, earning) = rest.split_once(':')?;
+    Some((agency, percent.parse().ok()?, earning))
+}
+
+/// An earning of `amount` coins split at `percent` for an agency: (the streamer's part, the
+/// agency's part). The agency's part is rounded down, so rounding favours the streamer.
+pub fn commission_split(amount: i64, percent: u8) -> (i64, i64) {
+    let agency = (i128::from(amount) * i128::from(percent) / 100) as i64;
+    (amount - agency, agency)
 }
 
 /// A journal entry.

@@ -40,6 +40,39 @@ impl Report {
 /// Problems listed at most; past that only the count grows.
 const PROBLEMS_SHOWN_MAX: usize = 100;
 
+/// What is wrong with an agency commission, if anything: it must follow the earning it splits
+/// (a call earning or a gift to a streamer's earnings, from the same account, with the reference
+/// its own names) into the agency's account named by its reference, and be exactly that
+/// earning's share at the percent its reference names (rounded down).
+fn commission_problem(t: &Transfer, earning: Option<&Transfer>) -> Option<String> {
+    let Some((agency, percent, reference)) = parse_commission_reference(&t.reference) else {
+        return Some("an agency commission whose reference names no split".into());
+    };
+    if t.credit != Account::agency(agency) {
+        return Some(format!(
+            "an agency commission paid to {}",
+            t.credit.as_str()
+        ));
+    }
+    let Some(e) = earning.filter(|e| {
+        matches!(e.kind, TransferKind::CallEarning | TransferKind::Gift)
+            && e.seq + 1 == t.seq
+            && e.reference == reference
+            && e.debit == t.debit
+            && e.credit.kind() == AccountKind::Earnings
+    }) else {
+        return Some("an agency commission that follows no earning of its own".into());
+    };
+    let (streamer, commission) = commission_split(e.amount + t.amount, percent);
+    (streamer != e.amount || commission != t.amount).then(|| {
+        format!(
+            "an agency commission of {} on {} coins at {percent}% (expected {commission})",
+            t.amount,
+            e.amount + t.amount
+        )
+    })
+}
+
 fn problem(r: &mut Report, p: String) {
     if r.problems.len() < PROBLEMS_SHOWN_MAX {
         r.problems.push(p);
@@ -61,6 +94,7 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
     let mut balances: HashMap<Account, i128> = HashMap::new();
     let mut postings: HashMap<Account, u64> = HashMap::new();
     let mut expected_seq = 1u64;
+    let mut previous: Option<Transfer> = None;
     for row in journal.iter()? {
         let (k, v) = row?;
         let seq = k.value();
@@ -91,6 +125,11 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
             );
         }
         r.head_hash = t.hash.clone();
+        if t.kind == TransferKind::AgencyCommission
+            && let Some(why) = commission_problem(&t, previous.as_ref())
+        {
+            problem(&mut r, format!("entry {seq}: {why}"));
+        }
         if t.amount <= 0 || t.debit == t.credit {
             problem(
                 &mut r,
@@ -120,6 +159,7 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
         *postings.entry(t.debit.clone()).or_default() += 1;
         *postings.entry(t.credit.clone()).or_default() += 1;
         r.entries += 1;
+        previous = Some(t);
         if r.entries.is_multiple_of(4096) {
             progress(r.entries, total);
         }
@@ -279,4 +319,110 @@ pub fn verify(rtx: &ReadTransaction, mut progress: impl FnMut(u64, u64)) -> AppR
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod commission_tests {
+    use super::*;
+
+    fn transfer(
+        seq: u64,
+        credit: Account,
+        amount: i64,
+        kind: TransferKind,
+        reference: &str,
+    ) -> Transfer {
+        Transfer {
+            seq,
+            id: format!("t{seq}"),
+            debit: Account::wallet("payer"),
+            credit,
+            amount,
+            kind,
+            reference: reference.to_owned(),
+            idempotency_key: None,
+            created_at_ms: 0,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_commission_must_follow_its_earning_and_be_its_exact_share() {
+        let earning = transfer(
+            7,
+            Account::earnings("s"),
+            35,
+            TransferKind::Gift,
+            "gift:g:-",
+        );
+        let reference = commission_reference("a1", 30, "gift:g:-");
+        let good = transfer(
+            8,
+            Account::agency("a1"),
+            15,
+            TransferKind::AgencyCommission,
+            &reference,
+        );
+        assert_eq!(commission_problem(&good, Some(&earning)), None);
+        // One coin too many for the agency.
+        let greedy = transfer(
+            8,
+            Account::agency("a1"),
+            16,
+            TransferKind::AgencyCommission,
+            &reference,
+        );
+        assert!(commission_problem(&greedy, Some(&earning)).is_some());
+        // Paid to another agency than its reference names.
+        let elsewhere = transfer(
+            8,
+            Account::agency("a2"),
+            15,
+            TransferKind::AgencyCommission,
+            &reference,
+        );
+        assert!(commission_problem(&elsewhere, Some(&earning)).is_some());
+        // Not right after its earning, or after another earning.
+        let late = transfer(
+            9,
+            Account::agency("a1"),
+            15,
+            TransferKind::AgencyCommission,
+            &reference,
+        );
+        assert!(commission_problem(&late, Some(&earning)).is_some());
+        let other = transfer(
+            7,
+            Account::earnings("s"),
+            35,
+            TransferKind::Gift,
+            "gift:h:-",
+        );
+        assert!(commission_problem(&good, Some(&other)).is_some());
+        assert!(commission_problem(&good, None).is_some());
+        // A reference that names no split.
+        let bare = transfer(
+            8,
+            Account::agency("a1"),
+            15,
+            TransferKind::AgencyCommission,
+            "gift:g:-",
+        );
+        assert!(commission_problem(&bare, Some(&earning)).is_some());
+    }
+
+    #[test]
+    fn the_split_rounds_in_the_streamers_favour_and_adds_up() {
+        assert_eq!(commission_split(50, 30), (35, 15));
+        assert_eq!(commission_split(1, 90), (1, 0));
+        assert_eq!(commission_split(99, 33), (67, 32));
+        for amount in 1..500 {
+            for percent in 0..=90 {
+                let (s, a) = commission_split(amount, percent);
+                assert_eq!(s + a, amount);
+                assert!(s >= 1 && a >= 0);
+            }
+        }
+    }
 }

@@ -216,13 +216,17 @@ pub async fn send(
                 let wallet = Account::wallet(&from);
                 let mut legs = Vec::with_capacity(2);
                 if streamer > 0 {
-                    legs.push(Leg {
-                        debit: wallet.clone(),
-                        credit: Account::earnings(&to),
-                        amount: streamer,
-                        kind: TransferKind::Gift,
-                        reference: reference.clone(),
-                    });
+                    // An agency's streamer shares it with the agency, in this same operation.
+                    legs.extend(crate::domains::agency::split_earning(
+                        tx,
+                        Leg {
+                            debit: wallet.clone(),
+                            credit: Account::earnings(&to),
+                            amount: streamer,
+                            kind: TransferKind::Gift,
+                            reference: reference.clone(),
+                        },
+                    )?);
                 }
                 if platform > 0 {
                     legs.push(Leg {

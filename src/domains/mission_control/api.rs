@@ -367,7 +367,10 @@ pub struct PayoutRequestBody {
 #[oai(rename_all = "camelCase")]
 pub struct PayoutView {
     pub id: String,
+    /// Who asked: the streamer, or the agency's manager.
     pub streamer_id: String,
+    /// The agency paid out, for an agency's payout.
+    pub agency_id: Option<String>,
     pub amount: i64,
     pub state: PayoutState,
     pub created_at: OffsetDateTime,
@@ -382,6 +385,7 @@ impl From<Payout> for PayoutView {
         PayoutView {
             id: p.id,
             streamer_id: p.streamer_id,
+            agency_id: p.agency_id,
             amount: p.amount,
             state: p.state,
             created_at: to_datetime(p.created_at_ms),
@@ -437,6 +441,52 @@ impl PayoutApi {
                 .await?
                 .into(),
         ))
+    }
+
+    /// Ask for a payout of the commissions of the agency the caller manages; the amount is
+    /// held until an admin decides. Agency managers; needs an `Idempotency-Key`. `404` for
+    /// an account that manages no agency.
+    #[oai(
+        path = "/v1/agency/payouts",
+        method = "post",
+        operation_id = "agency_payouts_request"
+    )]
+    async fn request_for_agency(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: JsonBody<PayoutRequestBody>,
+    ) -> AppResult<Json<PayoutView>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let idem = Idempotency::new(
+            idempotency_key.0.as_deref(),
+            &format!("{}:agency_payout", who.user_id),
+            &body.0,
+        )?;
+        Ok(Json(
+            payouts::request_for_agency(&ctx, &who.user_id, body.amount, idem)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// The payout requests of the agency the caller manages, newest first. Agency managers.
+    #[oai(
+        path = "/v1/agency/payouts",
+        method = "get",
+        operation_id = "agency_payouts"
+    )]
+    async fn agency_payouts(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<PayoutList>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let items = payouts::list_of_agency_managed_by(&ctx, &who.user_id).await?;
+        Ok(Json(PayoutList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// The caller's payout requests, newest first. Streamers.

@@ -13,7 +13,7 @@ use crate::core::idempotency::Idempotency;
 use crate::core::ids::new_id;
 use crate::core::store::{Tx, get, put};
 use crate::domains::balance::{self, model::*};
-use crate::domains::profile;
+use crate::domains::{agency, profile};
 
 use super::tables::{PAYOUTS, PAYOUTS_BY_STATE, PAYOUTS_BY_STREAMER};
 use crate::domains::audit::record_tx as audit_tx;
@@ -52,7 +52,11 @@ impl PayoutState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Payout {
     pub id: String,
+    /// Who asked: the streamer, or the agency's manager for an agency's payout.
     pub streamer_id: String,
+    /// The agency whose commissions are paid out, for an agency's payout.
+    #[serde(default)]
+    pub agency_id: Option<String>,
     pub amount: i64,
     pub state: PayoutState,
     pub created_at_ms: i64,
@@ -66,8 +70,23 @@ pub struct Payout {
     pub paid_at_ms: Option<i64>,
 }
 
-/// Open payout requests one streamer may have at once.
+/// Open payout requests one streamer (or agency) may have at once.
 pub const OPEN_REQUESTS_MAX: usize = 5;
+
+impl Payout {
+    /// Whose coins are paid out: the streamer, or the agency.
+    pub fn payee(&self) -> &str {
+        self.agency_id.as_deref().unwrap_or(&self.streamer_id)
+    }
+
+    /// The account the coins come from.
+    fn source(&self) -> Account {
+        match &self.agency_id {
+            Some(agency) => Account::agency(agency),
+            None => Account::earnings(&self.streamer_id),
+        }
+    }
+}
 
 fn store(tx: &Tx, p: &Payout, previous: Option<PayoutState>) -> AppResult<()> {
     put(&mut tx.table(PAYOUTS)?, p.id.as_str(), p)?;
@@ -78,7 +97,7 @@ fn store(tx: &Tx, p: &Payout, previous: Option<PayoutState>) -> AppResult<()> {
     idx.insert((p.state.as_str(), p.id.as_str()), ())?;
     drop(idx);
     tx.table(PAYOUTS_BY_STREAMER)?
-        .insert((p.streamer_id.as_str(), p.id.as_str()), ())?;
+        .insert((p.payee(), p.id.as_str()), ())?;
     tx.emit(
         NewEvent::about(
             &p.streamer_id,
@@ -101,29 +120,100 @@ pub async fn request(
     amount: i64,
     idem: Idempotency,
 ) -> AppResult<Payout> {
+    let require_kyc = ctx.config.payouts.require_kyc;
+    request_for(
+        ctx,
+        streamer_id,
+        None,
+        amount,
+        idem,
+        move |tx, streamer_id| {
+            super::kyc::require_verified(require_kyc, tx, streamer_id)?;
+            if profile::payout_details_tx(tx, streamer_id)?.is_none() {
+                return Err(AppError::validation(
+                    "set payoutDetails in your profile first",
+                ));
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// An agency's manager asks for `amount` coins of the agency's commissions. The agency is
+/// vetted by the admins who created it, so no KYC case is asked for; its payout details are
+/// the ones an admin set.
+pub async fn request_for_agency(
+    ctx: &Ctx,
+    manager_id: &str,
+    amount: i64,
+    idem: Idempotency,
+) -> AppResult<Payout> {
+    let m = manager_id.to_owned();
+    let agency_id = ctx
+        .store
+        .read(move |rtx| agency::managed_agency(rtx, &m))
+        .await?
+        .ok_or_else(|| AppError::not_found("you manage no agency"))?;
+    let a = agency_id.clone();
+    request_for(
+        ctx,
+        manager_id,
+        Some(agency_id),
+        amount,
+        idem,
+        move |tx, _| {
+            let agency =
+                agency::find(tx, &a)?.ok_or_else(|| AppError::not_found("no such agency"))?;
+            if agency.payout_details.is_none() {
+                return Err(AppError::validation(
+                    "the agency has no payout details yet: ask an admin to set them",
+                ));
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// A payout request of `requester` (for `agency_id` when set), once `allowed` passes inside
+/// the request's write: the coins are held at once.
+async fn request_for(
+    ctx: &Ctx,
+    requester: &str,
+    agency_id: Option<String>,
+    amount: i64,
+    idem: Idempotency,
+    allowed: impl Fn(&Tx, &str) -> AppResult<()> + Send + 'static,
+) -> AppResult<Payout> {
     let minimum = ctx.config.payouts.minimum_coins;
     if amount < minimum {
         return Err(AppError::validation(format!(
             "payouts start at {minimum} coins"
         )));
     }
-    let streamer_id = streamer_id.to_owned();
+    let requester = requester.to_owned();
     let id = new_id();
-    let require_kyc = ctx.config.payouts.require_kyc;
     ctx.store
         .write(move |tx| {
             idem.run(tx, || {
-                super::kyc::require_verified(require_kyc, tx, &streamer_id)?;
-                let details = profile::payout_details_tx(tx, &streamer_id)?;
-                if details.is_none() {
-                    return Err(AppError::validation(
-                        "set payoutDetails in your profile first",
-                    ));
-                }
+                allowed(tx, &requester)?;
+                let p = Payout {
+                    id: id.clone(),
+                    streamer_id: requester.clone(),
+                    agency_id: agency_id.clone(),
+                    amount,
+                    state: PayoutState::Requested,
+                    created_at_ms: tx.now_ms(),
+                    decided_at_ms: None,
+                    decided_by: None,
+                    reason: None,
+                    paid_at_ms: None,
+                };
                 let open = streamer_payouts(
                     &tx.read(PAYOUTS_BY_STREAMER)?,
                     &tx.read(PAYOUTS)?,
-                    &streamer_id,
+                    p.payee(),
                 )?
                 .into_iter()
                 .filter(|p| p.state == PayoutState::Requested)
@@ -133,22 +223,11 @@ pub async fn request(
                         "at most {OPEN_REQUESTS_MAX} open payout requests"
                     )));
                 }
-                let p = Payout {
-                    id: id.clone(),
-                    streamer_id: streamer_id.clone(),
-                    amount,
-                    state: PayoutState::Requested,
-                    created_at_ms: tx.now_ms(),
-                    decided_at_ms: None,
-                    decided_by: None,
-                    reason: None,
-                    paid_at_ms: None,
-                };
                 balance::post(
                     tx,
                     &[Leg {
-                        debit: Account::earnings(&streamer_id),
-                        credit: Account::payout_hold(&streamer_id),
+                        debit: p.source(),
+                        credit: Account::payout_hold(p.payee()),
                         amount,
                         kind: TransferKind::PayoutRequest,
                         reference: format!("payout:{}", p.id),
@@ -195,7 +274,7 @@ pub async fn decide(
                 }
             };
             let reference = format!("payout:{}", p.id);
-            let held = Account::payout_hold(&p.streamer_id);
+            let held = Account::payout_hold(p.payee());
             match next {
                 PayoutState::Approved => balance::post(
                     tx,
@@ -213,7 +292,7 @@ pub async fn decide(
                     tx,
                     &[Leg {
                         debit: held,
-                        credit: Account::earnings(&p.streamer_id),
+                        credit: p.source(),
                         amount: p.amount,
                         kind: TransferKind::PayoutReject,
                         reference,
@@ -238,7 +317,7 @@ pub async fn decide(
                 &actor,
                 &format!("payout.{}", next.as_str()),
                 &p.id,
-                json!({"streamerId": p.streamer_id, "amount": p.amount, "reason": reason}),
+                json!({"streamerId": p.streamer_id, "agencyId": p.agency_id, "amount": p.amount, "reason": reason}),
             )?;
             Ok(p)
         })
@@ -283,7 +362,19 @@ pub async fn list_of_streamer(ctx: &Ctx, streamer_id: &str) -> AppResult<Vec<Pay
     ctx.store.read(move |rtx| of_streamer(rtx, &uid)).await
 }
 
-/// A streamer's payouts, oldest first (ids are time-ordered).
+/// The payouts of the agency `manager_id` manages, newest first; `404` when they manage none.
+pub async fn list_of_agency_managed_by(ctx: &Ctx, manager_id: &str) -> AppResult<Vec<Payout>> {
+    let m = manager_id.to_owned();
+    ctx.store
+        .read(move |rtx| {
+            let agency = agency::managed_agency(rtx, &m)?
+                .ok_or_else(|| AppError::not_found("you manage no agency"))?;
+            of_streamer(rtx, &agency)
+        })
+        .await
+}
+
+/// A streamer's (or an agency's) payouts, oldest first (ids are time-ordered).
 fn streamer_payouts(
     idx: &impl ReadableTable<(&'static str, &'static str), ()>,
     payouts: &impl ReadableTable<&'static str, &'static [u8]>,

@@ -377,7 +377,8 @@ fn bill_due(tx: &Tx, call: &mut Call, now_ms: i64) -> AppResult<Option<EndReason
                         kind: TransferKind::CallEarning,
                         reference: format!("call:{}", call.id),
                     };
-                    balance::post(tx, &[leg], Some(&format!("call:{}:earner:{at}", call.id)))?;
+                    let legs = crate::domains::agency::split_earning(tx, leg)?;
+                    balance::post(tx, &legs, Some(&format!("call:{}:earner:{at}", call.id)))?;
                     call.earned += coins;
                 }
                 call.earner_billed_upto = Some(at);
