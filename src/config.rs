@@ -31,6 +31,28 @@ pub struct Config {
     pub gallery: GalleryConfig,
     pub panel: PanelConfig,
     pub media: MediaConfig,
+    pub admin: AdminConfig,
+}
+
+/// The admins' read-only table browser and user search (`/v1/admin/tables`,
+/// `/v1/admin/users/search`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Rows one request may look at (a filter that matches little stops here, with a cursor
+    /// to go on).
+    pub rows_scanned_max: u64,
+    /// How long one request may read, in milliseconds (it stops with a cursor to go on).
+    pub read_ms_max: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            rows_scanned_max: 100_000,
+            read_ms_max: 2_000,
+        }
+    }
 }
 
 /// Media storage (`/v1/media`) and its moderation.
@@ -1525,6 +1547,12 @@ impl Config {
             return Err(bad(
                 "calls",
                 "ring_timeout_secs and max_duration_secs must be positive",
+            ));
+        }
+        if self.admin.rows_scanned_max == 0 || self.admin.read_ms_max == 0 {
+            return Err(bad(
+                "admin",
+                "rows_scanned_max and read_ms_max must be positive",
             ));
         }
         if self.payouts.kyc_document_retention_days == 0 {

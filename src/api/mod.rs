@@ -112,6 +112,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
                 domains::mission_control::api::ReportApi,
                 domains::mission_control::api::KycApi,
                 domains::agency::api::AgencyApi,
+                domains::mission_control::api::TableApi,
             ),
             domains::privacy::api::PrivacyApi,
         ),

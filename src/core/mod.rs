@@ -2,6 +2,7 @@
 //! and metrics.
 
 pub mod auth;
+pub mod browse;
 pub mod clock;
 pub mod cursor;
 pub mod erasure;

@@ -200,6 +200,15 @@ pub struct TableSpec {
     /// Hands every row's key and value, as stored bytes, to the callback: what a check that
     /// must see every table (erasure leaves nothing behind) reads without knowing the types.
     pub scan: fn(&redb::ReadTransaction, &mut RowVisitor<'_>) -> AppResult<()>,
+    /// Hands rows after the key whose stored bytes are given (from the first when none) to
+    /// the callback as JSON, until it says stop: the admins' table browser.
+    pub browse: fn(
+        &redb::ReadTransaction,
+        Option<&[u8]>,
+        &mut super::browse::JsonRowVisitor<'_>,
+    ) -> AppResult<()>,
+    /// How many rows it holds.
+    pub len: fn(&redb::ReadTransaction) -> AppResult<u64>,
 }
 
 /// Every table: the domains' `registry` and the core's own.
@@ -210,6 +219,11 @@ fn every_spec<'a>(registry: &'a [&'a [TableSpec]]) -> impl Iterator<Item = &'a T
         .chain(TABLES)
         .chain(events::TABLES)
         .chain(super::idempotency::TABLES)
+}
+
+/// Every table: the domains' `registry` and the core's, in registry order.
+pub fn table_specs<'a>(registry: &'a [&'a [TableSpec]]) -> impl Iterator<Item = &'a TableSpec> {
+    every_spec(registry)
 }
 
 /// Hands every row of every table (the domains' `registry` and the core's) to `f`, with the
@@ -246,6 +260,49 @@ macro_rules! tables {
                         );
                     }
                     Ok(())
+                },
+                browse: |rtx, after, f| {
+                    use ::redb::ReadableTable as _;
+                    use $crate::core::browse::Json as _;
+                    let table = rtx.open_table($name)?;
+                    let rows = match after {
+                        Some(raw) => {
+                            // A cursor comes from a client: bytes that do not decode as this
+                            // table's key (redb panics on them) or that do not encode back to
+                            // themselves are refused.
+                            let key = ::std::panic::catch_unwind(|| {
+                                <$k as ::redb::Value>::from_bytes(raw)
+                            })
+                            .ok()
+                            .filter(|k| {
+                                let bytes = <$k as ::redb::Value>::as_bytes(k);
+                                AsRef::<[u8]>::as_ref(&bytes) == raw
+                            })
+                            .ok_or_else(|| {
+                                $crate::core::error::AppError::validation(
+                                    "from is not a cursor we issued",
+                                )
+                            })?;
+                            table.range::<<$k as ::redb::Value>::SelfType<'_>>((
+                                ::std::ops::Bound::Excluded(key),
+                                ::std::ops::Bound::Unbounded,
+                            ))?
+                        }
+                        None => table.iter()?,
+                    };
+                    for row in rows {
+                        let (k, v) = row?;
+                        let key = k.value();
+                        let raw = <$k as ::redb::Value>::as_bytes(&key);
+                        if !f(raw.as_ref(), <$k>::json(&key), <$v>::json(&v.value())) {
+                            break;
+                        }
+                    }
+                    Ok(())
+                },
+                len: |rtx| {
+                    use ::redb::ReadableTableMetadata as _;
+                    Ok(rtx.open_table($name)?.len()?)
                 },
             }, )*
         ];

@@ -186,6 +186,9 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             json!({"targetKind": "profile", "targetId": "u", "reason": "spam"}),
         ),
         ("admin_reports", Who::Staff, Value::Null),
+        ("admin_tables", Who::Admin, Value::Null),
+        ("admin_table_rows", Who::Admin, Value::Null),
+        ("admin_user_search", Who::Admin, Value::Null),
         (
             "admin_agency_create",
             Who::Admin,
@@ -424,6 +427,7 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 Some("admin_user_delete") => "?reason=r",
                 Some("tariffs_preview") => "?kind=direct&calleeId=u&seconds=1",
                 Some("media_upload") | Some("moderation_queue") => "?kind=photo",
+                Some("admin_user_search") => "?q=someone",
                 _ => "",
             };
             out.push(Route {

@@ -17,6 +17,7 @@ use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 use crate::core::idempotency::Idempotency;
 
+use super::browser;
 use super::kyc::{self, KycCase, KycState};
 use super::moderation::{self, Case, CaseDecision, CaseState, Rule};
 use super::payouts::{self, Decision, Payout, PayoutState};
@@ -1038,5 +1039,157 @@ impl KycApi {
                 .await?
                 .into(),
         ))
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TableSizeView {
+    pub name: String,
+    pub rows: u64,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TableList {
+    pub items: Vec<TableSizeView>,
+}
+
+/// One record: its key (a string, a number, or an array for a composite key) and its value
+/// (the stored record with its field names, snake_case as stored; credentials redacted).
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TableRowView {
+    pub key: serde_json::Value,
+    pub value: serde_json::Value,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TablePageView {
+    pub table: String,
+    pub items: Vec<TableRowView>,
+    /// Pass as `from` for the next page; null at the table's end.
+    pub next_from: Option<String>,
+    /// Rows looked at for this page.
+    pub scanned: u64,
+    /// The read stopped at `admin.rows_scanned_max` or `admin.read_ms_max` before the page was
+    /// full: go on from `nextFrom`.
+    pub cut_short: bool,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct FoundUserView {
+    pub user_id: String,
+    pub role: Role,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub banned: bool,
+    pub erased: bool,
+    /// `id`, `email`, `phone` or `displayName`.
+    pub matched_by: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct FoundUserList {
+    pub items: Vec<FoundUserView>,
+}
+
+pub struct TableApi;
+
+#[OpenApi(prefix_path = "/v1/admin", tag = "ApiTags::Admin")]
+impl TableApi {
+    /// Every table of the store with its row count. Admin.
+    #[oai(path = "/tables", method = "get", operation_id = "admin_tables")]
+    async fn tables(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<TableList>> {
+        auth.require(&ctx, Access::Admin).await?;
+        let items = browser::list_tables(&ctx).await?;
+        Ok(Json(TableList {
+            items: items
+                .into_iter()
+                .map(|t| TableSizeView {
+                    name: t.name.to_owned(),
+                    rows: t.rows,
+                })
+                .collect(),
+        }))
+    }
+
+    /// A table's records in key order, decoded as JSON, after `from`, at most `limit` (1–200,
+    /// default 50) that match every `where=field:value` (a dotted path into the record, or
+    /// `$key` / `$key.N` for the key; the value as JSON writes it, strings unquoted). Each
+    /// request looks at no more than `admin.rows_scanned_max` rows for no longer than
+    /// `admin.read_ms_max` ms, then answers what it found with `cutShort` and a `nextFrom`.
+    /// Read-only; credentials are redacted; every read is audited with the keys it returned.
+    /// Admin.
+    #[oai(
+        path = "/tables/:name",
+        method = "get",
+        operation_id = "admin_table_rows"
+    )]
+    async fn rows(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        name: Path<String>,
+        from: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+        #[oai(name = "where")] conditions: Query<Vec<String>>,
+    ) -> AppResult<Json<TablePageView>> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        let limit = page_limit(limit.0, 50, browser::PAGE_MAX as u32)?;
+        let conditions = conditions
+            .0
+            .iter()
+            .map(|c| browser::Condition::parse(c))
+            .collect::<AppResult<Vec<_>>>()?;
+        let page =
+            browser::read_table(&ctx, &who.user_id, &name, from.0, limit, conditions).await?;
+        Ok(Json(TablePageView {
+            table: name.0,
+            items: page
+                .rows
+                .into_iter()
+                .map(|r| TableRowView {
+                    key: r.key,
+                    value: r.value,
+                })
+                .collect(),
+            next_from: page.next_from,
+            scanned: page.scanned,
+            cut_short: page.cut_short,
+        }))
+    }
+
+    /// Find accounts by id, email, phone number, or a part of the display name (up to 50).
+    /// Audited. Admin.
+    #[oai(path = "/users", method = "get", operation_id = "admin_user_search")]
+    async fn search(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        q: Query<String>,
+    ) -> AppResult<Json<FoundUserList>> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        let now = ctx.store.now_ms();
+        let found = browser::search_users(&ctx, &who.user_id, &q).await?;
+        Ok(Json(FoundUserList {
+            items: found
+                .into_iter()
+                .map(|f| FoundUserView {
+                    banned: f.user.is_banned(now),
+                    erased: f.user.erased_at_ms.is_some(),
+                    user_id: f.user.id,
+                    role: f.user.role,
+                    display_name: f.display_name,
+                    email: f.user.email,
+                    created_at: to_datetime(f.user.created_at_ms),
+                    matched_by: f.matched.to_owned(),
+                })
+                .collect(),
+        }))
     }
 }

@@ -3,6 +3,7 @@
 //! automatic rules fed by blocks and the moderators' queue of cases they open.
 
 pub mod api;
+pub mod browser;
 pub mod events;
 pub mod kyc;
 pub mod moderation;

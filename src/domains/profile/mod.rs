@@ -41,6 +41,34 @@ pub fn profile_of(r: &impl Reads, user_id: &str) -> AppResult<ProfileRecord> {
 }
 
 /// Whether two lists of BCP 47 tags share a language (by primary subtag: `en-US` matches `en`).
+/// Accounts whose display name contains `needle` (case-insensitively): at most `limit`,
+/// looking at no more than `scan_max` profiles. Also returns how many it looked at.
+pub fn search_names(
+    r: &impl Reads,
+    needle: &str,
+    limit: usize,
+    scan_max: usize,
+) -> AppResult<(Vec<(String, String)>, usize)> {
+    use redb::ReadableTable as _;
+    let needle = needle.to_lowercase();
+    let mut out = Vec::new();
+    let mut scanned = 0;
+    for row in r.read_table(PROFILES)?.iter()? {
+        if out.len() >= limit || scanned >= scan_max {
+            break;
+        }
+        scanned += 1;
+        let (k, v) = row?;
+        let p: ProfileRecord = crate::core::store::dec(v.value())?;
+        if let Some(name) = p.display_name
+            && name.to_lowercase().contains(&needle)
+        {
+            out.push((k.value().to_owned(), name));
+        }
+    }
+    Ok((out, scanned))
+}
+
 pub fn shares_language(a: &[String], b: &[String]) -> bool {
     let primary = |t: &String| t.split('-').next().unwrap_or("").to_ascii_lowercase();
     a.iter().any(|x| b.iter().any(|y| primary(x) == primary(y)))

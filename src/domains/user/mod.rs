@@ -112,6 +112,16 @@ pub fn presence_of_tx(tx: &Tx, user_id: &str) -> AppResult<PresenceRecord> {
 }
 
 /// Reads a user inside a write operation.
+/// The account that holds an identity (`email`, `phone`, …) with this subject, if any.
+pub fn owner_of_identity(
+    r: &impl Reads,
+    kind: IdentityKind,
+    subject: &str,
+) -> AppResult<Option<String>> {
+    let identity: Option<Identity> = get(&r.read_table(IDENTITIES)?, kind.key(subject).as_str())?;
+    Ok(identity.map(|i| i.user_id))
+}
+
 pub fn find_user_tx(tx: &Tx, user_id: &str) -> AppResult<Option<UserRecord>> {
     find_user(tx, user_id)
 }
