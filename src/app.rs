@@ -383,6 +383,14 @@ impl App {
             &ctx,
             &mut workers,
             &mut consumers,
+            Arc::new(domains::portal::PortalDays {
+                store: store.clone(),
+            }),
+        );
+        spawn_consumer(
+            &ctx,
+            &mut workers,
+            &mut consumers,
             Arc::new(domains::mission_control::moderation::ModerationRules {
                 store: store.clone(),
                 config: ctx.config.moderation.clone(),

@@ -113,6 +113,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
                 domains::mission_control::api::KycApi,
                 domains::agency::api::AgencyApi,
                 domains::mission_control::api::TableApi,
+                domains::portal::api::PortalApi,
             ),
             domains::privacy::api::PrivacyApi,
         ),

@@ -17,6 +17,7 @@ pub mod mission_control;
 pub mod notification;
 pub mod panel;
 pub mod payment;
+pub mod portal;
 pub mod privacy;
 pub mod profile;
 pub mod settings;
@@ -48,6 +49,7 @@ pub const TABLES: &[&[TableSpec]] = &[
     settings::TABLES,
     mission_control::TABLES,
     agency::TABLES,
+    portal::TABLES,
 ];
 
 /// Every domain's event type: the catalogue is made from this list, and [`decode_any`] checks
@@ -55,6 +57,7 @@ pub const TABLES: &[&[TableSpec]] = &[
 pub const EVENT_TYPES: &[EventType] = &[
     EventType::of::<agency::events::AgencyEvent>(),
     EventType::of::<audit::events::AuditEvent>(),
+    EventType::of::<portal::events::PortalEvent>(),
     EventType::of::<balance::events::BalanceEvent>(),
     EventType::of::<billing::events::TariffEvent>(),
     EventType::of::<blocklist::events::BlockEvent>(),

@@ -624,6 +624,50 @@ async fn an_agency_takes_its_exact_share_of_calls_and_gifts_and_asks_for_payouts
     let mine = t.get("/v1/agency", &manager.access).await;
     assert_eq!(mine.body["balance"], 13 + 25);
 
+    // The agency's report over the period: its commissions and its streamers' days.
+    t.caught_up().await;
+    let report = t
+        .get(
+            &format!("/v1/admin/agencies/{id}/report?from=2026-03-01&to=2026-03-01"),
+            &admin.access,
+        )
+        .await;
+    assert_eq!(report.status, 200, "{:?}", report.body);
+    assert_eq!(report.body["commissionCoins"], 9 + 9 + 15 + 25);
+    assert_eq!(
+        report.body["streamers"],
+        json!([]),
+        "the streamer left the agency"
+    );
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/agencies/{id}/streamers/{}", p.streamer.user_id),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let report = t
+        .get(
+            "/v1/agency/report?from=2026-03-01&to=2026-03-01",
+            &manager.access,
+        )
+        .await;
+    assert_eq!(report.status, 200, "{:?}", report.body);
+    let totals = &report.body["streamers"][0]["totals"];
+    assert_eq!(
+        (
+            totals["callCoins"].clone(),
+            totals["giftCoins"].clone(),
+            totals["calls"].clone(),
+            totals["gifts"].clone()
+        ),
+        (json!(42), json!(35 + 25 + 50), json!(1), json!(3)),
+        "{totals:?}"
+    );
+    assert_eq!(t.get("/v1/agency/report", &p.user.access).await.status, 404);
+
     // The journal proves every split.
     let store = t.app().ctx.store.clone();
     let report = store
@@ -790,5 +834,173 @@ async fn admins_browse_any_table_read_only_bounded_redacted_and_audited() {
             .unwrap()
             .iter()
             .any(|a| a["action"] == "user.search")
+    );
+}
+
+#[tokio::test]
+async fn the_streamer_portal_shows_days_and_the_rules_to_accept() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let p = crate::calls::pair(&t, &admin, 1000).await;
+    let call = crate::calls::connect(&t, &p).await;
+    for _ in 0..60 {
+        t.clock.advance_ms(1000);
+        crate::calls::run_timers(&t).await;
+    }
+    crate::calls::act(&t, &p.user, &call, "hangup").await;
+    let gift = crate::coins::make_gift(&t, &admin, 100, 50).await;
+    let send = |key: &'static str| {
+        let (t, token, gift, to) = (
+            &t,
+            p.user.access.clone(),
+            gift.clone(),
+            p.streamer.user_id.clone(),
+        );
+        async move {
+            crate::coins::post_idem(
+                t,
+                "/v1/gifts/send",
+                &token,
+                Some(key),
+                json!({"giftId": gift, "toUserId": to}),
+            )
+            .await
+        }
+    };
+    assert_eq!(send("g-1").await.status, 200);
+    t.clock.advance_ms(86_400_000);
+    let streamer = t.refresh(&p.streamer).await;
+    let user = t.refresh(&p.user).await;
+    let r = crate::coins::post_idem(
+        &t,
+        "/v1/gifts/send",
+        &user.access,
+        Some("g-2"),
+        json!({"giftId": gift, "toUserId": streamer.user_id}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    t.caught_up().await;
+
+    let page = t
+        .get(
+            "/v1/streamer/days?from=2026-02-28&to=2026-03-02",
+            &streamer.access,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    let days = page.body["days"].as_array().unwrap();
+    assert_eq!(days.len(), 3);
+    assert_eq!(days[0]["date"], "2026-02-28");
+    assert_eq!(days[0]["calls"], 0);
+    let d1 = &days[1];
+    assert_eq!(
+        (
+            d1["callCoins"].clone(),
+            d1["giftCoins"].clone(),
+            d1["calls"].clone(),
+            d1["callSeconds"].clone(),
+            d1["gifts"].clone()
+        ),
+        (json!(60), json!(50), json!(1), json!(60), json!(1)),
+        "{d1:?}"
+    );
+    assert_eq!(
+        (days[2]["giftCoins"].clone(), days[2]["gifts"].clone()),
+        (json!(50), json!(1))
+    );
+    assert_eq!(page.body["totals"]["giftCoins"], 100);
+    assert_eq!(page.body["earnings"], 160);
+    // The default period is the last 30 days, today included.
+    let default = t.get("/v1/streamer/days", &streamer.access).await;
+    assert_eq!(default.body["days"].as_array().unwrap().len(), 30);
+    assert_eq!(default.body["to"], "2026-03-02");
+    for q in [
+        "from=2026-03-02&to=2026-03-01",
+        "from=2025-01-01&to=2026-03-01",
+        "from=yesterday",
+    ] {
+        let r = t
+            .get(&format!("/v1/streamer/days?{q}"), &streamer.access)
+            .await;
+        assert_eq!(r.code(), "validation_failed", "{q}");
+    }
+    assert_eq!(t.get("/v1/streamer/days", &user.access).await.status, 403);
+
+    // The rules: published by an admin as versions, accepted by streamers.
+    let rules = t.get("/v1/streamer/rules", &streamer.access).await;
+    assert!(rules.body["version"].is_null(), "{:?}", rules.body);
+    let accept = |version: u64| {
+        let (t, token) = (&t, streamer.access.clone());
+        async move {
+            t.post(
+                "/v1/streamer/rules/acceptance",
+                Some(&token),
+                json!({"version": version}),
+            )
+            .await
+        }
+    };
+    assert_eq!(accept(1).await.status, 404);
+    let admin = t.refresh(&admin).await;
+    let publish = |text: &'static str| {
+        let (t, token) = (&t, admin.access.clone());
+        async move {
+            t.call(
+                Method::PUT,
+                "/v1/admin/streamer-rules",
+                Some(&token),
+                Some(json!({"text": text})),
+            )
+            .await
+        }
+    };
+    let r = publish("# Rules\n\nBe **kind**.").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["version"].clone()),
+        (200, json!(1)),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(publish("   ").await.code(), "validation_failed");
+    let rules = t.get("/v1/streamer/rules", &streamer.access).await;
+    assert_eq!(
+        (
+            rules.body["text"].clone(),
+            rules.body["acceptedCurrent"].clone()
+        ),
+        (json!("# Rules\n\nBe **kind**."), json!(false))
+    );
+    assert_eq!(accept(2).await.code(), "conflict");
+    let r = accept(1).await;
+    assert_eq!(
+        (
+            r.body["acceptedVersion"].clone(),
+            r.body["acceptedCurrent"].clone()
+        ),
+        (json!(1), json!(true))
+    );
+    publish("# Rules\n\nBe kinder.").await;
+    let rules = t.get("/v1/streamer/rules", &streamer.access).await;
+    assert_eq!(
+        (
+            rules.body["version"].clone(),
+            rules.body["acceptedVersion"].clone(),
+            rules.body["acceptedCurrent"].clone()
+        ),
+        (json!(2), json!(1), json!(false))
+    );
+    assert_eq!(
+        accept(1).await.code(),
+        "conflict",
+        "an old version can no longer be accepted"
+    );
+    let audit = t.get("/v1/admin/audit?limit=50", &admin.access).await;
+    assert!(
+        audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "streamer_rules.publish")
     );
 }
