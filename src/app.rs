@@ -663,10 +663,22 @@ const KYC_RETENTION_EVERY: Duration = Duration::from_secs(3_600);
 /// Deletes the documents of decided KYC cases once their retention has passed.
 async fn delete_kyc_documents(ctx: Arc<Ctx>) {
     on_each_tick(ctx, from_now_each(KYC_RETENTION_EVERY), |ctx| async move {
-        match domains::mission_control::kyc::delete_expired_documents(&ctx).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(cases = n, "deleted the documents of decided KYC cases"),
-            Err(e) => tracing::warn!(error = %e, "deleting expired KYC documents failed"),
+        use domains::mission_control::kyc;
+        // A pass per commit, until a pass finds less than a full batch.
+        loop {
+            match kyc::delete_expired_documents(&ctx).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    tracing::info!(cases = n, "deleted the documents of decided KYC cases");
+                    if n < kyc::RETENTION_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "deleting expired KYC documents failed");
+                    break;
+                }
+            }
         }
     })
     .await

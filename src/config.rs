@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// The admins' read-only table browser and user search (`/v1/admin/tables`,
-/// `/v1/admin/users/search`).
+/// `GET /v1/admin/users?q=`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {

@@ -94,7 +94,11 @@ impl ApiResponse for AppError {
                     401,
                     "`unauthorized`, `invalid_credentials` or `refresh_token_reused`",
                 ),
-                doc(403, "`forbidden` (wrong role) or `account_banned`"),
+                doc(
+                    403,
+                    "`forbidden` (wrong role), `account_banned`, `reauthentication_required`, \
+                     `kyc_required` (payouts) or `invalid_signature` (media URLs)",
+                ),
                 doc(404, "`not_found`"),
                 doc(409, "`conflict` or `email_taken`"),
                 doc(413, "`payload_too_large`"),

@@ -15,11 +15,12 @@ impl Json for &'static str {
     }
 }
 
-/// Records are MessagePack with named fields; anything else is shown as hex.
+/// Records are MessagePack with named fields; bytes that are not are never shown (they could
+/// hold anything, unredacted), only their length.
 impl Json for &'static [u8] {
     fn json(v: &Self::SelfType<'_>) -> Value {
         rmp_serde::from_slice::<Value>(v)
-            .unwrap_or_else(|_| serde_json::json!({"$bytes": super::ids::hex(v)}))
+            .unwrap_or_else(|_| serde_json::json!({"$undecodable": v.len()}))
     }
 }
 
@@ -57,21 +58,29 @@ impl<A: Json, B: Json, C: Json> Json for (A, B, C) {
 pub type JsonRowVisitor<'a> = dyn FnMut(&[u8], Value, Value) -> bool + 'a;
 
 /// Field names whose values are never shown, whatever the table: credentials and what
-/// unlocks them.
-pub const REDACTED_FIELDS: [&str; 5] = [
+/// unlocks them (a push send's `address` is a device token; an unsubscribe URL carries a
+/// signed token that acts for its person).
+pub const REDACTED_FIELDS: [&str; 7] = [
     "password_hash",
     "code_hash",
     "secret_hash",
     "successor_sealed",
     "token",
+    "address",
+    "unsubscribe_url",
 ];
+
+/// Whether a field of this name is redacted.
+pub fn is_redacted(name: &str) -> bool {
+    REDACTED_FIELDS.contains(&name) || name.contains("secret")
+}
 
 /// Replaces every redacted field, at any depth, with `"[redacted]"`.
 pub fn redact(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, field) in map.iter_mut() {
-                if REDACTED_FIELDS.contains(&k.as_str()) || k.contains("secret") {
+                if is_redacted(k) {
                     *field = Value::String("[redacted]".into());
                 } else {
                     redact(field);

@@ -13,7 +13,7 @@ use crate::api::{ApiTags, BearerAuth, NoContent};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
-use crate::core::cursor::page_limit;
+use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 
 use super::{Agency, AgencyDraft};
@@ -76,12 +76,23 @@ pub struct AgencyList {
     pub items: Vec<AgencyView>,
 }
 
-/// An agency with its streamers and money.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AgencyMemberView {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub joined_at: OffsetDateTime,
+}
+
+/// An agency with a page of its streamers and its money.
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct AgencyDetail {
     pub agency: AgencyView,
-    pub streamer_ids: Vec<String>,
+    /// Its streamers by id, a page of them.
+    pub streamers: Vec<AgencyMemberView>,
+    /// Pass as `after` for the next page of streamers; null on the last.
+    pub next_after: Option<String>,
     /// Commissions not yet asked for, in coins.
     pub balance: i64,
     /// Coins held by open payout requests.
@@ -89,12 +100,29 @@ pub struct AgencyDetail {
 }
 
 const AGENCY_PAGE_MAX: u32 = 1_000;
+const MEMBER_PAGE_MAX: u32 = 500;
 
-async fn detail(ctx: &Ctx, agency: Agency, streamer_ids: Vec<String>) -> AppResult<AgencyDetail> {
+async fn detail(
+    ctx: &Ctx,
+    agency_id: &str,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> AppResult<AgencyDetail> {
+    let limit = page_limit(limit, 100, MEMBER_PAGE_MAX)?;
+    let (agency, members) = super::show(ctx, agency_id, after, limit).await?;
     let (balance, payout_hold) = super::balances(ctx, &agency.id).await?;
+    let next_after = next_page(&members, limit, |m| Cursor::Id(m.streamer_id.clone()));
     Ok(AgencyDetail {
         agency: agency.into(),
-        streamer_ids,
+        streamers: members
+            .into_iter()
+            .map(|m| AgencyMemberView {
+                user_id: m.streamer_id,
+                display_name: m.display_name,
+                joined_at: to_datetime(m.joined_at_ms),
+            })
+            .collect(),
+        next_after,
         balance,
         payout_hold,
     })
@@ -102,13 +130,14 @@ async fn detail(ctx: &Ctx, agency: Agency, streamer_ids: Vec<String>) -> AppResu
 
 pub struct AgencyApi;
 
-#[OpenApi(tag = "ApiTags::Admin")]
+#[OpenApi]
 impl AgencyApi {
     /// Create an agency. Admin; audited.
     #[oai(
         path = "/v1/admin/agencies",
         method = "post",
-        operation_id = "admin_agency_create"
+        operation_id = "admin_agency_create",
+        tag = "ApiTags::Admin"
     )]
     async fn create(
         &self,
@@ -128,7 +157,8 @@ impl AgencyApi {
     #[oai(
         path = "/v1/admin/agencies",
         method = "get",
-        operation_id = "admin_agencies"
+        operation_id = "admin_agencies",
+        tag = "ApiTags::Admin"
     )]
     async fn list(
         &self,
@@ -144,28 +174,32 @@ impl AgencyApi {
         }))
     }
 
-    /// One agency with its streamers and balances. Admin.
+    /// One agency with a page of its streamers (by id, `after`, `limit` 1–500) and its
+    /// balances. Admin.
     #[oai(
         path = "/v1/admin/agencies/:agency_id",
         method = "get",
-        operation_id = "admin_agency"
+        operation_id = "admin_agency",
+        tag = "ApiTags::Admin"
     )]
     async fn show(
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         agency_id: Path<String>,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
     ) -> AppResult<Json<AgencyDetail>> {
         auth.require(&ctx, Access::Admin).await?;
-        let (agency, streamers) = super::show(&ctx, &agency_id).await?;
-        Ok(Json(detail(&ctx, agency, streamers).await?))
+        Ok(Json(detail(&ctx, &agency_id, after.0, limit.0).await?))
     }
 
     /// Replace an agency's name, commission, manager and payout details. Admin; audited.
     #[oai(
         path = "/v1/admin/agencies/:agency_id",
         method = "put",
-        operation_id = "admin_agency_update"
+        operation_id = "admin_agency_update",
+        tag = "ApiTags::Admin"
     )]
     async fn update(
         &self,
@@ -187,7 +221,8 @@ impl AgencyApi {
     #[oai(
         path = "/v1/admin/agencies/:agency_id/streamers/:user_id",
         method = "put",
-        operation_id = "admin_agency_assign"
+        operation_id = "admin_agency_assign",
+        tag = "ApiTags::Admin"
     )]
     async fn assign(
         &self,
@@ -205,7 +240,8 @@ impl AgencyApi {
     #[oai(
         path = "/v1/admin/agencies/:agency_id/streamers/:user_id",
         method = "delete",
-        operation_id = "admin_agency_unassign"
+        operation_id = "admin_agency_unassign",
+        tag = "ApiTags::Admin"
     )]
     async fn unassign(
         &self,
@@ -219,17 +255,23 @@ impl AgencyApi {
         Ok(NoContent::Done)
     }
 
-    /// The agency the caller manages, with its streamers and balances. `404` for an account
-    /// that manages none.
+    /// The agency the caller manages, with a page of its streamers and its balances. `404`
+    /// for an account that manages none.
     #[oai(
         path = "/v1/agency",
         method = "get",
         operation_id = "agency_mine",
         tag = "ApiTags::Account"
     )]
-    async fn mine(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<AgencyDetail>> {
+    async fn mine(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<AgencyDetail>> {
         let who = auth.require(&ctx, Access::Any).await?;
-        let (agency, streamers) = super::managed_by(&ctx, &who.user_id).await?;
-        Ok(Json(detail(&ctx, agency, streamers).await?))
+        let agency_id = super::managed_by_id(&ctx, &who.user_id).await?;
+        Ok(Json(detail(&ctx, &agency_id, after.0, limit.0).await?))
     }
 }

@@ -27,7 +27,7 @@ use crate::domains::balance::{
     self,
     model::{Account, AccountKind, Leg, TransferKind, commission_reference, commission_split},
 };
-use crate::domains::user;
+use crate::domains::{profile, user};
 
 use events::AgencyEvent;
 use tables::*;
@@ -180,27 +180,30 @@ pub async fn list(ctx: &Ctx, limit: usize) -> AppResult<Vec<Agency>> {
         .await
 }
 
-/// One agency and its streamers.
-pub async fn show(ctx: &Ctx, id: &str) -> AppResult<(Agency, Vec<String>)> {
+/// One agency and a page of its streamers (after `after`, at most `limit`).
+pub async fn show(
+    ctx: &Ctx,
+    id: &str,
+    after: Option<String>,
+    limit: usize,
+) -> AppResult<(Agency, Vec<Member>)> {
     let id = id.to_owned();
     ctx.store
         .read(move |rtx| {
             let agency = find(rtx, &id)?.ok_or_else(|| AppError::not_found("no such agency"))?;
-            let streamers = streamers(rtx, &id)?;
+            let streamers = streamers(rtx, &id, after.as_deref(), limit)?;
             Ok((agency, streamers))
         })
         .await
 }
 
-/// The agency `manager_id` manages, with its streamers.
-pub async fn managed_by(ctx: &Ctx, manager_id: &str) -> AppResult<(Agency, Vec<String>)> {
+/// The id of the agency `manager_id` manages; `404` when none.
+pub async fn managed_by_id(ctx: &Ctx, manager_id: &str) -> AppResult<String> {
     let id = manager_id.to_owned();
-    let agency_id = ctx
-        .store
+    ctx.store
         .read(move |rtx| managed_agency(rtx, &id))
         .await?
-        .ok_or_else(|| AppError::not_found("you manage no agency"))?;
-    show(ctx, &agency_id).await
+        .ok_or_else(|| AppError::not_found("you manage no agency"))
 }
 
 /// The id of the agency `manager_id` manages, if any.
@@ -210,12 +213,48 @@ pub fn managed_agency(r: &impl Reads, manager_id: &str) -> AppResult<Option<Stri
         .map(|v| v.value().to_owned()))
 }
 
-/// An agency's streamers, by id.
-pub fn streamers(r: &impl Reads, agency_id: &str) -> AppResult<Vec<String>> {
-    r.read_table(AGENCY_STREAMERS)?
+/// A streamer of an agency: who, their display name, since when.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub streamer_id: String,
+    pub display_name: Option<String>,
+    pub joined_at_ms: i64,
+}
+
+/// An agency's streamers by id, after `after`, at most `limit`.
+pub fn streamers(
+    r: &impl Reads,
+    agency_id: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> AppResult<Vec<Member>> {
+    let from = after.unwrap_or("");
+    let mut out = Vec::new();
+    for row in r
+        .read_table(AGENCY_STREAMERS)?
+        .range((agency_id, from)..(agency_id, "~"))?
+    {
+        let (k, v) = row?;
+        let id = k.value().1;
+        if id == from {
+            continue;
+        }
+        if out.len() >= limit {
+            break;
+        }
+        out.push(Member {
+            streamer_id: id.to_owned(),
+            display_name: profile::profile_of(r, id)?.display_name,
+            joined_at_ms: v.value(),
+        });
+    }
+    Ok(out)
+}
+
+fn streamer_count(r: &impl Reads, agency_id: &str) -> AppResult<usize> {
+    Ok(r.read_table(AGENCY_STREAMERS)?
         .range((agency_id, "")..(agency_id, "~"))?
-        .map(|row| Ok(row?.0.value().1.to_owned()))
-        .collect()
+        .count())
 }
 
 /// The agency a streamer belongs to, if any.
@@ -260,7 +299,7 @@ pub async fn assign(
                     }
                     None => {}
                 }
-                if streamers(tx, &agency_id)?.len() >= STREAMERS_MAX {
+                if streamer_count(tx, &agency_id)? >= STREAMERS_MAX {
                     return Err(AppError::conflict(format!(
                         "an agency has at most {STREAMERS_MAX} streamers"
                     )));
@@ -268,7 +307,7 @@ pub async fn assign(
                 tx.table(AGENCY_OF_STREAMER)?
                     .insert(streamer_id.as_str(), agency_id.as_str())?;
                 tx.table(AGENCY_STREAMERS)?
-                    .insert((agency_id.as_str(), streamer_id.as_str()), ())?;
+                    .insert((agency_id.as_str(), streamer_id.as_str()), tx.now_ms())?;
             } else {
                 if current.as_deref() != Some(agency_id.as_str()) {
                     return Err(AppError::not_found("the streamer is not in this agency"));

@@ -193,6 +193,13 @@ pub async fn send(
     if from == to {
         return Err(AppError::validation("you cannot send a gift to yourself"));
     }
+    // It goes into the ledger's reference (with an agency's commission, inside a longer one).
+    if call_id
+        .as_deref()
+        .is_some_and(|c| !crate::core::ids::is_valid_id(c))
+    {
+        return Err(AppError::validation("callId is not a call id"));
+    }
     let (from, gift_id, to) = (from.to_owned(), gift_id.to_owned(), to.to_owned());
     ctx.store
         .write(move |tx| {

@@ -181,7 +181,7 @@ pub struct MediaDecision {
 
 pub struct MediaApi;
 
-#[OpenApi(tag = "ApiTags::Media")]
+#[OpenApi]
 impl MediaApi {
     /// Upload a photo, a video or a KYC document, the file as the body. Its type is read from
     /// its first bytes and must match `Content-Type` and be one the kind accepts (photo: JPEG,
@@ -194,7 +194,12 @@ impl MediaApi {
     /// `display` and `thumb` variants. `visibility` defaults to `public` (KYC documents are
     /// always private). Photos and clips start `pending` moderation (staff uploads are
     /// approved at once). Any role.
-    #[oai(path = "/v1/media", method = "post", operation_id = "media_upload")]
+    #[oai(
+        path = "/v1/media",
+        method = "post",
+        operation_id = "media_upload",
+        tag = "ApiTags::Media"
+    )]
     async fn upload(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -220,7 +225,12 @@ impl MediaApi {
     }
 
     /// Your media, newest first, paged by `before`. Any role.
-    #[oai(path = "/v1/media", method = "get", operation_id = "media_list")]
+    #[oai(
+        path = "/v1/media",
+        method = "get",
+        operation_id = "media_list",
+        tag = "ApiTags::Media"
+    )]
     async fn list(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -246,7 +256,8 @@ impl MediaApi {
     #[oai(
         path = "/v1/media/:media_id",
         method = "get",
-        operation_id = "media_get"
+        operation_id = "media_get",
+        tag = "ApiTags::Media"
     )]
     async fn get(
         &self,
@@ -265,7 +276,8 @@ impl MediaApi {
     #[oai(
         path = "/v1/media/:media_id/url",
         method = "get",
-        operation_id = "media_url"
+        operation_id = "media_url",
+        tag = "ApiTags::Media"
     )]
     async fn url(
         &self,
@@ -304,7 +316,8 @@ impl MediaApi {
     #[oai(
         path = "/v1/media/:media_id",
         method = "delete",
-        operation_id = "media_delete"
+        operation_id = "media_delete",
+        tag = "ApiTags::Media"
     )]
     async fn delete(
         &self,

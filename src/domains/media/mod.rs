@@ -122,11 +122,12 @@ impl MediaStore {
     }
 }
 
-/// Whether `viewer` may see `rec` (see the module's rules).
+/// Whether `viewer` may see `rec` (see the module's rules). KYC documents are their owner's
+/// alone here: moderators open them through the KYC case, where every look is audited.
 pub fn can_see(viewer: &Principal, rec: &MediaRecord) -> bool {
     viewer.user_id.as_str() == rec.owner_id
-        || Access::Staff.allows(viewer.role)
-        || (rec.kind != MediaKind::KycDocument && rec.is_public())
+        || (rec.kind != MediaKind::KycDocument
+            && (Access::Staff.allows(viewer.role) || rec.is_public()))
 }
 
 /// What an upload asks for.

@@ -208,13 +208,14 @@ impl AdminUserView {
 
 pub struct AdminApi;
 
-#[OpenApi(prefix_path = "/v1/admin", tag = "ApiTags::Admin")]
+#[OpenApi(prefix_path = "/v1/admin")]
 impl AdminApi {
     /// Set a user's role. Admin; audited.
     #[oai(
         path = "/users/:user_id/role",
         method = "put",
-        operation_id = "admin_user_role"
+        operation_id = "admin_user_role",
+        tag = "ApiTags::Admin"
     )]
     async fn set_role(
         &self,
@@ -233,7 +234,8 @@ impl AdminApi {
     #[oai(
         path = "/users/:user_id/ban",
         method = "post",
-        operation_id = "admin_user_ban"
+        operation_id = "admin_user_ban",
+        tag = "ApiTags::Admin"
     )]
     async fn ban(
         &self,
@@ -251,7 +253,8 @@ impl AdminApi {
     #[oai(
         path = "/users/:user_id/ban",
         method = "delete",
-        operation_id = "admin_user_unban"
+        operation_id = "admin_user_unban",
+        tag = "ApiTags::Admin"
     )]
     async fn unban(
         &self,
@@ -268,7 +271,8 @@ impl AdminApi {
     #[oai(
         path = "/users/:user_id/identities",
         method = "get",
-        operation_id = "admin_user_identities"
+        operation_id = "admin_user_identities",
+        tag = "ApiTags::Admin"
     )]
     async fn identities(
         &self,
@@ -286,7 +290,8 @@ impl AdminApi {
     #[oai(
         path = "/moderation/cases",
         method = "get",
-        operation_id = "admin_moderation_cases"
+        operation_id = "admin_moderation_cases",
+        tag = "ApiTags::Admin"
     )]
     async fn moderation_cases(
         &self,
@@ -309,7 +314,8 @@ impl AdminApi {
     #[oai(
         path = "/moderation/cases/:case_id/decision",
         method = "post",
-        operation_id = "admin_moderation_case_decide"
+        operation_id = "admin_moderation_case_decide",
+        tag = "ApiTags::Admin"
     )]
     async fn moderation_decide(
         &self,
@@ -328,7 +334,12 @@ impl AdminApi {
     }
 
     /// The audit log, newest first. Admin.
-    #[oai(path = "/audit", method = "get", operation_id = "admin_audit")]
+    #[oai(
+        path = "/audit",
+        method = "get",
+        operation_id = "admin_audit",
+        tag = "ApiTags::Admin"
+    )]
     async fn audit(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -415,14 +426,15 @@ const PAYOUT_PAGE_MAX: u32 = 500;
 
 pub struct PayoutApi;
 
-#[OpenApi(tag = "ApiTags::Payouts")]
+#[OpenApi]
 impl PayoutApi {
     /// Ask for a payout of earnings; the amount is held until an admin decides. Streamers;
     /// needs an `Idempotency-Key`.
     #[oai(
         path = "/v1/me/payouts",
         method = "post",
-        operation_id = "me_payouts_request"
+        operation_id = "me_payouts_request",
+        tag = "ApiTags::Payouts"
     )]
     async fn request(
         &self,
@@ -450,7 +462,8 @@ impl PayoutApi {
     #[oai(
         path = "/v1/agency/payouts",
         method = "post",
-        operation_id = "agency_payouts_request"
+        operation_id = "agency_payouts_request",
+        tag = "ApiTags::Payouts"
     )]
     async fn request_for_agency(
         &self,
@@ -460,13 +473,15 @@ impl PayoutApi {
         body: JsonBody<PayoutRequestBody>,
     ) -> AppResult<Json<PayoutView>> {
         let who = auth.require(&ctx, Access::Any).await?;
+        let agency_id = crate::domains::agency::managed_by_id(&ctx, &who.user_id).await?;
+        // Scoped by the agency too: a manager moved to another agency starts afresh.
         let idem = Idempotency::new(
             idempotency_key.0.as_deref(),
-            &format!("{}:agency_payout", who.user_id),
+            &format!("{}:agency_payout:{agency_id}", who.user_id),
             &body.0,
         )?;
         Ok(Json(
-            payouts::request_for_agency(&ctx, &who.user_id, body.amount, idem)
+            payouts::request_for_agency(&ctx, &who.user_id, &agency_id, body.amount, idem)
                 .await?
                 .into(),
         ))
@@ -476,7 +491,8 @@ impl PayoutApi {
     #[oai(
         path = "/v1/agency/payouts",
         method = "get",
-        operation_id = "agency_payouts"
+        operation_id = "agency_payouts",
+        tag = "ApiTags::Payouts"
     )]
     async fn agency_payouts(
         &self,
@@ -491,7 +507,12 @@ impl PayoutApi {
     }
 
     /// The caller's payout requests, newest first. Streamers.
-    #[oai(path = "/v1/me/payouts", method = "get", operation_id = "me_payouts")]
+    #[oai(
+        path = "/v1/me/payouts",
+        method = "get",
+        operation_id = "me_payouts",
+        tag = "ApiTags::Payouts"
+    )]
     async fn mine(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<PayoutList>> {
         let who = auth.require(&ctx, Access::Streamer).await?;
         let items = payouts::list_of_streamer(&ctx, &who.user_id).await?;
@@ -504,7 +525,8 @@ impl PayoutApi {
     #[oai(
         path = "/v1/admin/payouts",
         method = "get",
-        operation_id = "admin_payouts"
+        operation_id = "admin_payouts",
+        tag = "ApiTags::Payouts"
     )]
     async fn list(
         &self,
@@ -526,7 +548,8 @@ impl PayoutApi {
     #[oai(
         path = "/v1/admin/payouts/:payout_id/approve",
         method = "post",
-        operation_id = "admin_payout_approve"
+        operation_id = "admin_payout_approve",
+        tag = "ApiTags::Payouts"
     )]
     async fn approve(
         &self,
@@ -547,7 +570,8 @@ impl PayoutApi {
     #[oai(
         path = "/v1/admin/payouts/:payout_id/reject",
         method = "post",
-        operation_id = "admin_payout_reject"
+        operation_id = "admin_payout_reject",
+        tag = "ApiTags::Payouts"
     )]
     async fn reject(
         &self,
@@ -575,7 +599,8 @@ impl PayoutApi {
     #[oai(
         path = "/v1/admin/payouts/:payout_id/paid",
         method = "post",
-        operation_id = "admin_payout_paid"
+        operation_id = "admin_payout_paid",
+        tag = "ApiTags::Payouts"
     )]
     async fn paid(
         &self,
@@ -680,7 +705,7 @@ const REPORTS_ON_TARGET_MAX: usize = 200;
 
 pub struct ReportApi;
 
-#[OpenApi(tag = "ApiTags::Admin")]
+#[OpenApi]
 impl ReportApi {
     /// Report a profile, a photo, a clip or a message. Reports only reach the moderators'
     /// queue; the reported person is not told. The same open report is returned when the
@@ -719,7 +744,8 @@ impl ReportApi {
     #[oai(
         path = "/v1/admin/reports",
         method = "get",
-        operation_id = "admin_reports"
+        operation_id = "admin_reports",
+        tag = "ApiTags::Admin"
     )]
     async fn list(
         &self,
@@ -745,7 +771,8 @@ impl ReportApi {
     #[oai(
         path = "/v1/admin/reports/:report_id",
         method = "get",
-        operation_id = "admin_report"
+        operation_id = "admin_report",
+        tag = "ApiTags::Admin"
     )]
     async fn show(
         &self,
@@ -768,7 +795,8 @@ impl ReportApi {
     #[oai(
         path = "/v1/admin/reports/:report_id/resolution",
         method = "post",
-        operation_id = "admin_report_resolve"
+        operation_id = "admin_report_resolve",
+        tag = "ApiTags::Admin"
     )]
     async fn resolve(
         &self,
@@ -851,7 +879,8 @@ impl From<KycCase> for KycCaseView {
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct KycStatusView {
-    /// Whether payouts (and, when configured, the gallery) are open to the caller.
+    /// Whether the latest case is verified (what payouts need when `payouts.require_kyc` is
+    /// on, and the gallery when `gallery.streamers_need_kyc` is).
     pub verified: bool,
     /// The latest case; null before the first submission.
     pub case: Option<KycCaseView>,
@@ -876,7 +905,7 @@ pub struct KycPage {
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct KycDecisionRequest {
-    /// 1–500 characters: required to reject (the streamer is told), optional to verify.
+    /// A note kept with the verification, 1–500 characters.
     pub reason: Option<String>,
 }
 
@@ -884,7 +913,7 @@ const KYC_PAGE_MAX: u32 = 200;
 
 pub struct KycApi;
 
-#[OpenApi(tag = "ApiTags::Admin")]
+#[OpenApi]
 impl KycApi {
     /// Submit identity documents (three different `kyc_document` uploads of the caller's):
     /// the case is `pending` until a moderator decides. `409 conflict` while a case is pending
@@ -927,7 +956,11 @@ impl KycApi {
         let case = kyc::current(&ctx, &who.user_id).await?;
         Ok(Json(KycStatusView {
             verified: case.as_ref().is_some_and(|c| c.state == KycState::Verified),
-            case: case.map(Into::into),
+            // Which moderator decided is the staff's business.
+            case: case.map(|c| KycCaseView {
+                decided_by: None,
+                ..c.into()
+            }),
         }))
     }
 
@@ -936,7 +969,8 @@ impl KycApi {
     #[oai(
         path = "/v1/admin/kyc",
         method = "get",
-        operation_id = "admin_kyc_cases"
+        operation_id = "admin_kyc_cases",
+        tag = "ApiTags::Admin"
     )]
     async fn list(
         &self,
@@ -961,7 +995,8 @@ impl KycApi {
     #[oai(
         path = "/v1/admin/kyc/:case_id",
         method = "get",
-        operation_id = "admin_kyc_case"
+        operation_id = "admin_kyc_case",
+        tag = "ApiTags::Admin"
     )]
     async fn show(
         &self,
@@ -992,7 +1027,8 @@ impl KycApi {
     #[oai(
         path = "/v1/admin/kyc/:case_id/verify",
         method = "post",
-        operation_id = "admin_kyc_verify"
+        operation_id = "admin_kyc_verify",
+        tag = "ApiTags::Admin"
     )]
     async fn verify(
         &self,
@@ -1019,21 +1055,18 @@ impl KycApi {
     #[oai(
         path = "/v1/admin/kyc/:case_id/reject",
         method = "post",
-        operation_id = "admin_kyc_reject"
+        operation_id = "admin_kyc_reject",
+        tag = "ApiTags::Admin"
     )]
     async fn reject(
         &self,
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         case_id: Path<String>,
-        body: JsonBody<KycDecisionRequest>,
+        body: JsonBody<RejectRequest>,
     ) -> AppResult<Json<KycCaseView>> {
         let who = auth.require(&ctx, Access::Staff).await?;
-        let reason = body
-            .0
-            .reason
-            .map(|r| super::Reason::parse("reason", &r).map(super::Reason::into_string))
-            .transpose()?;
+        let reason = Some(super::Reason::parse("reason", &body.0.reason)?.into_string());
         Ok(Json(
             kyc::decide(&ctx, &who.user_id, &case_id, false, reason)
                 .await?
@@ -1100,10 +1133,15 @@ pub struct FoundUserList {
 
 pub struct TableApi;
 
-#[OpenApi(prefix_path = "/v1/admin", tag = "ApiTags::Admin")]
+#[OpenApi(prefix_path = "/v1/admin")]
 impl TableApi {
     /// Every table of the store with its row count. Admin.
-    #[oai(path = "/tables", method = "get", operation_id = "admin_tables")]
+    #[oai(
+        path = "/tables",
+        method = "get",
+        operation_id = "admin_tables",
+        tag = "ApiTags::Admin"
+    )]
     async fn tables(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<TableList>> {
         auth.require(&ctx, Access::Admin).await?;
         let items = browser::list_tables(&ctx).await?;
@@ -1128,7 +1166,8 @@ impl TableApi {
     #[oai(
         path = "/tables/:name",
         method = "get",
-        operation_id = "admin_table_rows"
+        operation_id = "admin_table_rows",
+        tag = "ApiTags::Admin"
     )]
     async fn rows(
         &self,
@@ -1137,12 +1176,13 @@ impl TableApi {
         name: Path<String>,
         from: Query<Option<String>>,
         limit: Query<Option<u32>>,
-        #[oai(name = "where")] conditions: Query<Vec<String>>,
+        #[oai(name = "where")] conditions: Query<Option<Vec<String>>>,
     ) -> AppResult<Json<TablePageView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
         let limit = page_limit(limit.0, 50, browser::PAGE_MAX as u32)?;
         let conditions = conditions
             .0
+            .unwrap_or_default()
             .iter()
             .map(|c| browser::Condition::parse(c))
             .collect::<AppResult<Vec<_>>>()?;
@@ -1166,7 +1206,12 @@ impl TableApi {
 
     /// Find accounts by id, email, phone number, or a part of the display name (up to 50).
     /// Audited. Admin.
-    #[oai(path = "/users", method = "get", operation_id = "admin_user_search")]
+    #[oai(
+        path = "/users",
+        method = "get",
+        operation_id = "admin_user_search",
+        tag = "ApiTags::Admin"
+    )]
     async fn search(
         &self,
         ctx: Data<&Arc<Ctx>>,

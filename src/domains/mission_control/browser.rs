@@ -58,6 +58,12 @@ impl Condition {
             .split_once(':')
             .filter(|(p, _)| !p.is_empty())
             .ok_or_else(|| AppError::validation(format!("where `{raw}` is not field:value")))?;
+        if path.split('.').any(crate::core::browse::is_redacted) {
+            // Matching on a hidden field would let a reader confirm guesses at it.
+            return Err(AppError::validation(format!(
+                "where cannot name the redacted field in `{path}`"
+            )));
+        }
         Ok(Condition {
             path: path.to_owned(),
             value: value.to_owned(),

@@ -23,7 +23,7 @@ use super::tables::{KYC_BY_STATE, KYC_BY_STREAMER, KYC_CASES, KYC_RETENTION};
 /// The actor named when documents are deleted after their retention.
 pub const ACTOR: &str = "system:kyc_retention";
 /// Cases whose documents one retention pass deletes (one commit).
-const RETENTION_BATCH: usize = 100;
+pub const RETENTION_BATCH: usize = 100;
 
 #[derive(
     Debug,
@@ -322,7 +322,16 @@ pub async fn delete_expired_documents(ctx: &Ctx) -> AppResult<usize> {
                 else {
                     continue;
                 };
+                // A streamer may submit the same documents again after a rejection: what their
+                // latest case still uses stays until that case's own retention.
+                let latest = current_tx(tx, &case.streamer_id)?.filter(|l| l.id != case.id);
                 for doc in case.documents.ids() {
+                    if latest
+                        .as_ref()
+                        .is_some_and(|l| l.documents.ids().contains(&doc))
+                    {
+                        continue;
+                    }
                     media::remove_by_id_tx(tx, doc)?;
                 }
                 case.documents_deleted_at_ms = Some(now);

@@ -146,23 +146,22 @@ pub async fn request(
 pub async fn request_for_agency(
     ctx: &Ctx,
     manager_id: &str,
+    agency_id: &str,
     amount: i64,
     idem: Idempotency,
 ) -> AppResult<Payout> {
-    let m = manager_id.to_owned();
-    let agency_id = ctx
-        .store
-        .read(move |rtx| agency::managed_agency(rtx, &m))
-        .await?
-        .ok_or_else(|| AppError::not_found("you manage no agency"))?;
-    let a = agency_id.clone();
+    let a = agency_id.to_owned();
     request_for(
         ctx,
         manager_id,
-        Some(agency_id),
+        Some(a.clone()),
         amount,
         idem,
-        move |tx, _| {
+        move |tx, manager| {
+            // Still this agency's manager, in the request's own write.
+            if agency::managed_agency(tx, manager)?.as_deref() != Some(a.as_str()) {
+                return Err(AppError::not_found("you manage no agency"));
+            }
             let agency =
                 agency::find(tx, &a)?.ok_or_else(|| AppError::not_found("no such agency"))?;
             if agency.payout_details.is_none() {
@@ -261,6 +260,15 @@ pub async fn decide(
         .write(move |tx| {
             let mut p: Payout = get(&tx.read(PAYOUTS)?, payout_id.as_str())?
                 .ok_or_else(|| AppError::not_found(format!("no payout {payout_id}")))?;
+            // Nobody decides on their own money: not the requester, not the agency's manager.
+            if p.streamer_id == actor
+                || p.agency_id.is_some()
+                    && agency::managed_agency(tx, &actor)?.as_deref() == p.agency_id.as_deref()
+            {
+                return Err(AppError::forbidden(
+                    "another admin decides on a payout of yours",
+                ));
+            }
             let previous = p.state;
             let next = match (decision, p.state) {
                 (Decision::Approve, PayoutState::Requested) => PayoutState::Approved,

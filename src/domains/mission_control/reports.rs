@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::Ctx;
-use crate::core::auth::Principal;
+use crate::core::auth::{Access, Principal, Role};
 use crate::core::error::{AppError, AppResult, Code};
 use crate::core::events::{Audience, NewEvent};
 use crate::core::ids::new_id;
@@ -26,6 +26,12 @@ use crate::domains::{chat, user};
 
 use super::events::ReportEvent;
 use super::tables::{REPORTS, REPORTS_BY_REPORTER, REPORTS_BY_STATE, REPORTS_BY_TARGET};
+
+/// Open reports one resolution settles at most (one write); any beyond stay open for the
+/// next resolution of the same item.
+pub const SETTLED_MAX: usize = 1_000;
+/// Report ids written into a resolution's audit entry (the count is always there).
+const AUDITED_IDS_MAX: usize = 100;
 
 /// Longest comment on a report, or note on a resolution, in characters.
 pub const COMMENT_CHARS_MAX: usize = 1_000;
@@ -175,7 +181,12 @@ pub struct NewReport {
 }
 
 /// Files a report (or returns the reporter's open report on the same item).
-pub async fn file(ctx: &Ctx, who: &Principal, new: NewReport) -> AppResult<Report> {
+pub async fn file(ctx: &Ctx, who: &Principal, mut new: NewReport) -> AppResult<Report> {
+    if new.target_kind == TargetKind::Message {
+        // One spelling per message (`chat:07` and `chat:7` are the same item).
+        let (chat_id, seq) = parse_message(&new.target_id)?;
+        new.target_id = format!("{chat_id}:{seq}");
+    }
     let comment = new
         .comment
         .as_deref()
@@ -364,6 +375,12 @@ pub async fn resolve(
             "a warning or a ban needs a note: it is what the person is told",
         ));
     }
+    if action == ReportAction::Ban
+        && let Some(n) = &note
+    {
+        // The note becomes the ban's reason, which has its own bound.
+        super::Reason::parse("note", n)?;
+    }
     let (moderator, report_id) = (moderator.to_owned(), report_id.to_owned());
     ctx.store
         .write(move |tx| {
@@ -374,6 +391,22 @@ pub async fn resolve(
                     "the report was {} already",
                     first.state.as_str()
                 )));
+            }
+            if first.owner_id == moderator {
+                return Err(AppError::conflict(
+                    "reports about your own account or content are for another moderator",
+                ));
+            }
+            // A moderator acts on users and streamers; staff are answerable to admins only.
+            let owner_role = user::find_user_tx(tx, &first.owner_id)?.map(|u| u.role);
+            let actor_role = user::find_user_tx(tx, &moderator)?.map(|u| u.role);
+            if matches!(action, ReportAction::Warn | ReportAction::Ban)
+                && owner_role.is_some_and(|r| Access::Staff.allows(r))
+                && actor_role != Some(Role::Admin)
+            {
+                return Err(AppError::forbidden(
+                    "only an admin warns or bans a moderator or an admin",
+                ));
             }
             if action == ReportAction::RemoveItem && first.target_kind == TargetKind::Profile {
                 return Err(AppError::validation(
@@ -393,6 +426,9 @@ pub async fn resolve(
                         && r.state == ReportState::Open
                     {
                         open.push(r);
+                    }
+                    if open.len() >= SETTLED_MAX {
+                        break;
                     }
                 }
                 open
@@ -431,9 +467,6 @@ pub async fn resolve(
                     )?;
                 }
                 ReportAction::Ban => {
-                    if first.owner_id == moderator {
-                        return Err(AppError::conflict("moderators cannot ban themselves"));
-                    }
                     user::ban_tx(tx, &first.owner_id, &reason, &moderator)?;
                 }
             }
@@ -467,7 +500,8 @@ pub async fn resolve(
                     "targetKind": first.target_kind.as_str(),
                     "targetId": first.target_id,
                     "ownerId": first.owner_id,
-                    "reports": settled.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                    "settled": settled.len(),
+                    "reports": settled.iter().take(AUDITED_IDS_MAX).map(|r| r.id.as_str()).collect::<Vec<_>>(),
                     "note": note,
                 }),
             )?;

@@ -14,6 +14,7 @@ use crate::api::{ApiTags, BearerAuth};
 use crate::app::Ctx;
 use crate::core::auth::Access;
 use crate::core::clock::to_datetime;
+use crate::core::cursor::{Cursor, next_page, page_limit};
 use crate::core::error::AppResult;
 
 use super::{DayStats, Period};
@@ -79,6 +80,17 @@ pub struct RulesView {
     pub accepted_current: bool,
 }
 
+/// One published version of the rules.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RulesVersionView {
+    pub version: u64,
+    /// Markdown.
+    pub text: String,
+    pub published_at: OffsetDateTime,
+    pub published_by: String,
+}
+
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct RulesText {
@@ -97,6 +109,9 @@ pub struct RulesAcceptance {
 #[oai(rename_all = "camelCase")]
 pub struct AgencyStreamerView {
     pub streamer_id: String,
+    pub display_name: Option<String>,
+    pub joined_at: OffsetDateTime,
+    /// From the later of the period's start and the day they joined.
     pub totals: DayView,
 }
 
@@ -110,17 +125,26 @@ pub struct AgencyReportView {
     pub to: String,
     /// The agency's commissions in the period.
     pub commission_coins: i64,
-    /// Each current streamer's totals in the period (earnings after the commission).
+    /// A page of the current streamers (by id) with their totals in the period (earnings
+    /// after the commission).
     pub streamers: Vec<AgencyStreamerView>,
+    /// Pass as `after` for the next page of streamers; null on the last.
+    pub next_after: Option<String>,
 }
+
+const REPORT_PAGE_MAX: u32 = 500;
 
 fn period(ctx: &Ctx, from: Option<String>, to: Option<String>) -> AppResult<Period> {
     let today = to_datetime(ctx.store.now_ms()).date();
     Period::parse(from.as_deref(), to.as_deref(), today)
 }
 
-fn report_view(r: super::AgencyReport, p: Period) -> AgencyReportView {
+fn report_view(r: super::AgencyReport, p: Period, limit: usize) -> AgencyReportView {
+    let next_after = next_page(&r.streamers, limit, |(m, _)| {
+        Cursor::Id(m.streamer_id.clone())
+    });
     AgencyReportView {
+        next_after,
         agency_id: r.agency.id,
         name: r.agency.name,
         commission_percent: r.agency.commission_percent,
@@ -130,8 +154,10 @@ fn report_view(r: super::AgencyReport, p: Period) -> AgencyReportView {
         streamers: r
             .streamers
             .into_iter()
-            .map(|(streamer_id, s)| AgencyStreamerView {
-                streamer_id,
+            .map(|(m, s)| AgencyStreamerView {
+                streamer_id: m.streamer_id,
+                display_name: m.display_name,
+                joined_at: to_datetime(m.joined_at_ms),
                 totals: DayView::of(None, s),
             })
             .collect(),
@@ -140,7 +166,7 @@ fn report_view(r: super::AgencyReport, p: Period) -> AgencyReportView {
 
 pub struct PortalApi;
 
-#[OpenApi(tag = "ApiTags::Account")]
+#[OpenApi]
 impl PortalApi {
     /// The caller's earnings, calls and gifts by UTC day over `from`–`to` (`YYYY-MM-DD`, both
     /// included, at most 366 days; by default the last 30), with the totals and the balances
@@ -148,7 +174,8 @@ impl PortalApi {
     #[oai(
         path = "/v1/streamer/days",
         method = "get",
-        operation_id = "streamer_days"
+        operation_id = "streamer_days",
+        tag = "ApiTags::Account"
     )]
     async fn days(
         &self,
@@ -179,7 +206,8 @@ impl PortalApi {
     #[oai(
         path = "/v1/streamer/rules",
         method = "get",
-        operation_id = "streamer_rules"
+        operation_id = "streamer_rules",
+        tag = "ApiTags::Account"
     )]
     async fn rules(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<RulesView>> {
         let who = auth.require(&ctx, Access::Any).await?;
@@ -199,7 +227,8 @@ impl PortalApi {
     #[oai(
         path = "/v1/streamer/rules/acceptance",
         method = "post",
-        operation_id = "streamer_rules_accept"
+        operation_id = "streamer_rules_accept",
+        tag = "ApiTags::Account"
     )]
     async fn accept(
         &self,
@@ -213,7 +242,8 @@ impl PortalApi {
     }
 
     /// Publish a new version of the rules for streamers (Markdown): streamers are asked to
-    /// accept it. Admin; audited.
+    /// accept it. The current text again publishes nothing and answers the current version,
+    /// so a retry is harmless. Admin; audited.
     #[oai(
         path = "/v1/admin/streamer-rules",
         method = "put",
@@ -225,20 +255,27 @@ impl PortalApi {
         ctx: Data<&Arc<Ctx>>,
         auth: BearerAuth,
         body: JsonBody<RulesText>,
-    ) -> AppResult<Json<RulesView>> {
+    ) -> AppResult<Json<RulesVersionView>> {
         let who = auth.require(&ctx, Access::Admin).await?;
-        super::publish_rules(&ctx, &who.user_id, &body.0.text).await?;
-        self.rules(ctx, auth).await
+        let r = super::publish_rules(&ctx, &who.user_id, &body.0.text).await?;
+        Ok(Json(RulesVersionView {
+            version: r.version,
+            text: r.text,
+            published_at: to_datetime(r.published_at_ms),
+            published_by: r.published_by,
+        }))
     }
 
-    /// An agency over `from`–`to`: its commissions and each current streamer's earnings,
-    /// calls and gifts. Admin.
+    /// An agency over `from`–`to`: its commissions and, for a page of its current streamers
+    /// (`after`, `limit` 1–500), their earnings, calls and gifts since they joined. Admin.
     #[oai(
         path = "/v1/admin/agencies/:agency_id/report",
         method = "get",
         operation_id = "admin_agency_report",
         tag = "ApiTags::Admin"
     )]
+    // A route's parameters are its query string, one argument each.
+    #[allow(clippy::too_many_arguments)]
     async fn agency_report(
         &self,
         ctx: Data<&Arc<Ctx>>,
@@ -246,11 +283,15 @@ impl PortalApi {
         agency_id: Path<String>,
         from: Query<Option<String>>,
         to: Query<Option<String>>,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
     ) -> AppResult<Json<AgencyReportView>> {
         auth.require(&ctx, Access::Admin).await?;
         let p = period(&ctx, from.0, to.0)?;
-        let r = super::agency_report(&ctx, Some(agency_id.0), None, p).await?;
-        Ok(Json(report_view(r, p)))
+        let limit = page_limit(limit.0, 100, REPORT_PAGE_MAX)?;
+        let of = super::ReportOf::Agency(agency_id.0);
+        let r = super::agency_report(&ctx, of, p, after.0, limit).await?;
+        Ok(Json(report_view(r, p, limit)))
     }
 
     /// The same report of the agency the caller manages. `404` for an account that manages
@@ -258,7 +299,8 @@ impl PortalApi {
     #[oai(
         path = "/v1/agency/report",
         method = "get",
-        operation_id = "agency_report"
+        operation_id = "agency_report",
+        tag = "ApiTags::Account"
     )]
     async fn my_agency_report(
         &self,
@@ -266,10 +308,14 @@ impl PortalApi {
         auth: BearerAuth,
         from: Query<Option<String>>,
         to: Query<Option<String>>,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
     ) -> AppResult<Json<AgencyReportView>> {
         let who = auth.require(&ctx, Access::Any).await?;
         let p = period(&ctx, from.0, to.0)?;
-        let r = super::agency_report(&ctx, None, Some(who.user_id.to_string()), p).await?;
-        Ok(Json(report_view(r, p)))
+        let limit = page_limit(limit.0, 100, REPORT_PAGE_MAX)?;
+        let of = super::ReportOf::ManagedBy(who.user_id.to_string());
+        let r = super::agency_report(&ctx, of, p, after.0, limit).await?;
+        Ok(Json(report_view(r, p, limit)))
     }
 }

@@ -235,41 +235,48 @@ pub async fn statement(ctx: &Ctx, streamer_id: &str, period: Period) -> AppResul
         .await
 }
 
-/// One agency over a period: its commissions and each of its streamers' totals.
+/// One agency over a period: its commissions and a page of its streamers' totals, each counted
+/// from the day they joined (what they earned before is not the agency's business).
 pub struct AgencyReport {
     pub agency: agency::Agency,
     pub commission_coins: i64,
-    pub streamers: Vec<(String, DayStats)>,
+    pub streamers: Vec<(agency::Member, DayStats)>,
 }
 
-/// The report of `agency_id`; for a manager (`manager` set) only of the agency they manage.
+/// Which agency a report is about.
+pub enum ReportOf {
+    Agency(String),
+    /// The agency this account manages.
+    ManagedBy(String),
+}
+
+/// The report of an agency over `period`, for its streamers after `after` (at most `limit`).
 pub async fn agency_report(
     ctx: &Ctx,
-    agency_id: Option<String>,
-    manager: Option<String>,
+    of: ReportOf,
     period: Period,
+    after: Option<String>,
+    limit: usize,
 ) -> AppResult<AgencyReport> {
     ctx.store
         .read(move |rtx| {
-            let id = match (agency_id, manager) {
-                (Some(id), _) => id,
-                (None, Some(m)) => agency::managed_agency(rtx, &m)?
+            let id = match of {
+                ReportOf::Agency(id) => id,
+                ReportOf::ManagedBy(m) => agency::managed_agency(rtx, &m)?
                     .ok_or_else(|| AppError::not_found("you manage no agency"))?,
-                (None, None) => return Err(AppError::not_found("no such agency")),
             };
             let agency =
                 agency::find(rtx, &id)?.ok_or_else(|| AppError::not_found("no such agency"))?;
-            let commission_coins = days_of(rtx, &id, period)?
-                .iter()
-                .map(|(_, s)| s.commission_coins)
-                .sum();
+            let commission_coins = total_of(rtx, &id, period.from, period.to)?.commission_coins;
             let mut streamers = Vec::new();
-            for s in agency::streamers(rtx, &id)? {
-                let mut total = DayStats::default();
-                days_of(rtx, &s, period)?
-                    .iter()
-                    .for_each(|(_, d)| total.add(d));
-                streamers.push((s, total));
+            for m in agency::streamers(rtx, &id, after.as_deref(), limit)? {
+                let joined = crate::core::clock::to_datetime(m.joined_at_ms).date();
+                let total = if joined > period.to {
+                    DayStats::default()
+                } else {
+                    total_of(rtx, &m.streamer_id, joined.max(period.from), period.to)?
+                };
+                streamers.push((m, total));
             }
             Ok(AgencyReport {
                 agency,
@@ -278,6 +285,20 @@ pub async fn agency_report(
             })
         })
         .await
+}
+
+/// The sum of `owner`'s stored days from `from` to `to`.
+fn total_of(r: &impl Reads, owner: &str, from: Date, to: Date) -> AppResult<DayStats> {
+    let (from, to) = (from.to_string(), to.to_string());
+    let mut total = DayStats::default();
+    for row in r
+        .read_table(DAYS)?
+        .range((owner, from.as_str())..=(owner, to.as_str()))?
+    {
+        let (_, v) = row?;
+        total.add(&crate::core::store::dec::<DayStats>(v.value())?);
+    }
+    Ok(total)
 }
 
 /// One published version of the rules.
@@ -319,6 +340,8 @@ fn current_rules(r: &impl Reads) -> AppResult<Option<RulesVersion>> {
 }
 
 /// An admin publishes a new version of the rules; audited, announced to everyone connected.
+/// The same text as the current version publishes nothing (a retried request asks no
+/// streamer to accept again) and answers the current version.
 pub async fn publish_rules(ctx: &Ctx, actor: &str, text: &str) -> AppResult<RulesVersion> {
     let text = text.trim().to_owned();
     if text.is_empty() || text.chars().count() > RULES_CHARS_MAX {
@@ -329,7 +352,11 @@ pub async fn publish_rules(ctx: &Ctx, actor: &str, text: &str) -> AppResult<Rule
     let actor = actor.to_owned();
     ctx.store
         .write(move |tx| {
-            let version = current_rules(tx)?.map_or(1, |r| r.version + 1);
+            let current = current_rules(tx)?;
+            if let Some(c) = current.as_ref().filter(|c| c.text == text) {
+                return Ok(c.clone());
+            }
+            let version = current.map_or(1, |r| r.version + 1);
             let rules = RulesVersion {
                 version,
                 text: text.clone(),
