@@ -186,6 +186,7 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             json!({"targetKind": "profile", "targetId": "u", "reason": "spam"}),
         ),
         ("admin_reports", Who::Staff, Value::Null),
+        ("me_reports", Who::Any, Value::Null),
         ("streamer_days", Who::Streamer, Value::Null),
         ("streamer_rules", Who::Any, Value::Null),
         (

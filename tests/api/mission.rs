@@ -265,6 +265,18 @@ async fn reports_reach_moderators_who_remove_warn_and_ban_audited() {
     ] {
         assert!(actions.contains(&a), "{a} in {actions:?}");
     }
+    // Reporters see what became of their reports, not who decided.
+    let mine = t.get("/v1/me/reports", &u.access).await;
+    let photo_mine = mine.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == photo_report.body["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(photo_mine["state"], "actioned");
+    assert_eq!(photo_mine["resolution"]["action"], "remove_item");
+    assert!(photo_mine["resolution"]["by"].is_null());
     let resolved = t
         .get("/v1/admin/reports?state=actioned", &moderator.access)
         .await;
@@ -593,6 +605,15 @@ async fn an_agency_takes_its_exact_share_of_calls_and_gifts_and_asks_for_payouts
     );
     assert!(mine.body["nextAfter"].is_null());
     assert_eq!(t.get("/v1/agency", &p.user.access).await.status, 404);
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/users/{}/role", manager.user_id),
+            Some(&admin.access),
+            Some(json!({"role": "streamer"})),
+        )
+        .await;
+    assert_eq!(r.code(), "conflict", "a manager does not become a streamer");
 
     // The manager asks for a payout of the agency's coins; an admin approves it.
     let ask = |key: &'static str, who: &Tokens, amount: i64| {

@@ -11,7 +11,7 @@ crate::domain_events! {
             commission_percent: u8,
             manager_id: Option<UserId>,
         }
-        /// A streamer joined an agency (or left it: `agency_id` null).
+        /// A streamer joined an agency (or left it: `agencyId` null).
         StreamerAssigned = "agency_streamer_assigned" on "account" to "the streamer" {
             streamer_id: UserId,
             agency_id: Option<String>,

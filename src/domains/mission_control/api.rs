@@ -632,7 +632,8 @@ pub struct ReportRequest {
 #[oai(rename_all = "camelCase")]
 pub struct ReportResolutionView {
     pub action: ReportAction,
-    pub by: String,
+    /// The moderator; null in a reporter's own list.
+    pub by: Option<String>,
     pub at: OffsetDateTime,
     pub note: Option<String>,
 }
@@ -668,7 +669,7 @@ impl From<Report> for ReportView {
             created_at: to_datetime(r.created_at_ms),
             resolution: r.resolution.map(|x| ReportResolutionView {
                 action: x.action,
-                by: x.by,
+                by: Some(x.by),
                 at: to_datetime(x.at_ms),
                 note: x.note,
             }),
@@ -700,6 +701,8 @@ pub struct ReportResolutionRequest {
 }
 
 const REPORT_PAGE_MAX: u32 = 200;
+/// A reporter's own list: their latest reports.
+const MY_REPORTS_MAX: usize = 100;
 /// Reports shown beside one report: the others on the same item.
 const REPORTS_ON_TARGET_MAX: usize = 200;
 
@@ -737,6 +740,31 @@ impl ReportApi {
         )
         .await?;
         Ok(Json(report.into()))
+    }
+
+    /// The caller's own reports, newest first (the latest 100), with what became of them.
+    #[oai(
+        path = "/v1/me/reports",
+        method = "get",
+        operation_id = "me_reports",
+        tag = "ApiTags::Account"
+    )]
+    async fn mine(&self, ctx: Data<&Arc<Ctx>>, auth: BearerAuth) -> AppResult<Json<ReportList>> {
+        let who = auth.require(&ctx, Access::Any).await?;
+        let items = reports::filed_by(&ctx, &who.user_id, MY_REPORTS_MAX, true).await?;
+        Ok(Json(ReportList {
+            items: items
+                .into_iter()
+                .map(|r| {
+                    let mut view = ReportView::from(r);
+                    // Which moderator decided is the staff's business.
+                    if let Some(res) = view.resolution.as_mut() {
+                        res.by = None;
+                    }
+                    view
+                })
+                .collect(),
+        }))
     }
 
     /// Reports in one state (default `open`), oldest first, paged by `after`. Moderators and

@@ -56,6 +56,14 @@ pub async fn set_role(ctx: &Ctx, actor: &str, user_id: &str, role: Role) -> AppR
     let (actor, user_id) = (actor.to_owned(), user_id.to_owned());
     ctx.store
         .write(move |tx| {
+            // A manager collects an agency's commissions on streamers; they are none of them.
+            if role == Role::Streamer
+                && crate::domains::agency::managed_agency(tx, &user_id)?.is_some()
+            {
+                return Err(AppError::conflict(
+                    "this account manages an agency: name another manager first",
+                ));
+            }
             let before = user::set_role_tx(tx, &user_id, role)?;
             audit_tx(
                 tx,

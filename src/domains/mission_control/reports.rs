@@ -437,6 +437,9 @@ pub async fn resolve(
             match action {
                 ReportAction::Dismiss => {}
                 ReportAction::RemoveItem => match first.target_kind {
+                    // Deleted since it was reported: nothing is left to remove.
+                    TargetKind::Photo | TargetKind::Clip
+                        if media::find(tx, &first.target_id)?.is_none() => {}
                     TargetKind::Photo | TargetKind::Clip => {
                         media::moderation::moderate_tx(
                             tx,
@@ -510,18 +513,27 @@ pub async fn resolve(
         .await
 }
 
-/// The reports `user_id` filed, oldest first (at most `limit`): their data export.
-pub async fn filed_by(ctx: &Ctx, user_id: &str, limit: usize) -> AppResult<Vec<Report>> {
+/// The reports `user_id` filed, at most `limit`: oldest first (their data export) or newest
+/// first (their list).
+pub async fn filed_by(
+    ctx: &Ctx,
+    user_id: &str,
+    limit: usize,
+    newest_first: bool,
+) -> AppResult<Vec<Report>> {
     let uid = user_id.to_owned();
     ctx.store
         .read(move |rtx| {
             let reports = rtx.read_table(REPORTS)?;
             let mut out = Vec::new();
-            for row in rtx
-                .read_table(REPORTS_BY_REPORTER)?
-                .range((uid.as_str(), i64::MIN, "")..=(uid.as_str(), i64::MAX, "~"))?
-                .take(limit)
-            {
+            let idx = rtx.read_table(REPORTS_BY_REPORTER)?;
+            let rows = idx.range((uid.as_str(), i64::MIN, "")..=(uid.as_str(), i64::MAX, "~"))?;
+            let rows: Box<dyn Iterator<Item = _>> = if newest_first {
+                Box::new(rows.rev())
+            } else {
+                Box::new(rows)
+            };
+            for row in rows.take(limit) {
                 let (k, _) = row?;
                 if let Some(r) = get::<&str, Report>(&reports, k.value().2)? {
                     out.push(r);

@@ -216,7 +216,7 @@ pub async fn export(ctx: &Ctx, user_id: &str) -> AppResult<Value> {
         "notifications": sections["notifications"],
         "media": sections["media"],
         "payouts": to_json(mission_control::payouts::list_of_streamer(ctx, user_id).await?)?,
-        "reports": to_json(mission_control::reports::filed_by(ctx, user_id, EXPORT_ROWS_MAX).await?)?,
+        "reports": to_json(mission_control::reports::filed_by(ctx, user_id, EXPORT_ROWS_MAX, false).await?)?,
     }))
 }
 
