@@ -72,6 +72,8 @@ pub struct Ctx {
     pub hub: Arc<Hub>,
     /// Who has a live connection now, for domains.
     pub live: Arc<dyn LiveConnections>,
+    /// The models this app runs (nudity scores are installed as the media classifier).
+    pub ml: crate::ml::Ml,
     shutdown: watch::Sender<bool>,
 }
 
@@ -217,6 +219,11 @@ impl App {
             &config.server.data_dir,
             &config.media,
         )?);
+        let ml = crate::ml::start(&config.ml);
+        tracing::info!(ml = %ml.status, "machine learning");
+        if let Some(nsfw) = &ml.nsfw {
+            media.set_classifier(Some(nsfw.clone()));
+        }
         let views = domains::interaction::ProfileViews::start(store.clone());
         let (gallery, gallery_is_new) =
             domains::gallery::Gallery::open(&config.server.data_dir, &config.gallery)?;
@@ -256,6 +263,7 @@ impl App {
             delivery,
             hub: hub.clone(),
             live: hub,
+            ml,
             shutdown,
         });
 

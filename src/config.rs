@@ -32,6 +32,35 @@ pub struct Config {
     pub panel: PanelConfig,
     pub media: MediaConfig,
     pub admin: AdminConfig,
+    pub ml: MlConfig,
+}
+
+/// ML on the server (`crate::ml`): models from `ml-models/fetch`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlConfig {
+    /// Off: no model is loaded and moderation queues everything for people.
+    pub enabled: bool,
+    /// Where `ml-models/fetch` installed the runtime library and the models.
+    pub dir: String,
+    /// Threads scoring images for nudity, each with its own session.
+    pub nsfw_workers: usize,
+    /// Images waiting for a worker, at most; past it a score is refused at once.
+    pub queue_max: usize,
+    /// Waiting images one worker runs as one batch, at most (1: measured no faster batched).
+    pub batch_max: usize,
+}
+
+impl Default for MlConfig {
+    fn default() -> Self {
+        MlConfig {
+            enabled: true,
+            dir: "ml-models".into(),
+            nsfw_workers: 2,
+            queue_max: 64,
+            batch_max: 1,
+        }
+    }
 }
 
 /// The admins' read-only table browser and user search (`/v1/admin/tables`,
@@ -1547,6 +1576,12 @@ impl Config {
             return Err(bad(
                 "calls",
                 "ring_timeout_secs and max_duration_secs must be positive",
+            ));
+        }
+        if self.ml.nsfw_workers == 0 || self.ml.queue_max == 0 || self.ml.batch_max == 0 {
+            return Err(bad(
+                "ml",
+                "nsfw_workers, queue_max and batch_max must be positive",
             ));
         }
         if self.admin.rows_scanned_max == 0 || self.admin.read_ms_max == 0 {

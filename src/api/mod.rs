@@ -356,6 +356,6 @@ fn readyz(ctx: Data<&Arc<Ctx>>) -> Response {
             .status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
             .body("shutting down")
     } else {
-        Response::builder().body("ready")
+        Response::builder().body(format!("ready\nml: {}\n", ctx.ml.status))
     }
 }

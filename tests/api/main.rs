@@ -17,6 +17,7 @@ mod gallery;
 mod ledger;
 mod media;
 mod mission;
+mod ml;
 mod notifications;
 mod ops;
 mod payments;

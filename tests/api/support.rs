@@ -88,6 +88,8 @@ impl TestApp {
         config.gallery.commit_interval_ms = 0;
         // The live gallery signal goes out when a test sends it (`gallery::send_signal`).
         config.gallery.signal_interval_ms = 3_600_000;
+        // Models load in a second or so per worker: only the ML tests turn them on.
+        config.ml.enabled = false;
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new(T0_MS));
         let app = App::start(config.clone(), clock.clone() as SharedClock)
