@@ -36,6 +36,12 @@ impl BearerAuth {
     }
 }
 
+/// A service credential's token (`duet_svc_…`, from `POST /v1/admin/service-credentials`):
+/// what an external moderation pipeline calls the classifier routes with.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "duet_svc")]
+pub struct ServiceAuth(pub Bearer);
+
 /// A success with no body.
 #[derive(ApiResponse)]
 pub enum NoContent {
@@ -114,6 +120,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
                 domains::agency::api::AgencyApi,
                 domains::mission_control::api::TableApi,
                 domains::portal::api::PortalApi,
+                domains::mission_control::api::ClassifierApi,
             ),
             domains::privacy::api::PrivacyApi,
         ),

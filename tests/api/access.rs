@@ -186,6 +186,16 @@ fn contract() -> Vec<(&'static str, Who, Value)> {
             json!({"targetKind": "profile", "targetId": "u", "reason": "spam"}),
         ),
         ("admin_reports", Who::Staff, Value::Null),
+        (
+            "admin_service_credential_create",
+            Who::Admin,
+            json!({"name": "pipeline"}),
+        ),
+        ("admin_service_credentials", Who::Admin, Value::Null),
+        ("admin_service_credential_revoke", Who::Admin, Value::Null),
+        // Authenticated by a service credential, not a person's token (tests/api/ml.rs).
+        ("classifier_queue", Who::Public, Value::Null),
+        ("classifier_score", Who::Public, json!({"score": 0.5})),
         ("me_reports", Who::Any, Value::Null),
         ("streamer_days", Who::Streamer, Value::Null),
         ("streamer_rules", Who::Any, Value::Null),
@@ -431,13 +441,16 @@ async fn routes(t: &TestApp, user_id: &str) -> Vec<Route> {
                 .replace("{media_id}", "m-1")
                 .replace("{report_id}", "r-1")
                 .replace("{case_id}", "k-1")
-                .replace("{agency_id}", "a-1");
+                .replace("{agency_id}", "a-1")
+                .replace("{credential_id}", "sc-1");
             let query = match op["operationId"].as_str() {
                 Some("settings_get") => "?platform=ios&appVersion=1.0.0",
                 Some("products_list") => "?platform=ios",
                 Some("admin_user_delete") => "?reason=r",
                 Some("tariffs_preview") => "?kind=direct&calleeId=u&seconds=1",
-                Some("media_upload") | Some("moderation_queue") => "?kind=photo",
+                Some("media_upload") | Some("moderation_queue") | Some("classifier_queue") => {
+                    "?kind=photo"
+                }
                 Some("admin_user_search") => "?q=someone",
                 _ => "",
             };

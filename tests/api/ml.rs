@@ -187,3 +187,104 @@ async fn without_models_the_server_serves_with_ml_off_and_people_moderate() {
     assert_eq!(status_of(&t, &u, &id).await, "queued");
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn an_external_classifier_scores_waiting_photos_through_the_thresholds_until_revoked() {
+    // No model in-process: every photo waits for people, or for the external pipeline.
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    let u = t.user().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = upload_png(&t, &u, landscape()).await;
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        assert_eq!(status_of(&t, &u, &id).await, "queued");
+        ids.push(id);
+    }
+    let r = t
+        .post(
+            "/v1/admin/service-credentials",
+            Some(&admin.access),
+            json!({"name": "gpu pipeline"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let cred = r.body["credential"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["credential"]["scope"], "moderation");
+    let queue = |token: String| {
+        let t = &t;
+        async move {
+            let r = t
+                .http
+                .get(format!("{}/v1/classifier/queue?kind=photo", t.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            Reply::from(r).await
+        }
+    };
+    let score = |token: String, id: String, score: f64| {
+        let t = &t;
+        async move {
+            let r = t
+                .http
+                .post(format!("{}/v1/classifier/items/{id}/score", t.base))
+                .bearer_auth(token)
+                .json(&json!({"score": score}))
+                .send()
+                .await
+                .unwrap();
+            Reply::from(r).await
+        }
+    };
+    // The waiting photos, each with a URL the pipeline can fetch.
+    let waiting = queue(token.clone()).await;
+    assert_eq!(waiting.status, 200, "{:?}", waiting.body);
+    let items = waiting.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let url = items[0]["url"].as_str().unwrap();
+    let file = t.http.get(format!("{}{url}", t.base)).send().await.unwrap();
+    assert_eq!(file.status(), 200);
+    // Scores go through the same thresholds (approve below 0.2, reject at 0.8).
+    let r = score(token.clone(), ids[0].clone(), 0.05).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["status"].clone()),
+        (200, json!("approved")),
+        "{:?}",
+        r.body
+    );
+    let r = score(token.clone(), ids[1].clone(), 0.93).await;
+    assert_eq!(r.body["status"], "rejected");
+    assert_eq!(status_of(&t, &u, &ids[1]).await, "rejected");
+    let r = score(token.clone(), ids[0].clone(), 0.5).await;
+    assert_eq!(r.code(), "conflict", "decided items wait no more");
+    let r = score(token.clone(), ids[0].clone(), 1.5).await;
+    assert_eq!(r.code(), "validation_failed");
+    // A person's token is no service credential; a revoked credential is refused.
+    assert_eq!(queue(u.access.clone()).await.code(), "unauthorized");
+    let r = t
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/admin/service-credentials/{cred}"),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["revokedAt"].is_string());
+    assert_eq!(queue(token.clone()).await.code(), "unauthorized");
+    let audit = t.get("/v1/admin/audit?limit=50", &admin.access).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"service_credential.create")
+            && actions.contains(&"service_credential.revoke"),
+        "{actions:?}"
+    );
+}

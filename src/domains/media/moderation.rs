@@ -302,3 +302,34 @@ pub(super) fn approve_at_upload(rec: &mut MediaRecord, by: &str, now_ms: i64) {
         reason: None,
     });
 }
+
+/// A score from an external classifier (a service credential's pipeline): judged by the same
+/// thresholds as the in-process model. Only an item still waiting (pending, or queued for
+/// people: a moderator's decision ends the wait) takes it; `conflict` otherwise. Between the
+/// thresholds the item stays with people, with the score kept for them to see.
+pub async fn score_external(
+    ctx: &Ctx,
+    by: &str,
+    media_id: &str,
+    score: f32,
+) -> AppResult<MediaRecord> {
+    if !(0.0..=1.0).contains(&score) {
+        return Err(AppError::validation("score must be within 0–1"));
+    }
+    let config = ctx.media.config().clone();
+    let (by, id) = (by.to_owned(), media_id.to_owned());
+    ctx.store
+        .write(move |tx| {
+            let mut rec: MediaRecord = get(&tx.read(MEDIA)?, id.as_str())?
+                .ok_or_else(|| AppError::not_found("no such media"))?;
+            let waiting = matches!(rec.status, MediaStatus::Pending | MediaStatus::Queued);
+            if !rec.kind.is_moderated() || !waiting {
+                return Err(AppError::conflict("the item is not waiting for a score"));
+            }
+            rec.score = Some(score);
+            let status = judge(&config, rec.kind, score);
+            decide_tx(tx, &mut rec, status, &by, None)?;
+            Ok(rec)
+        })
+        .await
+}

@@ -9,7 +9,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use crate::api::{ApiTags, BearerAuth, NoContent};
+use crate::api::{ApiTags, BearerAuth, NoContent, ServiceAuth};
 use crate::app::Ctx;
 use crate::core::auth::{Access, Role};
 use crate::core::clock::to_datetime;
@@ -22,6 +22,7 @@ use super::kyc::{self, KycCase, KycState};
 use super::moderation::{self, Case, CaseDecision, CaseState, Rule};
 use super::payouts::{self, Decision, Payout, PayoutState};
 use super::reports::{self, Report, ReportAction, ReportState, TargetKind};
+use super::service;
 use crate::config::AutomaticAction;
 use crate::domains::blocklist::BlockReason;
 
@@ -1263,6 +1264,231 @@ impl TableApi {
                     matched_by: f.matched.to_owned(),
                 })
                 .collect(),
+        }))
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ServiceCredentialRequest {
+    /// What the pipeline is, 1–100 characters.
+    pub name: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ServiceCredentialView {
+    pub id: String,
+    pub name: String,
+    /// `moderation`: fetch items waiting for a score, post scores.
+    pub scope: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl From<service::ServiceCredential> for ServiceCredentialView {
+    fn from(c: service::ServiceCredential) -> Self {
+        ServiceCredentialView {
+            id: c.id,
+            name: c.name,
+            scope: c.scope,
+            created_by: c.created_by,
+            created_at: to_datetime(c.created_at_ms),
+            revoked_at: c.revoked_at_ms.map(to_datetime),
+        }
+    }
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ServiceCredentialCreated {
+    pub credential: ServiceCredentialView,
+    /// The bearer token for the classifier routes: shown this once, stored only as a hash.
+    pub token: String,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ServiceCredentialList {
+    pub items: Vec<ServiceCredentialView>,
+}
+
+/// An item waiting for a score, as a classifier fetches it.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct WaitingItem {
+    pub media_id: String,
+    pub kind: crate::domains::media::model::MediaKind,
+    /// A signed URL of the file to score (a photo's display variant, a clip's file).
+    pub url: String,
+    pub uploaded_at: OffsetDateTime,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct WaitingPage {
+    pub items: Vec<WaitingItem>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_after: Option<String>,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ScoreRequest {
+    /// 0: surely fine … 1: surely not (nudity), judged by the media thresholds.
+    pub score: f32,
+}
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ScoreResult {
+    pub media_id: String,
+    /// What the thresholds made of the score: `approved`, `rejected`, or `queued` for people.
+    pub status: crate::domains::media::model::MediaStatus,
+    pub score: Option<f32>,
+}
+
+const WAITING_PAGE_MAX: u32 = 100;
+
+pub struct ClassifierApi;
+
+#[OpenApi]
+impl ClassifierApi {
+    /// Create a service credential for an external moderation pipeline; its token is in the
+    /// answer only. Admin; audited.
+    #[oai(
+        path = "/v1/admin/service-credentials",
+        method = "post",
+        operation_id = "admin_service_credential_create",
+        tag = "ApiTags::Admin"
+    )]
+    async fn create(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        body: JsonBody<ServiceCredentialRequest>,
+    ) -> AppResult<Json<ServiceCredentialCreated>> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        let (credential, token) = service::create(&ctx, &who.user_id, &body.0.name).await?;
+        Ok(Json(ServiceCredentialCreated {
+            credential: credential.into(),
+            token,
+        }))
+    }
+
+    /// Every service credential, revoked ones included. Admin.
+    #[oai(
+        path = "/v1/admin/service-credentials",
+        method = "get",
+        operation_id = "admin_service_credentials",
+        tag = "ApiTags::Admin"
+    )]
+    async fn list(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+    ) -> AppResult<Json<ServiceCredentialList>> {
+        auth.require(&ctx, Access::Admin).await?;
+        let items = service::list(&ctx).await?;
+        Ok(Json(ServiceCredentialList {
+            items: items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Revoke a service credential: its next request is refused. Admin; audited.
+    #[oai(
+        path = "/v1/admin/service-credentials/:credential_id",
+        method = "delete",
+        operation_id = "admin_service_credential_revoke",
+        tag = "ApiTags::Admin"
+    )]
+    async fn revoke(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: BearerAuth,
+        credential_id: Path<String>,
+    ) -> AppResult<Json<ServiceCredentialView>> {
+        let who = auth.require(&ctx, Access::Admin).await?;
+        Ok(Json(
+            service::revoke(&ctx, &who.user_id, &credential_id)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// Items of one kind waiting for a score (queued for people, no decision yet), oldest
+    /// first, with a signed URL of each file. A service credential with the `moderation` scope.
+    #[oai(
+        path = "/v1/classifier/queue",
+        method = "get",
+        operation_id = "classifier_queue",
+        tag = "ApiTags::Admin"
+    )]
+    async fn queue(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: ServiceAuth,
+        kind: Query<crate::domains::media::model::MediaKind>,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> AppResult<Json<WaitingPage>> {
+        service::authenticate(&ctx, &auth.0.token, service::SCOPE_MODERATION).await?;
+        let limit = page_limit(limit.0, 20, WAITING_PAGE_MAX)?;
+        let after = Cursor::time(after.0)?;
+        let items = crate::domains::media::moderation::queue(&ctx, kind.0, after, limit).await?;
+        let next_after = next_page(&items, limit, |r| {
+            Cursor::Time(r.uploaded_at_ms, r.id.clone())
+        });
+        Ok(Json(WaitingPage {
+            items: items
+                .into_iter()
+                .map(|r| {
+                    let variant = if r.display.is_some() {
+                        "display"
+                    } else {
+                        "original"
+                    };
+                    WaitingItem {
+                        url: crate::domains::media::signed_url(&ctx, &r, variant).0,
+                        media_id: r.id,
+                        kind: r.kind,
+                        uploaded_at: to_datetime(r.uploaded_at_ms),
+                    }
+                })
+                .collect(),
+            next_after,
+        }))
+    }
+
+    /// Post a score for a waiting item: the media thresholds approve, reject or leave it
+    /// queued for people, as they do the in-process model's scores. `409 conflict` for an item
+    /// no longer waiting. A service credential with the `moderation` scope.
+    #[oai(
+        path = "/v1/classifier/items/:media_id/score",
+        method = "post",
+        operation_id = "classifier_score",
+        tag = "ApiTags::Admin"
+    )]
+    async fn score(
+        &self,
+        ctx: Data<&Arc<Ctx>>,
+        auth: ServiceAuth,
+        media_id: Path<String>,
+        body: JsonBody<ScoreRequest>,
+    ) -> AppResult<Json<ScoreResult>> {
+        let cred = service::authenticate(&ctx, &auth.0.token, service::SCOPE_MODERATION).await?;
+        let rec = crate::domains::media::moderation::score_external(
+            &ctx,
+            &cred.actor(),
+            &media_id,
+            body.0.score,
+        )
+        .await?;
+        Ok(Json(ScoreResult {
+            media_id: rec.id,
+            status: rec.status,
+            score: rec.score,
         }))
     }
 }

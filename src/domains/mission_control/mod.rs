@@ -9,6 +9,7 @@ pub mod kyc;
 pub mod moderation;
 pub mod payouts;
 pub mod reports;
+pub mod service;
 mod tables;
 pub use tables::TABLES;
 

@@ -31,4 +31,8 @@ crate::tables! {
     KYC_BY_STREAMER: &str => &str = "kyc_case_by_streamer";
     /// (documents due for deletion at ms, case id).
     KYC_RETENTION: (i64, &str) => () = "kyc_retention";
+    /// credential id → ServiceCredential.
+    SERVICE_CREDENTIALS: &str => &[u8] = "service_credential";
+    /// SHA-256 of a service token → credential id.
+    SERVICE_TOKENS: &str => &str = "service_token";
 }
