@@ -11,6 +11,7 @@ pub fn full() -> bool {
 }
 
 /// Tunes the process like `duet serve` and runs `f` on a multi-threaded runtime.
+#[allow(dead_code)] // the ML benchmark runs no server
 pub fn run<F: std::future::Future>(f: F) -> F::Output {
     duet::cli::tune_process();
     duet::cli::install_crypto_provider();

@@ -32,7 +32,15 @@ const INPUT: &str = "input:0";
 const OUTPUT: &str = "outputs";
 
 /// One image, preprocessed: `SIDE × SIDE × 3` floats.
+#[derive(Clone)]
 pub struct Prepared(Vec<f32>);
+
+impl Prepared {
+    /// The floats, NHWC (what a baseline elsewhere is fed).
+    pub fn as_slice(&self) -> &[f32] {
+        &self.0
+    }
+}
 
 /// Resize, crop, BGR, mean: what the model expects.
 pub fn prepare(img: &DynamicImage) -> Prepared {
