@@ -9,7 +9,7 @@
 pub mod nsfw;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::config::MlConfig;
 
@@ -18,27 +18,32 @@ pub const RUNTIME_LIBRARY: &str = "lib/libonnxruntime.so.1.31.1";
 /// The open_nsfw model, under `ml.dir`.
 pub const NSFW_MODEL: &str = "open-nsfw.onnx";
 
-/// The process's ONNX Runtime environment, loaded once (the first library path wins), or why
-/// it could not be.
-static RUNTIME: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+/// The process's ONNX Runtime environment, once loaded (the first library that loads wins).
+/// Only success is kept: an app started without the models (ML off) must not keep a later
+/// one in the same process from loading them.
+static RUNTIME: parking_lot::Mutex<Option<ort::environment::Environment>> =
+    parking_lot::Mutex::new(None);
 
 fn runtime(library: &Path) -> Result<ort::environment::Environment, String> {
-    RUNTIME
-        .get_or_init(|| {
-            if !library.is_file() {
-                return Err(format!(
-                    "{} is missing (run ml-models/fetch)",
-                    library.display()
-                ));
-            }
-            ort::init_from(library)
-                .map_err(|e| format!("loading {}: {e}", library.display()))?
-                .with_name("duet")
-                .with_telemetry(false)
-                .build()
-                .map_err(|e| format!("starting ONNX Runtime: {e}"))
-        })
-        .clone()
+    let mut loaded = RUNTIME.lock();
+    if let Some(env) = loaded.as_ref() {
+        return Ok(env.clone());
+    }
+    // Checked before ort is touched: ort panics on use after a failed load.
+    if !library.is_file() {
+        return Err(format!(
+            "{} is missing (run ml-models/fetch)",
+            library.display()
+        ));
+    }
+    let env = ort::init_from(library)
+        .map_err(|e| format!("loading {}: {e}", library.display()))?
+        .with_name("duet")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| format!("starting ONNX Runtime: {e}"))?;
+    *loaded = Some(env.clone());
+    Ok(env)
 }
 
 /// What ML this app runs.

@@ -185,7 +185,20 @@ async fn without_models_the_server_serves_with_ml_off_and_people_moderate() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.body["id"].as_str().unwrap().to_owned();
     assert_eq!(status_of(&t, &u, &id).await, "queued");
-    let _ = json!({});
+    // An app that started without models keeps no later one in this process from loading them.
+    if models_here() {
+        let later = TestApp::spawn_with(|c| c.ml.enabled = true).await;
+        let text = later
+            .http
+            .get(format!("{}/readyz", later.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("ml: on"), "{text}");
+    }
 }
 
 #[tokio::test]
