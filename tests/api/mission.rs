@@ -566,33 +566,11 @@ async fn an_agency_takes_its_exact_share_of_calls_and_gifts_and_asks_for_payouts
     assert_eq!(r.code(), "conflict", "one agency at a time");
 
     // A 60-second call earns 30 on connect and 30 at 60 s: each split 21 / 9.
-    let call = crate::calls::connect(&t, &p).await;
-    for _ in 0..60 {
-        t.clock.advance_ms(1000);
-        crate::calls::run_timers(&t).await;
-    }
-    let end = crate::calls::act(&t, &p.user, &call, "hangup").await;
+    let end = minute_call(&t, &p).await;
     assert_eq!(end.body["earned"], 60, "{:?}", end.body);
     // A gift of 100 with a 50% streamer share: 50, split 35 / 15.
     let gift = crate::coins::make_gift(&t, &admin, 100, 50).await;
-    let send = |key: &'static str| {
-        let (t, token, gift, to) = (
-            &t,
-            p.user.access.clone(),
-            gift.clone(),
-            p.streamer.user_id.clone(),
-        );
-        async move {
-            crate::coins::post_idem(
-                t,
-                "/v1/gifts/send",
-                &token,
-                Some(key),
-                json!({"giftId": gift, "toUserId": to}),
-            )
-            .await
-        }
-    };
+    let send = |key: &'static str| send_gift(&t, &p, &gift, key);
     assert_eq!(send("g-1").await.status, 200);
     let earnings = t.get("/v1/me/earnings", &p.streamer.access).await;
     assert_eq!(earnings.body["coins"], 21 + 21 + 35, "{:?}", earnings.body);
@@ -905,31 +883,9 @@ async fn the_streamer_portal_shows_days_and_the_rules_to_accept() {
     let t = TestApp::spawn().await;
     let admin = t.admin().await;
     let p = crate::calls::pair(&t, &admin, 1000).await;
-    let call = crate::calls::connect(&t, &p).await;
-    for _ in 0..60 {
-        t.clock.advance_ms(1000);
-        crate::calls::run_timers(&t).await;
-    }
-    crate::calls::act(&t, &p.user, &call, "hangup").await;
+    minute_call(&t, &p).await;
     let gift = crate::coins::make_gift(&t, &admin, 100, 50).await;
-    let send = |key: &'static str| {
-        let (t, token, gift, to) = (
-            &t,
-            p.user.access.clone(),
-            gift.clone(),
-            p.streamer.user_id.clone(),
-        );
-        async move {
-            crate::coins::post_idem(
-                t,
-                "/v1/gifts/send",
-                &token,
-                Some(key),
-                json!({"giftId": gift, "toUserId": to}),
-            )
-            .await
-        }
-    };
+    let send = |key: &'static str| send_gift(&t, &p, &gift, key);
     assert_eq!(send("g-1").await.status, 200);
     t.clock.advance_ms(86_400_000);
     let streamer = t.refresh(&p.streamer).await;
@@ -1071,4 +1027,27 @@ async fn the_streamer_portal_shows_days_and_the_rules_to_accept() {
             .iter()
             .any(|a| a["action"] == "streamer_rules.publish")
     );
+}
+
+/// A direct call of the pair, connected for 60 s (each second's timers run), hung up by the
+/// user: its final state.
+async fn minute_call(t: &TestApp, p: &crate::calls::Pair) -> Reply {
+    let call = crate::calls::connect(t, p).await;
+    for _ in 0..60 {
+        t.clock.advance_ms(1000);
+        crate::calls::run_timers(t).await;
+    }
+    crate::calls::act(t, &p.user, &call, "hangup").await
+}
+
+/// The pair's user sends `gift` to the pair's streamer under idempotency key `key`.
+async fn send_gift(t: &TestApp, p: &crate::calls::Pair, gift: &str, key: &str) -> Reply {
+    crate::coins::post_idem(
+        t,
+        "/v1/gifts/send",
+        &p.user.access,
+        Some(key),
+        json!({"giftId": gift, "toUserId": p.streamer.user_id}),
+    )
+    .await
 }

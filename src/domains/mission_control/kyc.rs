@@ -199,24 +199,14 @@ pub async fn list(
 ) -> AppResult<Vec<KycCase>> {
     ctx.store
         .read(move |rtx| {
-            let idx = rtx.read_table(KYC_BY_STATE)?;
-            let cases = rtx.read_table(KYC_CASES)?;
-            let (s, from) = (state.as_str(), after.unwrap_or_default());
-            let mut out = Vec::new();
-            for row in idx.range((s, from.as_str())..(s, "~"))? {
-                let (k, _) = row?;
-                let id = k.value().1;
-                if id == from {
-                    continue;
-                }
-                if let Some(c) = get::<&str, KycCase>(&cases, id)? {
-                    out.push(c);
-                }
-                if out.len() == limit {
-                    break;
-                }
-            }
-            Ok(out)
+            super::in_state(
+                rtx,
+                KYC_BY_STATE,
+                KYC_CASES,
+                state.as_str(),
+                after.as_deref(),
+                limit,
+            )
         })
         .await
 }

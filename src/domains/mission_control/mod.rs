@@ -101,3 +101,32 @@ pub async fn unban(ctx: &Ctx, actor: &str, user_id: &str) -> AppResult<()> {
         })
         .await
 }
+
+/// The records in `state` of a `(state, id)` index, in id order after the `after` id, at most
+/// `limit`: the queue reads of payouts, reports and KYC cases.
+fn in_state<T: serde::de::DeserializeOwned>(
+    rtx: &redb::ReadTransaction,
+    index: redb::TableDefinition<'static, (&'static str, &'static str), ()>,
+    records: redb::TableDefinition<'static, &'static str, &'static [u8]>,
+    state: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> AppResult<Vec<T>> {
+    let (idx, records) = (rtx.open_table(index)?, rtx.open_table(records)?);
+    let from = after.unwrap_or_default();
+    let mut out = Vec::new();
+    for row in idx.range((state, from)..(state, "~"))? {
+        if out.len() == limit {
+            break;
+        }
+        let (k, _) = row?;
+        let id = k.value().1;
+        if id == from {
+            continue;
+        }
+        if let Some(r) = crate::core::store::get::<&str, T>(&records, id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}

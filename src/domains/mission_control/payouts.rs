@@ -333,20 +333,7 @@ pub async fn decide(
 }
 
 pub fn by_state(rtx: &ReadTransaction, state: PayoutState, limit: usize) -> AppResult<Vec<Payout>> {
-    let idx = rtx.open_table(PAYOUTS_BY_STATE)?;
-    let t = rtx.open_table(PAYOUTS)?;
-    let mut out = Vec::new();
-    for row in idx.range((state.as_str(), "")..)?.take(limit * 2) {
-        let (k, _) = row?;
-        let (s, id) = k.value();
-        if s != state.as_str() || out.len() >= limit {
-            break;
-        }
-        if let Some(p) = get::<&str, Payout>(&t, id)? {
-            out.push(p);
-        }
-    }
-    Ok(out)
+    super::in_state(rtx, PAYOUTS_BY_STATE, PAYOUTS, state.as_str(), None, limit)
 }
 
 pub fn of_streamer(rtx: &ReadTransaction, streamer_id: &str) -> AppResult<Vec<Payout>> {

@@ -168,6 +168,11 @@ impl Report {
     }
 }
 
+/// Every row of one reporter in `report_by_reporter`.
+fn of_reporter(reporter: &str) -> std::ops::RangeInclusive<(&str, i64, &str)> {
+    (reporter, i64::MIN, "")..=(reporter, i64::MAX, "~")
+}
+
 fn target_key(kind: TargetKind, id: &str) -> String {
     format!("{}:{id}", kind.as_str())
 }
@@ -203,9 +208,7 @@ pub async fn file(ctx: &Ctx, who: &Principal, mut new: NewReport) -> AppResult<R
             let reports = tx.read(REPORTS)?;
             if let Some(open) = tx
                 .read(REPORTS_BY_REPORTER)?
-                .range(
-                    (who.user_id.as_str(), i64::MIN, "")..=(who.user_id.as_str(), i64::MAX, "~"),
-                )?
+                .range(of_reporter(&who.user_id))?
                 .rev()
                 .filter_map(Result::ok)
                 .filter_map(|(k, _)| get::<&str, Report>(&reports, k.value().2).ok().flatten())
@@ -308,25 +311,14 @@ pub async fn list(
 ) -> AppResult<Vec<Report>> {
     ctx.store
         .read(move |rtx| {
-            let idx = rtx.read_table(REPORTS_BY_STATE)?;
-            let reports = rtx.read_table(REPORTS)?;
-            let s = state.as_str();
-            let from = after.unwrap_or_default();
-            let mut out = Vec::new();
-            for row in idx.range((s, from.as_str())..(s, "~"))? {
-                let (k, _) = row?;
-                let id = k.value().1;
-                if id == from {
-                    continue;
-                }
-                if let Some(r) = get::<&str, Report>(&reports, id)? {
-                    out.push(r);
-                }
-                if out.len() == limit {
-                    break;
-                }
-            }
-            Ok(out)
+            super::in_state(
+                rtx,
+                REPORTS_BY_STATE,
+                REPORTS,
+                state.as_str(),
+                after.as_deref(),
+                limit,
+            )
         })
         .await
 }
@@ -527,7 +519,7 @@ pub async fn filed_by(
             let reports = rtx.read_table(REPORTS)?;
             let mut out = Vec::new();
             let idx = rtx.read_table(REPORTS_BY_REPORTER)?;
-            let rows = idx.range((uid.as_str(), i64::MIN, "")..=(uid.as_str(), i64::MAX, "~"))?;
+            let rows = idx.range(of_reporter(&uid))?;
             let rows: Box<dyn Iterator<Item = _>> = if newest_first {
                 Box::new(rows.rev())
             } else {
@@ -549,7 +541,7 @@ pub async fn filed_by(
 pub fn erase_tx(tx: &Tx, user_id: &str) -> AppResult<()> {
     let ids: Vec<String> = tx
         .read(REPORTS_BY_REPORTER)?
-        .range((user_id, i64::MIN, "")..=(user_id, i64::MAX, "~"))?
+        .range(of_reporter(user_id))?
         .map(|row| row.map(|(k, _)| k.value().2.to_owned()))
         .collect::<Result<_, _>>()?;
     for id in ids {
